@@ -1,0 +1,179 @@
+"""Connection accounting: who holds a database connection, who waits for one, for how long.
+
+`AccountingMixin` wraps any Django DatabaseWrapper at the two points every backend shares:
+`get_new_connection()` (a checkout: a new connection, or one taken from a pool) and
+`_close()` (a return: closed, or given back to the pool). It keeps Prometheus metrics for
+live sampling (/metrics) and, when BENCH_ACCOUNTING_DIR is set, appends one exact line per
+event to `accounting-<pid>.csv` there, from which the harness computes peaks and percentiles.
+"""
+
+import contextvars
+import os
+import threading
+import time
+
+from django.conf import settings
+from prometheus_client import Counter, Gauge, Histogram
+
+# The URL name of the request being served by this greenlet ("stream", "probe", ...).
+current_route = contextvars.ContextVar("bench_route", default="other")
+
+_LIVE = {"multiprocess_mode": "livesum"}
+IN_USE = Gauge("bench_db_connections_in_use", "Connections checked out right now", **_LIVE)
+WAITING = Gauge(
+    "bench_db_connections_waiting", "Greenlets waiting to check out a connection right now", **_LIVE
+)
+IN_USE_PEAK = Gauge(
+    "bench_db_connections_in_use_peak", "Highest connections in use since start", multiprocess_mode="max"
+)
+WAITING_PEAK = Gauge(
+    "bench_db_connections_waiting_peak", "Highest waiters since start", multiprocess_mode="max"
+)
+CHECKOUTS = Counter("bench_db_checkouts", "Connections checked out", ["route"])
+ACQUIRE_ERRORS = Counter("bench_db_acquire_errors", "Checkouts that raised", ["route"])
+ACQUIRE_WAIT = Histogram(
+    "bench_db_acquire_wait_seconds",
+    "Time from asking for a connection to having one (pool wait, connect and checks)",
+    ["route"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+)
+HOLD = Histogram(
+    "bench_db_connection_hold_seconds",
+    "Time from checkout to return of a connection",
+    ["route"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+)
+DB_ERRORS = Counter("bench_db_errors", "Requests that failed with a django.db.Error", ["route"])
+
+EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,detail\n"
+
+
+class _EventLog:
+    """One CSV per worker process, line-buffered so a killed worker loses nothing written."""
+
+    def __init__(self):
+        self._file = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", detail=""):
+        directory = settings.BENCH_ACCOUNTING_DIR
+        if not directory:
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
+                self._file = open(path, "a", buffering=1, encoding="utf-8")
+                if self._file.tell() == 0:
+                    self._file.write(EVENT_LOG_HEADER)
+                self._pid = os.getpid()
+            detail = detail.replace('"', "'").replace("\n", " ")
+            self._file.write(
+                f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},"{detail}"\n'
+            )
+
+
+event_log = _EventLog()
+
+
+def _fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
+
+
+class _Counts:
+    """In-process counts behind the gauges; a lock keeps them exact under threads too."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
+
+    def add(self, in_use=0, waiting=0):
+        with self.lock:
+            self.in_use += in_use
+            self.waiting += waiting
+            self.in_use_peak = max(self.in_use_peak, self.in_use)
+            self.waiting_peak = max(self.waiting_peak, self.waiting)
+            IN_USE.set(self.in_use)
+            WAITING.set(self.waiting)
+            IN_USE_PEAK.set(self.in_use_peak)
+            WAITING_PEAK.set(self.waiting_peak)
+
+
+counts = _Counts()
+
+
+class AccountingMixin:
+    """Put first in the bases of a backend's DatabaseWrapper: `class W(AccountingMixin, Base)`."""
+
+    _bench_checkout = None  # (perf_counter at checkout, route)
+
+    def pool_limit(self):
+        """The most connections this process may hold, or None when unbounded."""
+        return None
+
+    def get_new_connection(self, conn_params):
+        route = current_route.get()
+        counts.add(waiting=1)
+        event_log.write("acquire", route)
+        started = time.perf_counter()
+        try:
+            conn = super().get_new_connection(conn_params)
+        except BaseException as exc:
+            counts.add(waiting=-1)
+            ACQUIRE_ERRORS.labels(route).inc()
+            waited = _fmt_ms(time.perf_counter() - started)
+            event_log.write("acquire_error", route, waited, detail=f"{type(exc).__name__}: {exc}")
+            raise
+        waited = time.perf_counter() - started
+        counts.add(in_use=1, waiting=-1)
+        CHECKOUTS.labels(route).inc()
+        ACQUIRE_WAIT.labels(route).observe(waited)
+        self._bench_checkout = (time.perf_counter(), route)
+        event_log.write("checkout", route, _fmt_ms(waited), backend_pid=_backend_pid(conn))
+        return conn
+
+    def _close(self):
+        checkout, self._bench_checkout = self._bench_checkout, None
+        pid = _backend_pid(self.connection)
+        try:
+            super()._close()
+        finally:
+            if checkout is not None:
+                held = time.perf_counter() - checkout[0]
+                counts.add(in_use=-1)
+                HOLD.labels(checkout[1]).observe(held)
+                event_log.write("return", checkout[1], hold_ms=_fmt_ms(held), backend_pid=pid)
+
+
+def _backend_pid(conn):
+    """The PostgreSQL backend pid, read from libpq without a round trip."""
+    try:
+        return conn.info.backend_pid
+    except Exception:  # a closed or broken connection
+        return ""
+
+
+def record_db_error(exc):
+    route = current_route.get()
+    DB_ERRORS.labels(route).inc()
+    event_log.write("db_error", route, detail=f"{type(exc).__name__}: {exc}")
+
+
+class RouteMiddleware:
+    """Labels the greenlet with the URL name, so checkouts made later while streaming keep it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        current_route.set("other")
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        current_route.set(request.resolver_match.url_name or "other")
+
+    def process_exception(self, request, exception):
+        from django.db import Error
+
+        if isinstance(exception, Error):
+            record_db_error(exception)

@@ -1,0 +1,27 @@
+# gunicorn settings for the app under test: gunicorn -c benchapp/gunicorn.conf.py
+# Read from the same BENCH_* environment variables as benchapp/settings.py (.env.example).
+import os
+
+wsgi_app = "benchapp.wsgi:application"
+bind = f"{os.environ.get('BENCH_HOST', '127.0.0.1')}:{os.environ.get('BENCH_PORT', '8000')}"
+worker_class = "gevent"
+workers = int(os.environ.get("BENCH_WORKERS", "1"))
+# The most concurrent clients one worker accepts; more wait in the listen backlog.
+worker_connections = int(os.environ.get("BENCH_WORKER_CONNECTIONS", "1000"))
+# After SIGTERM, streams still open after this many seconds are cut.
+graceful_timeout = int(os.environ.get("BENCH_GRACEFUL_TIMEOUT", "5"))
+# gunicorn 27 would otherwise create ~/.gunicorn/gunicorn.ctl.
+control_socket_disable = True
+errorlog = "-"
+loglevel = os.environ.get("BENCH_GUNICORN_LOG_LEVEL", "info")
+
+
+def post_fork(server, worker):
+    # psycopg2 blocks the whole worker on every query unless it yields to gevent.
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

@@ -1,0 +1,61 @@
+"""Settings of the app under test, read from BENCH_* environment variables.
+
+Every variable is listed, with its default, in .env.example. The harness sets them from the
+matrix file; `make serve` and docker-compose set them the same way.
+"""
+
+import json
+import os
+from urllib.parse import unquote, urlsplit
+
+BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _database(url: str) -> dict:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"BENCH_DATABASE_URL must start with postgres://, got {url!r}")
+    return {
+        "ENGINE": os.environ.get("BENCH_DB_ENGINE", "benchapp.db.geventpool"),
+        "NAME": unquote(parts.path.lstrip("/")) or "bench",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
+        "ATOMIC_REQUESTS": os.environ.get("BENCH_ATOMIC_REQUESTS", "0") == "1",
+        "OPTIONS": json.loads(os.environ.get("BENCH_DB_OPTIONS", '{"MAX_CONNS": 4}')),
+    }
+
+
+SECRET_KEY = os.environ.get("BENCH_SECRET_KEY", "local-benchmark-only-not-a-secret")
+DEBUG = os.environ.get("BENCH_DEBUG", "0") == "1"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "benchapp.urls"
+WSGI_APPLICATION = "benchapp.wsgi.application"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = ["benchapp"]
+MIDDLEWARE = ["benchapp.accounting.RouteMiddleware"]
+
+DATABASES = {
+    "default": _database(
+        os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench")
+    )
+}
+
+# Shown by /healthz so that a run can tell which configuration answered.
+BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "geventpool")
+# Rows `python -m benchapp seed` writes and /probe/ looks up.
+BENCH_SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "10000"))
+# Where each worker appends one line per connection checkout and return (exact accounting).
+BENCH_ACCOUNTING_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("BENCH_LOG_LEVEL", "WARNING")},
+}

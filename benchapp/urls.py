@@ -1,0 +1,10 @@
+from django.urls import path
+
+from benchapp import views
+
+urlpatterns = [
+    path("stream/<slug:variant>/", views.stream, name="stream"),
+    path("probe/", views.probe, name="probe"),
+    path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
+]

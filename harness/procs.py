@@ -1,0 +1,85 @@
+"""Child processes that always end: each runs in its own session (process group), and
+stopping signals the whole group, then kills whatever is left."""
+
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+
+
+def spawn(cmd, log_path, env=None, cwd=None, user=None):
+    log = open(log_path, "ab")
+    try:
+        kwargs = {}
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        return subprocess.Popen(
+            [str(c) for c in cmd],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            **kwargs,
+        )
+    finally:
+        log.close()
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=10.0):
+    """Send `sig` to the process group, wait up to `timeout`, then SIGKILL the group."""
+    if proc is None:
+        return None
+    _signal_group(proc, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)
+    code = proc.wait()
+    _wait_group_gone(proc.pid, 5.0)
+    return code
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes in the process group `pgid`."""
+    members = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(p)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _wait_group_gone(pgid, timeout):
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        _signal_group_id(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _signal_group_id(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path, lines=15):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+    except OSError:
+        return ""
