@@ -13,7 +13,7 @@ import os
 import random
 import time
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Avg, Count, Sum
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.conf import settings
@@ -93,7 +93,7 @@ def probe(request):
 
 
 def healthz(request):
-    conn = connection  # the default alias; nothing here opens a database connection
+    conn = connections["default"]  # the wrapper itself; nothing here opens a connection
     try:
         import psycopg2.extensions
 

@@ -13,7 +13,6 @@ import pwd
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -239,16 +238,3 @@ def _wait_ready(url, proc, log_path, timeout=60.0):
             if time.monotonic() > deadline:
                 raise CellError(f"PostgreSQL not ready after {timeout:.0f}s:\n{procs.tail(log_path)}")
             time.sleep(0.05)
-
-
-def run_django(args, env, log_path):
-    """Run `python -m benchapp <args>` (migrate, seed) and fail with its output."""
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "benchapp", *args], env=env, capture_output=True, text=True
-    )
-    with open(log_path, "a") as log:
-        log.write(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise CellError(f"python -m benchapp {' '.join(args)} failed:\n{result.stderr[-2000:]}")

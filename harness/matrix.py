@@ -1,0 +1,221 @@
+"""matrix.toml: backends, variants, scenarios and named matrices, read and checked here."""
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from harness import ROOT, UsageError
+
+MATRIX_FILE = ROOT / "matrix.toml"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything a cell runs with; defaults live in matrix.toml's [defaults], not here."""
+
+    pool_max: int
+    db_max_connections: int
+    streams: int
+    spawn_s: float
+    duration_s: float
+    chunks: int
+    chunk_bytes: int
+    delay_ms: int
+    read_rate_bps: int
+    probe_rate: float
+    probe_timeout_s: float
+    stream_timeout_s: float
+    seed_rows: int
+    workers: int
+    worker_connections: int
+
+    # (lowest allowed, what the number is): checked for every cell before anything starts.
+    LIMITS = {
+        "pool_max": (1, "connections"),
+        "db_max_connections": (5, "connections"),
+        "streams": (1, "clients"),
+        "spawn_s": (0, "seconds"),
+        "duration_s": (1, "seconds"),
+        "chunks": (1, "chunks"),
+        "chunk_bytes": (1, "bytes"),
+        "delay_ms": (0, "milliseconds"),
+        "read_rate_bps": (0, "bytes per second (0: unlimited)"),
+        "probe_rate": (0.1, "probes per second"),
+        "probe_timeout_s": (0.1, "seconds"),
+        "stream_timeout_s": (1, "seconds"),
+        "seed_rows": (1, "rows"),
+        "workers": (1, "processes"),
+        "worker_connections": (1, "clients per worker"),
+    }
+
+    @property
+    def stream_s(self) -> float:
+        """How long the server takes to send one stream."""
+        return (self.chunks - 1) * self.delay_ms / 1000
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    description: str
+    engine: str
+    conn_max_age: int
+    options: dict
+    driver: str
+    env: str
+
+    def django_options(self, pool_max: int) -> dict:
+        return {k: pool_max if v == "{pool_max}" else v for k, v in self.options.items()}
+
+
+@dataclass(frozen=True)
+class Cell:
+    backend: Backend
+    variant: str
+    scenario: str
+    repeat: int
+    params: Params
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend.name}/{self.variant}/{self.scenario}"
+
+    @property
+    def path(self) -> Path:
+        """Where the cell's files go inside the run directory."""
+        return Path(self.backend.name, self.variant, self.scenario, f"r{self.repeat}")
+
+
+@dataclass
+class Matrix:
+    path: Path
+    defaults: dict
+    backends: dict
+    variants: dict
+    scenarios: dict
+    matrices: dict
+    raw: dict = field(repr=False, default_factory=dict)
+
+    def cells(self, matrix: str, overrides: dict | None = None, repeat: int = 1) -> list[Cell]:
+        if matrix not in self.matrices:
+            raise UsageError(f"MATRIX={matrix} is unknown: use one of {', '.join(self.matrices)}")
+        spec = self.matrices[matrix]
+        cells = []
+        for r in range(1, repeat + 1):
+            for b in spec["backends"]:
+                for v in spec["variants"]:
+                    for s in spec["scenarios"]:
+                        cells.append(Cell(self.backends[b], v, s, r, self.params(s, overrides)))
+        return cells
+
+    def params(self, scenario: str, overrides: dict | None = None) -> Params:
+        values = dict(self.defaults)
+        values.update({k: v for k, v in self.scenarios[scenario].items() if k != "description"})
+        values.update(overrides or {})
+        return check_params(values, f"scenario {scenario}")
+
+
+def _require(table, key, where, kind):
+    if key not in table:
+        raise UsageError(f"{MATRIX_FILE.name}: {where} needs a {key!r} {kind}")
+    return table[key]
+
+
+def check_params(values: dict, where: str) -> Params:
+    names = {f.name: f.type for f in fields(Params)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise UsageError(
+            f"unknown parameter {unknown[0]!r} in {where}: known are {', '.join(names)}"
+        )
+    missing = sorted(set(names) - set(values))
+    if missing:
+        raise UsageError(f"{MATRIX_FILE.name}: [defaults] lacks {missing[0]!r}")
+    out = {}
+    for name, kind in names.items():
+        value = values[name]
+        low, unit = Params.LIMITS[name]
+        number_type = int if kind in (int, "int") else float
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            number_type is int and value != int(value)
+        ):
+            raise UsageError(f"{name}={value!r} in {where} must be a whole number of {unit}"
+                             if number_type is int else f"{name}={value!r} in {where} must be a number of {unit}")
+        if value < low:
+            raise UsageError(f"{name}={value} in {where} is too small: use at least {low} ({unit})")
+        out[name] = number_type(value)
+    params = Params(**out)
+    if params.pool_max * params.workers > params.db_max_connections - 3:
+        raise UsageError(
+            f"pool_max={params.pool_max} x workers={params.workers} in {where} exceeds "
+            f"db_max_connections={params.db_max_connections} minus 3 superuser slots: "
+            "lower pool_max or raise db_max_connections"
+        )
+    if params.streams + 1 > params.worker_connections * params.workers:
+        raise UsageError(
+            f"streams={params.streams} in {where} is more than the server accepts "
+            f"(worker_connections={params.worker_connections} x workers={params.workers}): "
+            "raise worker_connections or lower streams"
+        )
+    return params
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`--set key=value` pairs; values are numbers."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} must look like key=value, e.g. --set duration_s=20")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            raise UsageError(f"--set {item}: {raw!r} is not a number") from None
+    return out
+
+
+def load(path: Path = MATRIX_FILE) -> Matrix:
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"matrix file {path} not found: run from a checkout of this project") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{Path(path).name} is not valid TOML ({exc}): fix that line") from None
+    for section in ("defaults", "backends", "variants", "scenarios", "matrices"):
+        if not isinstance(raw.get(section), dict) or not raw[section]:
+            raise UsageError(f"{Path(path).name} needs a non-empty [{section}] table")
+    backends = {}
+    for name, table in raw["backends"].items():
+        where = f"[backends.{name}]"
+        backends[name] = Backend(
+            name=name,
+            description=table.get("description", ""),
+            engine=_require(table, "engine", where, "Django ENGINE"),
+            conn_max_age=int(table.get("conn_max_age", 0)),
+            options=dict(table.get("options", {})),
+            driver=_require(table, "driver", where, "driver name"),
+            env=_require(table, "env", where, "environment name"),
+        )
+    matrix = Matrix(
+        path=Path(path),
+        defaults=raw["defaults"],
+        backends=backends,
+        variants=raw["variants"],
+        scenarios=raw["scenarios"],
+        matrices=raw["matrices"],
+        raw=raw,
+    )
+    for name in matrix.scenarios:
+        matrix.params(name)
+    for name, spec in matrix.matrices.items():
+        for key, known in (("backends", backends), ("variants", matrix.variants),
+                           ("scenarios", matrix.scenarios)):
+            listed = _require(spec, key, f"[matrices.{name}]", "list")
+            for item in listed:
+                if item not in known:
+                    raise UsageError(
+                        f"{Path(path).name}: [matrices.{name}] names {key[:-1]} {item!r}, which "
+                        f"is not declared: use one of {', '.join(known)}"
+                    )
+    return matrix

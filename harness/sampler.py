@@ -1,0 +1,104 @@
+"""The timeline of a cell: PostgreSQL's view (pg_stat_activity) and the server's own
+accounting (/metrics), sampled together every `interval` seconds into timeline.csv.
+
+PostgreSQL is asked over a superuser connection, which keeps a reserved slot
+(superuser_reserved_connections) even when the app has used up max_connections.
+"""
+
+import csv
+import threading
+import time
+import urllib.request
+
+import psycopg2
+from prometheus_client.parser import text_string_to_metric_families
+
+COLUMNS = [
+    "t_s", "unix_s", "pool_in_use", "pool_waiting", "pool_checkouts_total",
+    "db_backends", "db_active", "db_idle", "db_idle_in_transaction", "db_other",
+]
+
+ACTIVITY_SQL = """
+SELECT count(*),
+       count(*) FILTER (WHERE state = 'active'),
+       count(*) FILTER (WHERE state = 'idle'),
+       count(*) FILTER (WHERE state LIKE 'idle in transaction%%'),
+       count(*) FILTER (WHERE state IS NULL OR state NOT IN
+                        ('active', 'idle', 'idle in transaction', 'idle in transaction (aborted)'))
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND usename = %s AND datname = %s
+"""
+
+METRICS = {
+    "bench_db_connections_in_use": "pool_in_use",
+    "bench_db_connections_waiting": "pool_waiting",
+    "bench_db_checkouts_total": "pool_checkouts_total",
+}
+
+
+def read_metrics(base_url: str, timeout: float = 1.0) -> dict:
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            column = METRICS.get(sample.name)
+            if column:
+                out[column] = out.get(column, 0) + sample.value
+    return out
+
+
+class Sampler(threading.Thread):
+    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1):
+        super().__init__(name="sampler", daemon=True)
+        self.path, self.admin_url, self.server_url = path, admin_url, server_url
+        self.app_user, self.app_db, self.interval = app_user, app_db, interval
+        self.stop_event = threading.Event()
+        self.samples = 0
+        self.errors = 0
+        self.error = None
+
+    def __enter__(self):
+        self.conn = psycopg2.connect(self.admin_url, connect_timeout=5)
+        self.conn.autocommit = True
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(10)
+        self.conn.close()
+
+    def run(self):
+        with open(self.path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            t0 = time.monotonic()
+            tick = 0
+            while not self.stop_event.is_set():
+                writer.writerow(self.sample(time.monotonic() - t0))
+                tick += 1
+                # Absolute schedule: a slow sample delays the next one, never shifts them all.
+                self.stop_event.wait(max(0.0, t0 + tick * self.interval - time.monotonic()))
+            f.flush()
+
+    def sample(self, t):
+        row = {"t_s": f"{t:.3f}", "unix_s": f"{time.time():.3f}"}
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(ACTIVITY_SQL, (self.app_user, self.app_db))
+                total, active, idle, idle_tx, other = cur.fetchone()
+            row.update(db_backends=total, db_active=active, db_idle=idle,
+                       db_idle_in_transaction=idle_tx, db_other=other)
+        except psycopg2.Error as exc:
+            self._failed(exc)
+        try:
+            row.update({k: int(v) for k, v in read_metrics(self.server_url).items()})
+        except OSError as exc:
+            self._failed(exc)
+        self.samples += 1
+        return [row.get(c, "") for c in COLUMNS]
+
+    def _failed(self, exc):
+        self.errors += 1
+        self.error = f"{type(exc).__name__}: {exc}"

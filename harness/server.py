@@ -1,0 +1,147 @@
+"""The app under test: gunicorn with the gevent worker, started for one cell and stopped after.
+
+`server_env()` is the one translation from a backend and its parameters to the BENCH_*
+variables that benchapp/settings.py and benchapp/gunicorn.conf.py read.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from harness import ROOT, CellError, procs
+from harness.matrix import Backend, Params
+
+
+def python_for(env_name: str) -> str:
+    """The interpreter of a backend's Python environment ("bench": this one)."""
+    return sys.executable
+
+
+def server_env(backend: Backend, params: Params, database_url: str, port: int,
+               accounting_dir: str = "") -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="benchapp.settings",
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        BENCH_BACKEND=backend.name,
+        BENCH_DATABASE_URL=database_url,
+        BENCH_DB_ENGINE=backend.engine,
+        BENCH_CONN_MAX_AGE=str(backend.conn_max_age),
+        BENCH_DB_OPTIONS=json.dumps(backend.django_options(params.pool_max)),
+        BENCH_HOST="127.0.0.1",
+        BENCH_PORT=str(port),
+        BENCH_WORKERS=str(params.workers),
+        BENCH_WORKER_CONNECTIONS=str(params.worker_connections),
+        BENCH_SEED_ROWS=str(params.seed_rows),
+        BENCH_ACCOUNTING_DIR=str(accounting_dir),
+    )
+    return env
+
+
+def prepare_database(backend: Backend, params: Params, database_url: str, log_path):
+    """Create the schema and seed the table, with Django's stock backend (no pool needed)."""
+    env = server_env(backend, params, database_url, 0)
+    env["BENCH_DB_ENGINE"] = "django.db.backends.postgresql"
+    env["BENCH_DB_OPTIONS"] = "{}"
+    for args in (["migrate", "--no-input", "-v", "0"], ["seed", "--rows", str(params.seed_rows)]):
+        result = subprocess.run(
+            [python_for(backend.env), "-m", "benchapp", *args],
+            env=env, cwd=ROOT, capture_output=True, text=True,
+        )
+        with open(log_path, "a") as log:
+            log.write(f"$ python -m benchapp {' '.join(args)}\n{result.stdout}{result.stderr}")
+        if result.returncode != 0:
+            raise CellError(f"python -m benchapp {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+
+
+def get(url: str, timeout: float = 5.0):
+    """(status, body bytes, headers) of a GET; HTTP errors are answers, not exceptions."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
+class Server:
+    """`with Server(backend, params, db_url, port, log_path, accounting_dir) as url:`"""
+
+    def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
+                 log_path, accounting_dir=""):
+        self.backend, self.params = backend, params
+        self.port, self.log_path = port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = server_env(backend, params, database_url, port, accounting_dir)
+        self.proc = None
+        self.health = {}
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self.proc = procs.spawn(
+            [python_for(self.backend.env), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
+            self.log_path, env=self.env, cwd=ROOT,
+        )
+        self.health = self.wait_healthy()
+        self.check_health(self.health)
+
+    def wait_healthy(self, timeout=30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise CellError(f"gunicorn exited with {self.proc.returncode}:\n{procs.tail(self.log_path)}")
+            try:
+                status, body, _ = get(f"{self.url}/healthz", timeout=2)
+                if status == 200:
+                    return json.loads(body)
+                raise CellError(f"/healthz answered {status}:\n{procs.tail(self.log_path)}")
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise CellError(f"server not healthy after {timeout:.0f}s:\n{procs.tail(self.log_path)}")
+            time.sleep(0.05)
+
+    def check_health(self, health: dict):
+        if health.get("backend") != self.backend.name:
+            raise CellError(f"/healthz reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
+        if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
+            raise CellError(
+                "the server's psycopg2 is not gevent-patched (psycogreen in post_fork): every query "
+                "would block the whole worker and the numbers would mean something else"
+            )
+        limit = health.get("pool_limit")
+        if limit is not None and limit != self.params.pool_max:
+            raise CellError(f"/healthz reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
+
+    def verify(self, variant: str, warmup_probes: int = 10):
+        """Check each endpoint answers as it should, and warm the worker up."""
+        status, body, headers = get(f"{self.url}/stream/{variant}/?chunks=2&chunk_bytes=64&delay_ms=0")
+        if status != 200 or len(body) != 128:
+            raise CellError(f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected 200 with 128")
+        for _ in range(warmup_probes):
+            status, body, _ = get(f"{self.url}/probe/")
+            if status != 200 or not json.loads(body).get("item"):
+                raise CellError(f"/probe/ answered {status}: {body[:200]!r} (is the table seeded?)")
+        status, body, _ = get(f"{self.url}/metrics")
+        if status != 200 or b"bench_db_connections_in_use" not in body:
+            raise CellError(f"/metrics answered {status} without the connection accounting")
+
+    def stop(self):
+        if self.proc is not None:
+            procs.stop(self.proc, signal.SIGTERM, timeout=int(self.env.get("BENCH_GRACEFUL_TIMEOUT", 5)) + 5)
+            self.proc = None

@@ -1,0 +1,73 @@
+"""Shared by the project's Locust users: the parameters (command line, BENCH_* environment
+variables and the web UI form, defaults from matrix.toml) and an exact per-request log."""
+
+import csv
+import tomllib
+from pathlib import Path
+
+from locust import events
+
+MATRIX = tomllib.loads((Path(__file__).resolve().parent.parent / "matrix.toml").read_text())
+DEFAULTS = MATRIX["defaults"]
+VARIANTS = list(MATRIX["variants"])
+
+# (option, type, help); the default of each is matrix.toml's [defaults] value.
+STREAM_OPTIONS = (
+    ("chunks", int, "chunks per streamed body"),
+    ("chunk_bytes", int, "bytes per chunk"),
+    ("delay_ms", int, "server-side wait before each chunk after the first, ms"),
+    ("read_rate_bps", int, "client read rate, bytes/s (0: as fast as data arrives)"),
+    ("stream_timeout_s", float, "a stream with no byte for this long fails, s"),
+    ("probe_rate", float, "probe requests per second, sent open-loop"),
+    ("probe_timeout_s", float, "a probe unanswered this long fails, s"),
+)
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser):
+    group = parser.add_argument_group("benchmark (this project's options)")
+    group.add_argument(
+        "--variant", choices=VARIANTS, default=VARIANTS[0], env_var="BENCH_VARIANT",
+        help="release variant of /stream/<variant>/ (default %(default)s)",
+    )
+    for name, kind, text in STREAM_OPTIONS:
+        group.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
+            env_var="BENCH_" + name.upper(), help=f"{text} (default %(default)s)",
+        )
+    group.add_argument(
+        "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
+        help="write every request (start, type, name, ms, bytes, failure) to this CSV",
+    )
+
+
+class RequestLog:
+    """Every request Locust records, one CSV row each: exact counts and percentiles."""
+
+    HEADER = ["start_unix_s", "request_type", "name", "response_time_ms", "response_length", "failure"]
+
+    def __init__(self, path):
+        self.file = open(path, "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(self.HEADER)
+
+    def on_request(self, request_type, name, response_time, response_length, exception=None,
+                   start_time=None, **_):
+        failure = "" if exception is None else f"{type(exception).__name__}: {exception}"[:300]
+        self.writer.writerow([
+            f"{start_time:.6f}" if start_time else "", request_type, name,
+            f"{response_time:.3f}", response_length or 0, failure,
+        ])
+
+    def flush(self, **_):
+        self.file.flush()
+
+
+@events.init.add_listener
+def open_request_log(environment, **_):
+    path = getattr(environment.parsed_options, "request_log", "")
+    if path:
+        log = RequestLog(path)
+        environment.events.request.add_listener(log.on_request)
+        environment.events.test_stop.add_listener(log.flush)
+        environment.events.quitting.add_listener(log.flush)
