@@ -18,7 +18,7 @@ class Params:
     db_max_connections: int
     streams: int
     spawn_s: float
-    duration_s: float
+    duration_s: int
     chunks: int
     chunk_bytes: int
     delay_ms: int

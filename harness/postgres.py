@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg2
 
@@ -50,12 +50,20 @@ class Database:
     version: str = ""
     max_connections: int = 0
 
+    @property
+    def app_user(self) -> str:
+        return unquote(urlsplit(self.app_url).username or "")
+
+    @property
+    def app_db(self) -> str:
+        return unquote(urlsplit(self.app_url).path.lstrip("/"))
+
     def describe(self) -> dict:
         return {
             "source": self.source,
             "version": self.version,
             "max_connections": self.max_connections,
-            "app_url": self.app_url,
+            "app_url": redact(self.app_url),
         }
 
 

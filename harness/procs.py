@@ -10,7 +10,8 @@ import psutil
 
 
 def spawn(cmd, log_path, env=None, cwd=None, user=None):
-    log = open(log_path, "ab")
+    """Start `cmd` in a new session; output goes to log_path (None: this terminal)."""
+    log = open(log_path, "ab") if log_path is not None else None
     try:
         kwargs = {}
         if user is not None:
@@ -26,7 +27,8 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
             **kwargs,
         )
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=10.0):

@@ -25,17 +25,16 @@ STREAM_OPTIONS = (
 
 @events.init_command_line_parser.add_listener
 def add_options(parser):
-    group = parser.add_argument_group("benchmark (this project's options)")
-    group.add_argument(
+    parser.add_argument(
         "--variant", choices=VARIANTS, default=VARIANTS[0], env_var="BENCH_VARIANT",
         help="release variant of /stream/<variant>/ (default %(default)s)",
     )
     for name, kind, text in STREAM_OPTIONS:
-        group.add_argument(
+        parser.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
             env_var="BENCH_" + name.upper(), help=f"{text} (default %(default)s)",
         )
-    group.add_argument(
+    parser.add_argument(
         "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
         help="write every request (start, type, name, ms, bytes, failure) to this CSV",
     )

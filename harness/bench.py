@@ -1,0 +1,219 @@
+"""`python -m harness bench`: run every cell of a named matrix and record the run.
+
+Per cell: start the server, verify its endpoints and warm it up, start the sampler, run
+Locust headless for the cell's duration, stop everything, summarize. summary.csv and run.json
+are rewritten after every cell, so an interrupted run keeps what finished.
+"""
+
+import os
+import signal
+import socket
+import sys
+import time
+from contextlib import ExitStack
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness import CellError, UsageError, matrix, postgres, procs, runinfo, summary
+from harness.load import locust_command
+from harness.sampler import Sampler
+from harness.server import Server, prepare_database
+
+CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
+TABLE_COLUMNS = [
+    ("cell", "cell"), ("status", "status"), ("streams_completed", "streams ok"),
+    ("stream_failures", "stream fail"), ("conn_hold_p50_ms", "hold p50 ms"),
+    ("probe_requests", "probes"), ("probe_failures", "probe fail"), ("probe_p50_ms", "probe p50 ms"),
+    ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
+    ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),
+]
+
+
+def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
+    console = console or Console(stderr=True)
+    spec = matrix.load()
+    if repeat < 1:
+        raise UsageError(f"REPEAT={repeat} must be at least 1")
+    cells = spec.cells(matrix_name, overrides, repeat)
+    external = postgres.external()
+    if external is None:
+        postgres.find_binaries()
+    run_dir, run_id = runinfo.new_run_dir(out)
+
+    os.makedirs(run_dir)
+    info = {
+        "run_id": run_id,
+        "status": "running",
+        "matrix": matrix_name,
+        "matrix_description": spec.matrices[matrix_name].get("description", ""),
+        "overrides": overrides or {},
+        "repeat": repeat,
+        "command": sys.argv,
+        "git": runinfo.git_state(),
+        "machine": runinfo.machine(),
+        "packages": runinfo.versions(),
+        "started_utc": runinfo.utc_now().isoformat(),
+        "ended_utc": None,
+        "database": None,
+        "postgres_settings": {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if external is None else "as configured on the external server",
+        "matrix_file": spec.raw,
+        "cells": [
+            {"cell": c.name, "repeat": c.repeat, "path": str(c.path), "params": vars(c.params),
+             "backend": vars(c.backend)}
+            for c in cells
+        ],
+    }
+    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    summary_path = os.path.join(run_dir, "summary.csv")
+    rows = [_identity(run_id, c, "incomplete") for c in cells]
+    summary.write(summary_path, rows)
+
+    planned = [c.params.duration_s + CELL_OVERHEAD_S for c in cells]
+    console.print(f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
+                  f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}")
+    try:
+        with ExitStack() as stack, _progress(console) as progress:
+            task = progress.add_task("starting PostgreSQL", total=sum(planned))
+            cluster = None  # (max_connections, Database, its ExitStack): one at a time
+            prepared = set()
+            for i, cell in enumerate(cells):
+                db = external
+                if db is None:
+                    wanted = cell.params.db_max_connections
+                    if cluster is None or cluster[0] != wanted:
+                        if cluster is not None:
+                            cluster[2].close()
+                        inner = stack.enter_context(ExitStack())
+                        log = os.path.join(run_dir, "postgres.log")
+                        cluster = (wanted, inner.enter_context(postgres.Cluster(wanted, log)), inner)
+                    db = cluster[1]
+                _check_capacity(cell, db)
+                info["database"] = db.describe()
+                if (db.app_url, cell.params.seed_rows) not in prepared:
+                    prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
+                    prepared.add((db.app_url, cell.params.seed_rows))
+                label = f"cell {i + 1}/{len(cells)} {cell.name}"
+                progress.update(task, description=label, completed=sum(planned[:i]))
+                rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]))
+                summary.write(summary_path, rows)
+                _report_cell(console, label, rows[i])
+        info["status"] = "complete"
+    except KeyboardInterrupt:
+        info["status"] = "incomplete"
+        console.print("[yellow]interrupted; stopped everything; partial results kept[/]")
+        raise
+    finally:
+        info["ended_utc"] = runinfo.utc_now().isoformat()
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        summary.write(summary_path, rows)
+    print_table(rows, Console(width=None if sys.stdout.isatty() else 200))
+    console.print(f"summary: {os.path.relpath(summary_path)}")
+    return run_dir, rows
+
+
+def _identity(run_id, cell, status):
+    p = cell.params
+    return {
+        "run_id": run_id, "cell": cell.name, "backend": cell.backend.name, "variant": cell.variant,
+        "scenario": cell.scenario, "repeat": cell.repeat, "status": status, "streams": p.streams,
+        "pool_max": p.pool_max, "duration_s": p.duration_s,
+        "stream_design_ms": round(p.stream_s * 1000, 1),
+    }
+
+
+def _check_capacity(cell, db):
+    p = cell.params
+    if db.max_connections and p.pool_max * p.workers > db.max_connections - 3:
+        raise UsageError(
+            f"pool_max={p.pool_max} x workers={p.workers} exceeds the database's max_connections="
+            f"{db.max_connections} minus 3 superuser slots: lower pool_max"
+        )
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
+    cell_dir = os.path.join(run_dir, cell.path)
+    os.makedirs(cell_dir)
+    row = _identity(run_id, cell, "incomplete")
+    window = None
+    locust = None
+    try:
+        with Server(cell.backend, cell.params, db.app_url, _free_port(),
+                    os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir) as server:
+            server.verify(cell.variant)
+            with Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user,
+                         db.app_db, server.url) as sampler:
+                start = time.time()
+                locust = procs.spawn(locust_command(cell, server.url, cell_dir),
+                                     os.path.join(cell_dir, "locust.log"))
+                limit = cell.params.duration_s + cell.params.probe_timeout_s + 60
+                while locust.poll() is None:
+                    elapsed = time.time() - start
+                    progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
+                    if elapsed > limit:
+                        raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
+                    time.sleep(0.2)
+                window = (start, time.time())
+                if locust.returncode != 0:
+                    raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
+                locust = None
+        row.update(summary.summarize(cell_dir, variant=cell.variant, window=window))
+        row["timeline_samples"] = sampler.samples
+        row["status"] = "ok"
+        if sampler.errors:
+            row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
+    except CellError as exc:
+        row["status"] = "failed"
+        row["error"] = _one_line(exc)
+        with open(os.path.join(cell_dir, "error.txt"), "w") as f:
+            f.write(str(exc) + "\n")
+    except BaseException:
+        if window is not None:
+            row.update(summary.summarize(cell_dir, variant=cell.variant, window=window))
+        raise
+    finally:
+        procs.stop(locust, signal.SIGTERM, timeout=5)
+    return row
+
+
+def _one_line(exc):
+    """The message's first line, plus the last line of any log tail it quotes."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0] if lines else type(exc).__name__
+
+
+def _report_cell(console, label, row):
+    if row["status"] != "ok":
+        console.print(f"{label}: [red]{row['status']}[/] {row.get('error', '')}")
+        return
+    console.print(
+        f"{label}: ok; hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
+        f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
+        f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}"
+    )
+
+
+def _progress(console):
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
+        TextColumn("remaining"), TimeRemainingColumn(), console=console,
+    )
+
+
+def print_table(rows, console):
+    table = Table(title="summary (every column: summary.csv)")
+    for _, title in TABLE_COLUMNS:
+        table.add_column(title, justify="left" if title == "cell" else "right")
+    for row in rows:
+        table.add_row(*(str(row.get(key, "")) for key, _ in TABLE_COLUMNS))
+    console.print(table)

@@ -1,0 +1,101 @@
+"""Command line: python -m harness {bench,serve,matrix}. Bad input exits 2 with one line."""
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from harness import CellError, UsageError, matrix, postgres
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="run a named matrix and write a run directory")
+    bench.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
+    bench.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+    bench.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a cell parameter, e.g. --set duration_s=20 (repeatable)")
+
+    serve = sub.add_parser("serve", help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
+    serve.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
+    serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: [defaults])")
+    serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    serve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter, e.g. --set pool_max=8 (repeatable)")
+
+    show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
+    show.add_argument("--matrix", default="default")
+    return parser
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    # SIGTERM and SIGHUP unwind like Ctrl-C: every context manager stops what it started.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    try:
+        if args.command == "bench":
+            from harness import bench
+
+            overrides = matrix.parse_overrides(args.overrides)
+            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out)
+            return 0 if all(r["status"] == "ok" for r in rows) else 1
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "matrix":
+            for cell in matrix.load().cells(args.matrix):
+                print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
+            return 0
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CellError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve(args):
+    from harness.server import Server, prepare_database
+
+    spec = matrix.load()
+    if args.backend not in spec.backends:
+        raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(spec.backends)}")
+    scenario = args.scenario or next(iter(spec.scenarios))
+    if scenario not in spec.scenarios:
+        raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
+    params = spec.params(scenario, matrix.parse_overrides(args.overrides))
+    if not 1 <= args.port <= 65535 or not postgres.port_is_free(args.port):
+        raise UsageError(f"PORT={args.port} is in use or invalid: choose another, e.g. PORT=8001")
+    backend = spec.backends[args.backend]
+    external = postgres.external()
+    if external is None:
+        postgres.find_binaries()
+    log_dir = os.path.abspath(os.path.join("results", "serve"))
+    os.makedirs(log_dir, exist_ok=True)
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        db = external or stack.enter_context(
+            postgres.Cluster(params.db_max_connections, os.path.join(log_dir, "postgres.log"))
+        )
+        prepare_database(backend, params, db.app_url, os.path.join(log_dir, "prepare.log"))
+        server = stack.enter_context(Server(backend, params, db.app_url, args.port, None))
+        print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max})")
+        print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
+              f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
+        print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
+        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
+        print("Ctrl-C stops both.", flush=True)
+        while server.proc.poll() is None:
+            time.sleep(0.5)
+        raise CellError(f"gunicorn exited with {server.proc.returncode}")

