@@ -1,0 +1,57 @@
+# Thin targets over `python -m harness`; the logic lives in tested Python.
+# Every target creates the virtual environment and installs the pinned dependencies first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+MATRIX  ?= default
+BACKEND ?= geventpool
+PORT    ?= 8000
+OUT     ?=
+REPEAT  ?=
+SET     ?=
+SCENARIO ?=
+
+SETS := $(foreach s,$(SET),--set $(s))
+
+.PHONY: help venv bench serve matrix test lock clean
+
+help:
+	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32']"
+	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
+	@echo "make matrix    list the cells of MATRIX with their parameters"
+	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
+
+$(VENV)/.installed: requirements/bench.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: PYTHON=$(PYTHON) is Python %d.%d; this project needs 3.11 or newer: make PYTHON=python3.11 ..." % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+bench: venv
+	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS)
+
+serve: venv
+	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
+
+matrix: venv
+	$(PY) -m harness matrix --matrix $(MATRIX)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Re-pin requirements/bench.txt from requirements/bench.in in a scratch environment.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.in
+	(echo "# Generated from requirements/bench.in by 'make lock'; do not edit by hand."; \
+	 .venv-lock/bin/pip freeze --all --exclude pip --exclude setuptools --exclude wheel) > requirements/bench.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
