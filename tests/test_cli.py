@@ -1,0 +1,68 @@
+"""Bad input: one line naming the parameter and the fix, exit code 2, nothing started or
+written, before anything starts."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import ROOT
+
+
+def harness(*args, env=None):
+    full_env = {**os.environ, **(env or {})}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=full_env,
+                            capture_output=True, text=True, timeout=60)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, smoke"),
+    (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
+    (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
+    (["bench", "--set", "duration_s"], {}, "--set 'duration_s' must look like key=value"),
+    (["bench", "--set", "duration_s=ten"], {}, "'ten' is not a number"),
+    (["bench", "--set", "probe_rate=-1"], {}, "probe_rate=-1 in scenario slow-server is too small"),
+    (["bench", "--set", "pool_max=100"], {}, "exceeds db_max_connections=50"),
+    (["bench", "--repeat", "0"], {}, "REPEAT=0 must be at least 1"),
+    (["bench"], {"BENCH_PG_BIN": "/nonexistent"}, "BENCH_PG_BIN=/nonexistent has no initdb or postgres"),
+    (["bench"], {"BENCH_DATABASE_URL": "postgres://bench@127.0.0.1:1/bench"},
+     "BENCH_DATABASE_URL=postgres://bench@127.0.0.1:1/bench is unreachable"),
+    (["serve", "--backend", "pgbouncr"], {}, "BACKEND=pgbouncr is unknown: use one of geventpool"),
+    (["serve", "--scenario", "fast"], {}, "SCENARIO=fast is unknown"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):
+    out = tmp_path / "run"
+    before = set(os.listdir(ROOT / "results"))
+    result, took = harness(*args, *(["--out", str(out)] if args[0] == "bench" else []), env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert not out.exists()
+    assert set(os.listdir(ROOT / "results")) == before
+    assert took < 20
+
+
+def test_existing_out_is_never_touched(tmp_path):
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "summary.csv").write_text("precious\n")
+    result, _ = harness("bench", "--out", str(out))
+    assert result.returncode == 2
+    assert f"OUT={out} already exists" in result.stderr
+    assert (out / "summary.csv").read_text() == "precious\n"
+
+
+def test_a_port_in_use_is_refused_for_serve():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result, _ = harness("serve", "--port", str(port))
+    assert result.returncode == 2
+    assert f"PORT={port} is in use" in result.stderr

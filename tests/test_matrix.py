@@ -1,0 +1,78 @@
+"""matrix.toml is the one place backends, variants, scenarios and matrices are declared."""
+
+import pytest
+
+from benchapp.variants import VARIANTS
+from harness import UsageError, matrix
+from tests.conftest import SPEC
+
+
+def test_every_declared_variant_has_code_and_every_coded_variant_is_declared():
+    assert list(SPEC.variants) == list(VARIANTS)
+
+
+def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_connections():
+    cells = SPEC.cells("default")
+    assert {c.variant for c in cells} == set(VARIANTS)
+    for cell in cells:
+        assert cell.params.streams >= 3 * cell.params.pool_max
+        assert cell.name == f"{cell.backend.name}/{cell.variant}/{cell.scenario}"
+
+
+@pytest.mark.parametrize("name, limit_s", [("default", 180), ("smoke", 60)])
+def test_named_matrices_fit_their_time_budget(name, limit_s):
+    from harness.bench import CELL_OVERHEAD_S
+
+    planned = sum(c.params.duration_s + CELL_OVERHEAD_S for c in SPEC.cells(name))
+    assert planned <= limit_s - 10  # room for PostgreSQL start and seeding
+
+
+def test_overrides_apply_last_and_are_checked():
+    cell = SPEC.cells("smoke", {"duration_s": 3, "pool_max": 2})[0]
+    assert (cell.params.duration_s, cell.params.pool_max) == (3, 2)
+    assert cell.params.streams == SPEC.scenarios["smoke-stream"]["streams"]
+
+
+def test_backend_options_get_the_cells_pool_max():
+    assert SPEC.backends["geventpool"].django_options(7) == {"MAX_CONNS": 7}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"streams": 0}, "streams=0 in scenario slow-server is too small: use at least 1"),
+    ({"duration_s": 2.5}, "duration_s=2.5 in scenario slow-server must be a whole number of seconds"),
+    ({"probe_rate": "fast"}, "probe_rate='fast' in scenario slow-server must be a number"),
+    ({"stream": 3}, "unknown parameter 'stream' in scenario slow-server"),
+    ({"pool_max": 60}, "pool_max=60 x workers=1 in scenario slow-server exceeds db_max_connections=50"),
+    ({"streams": 5000}, "streams=5000 in scenario slow-server is more than the server accepts"),
+])
+def test_bad_parameters_are_refused_with_the_parameter_named(overrides, message):
+    with pytest.raises(UsageError) as info:
+        SPEC.params("slow-server", overrides)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[defaults\n", "is not valid TOML"),
+    ("[defaults]\nx=1\n", "needs a non-empty [backends] table"),
+])
+def test_malformed_matrix_files_are_refused(tmp_path, text, message):
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        matrix.load(path)
+
+
+def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
+    text = matrix.MATRIX_FILE.read_text().replace(
+        'variants = ["hold", "close-old", "force-close", "release"]\nscenarios = ["smoke-stream"]',
+        'variants = ["hold", "close-young"]\nscenarios = ["smoke-stream"]',
+    )
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="names variant 'close-young', which is not declared"):
+        matrix.load(path)
+
+
+def test_unknown_matrix_lists_the_known_ones():
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, smoke"):
+        SPEC.cells("nope")

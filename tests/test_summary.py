@@ -1,0 +1,67 @@
+"""summary.csv columns from a cell's raw files (tests/data/cell), computed by hand below."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from harness import summary
+
+CELL = Path(__file__).parent / "data" / "cell"
+WINDOW = (1000.0, 1008.0)  # excludes the warm-up probe at 999 and the shutdown at 1010
+
+
+@pytest.fixture(scope="module")
+def row():
+    return summary.summarize(CELL, variant="hold", window=WINDOW)
+
+
+@pytest.mark.parametrize("values, q, expected", [
+    ([5, 1, 3], 50, 3), ([5, 1, 3], 99, 5), ([5, 1, 3], 1, 1),
+    (list(range(1, 101)), 99, 99), (list(range(1, 101)), 95, 95), ([7], 99, 7), ([], 50, None),
+])
+def test_percentile_is_nearest_rank(values, q, expected):
+    assert summary.percentile(values, q) == expected
+
+
+def test_streams_count_only_whole_bodies(row):
+    assert row["streams_completed"] == 1
+    assert row["stream_failures"] == 1
+    assert row["stream_ttfb_p50_ms"] == 6.0 and row["stream_ttfb_p99_ms"] == 8.0
+    assert row["stream_total_p50_ms"] == 2006.0
+
+
+def test_probe_percentiles_include_the_failed_probe_at_its_time(row):
+    assert row["probe_requests"] == 4 and row["probe_failures"] == 1
+    assert (row["probe_p50_ms"], row["probe_p95_ms"], row["probe_p99_ms"], row["probe_max_ms"]) == (
+        4.0, 5000.0, 5000.0, 5000.0)
+
+
+def test_pool_peaks_replay_every_event_inside_the_window(row):
+    # at 1000.3: two streams hold connections while a probe and a stream wait
+    assert row["peak_pool_in_use"] == 2
+    assert row["peak_pool_waiting"] == 2  # the three "other" waiters at 1010 are outside
+    assert row["pool_wait_p99_ms"] == 1801.5
+    assert row["probe_wait_p99_ms"] == 1801.5
+    assert row["conn_hold_p50_ms"] == 4000.0 and row["conn_hold_max_ms"] == 4000.0
+    assert row["db_errors"] == 1
+
+
+def test_database_backends_come_from_samples_inside_the_window(row):
+    assert row["peak_db_backends"] == 5  # the 9 at 1011 is outside; an empty sample is skipped
+    assert row["timeline_samples"] == 4
+
+
+def test_summary_file_has_the_required_columns_in_order(tmp_path, row):
+    required = (
+        "run_id,cell,backend,variant,scenario,repeat,status,streams,pool_max,duration_s,"
+        "streams_completed,stream_failures,stream_ttfb_p50_ms,stream_ttfb_p99_ms,stream_total_p50_ms,"
+        "probe_requests,probe_failures,probe_p50_ms,probe_p95_ms,probe_p99_ms,probe_max_ms,"
+        "peak_pool_in_use,peak_pool_waiting,pool_wait_p99_ms,conn_hold_p50_ms,peak_db_backends,db_errors"
+    ).split(",")
+    path = tmp_path / "summary.csv"
+    summary.write(path, [{"cell": "a/b/c", **row}])
+    with open(path) as f:
+        header = next(csv.reader(f))
+    assert header[: len(required)] == required
+    assert summary.read(path)[0]["peak_pool_in_use"] == "2"

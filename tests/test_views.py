@@ -1,0 +1,63 @@
+"""The views through Django's test client, on the session's PostgreSQL (pytest-django)."""
+
+import pytest
+
+from benchapp.models import Item
+from benchapp.variants import VARIANTS
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def rows():
+    Item.objects.bulk_create(
+        Item(sku=f"SKU{i:08d}", category=i % 100, name=f"item {i}", price_cents=100 + i)
+        for i in range(300)
+    )
+
+
+@pytest.mark.parametrize("query, message", [
+    ("chunks=0", "chunks must be an integer from 1 to 1000000, got 0"),
+    ("chunks=abc", "chunks must be an integer from 1 to 1000000, got 'abc'"),
+    ("chunk_bytes=-5", "chunk_bytes must be an integer from 1 to 16777216, got -5"),
+    ("chunk_bytes=99999999999", "chunk_bytes must be an integer from 1 to 16777216"),
+    ("delay_ms=1.5", "delay_ms must be an integer from 0 to 3600000, got '1.5'"),
+    ("category=100", "category must be an integer from 0 to 99, got 100"),
+])
+def test_bad_stream_parameters_get_a_400_naming_the_parameter(client, query, message):
+    response = client.get(f"/stream/hold/?{query}")
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+def test_unknown_variant_is_a_404_listing_the_known_ones(client):
+    response = client.get("/stream/close-young/")
+    assert response.status_code == 404
+    assert "hold, close-old, force-close, release" in response.content.decode()
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_stream_body_has_exactly_the_requested_size(client, variant, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):  # the aggregate and the page, nothing per chunk
+        response = client.get(f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7")
+        body = b"".join(response.streaming_content)
+    assert response.status_code == 200
+    assert len(body) == 500
+    assert body.startswith(b"# category 7: 3 items, ")
+    assert response["X-Bench-Body-Bytes"] == "500"
+
+
+def test_probe_looks_up_one_seeded_row(client, settings):
+    settings.BENCH_SEED_ROWS = 300
+    data = client.get("/probe/").json()
+    assert data["item"]["sku"].startswith("SKU")
+    assert isinstance(data["backend_pid"], int)
+
+
+def test_healthz_and_metrics_touch_no_database(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        health = client.get("/healthz").json()
+        metrics = client.get("/metrics").content.decode()
+    assert health["backend"] == "geventpool"
+    assert health["variants"] == list(VARIANTS)
+    assert "bench_db_connections_in_use" in metrics
