@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from harness import CellError, UsageError, matrix, postgres, procs, runinfo, summary
-from harness.load import locust_command
+from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness.server import Server, prepare_database
 
@@ -161,12 +161,11 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
                     if elapsed > limit:
                         raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
                     time.sleep(0.2)
-                window = (start, time.time())
+                window = test_window(cell_dir, fallback=(start, time.time()))
                 if locust.returncode != 0:
                     raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
                 locust = None
         row.update(summary.summarize(cell_dir, variant=cell.variant, window=window))
-        row["timeline_samples"] = sampler.samples
         row["status"] = "ok"
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"

@@ -1,10 +1,13 @@
 """Locust for one cell: the project's users, headless, for the cell's duration."""
 
+import json
+import os
 import sys
 
 from harness import ROOT
 from harness.matrix import Cell
 
+WINDOW_FILE = "test_window.json"
 LOCUSTFILES = [ROOT / "locustfiles" / "slow_stream.py", ROOT / "locustfiles" / "probe.py"]
 
 
@@ -24,4 +27,15 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
         "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
         "--request-log", f"{cell_dir}/requests.csv",
+        "--window-file", f"{cell_dir}/{WINDOW_FILE}",
     ]
+
+
+def test_window(cell_dir, fallback):
+    """(start, stop) unix seconds of the Locust test, or `fallback` if it did not say."""
+    try:
+        with open(os.path.join(cell_dir, WINDOW_FILE)) as f:
+            times = json.load(f)
+        return times["test_start_unix"], times["test_stop_unix"]
+    except (OSError, ValueError, KeyError):
+        return fallback

@@ -4,7 +4,8 @@
 - accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
 - timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends.
 
-Only events inside the measured window (Locust start to Locust exit) count. Percentiles are
+Only server events and samples inside the measured window (Locust's test start to the
+moment it began stopping) count; every request Locust recorded counts. Percentiles are
 exact, nearest-rank, over every sample: a failed probe counts at the time it failed.
 Empty means "no such event", never zero.
 """
@@ -22,7 +23,7 @@ COLUMNS = [
     "peak_pool_waiting", "pool_wait_p99_ms", "conn_hold_p50_ms", "peak_db_backends", "db_errors",
     # more, after the required ones
     "stream_design_ms", "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms",
-    "timeline_samples", "error",
+    "measured_s", "timeline_samples", "error",
 ]
 
 
@@ -133,6 +134,7 @@ def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
         "stream_ttfb_max_ms": _ms(max(ttfb, default=None)),
         "conn_hold_max_ms": _ms(max(holds, default=None)),
         "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
+        "measured_s": round(end - start, 2),
         "timeline_samples": len(timeline),
     }
 

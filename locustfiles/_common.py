@@ -2,6 +2,8 @@
 variables and the web UI form, defaults from matrix.toml) and an exact per-request log."""
 
 import csv
+import json
+import time
 import tomllib
 from pathlib import Path
 
@@ -38,6 +40,10 @@ def add_options(parser):
         "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
         help="write every request (start, type, name, ms, bytes, failure) to this CSV",
     )
+    parser.add_argument(
+        "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
+        help="write the test's start and stop times (unix seconds) to this JSON file",
+    )
 
 
 class RequestLog:
@@ -62,6 +68,22 @@ class RequestLog:
         self.file.flush()
 
 
+class Window:
+    """When the test started and when it began stopping: the harness counts the server's
+    events inside this window, not the shutdown of requests whose clients are gone."""
+
+    def __init__(self, path):
+        self.path, self.times = path, {}
+
+    def started(self, **_):
+        self.times = {"test_start_unix": time.time()}
+
+    def stopping(self, **_):
+        self.times["test_stop_unix"] = time.time()
+        with open(self.path, "w") as f:
+            json.dump(self.times, f)
+
+
 @events.init.add_listener
 def open_request_log(environment, **_):
     path = getattr(environment.parsed_options, "request_log", "")
@@ -70,3 +92,8 @@ def open_request_log(environment, **_):
         environment.events.request.add_listener(log.on_request)
         environment.events.test_stop.add_listener(log.flush)
         environment.events.quitting.add_listener(log.flush)
+    path = getattr(environment.parsed_options, "window_file", "")
+    if path:
+        window = Window(path)
+        environment.events.test_start.add_listener(window.started)
+        environment.events.test_stopping.add_listener(window.stopping)

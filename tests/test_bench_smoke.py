@@ -79,6 +79,7 @@ def test_peak_backends_seen_by_postgresql_never_exceed_what_the_server_checked_o
         # the pool keeps up to pool_max idle connections besides those in use
         assert 0 < int(row["peak_db_backends"]) <= max(int(row["peak_pool_in_use"]), int(row["pool_max"]))
         assert int(row["timeline_samples"]) >= 8 * int(row["duration_s"])
+        assert abs(float(row["measured_s"]) - int(row["duration_s"])) < 1.5
 
 
 def test_run_json_identifies_code_machine_and_parameters(run):

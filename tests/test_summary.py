@@ -50,6 +50,7 @@ def test_pool_peaks_replay_every_event_inside_the_window(row):
 def test_database_backends_come_from_samples_inside_the_window(row):
     assert row["peak_db_backends"] == 5  # the 9 at 1011 is outside; an empty sample is skipped
     assert row["timeline_samples"] == 4
+    assert row["measured_s"] == 8.0
 
 
 def test_summary_file_has_the_required_columns_in_order(tmp_path, row):
