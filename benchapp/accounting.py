@@ -8,6 +8,7 @@ event to `accounting-<pid>.csv` there, from which the harness computes peaks and
 """
 
 import contextvars
+import itertools
 import os
 import threading
 import time
@@ -45,7 +46,7 @@ HOLD = Histogram(
 )
 DB_ERRORS = Counter("bench_db_errors", "Requests that failed with a django.db.Error", ["route"])
 
-EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,detail\n"
+EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,acquire_id,detail\n"
 
 
 class _EventLog:
@@ -56,7 +57,7 @@ class _EventLog:
         self._pid = None
         self._lock = threading.Lock()
 
-    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", detail=""):
+    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
         directory = settings.BENCH_ACCOUNTING_DIR
         if not directory:
             return
@@ -69,7 +70,7 @@ class _EventLog:
                 self._pid = os.getpid()
             detail = detail.replace('"', "'").replace("\n", " ")
             self._file.write(
-                f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},"{detail}"\n'
+                f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},{acquire_id},"{detail}"\n'
             )
 
 
@@ -100,6 +101,7 @@ class _Counts:
 
 
 counts = _Counts()
+_acquire_ids = itertools.count(1)
 
 
 class AccountingMixin:
@@ -113,8 +115,9 @@ class AccountingMixin:
 
     def get_new_connection(self, conn_params):
         route = current_route.get()
+        acquire_id = next(_acquire_ids)  # pairs this acquire with its checkout or error
         counts.add(waiting=1)
-        event_log.write("acquire", route)
+        event_log.write("acquire", route, acquire_id=acquire_id)
         started = time.perf_counter()
         try:
             conn = super().get_new_connection(conn_params)
@@ -122,14 +125,16 @@ class AccountingMixin:
             counts.add(waiting=-1)
             ACQUIRE_ERRORS.labels(route).inc()
             waited = _fmt_ms(time.perf_counter() - started)
-            event_log.write("acquire_error", route, waited, detail=f"{type(exc).__name__}: {exc}")
+            event_log.write("acquire_error", route, waited, acquire_id=acquire_id,
+                            detail=f"{type(exc).__name__}: {exc}")
             raise
         waited = time.perf_counter() - started
         counts.add(in_use=1, waiting=-1)
         CHECKOUTS.labels(route).inc()
         ACQUIRE_WAIT.labels(route).observe(waited)
         self._bench_checkout = (time.perf_counter(), route)
-        event_log.write("checkout", route, _fmt_ms(waited), backend_pid=_backend_pid(conn))
+        event_log.write("checkout", route, _fmt_ms(waited), backend_pid=_backend_pid(conn),
+                        acquire_id=acquire_id)
         return conn
 
     def _close(self):

@@ -28,3 +28,11 @@ def post_fork(server, worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+def child_exit(server, worker):
+    # With several workers, /metrics sums them; a dead worker's gauges must stop counting.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -8,10 +8,12 @@ are rewritten after every cell, so an interrupted run keeps what finished.
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from contextlib import ExitStack
 
+import psycopg2
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -40,6 +42,10 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
     external = postgres.external()
     if external is None:
         postgres.find_binaries()
+        postgres.run_as()
+    else:
+        for cell in cells:
+            _check_capacity(cell, external)
     run_dir, run_id = runinfo.new_run_dir(out)
 
     os.makedirs(run_dir)
@@ -78,7 +84,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         with ExitStack() as stack, _progress(console) as progress:
             task = progress.add_task("starting PostgreSQL", total=sum(planned))
             cluster = None  # (max_connections, Database, its ExitStack): one at a time
-            prepared = set()
+            seeded = None  # rows the current database was seeded with
             for i, cell in enumerate(cells):
                 db = external
                 if db is None:
@@ -89,12 +95,12 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
                         inner = stack.enter_context(ExitStack())
                         log = os.path.join(run_dir, "postgres.log")
                         cluster = (wanted, inner.enter_context(postgres.Cluster(wanted, log)), inner)
+                        seeded = None
                     db = cluster[1]
-                _check_capacity(cell, db)
                 info["database"] = db.describe()
-                if (db.app_url, cell.params.seed_rows) not in prepared:
+                if seeded != cell.params.seed_rows:
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
-                    prepared.add((db.app_url, cell.params.seed_rows))
+                    seeded = cell.params.seed_rows
                 label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 progress.update(task, description=label, completed=sum(planned[:i]))
                 rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]))
@@ -104,6 +110,13 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
     except KeyboardInterrupt:
         info["status"] = "incomplete"
         console.print("[yellow]interrupted; stopped everything; partial results kept[/]")
+        raise
+    except BaseException as exc:
+        info["status"] = "failed"
+        info["error"] = _one_line(exc)
+        for row in rows:
+            if row["status"] == "incomplete":
+                row.update(status="failed", error=info["error"])
         raise
     finally:
         info["ended_utc"] = runinfo.utc_now().isoformat()
@@ -169,7 +182,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
         row["status"] = "ok"
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
-    except CellError as exc:
+    except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
         row["status"] = "failed"
         row["error"] = _one_line(exc)
         with open(os.path.join(cell_dir, "error.txt"), "w") as f:

@@ -12,35 +12,44 @@ from harness import CellError, UsageError, matrix, postgres
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a parameter of matrix.toml, e.g. --set duration_s=20 (repeatable)")
 
-    bench = sub.add_parser("bench", help="run a named matrix and write a run directory")
+    bench = sub.add_parser("bench", parents=[overrides], help="run a named matrix and write a run directory")
     bench.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
     bench.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
     bench.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
-    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a cell parameter, e.g. --set duration_s=20 (repeatable)")
 
-    serve = sub.add_parser("serve", help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
+    serve = sub.add_parser("serve", parents=[overrides],
+                           help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
     serve.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
-    serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: [defaults])")
+    serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
-    serve.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a parameter, e.g. --set pool_max=8 (repeatable)")
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     return parser
 
 
+_stopping = []
+
+
 def _interrupt(signum, frame):
+    """The first Ctrl-C or SIGTERM unwinds like KeyboardInterrupt; later ones are noted but
+    do not cut the cleanup short (that is what would leave processes behind)."""
+    if _stopping:
+        print("stopping: waiting for the started processes to end", file=sys.stderr, flush=True)
+        return
+    _stopping.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     # SIGTERM and SIGHUP unwind like Ctrl-C: every context manager stops what it started.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         if args.command == "bench":
             from harness import bench

@@ -1,6 +1,7 @@
 """matrix.toml: backends, variants, scenarios and named matrices, read and checked here."""
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,24 +31,32 @@ class Params:
     workers: int
     worker_connections: int
 
-    # (lowest allowed, what the number is): checked for every cell before anything starts.
+    # (lowest, highest, what the number is): checked for every cell before anything starts.
+    # The stream's bounds are the app's own (benchapp/views.py STREAM_PARAMS; a test keeps
+    # them equal).
     LIMITS = {
-        "pool_max": (1, "connections"),
-        "db_max_connections": (5, "connections"),
-        "streams": (1, "clients"),
-        "spawn_s": (0, "seconds"),
-        "duration_s": (1, "seconds"),
-        "chunks": (1, "chunks"),
-        "chunk_bytes": (1, "bytes"),
-        "delay_ms": (0, "milliseconds"),
-        "read_rate_bps": (0, "bytes per second (0: unlimited)"),
-        "probe_rate": (0.1, "probes per second"),
-        "probe_timeout_s": (0.1, "seconds"),
-        "stream_timeout_s": (1, "seconds"),
-        "seed_rows": (1, "rows"),
-        "workers": (1, "processes"),
-        "worker_connections": (1, "clients per worker"),
+        "pool_max": (1, 10_000, "connections"),
+        "db_max_connections": (5, 100_000, "connections"),
+        "streams": (1, 1_000_000, "clients"),
+        "spawn_s": (0, 86_400, "seconds"),
+        "duration_s": (1, 86_400, "seconds"),
+        "chunks": (1, 1_000_000, "chunks"),
+        "chunk_bytes": (1, 16 * 1024 * 1024, "bytes"),
+        "delay_ms": (0, 3_600_000, "milliseconds"),
+        "read_rate_bps": (0, 10**12, "bytes per second (0: unlimited)"),
+        "probe_rate": (0.1, 10_000, "probes per second"),
+        "probe_timeout_s": (0.1, 3_600, "seconds"),
+        "stream_timeout_s": (1, 86_400, "seconds"),
+        "seed_rows": (1, 100_000_000, "rows"),
+        "workers": (1, 256, "processes"),
+        "worker_connections": (1, 1_000_000, "clients per worker"),
     }
+
+    @property
+    def client_connections(self) -> int:
+        """Connections Locust may open at once: one per stream, and one per probe that can be
+        in flight (locustfiles/probe.py's probes_in_flight)."""
+        return self.streams + math.ceil(self.probe_rate * (self.probe_timeout_s + 1)) + 5
 
     @property
     def stream_s(self) -> float:
@@ -135,15 +144,16 @@ def check_params(values: dict, where: str) -> Params:
     out = {}
     for name, kind in names.items():
         value = values[name]
-        low, unit = Params.LIMITS[name]
+        low, high, unit = Params.LIMITS[name]
         number_type = int if kind in (int, "int") else float
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            number_type is int and value != int(value)
-        ):
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (number_type is int and value != int(value))):
             raise UsageError(f"{name}={value!r} in {where} must be a whole number of {unit}"
                              if number_type is int else f"{name}={value!r} in {where} must be a number of {unit}")
         if value < low:
             raise UsageError(f"{name}={value} in {where} is too small: use at least {low} ({unit})")
+        if value > high:
+            raise UsageError(f"{name}={value} in {where} is too large: use at most {high} ({unit})")
         out[name] = number_type(value)
     params = Params(**out)
     if params.pool_max * params.workers > params.db_max_connections - 3:
@@ -152,10 +162,11 @@ def check_params(values: dict, where: str) -> Params:
             f"db_max_connections={params.db_max_connections} minus 3 superuser slots: "
             "lower pool_max or raise db_max_connections"
         )
-    if params.streams + 1 > params.worker_connections * params.workers:
+    if params.client_connections > params.worker_connections * params.workers:
         raise UsageError(
-            f"streams={params.streams} in {where} is more than the server accepts "
-            f"(worker_connections={params.worker_connections} x workers={params.workers}): "
+            f"streams={params.streams} in {where} and up to "
+            f"{params.client_connections - params.streams} probes in flight are more than the server "
+            f"accepts (worker_connections={params.worker_connections} x workers={params.workers}): "
             "raise worker_connections or lower streams"
         )
     return params

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def find_binaries():
     return Path(spec.origin).parent / "pginstall" / "bin", "embedded"
 
 
-def _run_as():
+def run_as():
     if os.geteuid() != 0:
         return None
     name = os.environ.get("BENCH_PG_USER", "nobody")
@@ -138,7 +139,7 @@ class Cluster:
 
     def start(self) -> Database:
         bindir, source = find_binaries()
-        user = _run_as()
+        user = run_as()
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
         self.tmp.chmod(0o755)
         if user is not None and source == "embedded":
@@ -149,13 +150,18 @@ class Cluster:
             if user is not None:
                 os.chown(d, user.pw_uid, user.pw_gid)
 
-        initdb = procs.spawn(
+        self.proc = procs.spawn(  # tracked, so that stop() ends it too
             [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
              "--locale=C", "--no-sync", "--no-instructions"],
             self.log_path, user=user, cwd=self.tmp,
         )
-        if initdb.wait(120) != 0:
-            raise CellError(f"initdb failed; see {self.log_path}:\n{procs.tail(self.log_path)}")
+        try:
+            code = self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            code = "a timeout after 120 s"
+        if code != 0:
+            raise CellError(f"initdb failed with {code}; see {self.log_path}:\n{procs.tail(self.log_path)}")
+        self.proc = None
 
         self.port = self.port or free_port()
         # Durability settings are off: the cluster is thrown away, and the benchmark measures
@@ -180,12 +186,14 @@ class Cluster:
         return db
 
     def stop(self):
-        if self.proc is not None:
-            procs.stop(self.proc, signal.SIGINT, timeout=15)  # SIGINT: fast shutdown
-            self.proc = None
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
+        try:
+            if self.proc is not None:
+                procs.stop(self.proc, signal.SIGINT, timeout=15)  # SIGINT: fast shutdown
+                self.proc = None
+        finally:
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp = None
 
 
 def external() -> Database | None:

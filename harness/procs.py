@@ -35,14 +35,19 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     """Send `sig` to the process group, wait up to `timeout`, then SIGKILL the group."""
     if proc is None:
         return None
+    interrupted = None
     _signal_group(proc, sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         pass
+    except KeyboardInterrupt as exc:  # asked again to stop: stop harder, then go on unwinding
+        interrupted = exc
     _signal_group(proc, signal.SIGKILL)
     code = proc.wait()
     _wait_group_gone(proc.pid, 5.0)
+    if interrupted is not None:
+        raise interrupted
     return code
 
 
@@ -80,6 +85,8 @@ def _signal_group_id(pgid, sig):
 
 
 def tail(path, lines=15):
+    if path is None:
+        return "(output went to the terminal)"
     try:
         with open(path, "rb") as f:
             return b"".join(f.readlines()[-lines:]).decode(errors="replace")

@@ -48,7 +48,11 @@ def new_run_dir(out=None, results=ROOT / "results"):
         return path, os.path.basename(path)
     sha = (git_state()["sha"] or "nogit")[:12]
     run_id = f"{utc_now():%Y%m%dT%H%M%SZ}-{sha}"
-    return str(results / run_id), run_id
+    path, n = results / run_id, 1
+    while path.exists():  # two runs started in the same second
+        n += 1
+        path = results / f"{run_id}-{n}"
+    return str(path), path.name
 
 
 def cpu_model():

@@ -27,6 +27,7 @@ SELECT count(*),
                         ('active', 'idle', 'idle in transaction', 'idle in transaction (aborted)'))
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND usename = %s AND datname = %s
+  AND pid <> pg_backend_pid()
 """
 
 METRICS = {

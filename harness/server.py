@@ -6,9 +6,11 @@ variables that benchapp/settings.py and benchapp/gunicorn.conf.py read.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +24,15 @@ def python_for(env_name: str) -> str:
     return sys.executable
 
 
+GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
+
+
 def server_env(backend: Backend, params: Params, database_url: str, port: int,
-               accounting_dir: str = "") -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+               accounting_dir: str = "", metrics_dir: str = "") -> dict:
+    """The server's whole BENCH_* configuration; any BENCH_* in the harness's own
+    environment is dropped, so a run is exactly what run.json records."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         DJANGO_SETTINGS_MODULE="benchapp.settings",
         PYTHONPATH=str(ROOT),
@@ -40,7 +48,10 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
         BENCH_WORKER_CONNECTIONS=str(params.worker_connections),
         BENCH_SEED_ROWS=str(params.seed_rows),
         BENCH_ACCOUNTING_DIR=str(accounting_dir),
+        BENCH_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT_S),
     )
+    if metrics_dir:  # several workers: /metrics sums them (prometheus_client multiprocess mode)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     return env
 
 
@@ -77,7 +88,11 @@ class Server:
         self.backend, self.params = backend, params
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = server_env(backend, params, database_url, port, accounting_dir)
+        metrics_dir = ""
+        if params.workers > 1:
+            metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
+            self._metrics_dir = metrics_dir
+        self.env = server_env(backend, params, database_url, port, accounting_dir, metrics_dir)
         self.proc = None
         self.health = {}
 
@@ -129,10 +144,15 @@ class Server:
             raise CellError(f"/healthz reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
 
     def verify(self, variant: str, warmup_probes: int = 10):
-        """Check each endpoint answers as it should, and warm the worker up."""
-        status, body, headers = get(f"{self.url}/stream/{variant}/?chunks=2&chunk_bytes=64&delay_ms=0")
-        if status != 200 or len(body) != 128:
-            raise CellError(f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected 200 with 128")
+        """Check each endpoint answers as it should, the app accepts the cell's stream shape,
+        and warm the worker up."""
+        p = self.params
+        for chunks, chunk_bytes, delay_ms in ((2, 64, 0), (p.chunks, 1, 0), (1, p.chunk_bytes, p.delay_ms)):
+            status, body, _ = get(f"{self.url}/stream/{variant}/?chunks={chunks}&chunk_bytes={chunk_bytes}"
+                                  f"&delay_ms={delay_ms}")
+            if status != 200 or len(body) != chunks * chunk_bytes:
+                raise CellError(f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected "
+                                f"200 with {chunks * chunk_bytes}: {body[:200]!r}")
         for _ in range(warmup_probes):
             status, body, _ = get(f"{self.url}/probe/")
             if status != 200 or not json.loads(body).get("item"):
@@ -141,7 +161,13 @@ class Server:
         if status != 200 or b"bench_db_connections_in_use" not in body:
             raise CellError(f"/metrics answered {status} without the connection accounting")
 
+    _metrics_dir = None
+
     def stop(self):
-        if self.proc is not None:
-            procs.stop(self.proc, signal.SIGTERM, timeout=int(self.env.get("BENCH_GRACEFUL_TIMEOUT", 5)) + 5)
-            self.proc = None
+        try:
+            if self.proc is not None:
+                procs.stop(self.proc, signal.SIGTERM, timeout=GRACEFUL_TIMEOUT_S + 5)
+                self.proc = None
+        finally:
+            if self._metrics_dir:
+                shutil.rmtree(self._metrics_dir, ignore_errors=True)

@@ -5,7 +5,10 @@
 - timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends.
 
 Only server events and samples inside the measured window (Locust's test start to the
-moment it began stopping) count; every request Locust recorded counts. Percentiles are
+moment it began stopping) count; every request Locust recorded counts. A wait for a connection
+still going at the window's end counts with its length so far (a lower bound, flagged by
+pool_waiting_at_end); streams still going when Locust stopped are counted apart
+(streams_cut_at_stop, streams_waiting_at_stop), neither completed nor failed. Percentiles are
 exact, nearest-rank, over every sample: a failed probe counts at the time it failed.
 Empty means "no such event", never zero.
 """
@@ -22,7 +25,8 @@ COLUMNS = [
     "probe_p50_ms", "probe_p95_ms", "probe_p99_ms", "probe_max_ms", "peak_pool_in_use",
     "peak_pool_waiting", "pool_wait_p99_ms", "conn_hold_p50_ms", "peak_db_backends", "db_errors",
     # more, after the required ones
-    "stream_design_ms", "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms",
+    "stream_design_ms", "streams_cut_at_stop", "streams_waiting_at_stop", "stream_wait_at_stop_max_ms",
+    "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
     "measured_s", "timeline_samples", "error",
 ]
 
@@ -54,9 +58,11 @@ def read_requests(path):
 def read_accounting(cell_dir):
     events = []
     for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv")):
+        worker = os.path.basename(path)
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 row["unix_s"] = float(row["unix_s"])
+                row["worker"] = worker
                 events.append(row)
     events.sort(key=lambda e: e["unix_s"])
     return events
@@ -84,6 +90,28 @@ def pool_peaks(events, start, end):
     return peak_in_use, peak_waiting
 
 
+def acquire_waits(events, start, end):
+    """[(route, wait_ms, still_waiting)] for every wait for a connection that began inside
+    [start, end]: finished waits at their length; waits still going at `end` at their length
+    so far, flagged, since leaving them out would hide the longest waits."""
+    begun, finished = {}, {}
+    for e in events:
+        key = (e["worker"], e["acquire_id"])
+        if e["event"] == "acquire":
+            begun[key] = (e["unix_s"], e["route"])
+        elif e["event"] in ("checkout", "acquire_error"):
+            finished[key] = (e["unix_s"], float(e["wait_ms"]))
+    waits = []
+    for key, (t0, route) in begun.items():
+        if not start <= t0 <= end:
+            continue
+        if key in finished and finished[key][0] <= end:
+            waits.append((route, finished[key][1], False))
+        else:
+            waits.append((route, (end - t0) * 1000, True))
+    return waits
+
+
 def read_timeline(path):
     if not os.path.exists(path):
         return []
@@ -99,13 +127,16 @@ def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
+    unfinished = [r for r in requests if r["request_type"] == "UNFINISHED" and r["name"] == stream_name]
+    never_started = [r for r in unfinished if r["response_length"] in ("", "0")]
     probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
     probe_ms = [r["response_time_ms"] for r in probes]
 
-    events = [e for e in read_accounting(cell_dir)]
+    events = read_accounting(cell_dir)
     in_window = [e for e in events if start <= e["unix_s"] <= end]
-    waits = [float(e["wait_ms"]) for e in in_window if e["event"] == "checkout"]
-    probe_waits = [float(e["wait_ms"]) for e in in_window if e["event"] == "checkout" and e["route"] == "probe"]
+    all_waits = acquire_waits(events, start, end)
+    waits = [ms for _, ms, _ in all_waits]
+    probe_waits = [ms for route, ms, _ in all_waits if route == "probe"]
     holds = [float(e["hold_ms"]) for e in in_window if e["event"] == "return" and e["route"] == "stream"]
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
@@ -131,9 +162,13 @@ def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
         "peak_db_backends": max(backends, default=""),
         "db_errors": sum(1 for e in in_window if e["event"] == "db_error"),
+        "streams_cut_at_stop": len(unfinished) - len(never_started),
+        "streams_waiting_at_stop": len(never_started),
+        "stream_wait_at_stop_max_ms": _ms(max((r["response_time_ms"] for r in never_started), default=None)),
         "stream_ttfb_max_ms": _ms(max(ttfb, default=None)),
         "conn_hold_max_ms": _ms(max(holds, default=None)),
         "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
+        "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
         "measured_s": round(end - start, 2),
         "timeline_samples": len(timeline),
     }

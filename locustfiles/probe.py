@@ -10,14 +10,30 @@ waited for (up to the timeout), so none goes unrecorded.
 import math
 
 import gevent.pool
-from locust import FastHttpUser, constant_pacing, events, task
+from locust import FastHttpUser, constant_pacing, task
 
 import _common  # noqa: F401  (registers the options and the request log)
 
 
+def probes_in_flight(rate, timeout_s):
+    """The most probes that can be waiting at once, plus room: one client connection each,
+    so that no probe queues inside the load generator."""
+    return math.ceil(rate * (timeout_s + 1)) + 5
+
+
 class ProbeUser(FastHttpUser):
     fixed_count = 1
-    wait_time = constant_pacing(0.2)
+
+    def __init__(self, environment):
+        # Read here, not at import, so that values from the web UI form apply.
+        o = environment.parsed_options
+        self.network_timeout = self.connection_timeout = o.probe_timeout_s
+        self.concurrency = probes_in_flight(o.probe_rate, o.probe_timeout_s)
+        self._pacing = constant_pacing(1 / o.probe_rate)
+        super().__init__(environment)
+
+    def wait_time(self):
+        return self._pacing(self)
 
     def on_start(self):
         self.inflight = gevent.pool.Group()
@@ -29,15 +45,3 @@ class ProbeUser(FastHttpUser):
     def on_stop(self):
         self.inflight.join(timeout=self.environment.parsed_options.probe_timeout_s + 1)
         self.inflight.kill(block=False)
-
-
-@events.init.add_listener
-def configure(environment, **_):
-    o = environment.parsed_options
-    if o is not None:
-        ProbeUser.wait_time = constant_pacing(1 / o.probe_rate)
-        ProbeUser.network_timeout = o.probe_timeout_s
-        ProbeUser.connection_timeout = o.probe_timeout_s
-        # Enough client connections for every probe that can be in flight at once, so that
-        # no probe queues inside the load generator.
-        ProbeUser.concurrency = math.ceil(o.probe_rate * (o.probe_timeout_s + 1)) + 5

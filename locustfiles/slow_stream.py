@@ -2,20 +2,33 @@
 --read-rate-bps bytes per second, then opens the next.
 
 Besides Locust's own GET entry (time to headers, since the body is streamed) each stream
-records two entries under the same name: TTFB (time to the first body bytes) and STREAM
-(the whole body, failed if it ended short or broke).
+records, under the same name: TTFB (time to the first body bytes) and STREAM (the whole body;
+failed if it ended short, broke or got an error status). A stream still going when the test
+stops records UNFINISHED instead, saying whether it had received anything: it is neither
+completed nor failed, and leaving it out would hide the longest waits.
 """
 
 import time
 
+from gevent import GreenletExit
 from locust import FastHttpUser, constant, events, task
 
 import _common  # noqa: F401  (registers the options and the request log)
 
 
+class StreamUnfinished(Exception):
+    pass
+
+
 class SlowStreamUser(FastHttpUser):
     wait_time = constant(0)
     concurrency = 1
+
+    def __init__(self, environment):
+        # Read here, not at import, so that values from the web UI form apply.
+        timeout = environment.parsed_options.stream_timeout_s
+        self.network_timeout = self.connection_timeout = timeout
+        super().__init__(environment)
 
     @task
     def stream(self):
@@ -43,7 +56,12 @@ class SlowStreamUser(FastHttpUser):
                             time.sleep(pause)
                 if received != expected:
                     error = RuntimeError(f"short body: {received} of {expected} bytes")
-        except Exception as exc:  # timeouts, resets; not GreenletExit at the end of a test
+        except GreenletExit:  # the test is stopping
+            what = f"{received} of {expected} bytes" if received else "no first byte"
+            self._fire("UNFINISHED", name, start_unix, started, received,
+                       StreamUnfinished(f"{what} when the test stopped"))
+            raise
+        except Exception as exc:  # timeouts, resets
             error = exc
         self._fire("STREAM", name, start_unix, started, received, error)
 
@@ -52,11 +70,3 @@ class SlowStreamUser(FastHttpUser):
             request_type=kind, name=name, response_time=(time.perf_counter() - started) * 1000,
             response_length=length, exception=error, context={}, start_time=start_unix,
         )
-
-
-@events.init.add_listener
-def configure(environment, **_):
-    o = environment.parsed_options
-    if o is not None:
-        SlowStreamUser.network_timeout = o.stream_timeout_s
-        SlowStreamUser.connection_timeout = o.stream_timeout_s

@@ -2,6 +2,7 @@
 and a seeded database for the servers the tests start."""
 
 import os
+import signal
 
 import psycopg2
 import pytest
@@ -10,6 +11,9 @@ from harness import matrix, postgres
 from harness.server import prepare_database
 
 SPEC = matrix.load()
+
+# A terminated test run tears its fixtures down (and so stops its PostgreSQL) like Ctrl-C.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,10 @@ def test_backend_options_get_the_cells_pool_max():
     ({"probe_rate": "fast"}, "probe_rate='fast' in scenario slow-server must be a number"),
     ({"stream": 3}, "unknown parameter 'stream' in scenario slow-server"),
     ({"pool_max": 60}, "pool_max=60 x workers=1 in scenario slow-server exceeds db_max_connections=50"),
-    ({"streams": 5000}, "streams=5000 in scenario slow-server is more than the server accepts"),
+    ({"streams": 990}, "streams=990 in scenario slow-server and up to 35 probes in flight are more than"),
+    ({"probe_rate": float("nan")}, "probe_rate=nan in scenario slow-server must be a number"),
+    ({"duration_s": float("inf")}, "duration_s=inf in scenario slow-server must be a whole number"),
+    ({"chunk_bytes": 20_000_000}, "chunk_bytes=20000000 in scenario slow-server is too large: use at most"),
 ])
 def test_bad_parameters_are_refused_with_the_parameter_named(overrides, message):
     with pytest.raises(UsageError) as info:
@@ -76,3 +79,26 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 def test_unknown_matrix_lists_the_known_ones():
     with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, smoke"):
         SPEC.cells("nope")
+
+
+def test_stream_bounds_are_the_apps_own():
+    from benchapp.views import STREAM_PARAMS
+
+    for name, _default, low, high in STREAM_PARAMS:
+        assert matrix.Params.LIMITS[name][:2] == (low, high)
+
+
+def test_probe_connections_are_counted_as_the_probe_user_opens_them():
+    # In a subprocess: importing Locust monkey-patches the process it runs in.
+    import subprocess
+    import sys
+
+    cases = [(5, 5), (0.5, 3), (100, 0.2)]
+    code = ("import sys; sys.path.insert(0, 'locustfiles'); from probe import probes_in_flight; "
+            f"print([probes_in_flight(r, t) for r, t in {cases!r}])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=matrix.ROOT, capture_output=True,
+                            text=True, check=True)
+    in_flight = eval(result.stdout)
+    for (rate, timeout), probes in zip(cases, in_flight):
+        params = SPEC.params("slow-server", {"probe_rate": rate, "probe_timeout_s": timeout})
+        assert params.client_connections == params.streams + probes

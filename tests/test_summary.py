@@ -16,6 +16,13 @@ def row():
     return summary.summarize(CELL, variant="hold", window=WINDOW)
 
 
+def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
+    events = summary.read_accounting(CELL)
+    waits = summary.acquire_waits(events, 1000.0, 1009.0)
+    assert sorted(ms for _, ms, _ in waits) == [1.0, 2.0, 500.0, 1704.0, 1801.5, 2000.0]
+    assert [(route, still) for route, ms, still in waits if ms == 2000.0] == [("probe", True)]
+
+
 @pytest.mark.parametrize("values, q, expected", [
     ([5, 1, 3], 50, 3), ([5, 1, 3], 99, 5), ([5, 1, 3], 1, 1),
     (list(range(1, 101)), 99, 99), (list(range(1, 101)), 95, 95), ([7], 99, 7), ([], 50, None),
@@ -27,6 +34,8 @@ def test_percentile_is_nearest_rank(values, q, expected):
 def test_streams_count_only_whole_bodies(row):
     assert row["streams_completed"] == 1
     assert row["stream_failures"] == 1
+    assert row["streams_cut_at_stop"] == 1
+    assert row["streams_waiting_at_stop"] == 1 and row["stream_wait_at_stop_max_ms"] == 7500.0
     assert row["stream_ttfb_p50_ms"] == 6.0 and row["stream_ttfb_p99_ms"] == 8.0
     assert row["stream_total_p50_ms"] == 2006.0
 
@@ -41,8 +50,10 @@ def test_pool_peaks_replay_every_event_inside_the_window(row):
     # at 1000.3: two streams hold connections while a probe and a stream wait
     assert row["peak_pool_in_use"] == 2
     assert row["peak_pool_waiting"] == 2  # the three "other" waiters at 1010 are outside
+    # waits 1, 2, 500 (an error), 1704, 1801.5, and 1000 so far for the probe still waiting at 1008
     assert row["pool_wait_p99_ms"] == 1801.5
     assert row["probe_wait_p99_ms"] == 1801.5
+    assert row["pool_waiting_at_end"] == 1
     assert row["conn_hold_p50_ms"] == 4000.0 and row["conn_hold_max_ms"] == 4000.0
     assert row["db_errors"] == 1
 
