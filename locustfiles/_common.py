@@ -7,6 +7,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import gevent.event
 from locust import events
 
 MATRIX = tomllib.loads((Path(__file__).resolve().parent.parent / "matrix.toml").read_text())
@@ -44,6 +45,13 @@ def add_options(parser):
         "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
         help="write the test's start and stop times (unix seconds) to this JSON file",
     )
+
+
+# Set while no probe is in flight. At the end of a test the stream clients stay connected
+# until it is set again, so that the last probes are answered (or time out) under the same
+# load as the others, not after the streams have gone.
+probes_settled = gevent.event.Event()
+probes_settled.set()
 
 
 class RequestLog:

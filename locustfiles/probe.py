@@ -4,7 +4,8 @@ One ProbeUser sends GET /probe/ --probe-rate times per second, open-loop: a new 
 out on schedule even when earlier ones are still waiting, so a stalled server shows up as
 latency and timeouts instead of as fewer samples (no coordinated omission). A probe not
 answered within --probe-timeout-s fails. At the end of a test the probes in flight are
-waited for (up to the timeout), so none goes unrecorded.
+waited for (up to the timeout), while the stream clients stay connected, so none goes
+unrecorded and none is answered only because the load has gone.
 """
 
 import math
@@ -12,7 +13,7 @@ import math
 import gevent.pool
 from locust import FastHttpUser, constant_pacing, task
 
-import _common  # noqa: F401  (registers the options and the request log)
+import _common  # registers the options and the request log
 
 
 def probes_in_flight(rate, timeout_s):
@@ -37,6 +38,7 @@ class ProbeUser(FastHttpUser):
 
     def on_start(self):
         self.inflight = gevent.pool.Group()
+        _common.probes_settled.clear()
 
     @task
     def tick(self):
@@ -45,3 +47,4 @@ class ProbeUser(FastHttpUser):
     def on_stop(self):
         self.inflight.join(timeout=self.environment.parsed_options.probe_timeout_s + 1)
         self.inflight.kill(block=False)
+        _common.probes_settled.set()
