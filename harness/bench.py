@@ -63,8 +63,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         "started_utc": runinfo.utc_now().isoformat(),
         "ended_utc": None,
         "database": None,
-        "postgres_settings": {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-        if external is None else "as configured on the external server",
+        "postgres_settings": postgres.THROWAWAY_SETTINGS if external is None
+        else "as configured on the external server",
         "matrix_file": spec.raw,
         "cells": [
             {"cell": c.name, "repeat": c.repeat, "path": str(c.path), "params": vars(c.params),

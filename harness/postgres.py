@@ -26,6 +26,9 @@ from harness import CellError, UsageError, procs
 
 APP_ROLE = "bench"
 APP_DB = "bench"
+# The throwaway cluster skips durability: it is deleted afterwards, and the benchmark measures
+# connection handling, not disk flushes. run.json records these.
+THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 def free_port() -> int:
@@ -164,12 +167,11 @@ class Cluster:
         self.proc = None
 
         self.port = self.port or free_port()
-        # Durability settings are off: the cluster is thrown away, and the benchmark measures
-        # connection handling, not disk flushes (recorded in run.json).
+        settings = {"listen_addresses": "127.0.0.1", "max_connections": self.max_connections,
+                    **THROWAWAY_SETTINGS}
         self.proc = procs.spawn(
             [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
-             "-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={self.max_connections}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+             *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))],
             self.log_path, user=user, cwd=self.tmp,
         )
         admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
