@@ -24,6 +24,8 @@ def _database(url: str) -> dict:
         "PORT": str(parts.port or ""),
         "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
         "ATOMIC_REQUESTS": os.environ.get("BENCH_ATOMIC_REQUESTS", "0") == "1",
+        # Transaction-mode poolers (PgBouncer) cannot keep a cursor across transactions.
+        "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("BENCH_DISABLE_SERVER_SIDE_CURSORS", "0") == "1",
         "OPTIONS": json.loads(os.environ.get("BENCH_DB_OPTIONS", '{"MAX_CONNS": 4}')),
     }
 

@@ -108,7 +108,7 @@ def healthz(request):
             "vendor": conn.vendor,
             "pool_limit": conn.pool_limit() if hasattr(conn, "pool_limit") else None,
             "conn_max_age": conn.settings_dict["CONN_MAX_AGE"],
-            "driver": type(conn).Database.__name__,
+            "driver": type(conn).Database.__name__,  # psycopg2 or psycopg (3)
             "psycopg2_gevent_patched": patched,
             "pid": os.getpid(),
             "variants": list(VARIANTS),

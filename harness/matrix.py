@@ -27,6 +27,7 @@ class Params:
     probe_rate: float
     probe_timeout_s: float
     stream_timeout_s: float
+    pool_timeout_s: float
     seed_rows: int
     workers: int
     worker_connections: int
@@ -47,6 +48,7 @@ class Params:
         "probe_rate": (0.1, 10_000, "probes per second"),
         "probe_timeout_s": (0.1, 3_600, "seconds"),
         "stream_timeout_s": (1, 86_400, "seconds"),
+        "pool_timeout_s": (0.1, 3_600, "seconds"),
         "seed_rows": (1, 100_000_000, "rows"),
         "workers": (1, 256, "processes"),
         "worker_connections": (1, 1_000_000, "clients per worker"),
@@ -73,9 +75,20 @@ class Backend:
     options: dict
     driver: str
     env: str
+    via: str = ""  # "pgbouncer": the app connects through a PgBouncer the harness starts
+    server_side_cursors: bool = True
 
-    def django_options(self, pool_max: int) -> dict:
-        return {k: pool_max if v == "{pool_max}" else v for k, v in self.options.items()}
+    def django_options(self, params: "Params") -> dict:
+        """OPTIONS with every "{parameter}" string replaced by the cell's value."""
+
+        def fill(value):
+            if isinstance(value, dict):
+                return {k: fill(v) for k, v in value.items()}
+            if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+                return getattr(params, value[1:-1])
+            return value
+
+        return fill(self.options)
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,15 @@ def _require(table, key, where, kind):
     if key not in table:
         raise UsageError(f"{MATRIX_FILE.name}: {where} needs a {key!r} {kind}")
     return table[key]
+
+
+def _check_placeholders(options, where):
+    names = {f.name for f in fields(Params)}
+    for value in options.values():
+        if isinstance(value, dict):
+            _check_placeholders(value, where)
+        elif isinstance(value, str) and value.startswith("{") and value[1:-1] not in names:
+            raise UsageError(f"{MATRIX_FILE.name}: {where} options use {value}, which is not a parameter")
 
 
 def check_params(values: dict, where: str) -> Params:
@@ -207,7 +229,10 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
             options=dict(table.get("options", {})),
             driver=_require(table, "driver", where, "driver name"),
             env=_require(table, "env", where, "environment name"),
+            via=table.get("via", ""),
+            server_side_cursors=table.get("server_side_cursors", True),
         )
+        _check_placeholders(backends[name].options, where)
     matrix = Matrix(
         path=Path(path),
         defaults=raw["defaults"],

@@ -9,19 +9,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 
 from harness import ROOT, CellError, procs
+from harness.envs import python_for
 from harness.matrix import Backend, Params
-
-
-def python_for(env_name: str) -> str:
-    """The interpreter of a backend's Python environment ("bench": this one)."""
-    return sys.executable
 
 
 GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
@@ -41,7 +36,8 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
         BENCH_DATABASE_URL=database_url,
         BENCH_DB_ENGINE=backend.engine,
         BENCH_CONN_MAX_AGE=str(backend.conn_max_age),
-        BENCH_DB_OPTIONS=json.dumps(backend.django_options(params.pool_max)),
+        BENCH_DB_OPTIONS=json.dumps(backend.django_options(params)),
+        BENCH_DISABLE_SERVER_SIDE_CURSORS="0" if backend.server_side_cursors else "1",
         BENCH_HOST="127.0.0.1",
         BENCH_PORT=str(port),
         BENCH_WORKERS=str(params.workers),
@@ -134,6 +130,11 @@ class Server:
     def check_health(self, health: dict):
         if health.get("backend") != self.backend.name:
             raise CellError(f"/healthz reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
+        if health.get("driver") != self.backend.driver:
+            raise CellError(
+                f"the server runs on {health.get('driver')!r}, but backend {self.backend.name!r} declares "
+                f"{self.backend.driver!r}: its environment {self.backend.env!r} has the wrong driver"
+            )
         if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
             raise CellError(
                 "the server's psycopg2 is not gevent-patched (psycogreen in post_fork): every query "

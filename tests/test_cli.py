@@ -31,7 +31,7 @@ def harness(*args, env=None):
     (["bench"], {"BENCH_PG_BIN": "/nonexistent"}, "BENCH_PG_BIN=/nonexistent has no initdb or postgres"),
     (["bench"], {"BENCH_DATABASE_URL": "postgres://bench@127.0.0.1:1/bench"},
      "BENCH_DATABASE_URL=postgres://bench@127.0.0.1:1/bench is unreachable"),
-    (["serve", "--backend", "pgbouncr"], {}, "BACKEND=pgbouncr is unknown: use one of geventpool"),
+    (["serve", "--backend", "pgbouncr"], {}, "BACKEND=pgbouncr is unknown: use one of stock, stock-persistent, geventpool"),
     (["serve", "--scenario", "fast"], {}, "SCENARIO=fast is unknown"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):

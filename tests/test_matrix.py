@@ -34,7 +34,8 @@ def test_overrides_apply_last_and_are_checked():
 
 
 def test_backend_options_get_the_cells_pool_max():
-    assert SPEC.backends["geventpool"].django_options(7) == {"MAX_CONNS": 7}
+    params = SPEC.params("slow-server", {"pool_max": 7})
+    assert SPEC.backends["geventpool"].django_options(params) == {"MAX_CONNS": 7}
 
 
 @pytest.mark.parametrize("overrides, message", [

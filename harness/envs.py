@@ -1,0 +1,40 @@
+"""The Python environments servers run in. Django uses psycopg 3 whenever it is importable, which
+breaks django-db-geventpool's psycopg2 backend, so psycopg2 and psycopg 3 servers each get
+their own environment, built on demand from requirements/<name>.txt:
+
+- "bench": this environment (.venv: the harness, Locust, the psycopg2 server stack);
+- any other name: .venv-<name>, rebuilt when its requirements file changes.
+"""
+
+import hashlib
+import subprocess
+import sys
+
+from harness import ROOT, CellError, UsageError
+
+REQUIREMENTS = ROOT / "requirements"
+
+
+def python_for(name: str, console=None) -> str:
+    if name == "bench":
+        return sys.executable
+    requirements = REQUIREMENTS / f"{name}.txt"
+    if not requirements.is_file():
+        raise UsageError(f"environment {name!r} has no {requirements.relative_to(ROOT)}: "
+                         "fix the backend's env in matrix.toml")
+    venv = ROOT / f".venv-{name}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return str(python)
+    if console is not None:
+        console.print(f"building the {name!r} environment ({venv.name}) from {requirements.relative_to(ROOT)}")
+    for cmd in ([sys.executable, "-m", "venv", "--clear", str(venv)],
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "-r", str(requirements)]):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
+    stamp.write_text(digest)
+    return str(python)
