@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import CellError, UsageError, matrix, postgres, procs, runinfo, summary
+from harness import CellError, UsageError, envs, matrix, pgbouncer, postgres, procs, runinfo, summary
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness.server import Server, prepare_database
@@ -30,6 +30,8 @@ TABLE_COLUMNS = [
     ("probe_requests", "probes"), ("probe_failures", "probe fail"), ("probe_p50_ms", "probe p50 ms"),
     ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
     ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),
+    ("overshoot", "overshoot"), ("pool_timeouts", "pool timeouts"), ("too_many_clients", "too many clients"),
+    ("hung_requests", "hung"),
 ]
 
 
@@ -46,6 +48,10 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
     else:
         for cell in cells:
             _check_capacity(cell, external)
+    for env in sorted({c.backend.env for c in cells}):
+        envs.python_for(env, console)
+    if any(c.backend.via == "pgbouncer" for c in cells) and pgbouncer.find() is None:
+        console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)
 
     os.makedirs(run_dir)
@@ -156,29 +162,39 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
     row = _identity(run_id, cell, "incomplete")
-    window = None
+    row["db_limit"] = db.max_connections
+    if cell.backend.via == "pgbouncer" and pgbouncer.find() is None:
+        row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
+        return row
+    window = grace_end = None
     locust = None
     try:
-        with Server(cell.backend, cell.params, db.app_url, _free_port(),
-                    os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir) as server:
+        with ExitStack() as stack:
+            app_db = db
+            if cell.backend.via == "pgbouncer":
+                app_db = stack.enter_context(pgbouncer.PgBouncer(
+                    db, pool_size=cell.params.pool_max, max_clients=cell.params.worker_connections * cell.params.workers,
+                    log_path=os.path.join(cell_dir, "pgbouncer.log")))
+            server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, _free_port(),
+                                                os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
             server.verify(cell.variant)
-            with Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user,
-                         db.app_db, server.url) as sampler:
-                start = time.time()
-                locust = procs.spawn(locust_command(cell, server.url, cell_dir),
-                                     os.path.join(cell_dir, "locust.log"))
-                limit = cell.params.duration_s + cell.params.probe_timeout_s + 60
-                while locust.poll() is None:
-                    elapsed = time.time() - start
-                    progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
-                    if elapsed > limit:
-                        raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
-                    time.sleep(0.2)
-                window = test_window(cell_dir, fallback=(start, time.time()))
-                if locust.returncode != 0:
-                    raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
-                locust = None
-        row.update(summary.summarize(cell_dir, variant=cell.variant, window=window))
+            sampler = stack.enter_context(Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url,
+                                                  db.app_user, db.app_db, server.url))
+            start = time.time()
+            locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
+            limit = cell.params.duration_s + cell.params.probe_timeout_s + 60
+            while locust.poll() is None:
+                elapsed = time.time() - start
+                progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
+                if elapsed > limit:
+                    raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
+                time.sleep(0.2)
+            grace_end = time.time()
+            window = test_window(cell_dir, fallback=(start, grace_end))
+            if locust.returncode != 0:
+                raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
+            locust = None
+        row.update(_measure(cell, cell_dir, run_dir, window, grace_end))
         row["status"] = "ok"
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
@@ -189,11 +205,19 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
             f.write(str(exc) + "\n")
     except BaseException:
         if window is not None:
-            row.update(summary.summarize(cell_dir, variant=cell.variant, window=window))
+            row.update(_measure(cell, cell_dir, run_dir, window, grace_end))
         raise
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
+
+
+def _measure(cell, cell_dir, run_dir, window, grace_end):
+    return summary.summarize(
+        cell_dir, variant=cell.variant, window=window, grace_end=grace_end,
+        pool_capacity=cell.params.pool_max * cell.params.workers,
+        postgres_log=os.path.join(run_dir, "postgres.log"),
+    )
 
 
 def _one_line(exc):
@@ -206,12 +230,14 @@ def _one_line(exc):
 
 def _report_cell(console, label, row):
     if row["status"] != "ok":
-        console.print(f"{label}: [red]{row['status']}[/] {row.get('error', '')}")
+        colour = "yellow" if row["status"] == "skipped" else "red"
+        console.print(f"{label}: [{colour}]{row['status']}[/] {row.get('error', '')}")
         return
     console.print(
         f"{label}: ok; hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
-        f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}"
+        f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
+        f"PG backends {row['peak_db_backends']}/{row['db_limit']}"
     )
 
 

@@ -62,8 +62,10 @@ class Params:
 
     @property
     def stream_s(self) -> float:
-        """How long the server takes to send one stream."""
-        return (self.chunks - 1) * self.delay_ms / 1000
+        """How long one stream lasts by design: the server's delays, or the client's reading."""
+        sending = (self.chunks - 1) * self.delay_ms / 1000
+        reading = self.chunks * self.chunk_bytes / self.read_rate_bps if self.read_rate_bps else 0
+        return max(sending, reading)
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,13 @@ class Matrix:
     def cells(self, matrix: str, overrides: dict | None = None, repeat: int = 1) -> list[Cell]:
         if matrix not in self.matrices:
             raise UsageError(f"MATRIX={matrix} is unknown: use one of {', '.join(self.matrices)}")
-        spec = self.matrices[matrix]
         cells = []
         for r in range(1, repeat + 1):
-            for b in spec["backends"]:
-                for v in spec["variants"]:
-                    for s in spec["scenarios"]:
-                        cells.append(Cell(self.backends[b], v, s, r, self.params(s, overrides)))
+            for part in parts(self.matrices[matrix]):
+                for b in part["backends"]:
+                    for v in part["variants"]:
+                        for s in part["scenarios"]:
+                            cells.append(Cell(self.backends[b], v, s, r, self.params(s, overrides)))
         return cells
 
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
@@ -136,6 +138,12 @@ class Matrix:
         values.update({k: v for k, v in self.scenarios[scenario].items() if k != "description"})
         values.update(overrides or {})
         return check_params(values, f"scenario {scenario}")
+
+
+def parts(spec: dict) -> list[dict]:
+    """A named matrix is one product of backends x variants x scenarios, or a list of them
+    under `parts`."""
+    return spec["parts"] if "parts" in spec else [spec]
 
 
 def _require(table, key, where, kind):
@@ -245,9 +253,9 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
     for name in matrix.scenarios:
         matrix.params(name)
     for name, spec in matrix.matrices.items():
-        for key, known in (("backends", backends), ("variants", matrix.variants),
-                           ("scenarios", matrix.scenarios)):
-            listed = _require(spec, key, f"[matrices.{name}]", "list")
+        for part, key, known in ((part, key, known) for part in parts(spec) for key, known in (
+                ("backends", backends), ("variants", matrix.variants), ("scenarios", matrix.scenarios))):
+            listed = _require(part, key, f"[matrices.{name}]", "list")
             for item in listed:
                 if item not in known:
                     raise UsageError(

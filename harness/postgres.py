@@ -29,6 +29,8 @@ APP_DB = "bench"
 # The throwaway cluster skips durability: it is deleted afterwards, and the benchmark measures
 # connection handling, not disk flushes. run.json records these.
 THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# Every new session is logged, with UTC times: the summary counts connections opened (churn).
+LOG_SETTINGS = {"log_connections": "on", "log_timezone": "UTC"}
 
 
 def free_port() -> int:
@@ -168,7 +170,7 @@ class Cluster:
 
         self.port = self.port or free_port()
         settings = {"listen_addresses": "127.0.0.1", "max_connections": self.max_connections,
-                    **THROWAWAY_SETTINGS}
+                    **THROWAWAY_SETTINGS, **LOG_SETTINGS}
         self.proc = procs.spawn(
             [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
              *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))],

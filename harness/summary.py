@@ -14,6 +14,7 @@ Empty means "no such event", never zero.
 """
 
 import csv
+import datetime as dt
 import glob
 import math
 import os
@@ -24,6 +25,7 @@ COLUMNS = [
     "stream_ttfb_p99_ms", "stream_total_p50_ms", "probe_requests", "probe_failures",
     "probe_p50_ms", "probe_p95_ms", "probe_p99_ms", "probe_max_ms", "peak_pool_in_use",
     "peak_pool_waiting", "pool_wait_p99_ms", "conn_hold_p50_ms", "peak_db_backends", "db_errors",
+    "db_limit", "overshoot", "pool_timeouts", "too_many_clients", "hung_requests", "conn_opened",
     # more, after the required ones
     "stream_design_ms", "streams_cut_at_stop", "streams_waiting_at_stop", "stream_wait_at_stop_max_ms",
     "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
@@ -90,10 +92,11 @@ def pool_peaks(events, start, end):
     return peak_in_use, peak_waiting
 
 
-def acquire_waits(events, start, end):
+def acquire_waits(events, start, end, until=None):
     """[(route, wait_ms, still_waiting)] for every wait for a connection that began inside
-    [start, end]: finished waits at their length; waits still going at `end` at their length
-    so far, flagged, since leaving them out would hide the longest waits."""
+    [start, end]: finished waits at their length; waits still going at `until` (default: end)
+    at their length so far, flagged, since leaving them out would hide the longest waits."""
+    until = end if until is None else until
     begun, finished = {}, {}
     for e in events:
         key = (e["worker"], e["acquire_id"])
@@ -105,11 +108,35 @@ def acquire_waits(events, start, end):
     for key, (t0, route) in begun.items():
         if not start <= t0 <= end:
             continue
-        if key in finished and finished[key][0] <= end:
+        if key in finished and finished[key][0] <= until:
             waits.append((route, finished[key][1], False))
         else:
-            waits.append((route, (end - t0) * 1000, True))
+            waits.append((route, (until - t0) * 1000, True))
     return waits
+
+
+TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved",
+                    "no more connections allowed")
+
+
+def connections_opened(postgres_log, user, start, end):
+    """New PostgreSQL sessions of `user` in [start, end], from the cluster's log
+    (log_connections=on, log_timezone=UTC); None if there is no such log."""
+    if not postgres_log or not os.path.exists(postgres_log):
+        return None
+    needle = f"connection authorized: user={user} "
+    opened = 0
+    with open(postgres_log, errors="replace") as f:
+        for line in f:
+            if needle not in line:
+                continue
+            try:
+                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                continue
+            if start <= stamp.timestamp() <= end:
+                opened += 1
+    return opened
 
 
 def read_timeline(path):
@@ -119,8 +146,10 @@ def read_timeline(path):
         return list(csv.DictReader(f))
 
 
-def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
-    """The measured columns of one cell (everything but identity and status)."""
+def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
+              postgres_log=None, app_user="bench", probe_name="/probe/"):
+    """The measured columns of one cell (everything but identity and status). `grace_end`:
+    when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers."""
     start, end = window
     stream_name = f"/stream/{variant}/"
     requests = read_requests(os.path.join(cell_dir, "requests.csv"))
@@ -144,6 +173,10 @@ def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
                 if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
 
+    errors = [e for e in in_window if e["event"] == "acquire_error"]
+    hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
+    peak_backends = max(backends, default=None)
+    opened = connections_opened(postgres_log, app_user, start, end)
     return {
         "streams_completed": len(ok_streams),
         "stream_failures": len(streams) - len(ok_streams),
@@ -160,8 +193,13 @@ def summarize(cell_dir, *, variant, window, probe_name="/probe/"):
         "peak_pool_waiting": "" if peak_waiting is None else peak_waiting,
         "pool_wait_p99_ms": _ms(percentile(waits, 99)),
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
-        "peak_db_backends": max(backends, default=""),
+        "peak_db_backends": "" if peak_backends is None else peak_backends,
         "db_errors": sum(1 for e in in_window if e["event"] == "db_error"),
+        "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
+        "pool_timeouts": sum(1 for e in errors if e["detail"].startswith("PoolTimeout")),
+        "too_many_clients": sum(1 for e in errors if any(t in e["detail"] for t in TOO_MANY_CLIENTS)),
+        "hung_requests": sum(hung) if grace_end else "",
+        "conn_opened": "" if opened is None else opened,
         "streams_cut_at_stop": len(unfinished) - len(never_started),
         "streams_waiting_at_stop": len(never_started),
         "stream_wait_at_stop_max_ms": _ms(max((r["response_time_ms"] for r in never_started), default=None)),

@@ -20,7 +20,7 @@ def harness(*args, env=None):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, smoke"),
+    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, full, smoke"),
     (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
     (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
     (["bench", "--set", "duration_s"], {}, "--set 'duration_s' must look like key=value"),

@@ -19,7 +19,7 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
         assert cell.name == f"{cell.backend.name}/{cell.variant}/{cell.scenario}"
 
 
-@pytest.mark.parametrize("name, limit_s", [("default", 180), ("smoke", 60)])
+@pytest.mark.parametrize("name, limit_s", [("default", 180), ("smoke", 60), ("backends", 600)])
 def test_named_matrices_fit_their_time_budget(name, limit_s):
     from harness.bench import CELL_OVERHEAD_S
 
@@ -78,7 +78,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, smoke"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, full, smoke"):
         SPEC.cells("nope")
 
 
@@ -103,3 +103,15 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
     for (rate, timeout), probes in zip(cases, in_flight):
         params = SPEC.params("slow-server", {"probe_rate": rate, "probe_timeout_s": timeout})
         assert params.client_connections == params.streams + probes
+
+
+def test_full_matrix_is_every_backend_variant_and_load_scenario():
+    cells = SPEC.cells("full")
+    assert len(cells) == len(SPEC.backends) * len(SPEC.variants) * 3
+    assert {c.backend.name for c in cells} == set(SPEC.backends)
+
+
+def test_backends_matrix_covers_every_backend_and_variant():
+    cells = SPEC.cells("backends")
+    assert {(c.backend.name, c.variant) for c in cells} >= {(b, v) for b in SPEC.backends for v in SPEC.variants}
+    assert {c.backend.name for c in cells if c.scenario == "burst"} >= {"geventpool", "geventpool-bounded", "native-pool"}

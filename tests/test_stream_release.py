@@ -10,10 +10,11 @@ import http.client
 import json
 import socket
 import time
+from contextlib import ExitStack
 
 import pytest
 
-from harness import postgres
+from harness import pgbouncer, postgres
 from harness.sampler import read_metrics
 from harness.server import Server
 from tests.conftest import SPEC, app_backends
@@ -30,18 +31,29 @@ RELEASING = {
     "geventpool-pg3": {"close-old", "force-close", "release"},
     "native-pool": {"close-old", "force-close", "release"},
     "geventpool-bounded": {"close-old", "force-close", "release"},
+    "pgbouncer": {"force-close", "release"},  # as stock-persistent, but see below
 }
 POOLED = {"geventpool", "geventpool-pg3", "native-pool", "geventpool-bounded"}
 # CONN_MAX_AGE>0 without a pool: a connection not closed explicitly outlives its request
-KEPT_AFTER_REQUEST = {"stock-persistent"}
+KEPT_AFTER_REQUEST = {"stock-persistent", "pgbouncer"}
+# PgBouncer in transaction mode gives PostgreSQL's connection back after every transaction:
+# the app's connection to PgBouncer is held as with stock-persistent, PostgreSQL's is not.
+BEHIND_PGBOUNCER = {"pgbouncer"}
 
 
 @pytest.fixture(scope="module", params=list(RELEASING))
 def server(request, database, tmp_path_factory):
+    backend = SPEC.backends[request.param]
     directory = tmp_path_factory.mktemp(request.param)
     params = SPEC.params("slow-server", {"pool_max": 1, "seed_rows": 2000})
-    with Server(SPEC.backends[request.param], params, database.app_url, postgres.free_port(),
-                directory / "server.log", accounting_dir=directory) as s:
+    with ExitStack() as stack:
+        db = database
+        if backend.via == "pgbouncer":
+            if pgbouncer.find() is None:
+                pytest.skip(pgbouncer.INSTALL_HINT)
+            db = stack.enter_context(pgbouncer.PgBouncer(database, 1, 100, directory / "pgbouncer.log"))
+        s = stack.enter_context(Server(backend, params, db.app_url, postgres.free_port(),
+                                       directory / "server.log", accounting_dir=directory))
         s.accounting_dir = directory
         yield s
 
@@ -93,7 +105,12 @@ def test_connection_is_pinned_only_while_not_released(server, admin, database, v
     assert len(response.read(CHUNK_BYTES)) == CHUNK_BYTES  # the body has started, not ended
     backends = {pid: query for pid, _, query in app_backends(admin, database)}
 
-    if releases:
+    if backend in BEHIND_PGBOUNCER:
+        assert in_use(server) == before + (0 if releases else 1)
+        assert len(backends) <= 1  # PostgreSQL sees PgBouncer's one server connection at most
+        assert probe(server, timeout=5) is not None  # which is free between transactions
+        before = in_use(server) - (0 if releases else 1)  # the probe's connection is kept too
+    elif releases:
         assert in_use(server) == before
         if backend in POOLED:
             # the pool's only connection serves someone else while the stream goes on, and
@@ -115,7 +132,8 @@ def test_connection_is_pinned_only_while_not_released(server, admin, database, v
     if kept and not releases:
         time.sleep(0.5)
         assert in_use(server) == before + 1  # not back: the request's connection outlives it
-        assert stream_pid in {pid for pid, _, _ in app_backends(admin, database)}
+        if backend not in BEHIND_PGBOUNCER:  # PgBouncer reports a pid of its own
+            assert stream_pid in {pid for pid, _, _ in app_backends(admin, database)}
     else:
         wait_for(lambda: in_use(server) == before)
     new = stream_returns(server)[returns_before:]

@@ -13,13 +13,14 @@ WINDOW = (1000.0, 1008.0)  # excludes the warm-up probe at 999 and the shutdown 
 
 @pytest.fixture(scope="module")
 def row():
-    return summary.summarize(CELL, variant="hold", window=WINDOW)
+    return summary.summarize(CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4,
+                             postgres_log=CELL / "postgres.log")
 
 
 def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
     events = summary.read_accounting(CELL)
     waits = summary.acquire_waits(events, 1000.0, 1009.0)
-    assert sorted(ms for _, ms, _ in waits) == [1.0, 2.0, 500.0, 1704.0, 1801.5, 2000.0]
+    assert sorted(ms for _, ms, _ in waits) == [1.0, 2.0, 300.0, 500.0, 1704.0, 1801.5, 2000.0]
     assert [(route, still) for route, ms, still in waits if ms == 2000.0] == [("probe", True)]
 
 
@@ -50,10 +51,11 @@ def test_pool_peaks_replay_every_event_inside_the_window(row):
     # at 1000.3: two streams hold connections while a probe and a stream wait
     assert row["peak_pool_in_use"] == 2
     assert row["peak_pool_waiting"] == 2  # the three "other" waiters at 1010 are outside
-    # waits 1, 2, 500 (an error), 1704, 1801.5, and 1000 so far for the probe still waiting at 1008
+    # waits 1, 2, 500 and 300 (errors), 1704, 1801.5, and 1000 so far for the probe still waiting at 1008
     assert row["pool_wait_p99_ms"] == 1801.5
     assert row["probe_wait_p99_ms"] == 1801.5
     assert row["pool_waiting_at_end"] == 1
+    assert row["pool_timeouts"] == 1 and row["too_many_clients"] == 1
     assert row["conn_hold_p50_ms"] == 4000.0 and row["conn_hold_max_ms"] == 4000.0
     assert row["db_errors"] == 1
 
@@ -61,6 +63,17 @@ def test_pool_peaks_replay_every_event_inside_the_window(row):
 def test_database_backends_come_from_samples_inside_the_window(row):
     assert row["peak_db_backends"] == 5  # the 9 at 1011 is outside; an empty sample is skipped
     assert row["timeline_samples"] == 4
+    assert row["overshoot"] == 1  # 5 backends against a capacity of 4
+
+
+def test_hung_requests_are_those_still_waiting_when_the_grace_period_ended(row):
+    # the probe asking at 1007 has no connection by 1009; every other wait ended
+    assert row["hung_requests"] == 1
+
+
+def test_connections_opened_come_from_the_postgres_log_inside_the_window(row):
+    # bench at 1000.5 (00:16:40.500) and 1007.999; not before 1000, not postgres, not after 1008
+    assert row["conn_opened"] == 2
     assert row["measured_s"] == 8.0
 
 
@@ -69,7 +82,8 @@ def test_summary_file_has_the_required_columns_in_order(tmp_path, row):
         "run_id,cell,backend,variant,scenario,repeat,status,streams,pool_max,duration_s,"
         "streams_completed,stream_failures,stream_ttfb_p50_ms,stream_ttfb_p99_ms,stream_total_p50_ms,"
         "probe_requests,probe_failures,probe_p50_ms,probe_p95_ms,probe_p99_ms,probe_max_ms,"
-        "peak_pool_in_use,peak_pool_waiting,pool_wait_p99_ms,conn_hold_p50_ms,peak_db_backends,db_errors"
+        "peak_pool_in_use,peak_pool_waiting,pool_wait_p99_ms,conn_hold_p50_ms,peak_db_backends,db_errors,"
+        "db_limit,overshoot,pool_timeouts,too_many_clients,hung_requests,conn_opened"
     ).split(",")
     path = tmp_path / "summary.csv"
     summary.write(path, [{"cell": "a/b/c", **row}])
