@@ -12,16 +12,19 @@ OUT     ?=
 REPEAT  ?=
 SET     ?=
 SCENARIO ?=
+RUN     ?=
+TABLE   ?=
 
 SETS := $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv bench serve matrix test lock clean
+.PHONY: help venv bench serve matrix table test lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32']"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
+	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  which variant releases on which backend"
 	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
 
 $(VENV)/.installed: requirements/bench.txt
@@ -41,6 +44,9 @@ serve: venv
 matrix: venv
 	$(PY) -m harness matrix --matrix $(MATRIX)
 
+table: venv
+	$(PY) -m harness table $(RUN) $(if $(TABLE),--out $(TABLE))
+
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -53,5 +59,5 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-* .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

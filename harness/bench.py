@@ -189,8 +189,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
                 if elapsed > limit:
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
                 time.sleep(0.2)
-            grace_end = time.time()
-            window = test_window(cell_dir, fallback=(start, grace_end))
+            window, grace_end = test_window(cell_dir, fallback=(start, time.time()))
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
@@ -233,6 +232,7 @@ def _report_cell(console, label, row):
         colour = "yellow" if row["status"] == "skipped" else "red"
         console.print(f"{label}: [{colour}]{row['status']}[/] {row.get('error', '')}")
         return
+    row = {k: ("-" if v == "" else v) for k, v in row.items()}
     console.print(
         f"{label}: ok; hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "

@@ -27,6 +27,11 @@ def _parser():
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
 
+    table = sub.add_parser("table", help="Markdown tables of a run: which variant releases on which backend")
+    table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
+    table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
+    table.add_argument("--out", default=None, help="write to this file instead of printing")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     return parser
@@ -59,6 +64,16 @@ def main(argv=None):
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "serve":
             return serve(args)
+        if args.command == "table":
+            from harness import ROOT, report
+
+            text = report.release_table(args.run or report.newest_run(ROOT / "results"), args.scenario)
+            if args.out:
+                with open(args.out, "w") as f:
+                    f.write(text)
+            else:
+                print(text, end="")
+            return 0
         if args.command == "matrix":
             for cell in matrix.load().cells(args.matrix):
                 print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))

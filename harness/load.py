@@ -1,6 +1,7 @@
 """Locust for one cell: the project's users, headless, for the cell's duration."""
 
 import json
+import math
 import os
 import sys
 
@@ -22,6 +23,8 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "-t", f"{p.duration_s}s",
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
         "--only-summary", "--exit-code-on-error", "0",
+        # Streams keep their load on while the last probes are answered or time out.
+        "--stop-timeout", str(math.ceil(p.probe_timeout_s) + 1),
         "--variant", cell.variant,
         "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
         "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
@@ -32,10 +35,12 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
 
 
 def test_window(cell_dir, fallback):
-    """(start, stop) unix seconds of the Locust test, or `fallback` if it did not say."""
+    """((start, stop), grace_end) in unix seconds from the Locust test, or `fallback` for
+    what it did not say. grace_end: when the last probes were settled."""
     try:
         with open(os.path.join(cell_dir, WINDOW_FILE)) as f:
             times = json.load(f)
-        return times["test_start_unix"], times["test_stop_unix"]
+        window = (times["test_start_unix"], times["test_stop_unix"])
+        return window, times.get("grace_end_unix", window[1])
     except (OSError, ValueError, KeyError):
-        return fallback
+        return fallback, fallback[1]

@@ -7,7 +7,6 @@ import time
 import tomllib
 from pathlib import Path
 
-import gevent.event
 from locust import events
 
 MATRIX = tomllib.loads((Path(__file__).resolve().parent.parent / "matrix.toml").read_text())
@@ -47,13 +46,6 @@ def add_options(parser):
     )
 
 
-# Set while no probe is in flight. At the end of a test the stream clients stay connected
-# until it is set again, so that the last probes are answered (or time out) under the same
-# load as the others, not after the streams have gone.
-probes_settled = gevent.event.Event()
-probes_settled.set()
-
-
 class RequestLog:
     """Every request Locust records, one CSV row each: exact counts and percentiles."""
 
@@ -77,19 +69,37 @@ class RequestLog:
 
 
 class Window:
-    """When the test started and when it began stopping: the harness counts the server's
-    events inside this window, not the shutdown of requests whose clients are gone."""
+    """When the test started, when it began stopping, and when the last probes were settled
+    (the end of the grace period, with the streams still connected): the harness counts the
+    server's events inside the window, and requests still waiting at the grace period's end
+    as hung."""
+
+    current = None
 
     def __init__(self, path):
         self.path, self.times = path, {}
+        Window.current = self
 
     def started(self, **_):
         self.times = {"test_start_unix": time.time()}
 
     def stopping(self, **_):
         self.times["test_stop_unix"] = time.time()
+        self.write()
+
+    def settled(self):
+        self.times["grace_end_unix"] = time.time()
+        self.write()
+
+    def write(self):
         with open(self.path, "w") as f:
             json.dump(self.times, f)
+
+
+def settle_probes():
+    """Called by the probe user once its last probes are answered or timed out."""
+    if Window.current is not None:
+        Window.current.settled()
 
 
 @events.init.add_listener

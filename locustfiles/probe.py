@@ -4,8 +4,8 @@ One ProbeUser sends GET /probe/ --probe-rate times per second, open-loop: a new 
 out on schedule even when earlier ones are still waiting, so a stalled server shows up as
 latency and timeouts instead of as fewer samples (no coordinated omission). A probe not
 answered within --probe-timeout-s fails. At the end of a test the probes in flight are
-waited for (up to the timeout), while the stream clients stay connected, so none goes
-unrecorded and none is answered only because the load has gone.
+waited for (up to the timeout), so none goes unrecorded; run with --stop-timeout of at least
+the probe timeout, so that the stream clients keep their load on meanwhile (the harness does).
 """
 
 import math
@@ -38,7 +38,6 @@ class ProbeUser(FastHttpUser):
 
     def on_start(self):
         self.inflight = gevent.pool.Group()
-        _common.probes_settled.clear()
 
     @task
     def tick(self):
@@ -47,4 +46,4 @@ class ProbeUser(FastHttpUser):
     def on_stop(self):
         self.inflight.join(timeout=self.environment.parsed_options.probe_timeout_s + 1)
         self.inflight.kill(block=False)
-        _common.probes_settled.set()
+        _common.settle_probes()

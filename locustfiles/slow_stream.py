@@ -5,8 +5,8 @@ Besides Locust's own GET entry (time to headers, since the body is streamed) eac
 records, under the same name: TTFB (time to the first body bytes) and STREAM (the whole body;
 failed if it ended short, broke or got an error status). A stream still going when the test
 stops records UNFINISHED instead, saying whether it had received anything: it is neither
-completed nor failed, and leaving it out would hide the longest waits. It stays connected
-until the probe's last requests are settled.
+completed nor failed, and leaving it out would hide the longest waits. With --stop-timeout a
+stream goes on after the test begins stopping, until it ends or the timeout.
 """
 
 import time
@@ -14,7 +14,7 @@ import time
 from gevent import GreenletExit
 from locust import FastHttpUser, constant, events, task
 
-import _common  # registers the options and the request log
+import _common  # noqa: F401  (registers the options and the request log)
 
 
 class StreamUnfinished(Exception):
@@ -61,8 +61,6 @@ class SlowStreamUser(FastHttpUser):
             what = f"{received} of {expected} bytes" if received else "no first byte"
             self._fire("UNFINISHED", name, start_unix, started, received,
                        StreamUnfinished(f"{what} when the test stopped"))
-            # Keep the connection (and the server's load) until the last probes are settled.
-            _common.probes_settled.wait(timeout=o.probe_timeout_s + 2)
             raise
         except Exception as exc:  # timeouts, resets
             error = exc

@@ -1,0 +1,36 @@
+"""The release table drawn from a run (tests/data/run)."""
+
+from pathlib import Path
+
+import pytest
+
+from harness import UsageError, report
+
+RUN = Path(__file__).parent / "data" / "run"
+
+
+@pytest.fixture(scope="module")
+def table():
+    return report.release_table(RUN)
+
+
+def test_it_names_the_run_it_comes_from(table):
+    assert "From run `20260101T000000Z-0123456789ab` (matrix `backends`, commit `0123456789ab`" in table
+
+
+def test_verdicts_come_from_hold_time_against_the_stream(table):
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| `")}
+    assert "**held for the stream**<br>4010.0 / 4000.0 ms" in lines["| `stock`"]
+    assert "**released**<br>3.0 / 4000.0 ms" in lines["| `stock`"]
+    assert "**held, not returned in the cell**" in lines["| `stock-persistent`"]
+    assert "**partly (1500 of 4000 ms)**" in lines["| `stock-persistent`"]
+    assert "skipped" in lines["| `pgbouncer`"]
+
+
+def test_burst_rows_show_overshoot_and_errors(table):
+    assert "| `geventpool` | `hold` | 200 | 4 | 47 | 50 | 43 | 153 | 0 | 0 | 153 | 8 | 5.0 |" in table
+
+
+def test_a_directory_without_a_summary_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="has no summary.csv"):
+        report.release_table(tmp_path)
