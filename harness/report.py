@@ -46,8 +46,13 @@ def release_table(run_dir, scenario=None) -> str:
     backends = list(dict.fromkeys(r["backend"] for r in picked))
     variants = list(dict.fromkeys(r["variant"] for r in picked))
     by = {(r["backend"], r["variant"]): r for r in picked}
-    out = [f"### Does the variant give the connection back? (scenario `{scenario}`)", "",
-           _run_line(run_dir), "",
+    out = ["# Release techniques by backend", "",
+           _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.", "",
+           "Verdicts compare the median time a streaming request held its connection "
+           "(`conn_hold_p50_ms`) with the stream's length: **released** at most 10 %, **held** at "
+           "least 50 %; **held, not returned in the cell**: the connection outlived the request "
+           "(persistent connections).", "",
+           f"## Does the variant give the connection back? (scenario `{scenario}`)", "",
            "Each cell: the verdict, then `conn_hold_p50_ms` / `stream_design_ms`, `probe_p99_ms`, "
            "`peak_db_backends`.", "",
            "| backend | " + " | ".join(f"`{v}`" for v in variants) + " |",
@@ -68,7 +73,7 @@ def release_table(run_dir, scenario=None) -> str:
     if burst:
         cols = ["streams", "pool_max", "peak_db_backends", "db_limit", "overshoot", "too_many_clients",
                 "pool_timeouts", "hung_requests", "stream_failures", "streams_completed", "probe_p99_ms"]
-        out += ["", "### Under a burst (scenario `burst`)", "",
+        out += ["", "## Under a burst (scenario `burst`)", "",
                 "| backend | variant | " + " | ".join(f"`{c}`" for c in cols) + " |",
                 "|---|---|" + "---|" * len(cols)]
         for r in burst:
