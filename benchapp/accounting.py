@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 
 from django.conf import settings
 from prometheus_client import Counter, Gauge, Histogram
@@ -55,7 +56,7 @@ class _EventLog:
     def __init__(self):
         self._file = None
         self._pid = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a finalizer may write while this greenlet writes
 
     def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
         directory = settings.BENCH_ACCOUNTING_DIR
@@ -85,7 +86,7 @@ class _Counts:
     """In-process counts behind the gauges; a lock keeps them exact under threads too."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
 
     def add(self, in_use=0, waiting=0):
@@ -107,7 +108,7 @@ _acquire_ids = itertools.count(1)
 class AccountingMixin:
     """Put first in the bases of a backend's DatabaseWrapper: `class W(AccountingMixin, Base)`."""
 
-    _bench_checkout = None  # (perf_counter at checkout, route)
+    _bench_holder = None  # [checkout] where checkout is [perf_counter, route, backend pid]
 
     def pool_limit(self):
         """The most connections this process may hold, or None when unbounded."""
@@ -132,22 +133,40 @@ class AccountingMixin:
         counts.add(in_use=1, waiting=-1)
         CHECKOUTS.labels(route).inc()
         ACQUIRE_WAIT.labels(route).observe(waited)
-        self._bench_checkout = (time.perf_counter(), route)
-        event_log.write("checkout", route, _fmt_ms(waited), backend_pid=_backend_pid(conn),
-                        acquire_id=acquire_id)
+        pid = _backend_pid(conn)
+        if self._bench_holder is None:
+            self._bench_holder = [None]
+            # A persistent connection whose greenlet ends is never closed by Django: it goes
+            # when the garbage collector takes its wrapper, and is counted as returned then.
+            weakref.finalize(self, _collected, self._bench_holder)
+        self._bench_holder[0] = [time.perf_counter(), route, pid]
+        event_log.write("checkout", route, _fmt_ms(waited), backend_pid=pid, acquire_id=acquire_id)
         return conn
 
     def _close(self):
-        checkout, self._bench_checkout = self._bench_checkout, None
-        pid = _backend_pid(self.connection)
+        holder = self._bench_holder
         try:
             super()._close()
         finally:
-            if checkout is not None:
-                held = time.perf_counter() - checkout[0]
-                counts.add(in_use=-1)
-                HOLD.labels(checkout[1]).observe(held)
-                event_log.write("return", checkout[1], hold_ms=_fmt_ms(held), backend_pid=pid)
+            if holder is not None:
+                _returned(holder[0])
+                holder[0] = None
+
+
+def _collected(holder):
+    _returned(holder[0], "garbage-collected")
+
+
+def _returned(checkout, detail=""):
+    """Count a checkout [perf_counter, route, pid] as returned, once."""
+    if not checkout:
+        return
+    started, route, pid = checkout
+    checkout.clear()
+    held = time.perf_counter() - started
+    counts.add(in_use=-1)
+    HOLD.labels(route).observe(held)
+    event_log.write("return", route, hold_ms=_fmt_ms(held), backend_pid=pid, detail=detail)
 
 
 def _backend_pid(conn):

@@ -66,10 +66,11 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "packages": runinfo.versions(),
+        "server_packages": {env: envs.freeze(env) for env in sorted({c.backend.env for c in cells})},
         "started_utc": runinfo.utc_now().isoformat(),
         "ended_utc": None,
         "database": None,
-        "postgres_settings": postgres.THROWAWAY_SETTINGS if external is None
+        "postgres_settings": {**postgres.THROWAWAY_SETTINGS, **postgres.LOG_SETTINGS} if external is None
         else "as configured on the external server",
         "matrix_file": spec.raw,
         "cells": [
@@ -182,7 +183,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
                                                   db.app_user, db.app_db, server.url))
             start = time.time()
             locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
-            limit = cell.params.duration_s + cell.params.probe_timeout_s + 60
+            # the run, then probes settling and streams ending (each up to the stop timeout)
+            limit = cell.params.duration_s + 2 * (cell.params.probe_timeout_s + 1) + 60
             while locust.poll() is None:
                 elapsed = time.time() - start
                 progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
@@ -193,7 +195,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
-        row.update(_measure(cell, cell_dir, run_dir, window, grace_end))
+        row.update(_measure(cell, cell_dir, run_dir, window, grace_end, server.health.get("pool_limit")))
         row["status"] = "ok"
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
@@ -204,19 +206,27 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
             f.write(str(exc) + "\n")
     except BaseException:
         if window is not None:
-            row.update(_measure(cell, cell_dir, run_dir, window, grace_end))
+            row.update(_measure(cell, cell_dir, run_dir, window, grace_end, server.health.get("pool_limit")))
         raise
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
 
 
-def _measure(cell, cell_dir, run_dir, window, grace_end):
+def _measure(cell, cell_dir, run_dir, window, grace_end, pool_limit):
     return summary.summarize(
         cell_dir, variant=cell.variant, window=window, grace_end=grace_end,
-        pool_capacity=cell.params.pool_max * cell.params.workers,
+        pool_capacity=_pool_capacity(cell, pool_limit),
         postgres_log=os.path.join(run_dir, "postgres.log"),
     )
+
+
+def _pool_capacity(cell, pool_limit):
+    """The most PostgreSQL connections the configuration should use: PgBouncer's pool, or the
+    app's pool in each worker; None for backends without a pool."""
+    if cell.backend.via == "pgbouncer":
+        return cell.params.pool_max
+    return None if pool_limit is None else pool_limit * cell.params.workers
 
 
 def _one_line(exc):

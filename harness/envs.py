@@ -38,3 +38,14 @@ def python_for(name: str, console=None) -> str:
             raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
     stamp.write_text(digest)
     return str(python)
+
+
+def freeze(name: str) -> dict:
+    """{package: version} installed in a server environment."""
+    result = subprocess.run([python_for(name), "-m", "pip", "list", "--format=json",
+                             "--disable-pip-version-check"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return {}
+    import json
+
+    return {p["name"]: p["version"] for p in json.loads(result.stdout)}

@@ -16,6 +16,8 @@ def verdict(row) -> str:
     if row["conn_hold_p50_ms"] == "":
         return KEPT if int(row["streams_completed"]) else "no stream finished"
     hold, design = float(row["conn_hold_p50_ms"]), float(row["stream_design_ms"])
+    if design <= 0:
+        return f"held {hold:.0f} ms (the stream has no length by design)"
     if hold <= 0.1 * design:
         return RELEASED
     if hold >= 0.5 * design:
@@ -83,7 +85,9 @@ def release_table(run_dir, scenario=None) -> str:
 
 
 def newest_run(results):
-    runs = sorted(d for d in os.listdir(results) if os.path.exists(os.path.join(results, d, "summary.csv")))
-    if not runs:
+    """The run under results/ whose summary.csv was written last."""
+    summaries = [os.path.join(results, d, "summary.csv") for d in os.listdir(results)]
+    summaries = [p for p in summaries if os.path.exists(p)]
+    if not summaries:
         raise UsageError("no runs under results/: run make bench first, or name one with RUN=")
-    return os.path.join(results, runs[-1])
+    return os.path.dirname(max(summaries, key=os.path.getmtime))

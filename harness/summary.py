@@ -121,22 +121,29 @@ TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved
 
 def connections_opened(postgres_log, user, start, end):
     """New PostgreSQL sessions of `user` in [start, end], from the cluster's log
-    (log_connections=on, log_timezone=UTC); None if there is no such log."""
+    (log_connections=on, log_timezone=UTC); None if there is no such log. A session
+    PostgreSQL authorized and then refused for want of slots (a FATAL from the same pid next)
+    did not open."""
     if not postgres_log or not os.path.exists(postgres_log):
         return None
     needle = f"connection authorized: user={user} "
-    opened = 0
+    sessions = {}  # pid -> [timestamp, refused]
+    counted = []
     with open(postgres_log, errors="replace") as f:
         for line in f:
-            if needle not in line:
+            pid = line[29:].split("]", 1)[0] if line[28:29] == "[" else None
+            if pid is None:
                 continue
-            try:
-                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc)
-            except ValueError:
-                continue
-            if start <= stamp.timestamp() <= end:
-                opened += 1
-    return opened
+            if needle in line:
+                try:
+                    stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+                except ValueError:
+                    continue
+                sessions[pid] = entry = [stamp.replace(tzinfo=dt.timezone.utc).timestamp(), False]
+                counted.append(entry)
+            elif " FATAL: " in line and pid in sessions:
+                sessions.pop(pid)[1] = True
+    return sum(1 for stamp, refused in counted if start <= stamp <= end and not refused)
 
 
 def read_timeline(path):
@@ -173,7 +180,10 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
                 if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
 
-    errors = [e for e in in_window if e["event"] == "acquire_error"]
+    # Errors count over the same span as the requests: the cell and its grace period.
+    until = grace_end or end
+    in_cell = [e for e in events if start <= e["unix_s"] <= until]
+    errors = [e for e in in_cell if e["event"] == "acquire_error"]
     hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
     peak_backends = max(backends, default=None)
     opened = connections_opened(postgres_log, app_user, start, end)
@@ -194,7 +204,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "pool_wait_p99_ms": _ms(percentile(waits, 99)),
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
         "peak_db_backends": "" if peak_backends is None else peak_backends,
-        "db_errors": sum(1 for e in in_window if e["event"] == "db_error"),
+        "db_errors": sum(1 for e in in_cell if e["event"] == "db_error"),
         "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
         "pool_timeouts": sum(1 for e in errors if e["detail"].startswith("PoolTimeout")),
         "too_many_clients": sum(1 for e in errors if any(t in e["detail"] for t in TOO_MANY_CLIENTS)),

@@ -5,12 +5,14 @@ default 30).
 The library checks the pool's size and then connects, so greenlets arriving together all see
 room and all connect: MAX_CONNS=4 can open dozens of connections. And an exhausted pool makes
 callers wait forever. Here a semaphore of MAX_CONNS slots is taken before the library's get()
-and given back when the connection is returned or dropped, so no more than MAX_CONNS
-connections are ever checked out or opened; a caller that gets no slot within ACQUIRE_TIMEOUT
-gets PoolTimeout (a DB-API OperationalError: Django raises django.db.OperationalError).
+and given back when the connection is returned to the pool, closed, or garbage-collected, so
+no more than MAX_CONNS connections are ever checked out or opened; a caller that gets no slot
+within ACQUIRE_TIMEOUT gets PoolTimeout (a DB-API OperationalError: Django raises
+django.db.OperationalError). ACQUIRE_TIMEOUT bounds the wait for a slot, not connecting.
 """
 
 import time
+import weakref
 
 import psycopg2
 from django_db_geventpool.backends.postgresql_psycopg2 import base
@@ -45,12 +47,18 @@ class BoundedPool(base.PostgresConnectionPool):
             self.slots.release()
             raise
         self.holders.add(id(conn))
+        # A connection dropped without put() (its wrapper garbage-collected) gives its slot
+        # back when it goes.
+        weakref.finalize(conn, self._release_id, id(conn))
         return conn
 
     def release(self, conn):
         """Give the connection's slot back; safe to call more than once."""
-        if id(conn) in self.holders:
-            self.holders.discard(id(conn))
+        self._release_id(id(conn))
+
+    def _release_id(self, conn_id):
+        if conn_id in self.holders:
+            self.holders.discard(conn_id)
             self.slots.release()
 
     def put(self, item):
