@@ -33,17 +33,16 @@ WAITING_PEAK = Gauge(
 )
 CHECKOUTS = Counter("bench_db_checkouts", "Connections checked out", ["route"])
 ACQUIRE_ERRORS = Counter("bench_db_acquire_errors", "Checkouts that raised", ["route"])
+SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
 ACQUIRE_WAIT = Histogram(
     "bench_db_acquire_wait_seconds",
     "Time from asking for a connection to having one (pool wait, connect and checks)",
     ["route"],
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+    buckets=SECONDS_BUCKETS,
 )
 HOLD = Histogram(
-    "bench_db_connection_hold_seconds",
-    "Time from checkout to return of a connection",
-    ["route"],
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+    "bench_db_connection_hold_seconds", "Time from checkout to return of a connection", ["route"],
+    buckets=SECONDS_BUCKETS,
 )
 DB_ERRORS = Counter("bench_db_errors", "Requests that failed with a django.db.Error", ["route"])
 

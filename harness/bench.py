@@ -5,9 +5,9 @@ Locust headless for the cell's duration, stop everything, summarize. summary.csv
 are rewritten after every cell, so an interrupted run keeps what finished.
 """
 
+import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,14 +41,12 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
-    external = postgres.external()
-    if external is None:
-        postgres.find_binaries()
-        postgres.run_as()
-    else:
+    external = postgres.preflight()
+    if external is not None:
         for cell in cells:
-            _check_capacity(cell, external)
-    for env in sorted({c.backend.env for c in cells}):
+            matrix.check_pool_fits(cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections")
+    env_names = sorted({c.backend.env for c in cells})
+    for env in env_names:
         envs.python_for(env, console)
     if any(c.backend.via == "pgbouncer" for c in cells) and pgbouncer.find() is None:
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
@@ -66,7 +64,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "packages": runinfo.versions(),
-        "server_packages": {env: envs.freeze(env) for env in sorted({c.backend.env for c in cells})},
+        "server_packages": {env: envs.freeze(env) for env in env_names},
         "started_utc": runinfo.utc_now().isoformat(),
         "ended_utc": None,
         "database": None,
@@ -90,20 +88,15 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
     try:
         with ExitStack() as stack, _progress(console) as progress:
             task = progress.add_task("starting PostgreSQL", total=sum(planned))
-            cluster = None  # (max_connections, Database, its ExitStack): one at a time
-            seeded = None  # rows the current database was seeded with
+            cluster = db = external  # one throwaway cluster at a time, restarted when
+            seeded = None               # a cell needs another max_connections
             for i, cell in enumerate(cells):
-                db = external
-                if db is None:
-                    wanted = cell.params.db_max_connections
-                    if cluster is None or cluster[0] != wanted:
-                        if cluster is not None:
-                            cluster[2].close()
-                        inner = stack.enter_context(ExitStack())
-                        log = os.path.join(run_dir, "postgres.log")
-                        cluster = (wanted, inner.enter_context(postgres.Cluster(wanted, log)), inner)
-                        seeded = None
-                    db = cluster[1]
+                if external is None and (cluster is None or cluster.max_connections != cell.params.db_max_connections):
+                    if cluster is not None:
+                        cluster.stop()
+                    cluster = postgres.Cluster(cell.params.db_max_connections, os.path.join(run_dir, "postgres.log"))
+                    stack.callback(cluster.stop)
+                    db, seeded = cluster.start(), None
                 info["database"] = db.describe()
                 if seeded != cell.params.seed_rows:
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
@@ -144,21 +137,6 @@ def _identity(run_id, cell, status):
     }
 
 
-def _check_capacity(cell, db):
-    p = cell.params
-    if db.max_connections and p.pool_max * p.workers > db.max_connections - 3:
-        raise UsageError(
-            f"pool_max={p.pool_max} x workers={p.workers} exceeds the database's max_connections="
-            f"{db.max_connections} minus 3 superuser slots: lower pool_max"
-        )
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
@@ -167,24 +145,20 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
     if cell.backend.via == "pgbouncer" and pgbouncer.find() is None:
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
         return row
-    window = grace_end = None
+    measure = None
     locust = None
     try:
         with ExitStack() as stack:
-            app_db = db
-            if cell.backend.via == "pgbouncer":
-                app_db = stack.enter_context(pgbouncer.PgBouncer(
-                    db, pool_size=cell.params.pool_max, max_clients=cell.params.worker_connections * cell.params.workers,
-                    log_path=os.path.join(cell_dir, "pgbouncer.log")))
-            server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, _free_port(),
+            app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
+            server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
                                                 os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
             server.verify(cell.variant)
             sampler = stack.enter_context(Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url,
                                                   db.app_user, db.app_db, server.url))
             start = time.time()
             locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
-            # the run, then probes settling and streams ending (each up to the stop timeout)
-            limit = cell.params.duration_s + 2 * (cell.params.probe_timeout_s + 1) + 60
+            # the run, then probes settling and streams ending (each up to the grace period)
+            limit = cell.params.duration_s + 2 * cell.params.grace_s + 60
             while locust.poll() is None:
                 elapsed = time.time() - start
                 progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
@@ -192,10 +166,15 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
                 time.sleep(0.2)
             window, grace_end = test_window(cell_dir, fallback=(start, time.time()))
+            measure = functools.partial(
+                summary.summarize,
+                cell_dir, variant=cell.variant, window=window, grace_end=grace_end,
+                pool_capacity=_pool_capacity(cell, server.health.get("pool_limit")),
+                postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
-        row.update(_measure(cell, cell_dir, run_dir, window, grace_end, server.health.get("pool_limit")))
+        row.update(measure())
         row["status"] = "ok"
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
@@ -205,20 +184,12 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
         with open(os.path.join(cell_dir, "error.txt"), "w") as f:
             f.write(str(exc) + "\n")
     except BaseException:
-        if window is not None:
-            row.update(_measure(cell, cell_dir, run_dir, window, grace_end, server.health.get("pool_limit")))
+        if measure is not None:
+            row.update(measure())
         raise
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
-
-
-def _measure(cell, cell_dir, run_dir, window, grace_end, pool_limit):
-    return summary.summarize(
-        cell_dir, variant=cell.variant, window=window, grace_end=grace_end,
-        pool_capacity=_pool_capacity(cell, pool_limit),
-        postgres_log=os.path.join(run_dir, "postgres.log"),
-    )
 
 
 def _pool_capacity(cell, pool_limit):

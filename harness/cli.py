@@ -1,12 +1,13 @@
-"""Command line: python -m harness {bench,serve,matrix}. Bad input exits 2 with one line."""
+"""Command line: python -m harness {bench,serve,table,matrix}. Bad input exits 2 with one line."""
 
 import argparse
 import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 
-from harness import CellError, UsageError, matrix, postgres
+from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres
 
 
 def _parser():
@@ -65,7 +66,7 @@ def main(argv=None):
         if args.command == "serve":
             return serve(args)
         if args.command == "table":
-            from harness import ROOT, report
+            from harness import report
 
             text = report.release_table(args.run or report.newest_run(ROOT / "results"), args.scenario)
             if args.out:
@@ -101,24 +102,25 @@ def serve(args):
     if not 1 <= args.port <= 65535 or not postgres.port_is_free(args.port):
         raise UsageError(f"PORT={args.port} is in use or invalid: choose another, e.g. PORT=8001")
     backend = spec.backends[args.backend]
-    external = postgres.external()
-    if external is None:
-        postgres.find_binaries()
-    log_dir = os.path.abspath(os.path.join("results", "serve"))
+    if backend.via == "pgbouncer" and pgbouncer.find() is None:
+        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
+    external = postgres.preflight()
+    if external is not None:
+        matrix.check_pool_fits(params, external.max_connections, "serve", "BENCH_DATABASE_URL's max_connections")
+    log_dir = ROOT / "results" / "serve"
     os.makedirs(log_dir, exist_ok=True)
-    from contextlib import ExitStack
 
     with ExitStack() as stack:
-        db = external or stack.enter_context(
-            postgres.Cluster(params.db_max_connections, os.path.join(log_dir, "postgres.log"))
-        )
-        prepare_database(backend, params, db.app_url, os.path.join(log_dir, "prepare.log"))
-        server = stack.enter_context(Server(backend, params, db.app_url, args.port, None))
+        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
+        prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
+        app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
+        server = stack.enter_context(Server(backend, params, app_db.app_url, args.port, None))
         print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max})")
         print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
               f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
         print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
-        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
+        via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
+        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
         print("Ctrl-C stops both.", flush=True)
         while server.proc.poll() is None:
             time.sleep(0.5)

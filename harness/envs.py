@@ -7,6 +7,7 @@ their own environment, built on demand from requirements/<name>.txt:
 """
 
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -46,6 +47,4 @@ def freeze(name: str) -> dict:
                              "--disable-pip-version-check"], capture_output=True, text=True)
     if result.returncode != 0:
         return {}
-    import json
-
     return {p["name"]: p["version"] for p in json.loads(result.stdout)}

@@ -1,7 +1,6 @@
 """Locust for one cell: the project's users, headless, for the cell's duration."""
 
 import json
-import math
 import os
 import sys
 
@@ -24,7 +23,7 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
         "--only-summary", "--exit-code-on-error", "0",
         # Streams keep their load on while the last probes are answered or time out.
-        "--stop-timeout", str(math.ceil(p.probe_timeout_s) + 1),
+        "--stop-timeout", str(p.grace_s),
         "--variant", cell.variant,
         "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
         "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,

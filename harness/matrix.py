@@ -1,5 +1,6 @@
 """matrix.toml: backends, variants, scenarios and named matrices, read and checked here."""
 
+import itertools
 import json
 import math
 import tomllib
@@ -11,48 +12,38 @@ from harness import ROOT, UsageError
 MATRIX_FILE = ROOT / "matrix.toml"
 
 
+def _limits(low, high, unit):
+    """A parameter's bounds and unit, checked for every cell before anything starts."""
+    return field(metadata={"limits": (low, high, unit)})
+
+
 @dataclass(frozen=True)
 class Params:
-    """Everything a cell runs with; defaults live in matrix.toml's [defaults], not here."""
+    """Everything a cell runs with; defaults live in matrix.toml's [defaults], not here. The
+    stream's bounds are the app's own (benchapp/views.py STREAM_PARAMS; a test keeps them equal)."""
 
-    pool_max: int
-    db_max_connections: int
-    streams: int
-    spawn_s: float
-    duration_s: int
-    chunks: int
-    chunk_bytes: int
-    delay_ms: int
-    read_rate_bps: int
-    probe_rate: float
-    probe_timeout_s: float
-    stream_timeout_s: float
-    pool_timeout_s: float
-    seed_rows: int
-    workers: int
-    worker_connections: int
+    pool_max: int = _limits(1, 10_000, "connections")
+    db_max_connections: int = _limits(5, 100_000, "connections")
+    streams: int = _limits(1, 1_000_000, "clients")
+    spawn_s: float = _limits(0, 86_400, "seconds")
+    duration_s: int = _limits(1, 86_400, "seconds")
+    chunks: int = _limits(1, 1_000_000, "chunks")
+    chunk_bytes: int = _limits(1, 16 * 1024 * 1024, "bytes")
+    delay_ms: int = _limits(0, 3_600_000, "milliseconds")
+    read_rate_bps: int = _limits(0, 10**12, "bytes per second (0: unlimited)")
+    probe_rate: float = _limits(0.1, 10_000, "probes per second")
+    probe_timeout_s: float = _limits(0.1, 3_600, "seconds")
+    stream_timeout_s: float = _limits(1, 86_400, "seconds")
+    pool_timeout_s: float = _limits(0.1, 3_600, "seconds")
+    seed_rows: int = _limits(1, 100_000_000, "rows")
+    workers: int = _limits(1, 256, "processes")
+    worker_connections: int = _limits(1, 1_000_000, "clients per worker")
 
-    # (lowest, highest, what the number is): checked for every cell before anything starts.
-    # The stream's bounds are the app's own (benchapp/views.py STREAM_PARAMS; a test keeps
-    # them equal).
-    LIMITS = {
-        "pool_max": (1, 10_000, "connections"),
-        "db_max_connections": (5, 100_000, "connections"),
-        "streams": (1, 1_000_000, "clients"),
-        "spawn_s": (0, 86_400, "seconds"),
-        "duration_s": (1, 86_400, "seconds"),
-        "chunks": (1, 1_000_000, "chunks"),
-        "chunk_bytes": (1, 16 * 1024 * 1024, "bytes"),
-        "delay_ms": (0, 3_600_000, "milliseconds"),
-        "read_rate_bps": (0, 10**12, "bytes per second (0: unlimited)"),
-        "probe_rate": (0.1, 10_000, "probes per second"),
-        "probe_timeout_s": (0.1, 3_600, "seconds"),
-        "stream_timeout_s": (1, 86_400, "seconds"),
-        "pool_timeout_s": (0.1, 3_600, "seconds"),
-        "seed_rows": (1, 100_000_000, "rows"),
-        "workers": (1, 256, "processes"),
-        "worker_connections": (1, 1_000_000, "clients per worker"),
-    }
+    @property
+    def grace_s(self) -> int:
+        """Seconds Locust lets the load run on after the test begins stopping (its
+        --stop-timeout), so that the last probes are answered or time out under load."""
+        return math.ceil(self.probe_timeout_s) + 1
 
     @property
     def client_connections(self) -> int:
@@ -68,6 +59,11 @@ class Params:
         return max(sending, reading)
 
 
+# {parameter: (lowest, highest, unit)}, from the fields above.
+LIMITS = {f.name: f.metadata["limits"] for f in fields(Params)}
+Params.LIMITS = LIMITS
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -80,7 +76,7 @@ class Backend:
     via: str = ""  # "pgbouncer": the app connects through a PgBouncer the harness starts
     server_side_cursors: bool = True
 
-    def django_options(self, params: "Params") -> dict:
+    def django_options(self, params: Params) -> dict:
         """OPTIONS with every "{parameter}" string replaced by the cell's value."""
 
         def fill(value):
@@ -124,14 +120,14 @@ class Matrix:
     def cells(self, matrix: str, overrides: dict | None = None, repeat: int = 1) -> list[Cell]:
         if matrix not in self.matrices:
             raise UsageError(f"MATRIX={matrix} is unknown: use one of {', '.join(self.matrices)}")
-        cells = []
-        for r in range(1, repeat + 1):
-            for part in parts(self.matrices[matrix]):
-                for b in part["backends"]:
-                    for v in part["variants"]:
-                        for s in part["scenarios"]:
-                            cells.append(Cell(self.backends[b], v, s, r, self.params(s, overrides)))
-        return cells
+        spec = parts(self.matrices[matrix])
+        params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
+        return [
+            Cell(self.backends[b], v, s, r, params[s])
+            for r in range(1, repeat + 1)
+            for part in spec
+            for b, v, s in itertools.product(part["backends"], part["variants"], part["scenarios"])
+        ]
 
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
         values = dict(self.defaults)
@@ -161,6 +157,17 @@ def _check_placeholders(options, where):
             raise UsageError(f"{MATRIX_FILE.name}: {where} options use {value}, which is not a parameter")
 
 
+def check_pool_fits(params: Params, max_connections: int, where: str, limit="db_max_connections"):
+    """The pools of all workers must leave PostgreSQL's 3 superuser slots free (the sampler's).
+    `limit` names where max_connections comes from: the parameter, or an external server."""
+    if params.pool_max * params.workers > max_connections - 3:
+        fix = "lower pool_max or raise db_max_connections" if limit == "db_max_connections" else "lower pool_max"
+        raise UsageError(
+            f"pool_max={params.pool_max} x workers={params.workers} in {where} exceeds "
+            f"{limit}={max_connections} minus 3 superuser slots: {fix}"
+        )
+
+
 def check_params(values: dict, where: str) -> Params:
     names = {f.name: f.type for f in fields(Params)}
     unknown = sorted(set(values) - set(names))
@@ -174,7 +181,7 @@ def check_params(values: dict, where: str) -> Params:
     out = {}
     for name, kind in names.items():
         value = values[name]
-        low, high, unit = Params.LIMITS[name]
+        low, high, unit = LIMITS[name]
         number_type = int if kind in (int, "int") else float
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
                 or (number_type is int and value != int(value))):
@@ -186,12 +193,7 @@ def check_params(values: dict, where: str) -> Params:
             raise UsageError(f"{name}={value} in {where} is too large: use at most {high} ({unit})")
         out[name] = number_type(value)
     params = Params(**out)
-    if params.pool_max * params.workers > params.db_max_connections - 3:
-        raise UsageError(
-            f"pool_max={params.pool_max} x workers={params.workers} in {where} exceeds "
-            f"db_max_connections={params.db_max_connections} minus 3 superuser slots: "
-            "lower pool_max or raise db_max_connections"
-        )
+    check_pool_fits(params, params.db_max_connections, where)
     if params.client_connections > params.worker_connections * params.workers:
         raise UsageError(
             f"streams={params.streams} in {where} and up to "
@@ -252,14 +254,13 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
     )
     for name in matrix.scenarios:
         matrix.params(name)
+    declared = {"backends": backends, "variants": matrix.variants, "scenarios": matrix.scenarios}
     for name, spec in matrix.matrices.items():
-        for part, key, known in ((part, key, known) for part in parts(spec) for key, known in (
-                ("backends", backends), ("variants", matrix.variants), ("scenarios", matrix.scenarios))):
-            listed = _require(part, key, f"[matrices.{name}]", "list")
-            for item in listed:
-                if item not in known:
-                    raise UsageError(
-                        f"{Path(path).name}: [matrices.{name}] names {key[:-1]} {item!r}, which "
-                        f"is not declared: use one of {', '.join(known)}"
-                    )
+        for part, (key, known) in itertools.product(parts(spec), declared.items()):
+            unknown = [item for item in _require(part, key, f"[matrices.{name}]", "list") if item not in known]
+            if unknown:
+                raise UsageError(
+                    f"{Path(path).name}: [matrices.{name}] names {key[:-1]} {unknown[0]!r}, which "
+                    f"is not declared: use one of {', '.join(known)}"
+                )
     return matrix

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,13 +59,21 @@ class PgBouncer(procs.Service):
         for f in self.tmp.iterdir():
             f.chmod(0o644)
         self.proc = procs.spawn([executable, self.tmp / "pgbouncer.ini"], self.log_path, user=user, cwd=self.tmp)
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise CellError(f"PgBouncer did not start:\n{procs.tail(self.log_path)}")
-            time.sleep(0.05)
+        procs.wait_ready(self.proc, lambda: _listening(port), "PgBouncer", self.log_path, timeout=15)
         app_url = f"postgres://{target.username}@127.0.0.1:{port}{target.path}"
         return replace(self.db, app_url=app_url, source=f"{self.db.source} via PgBouncer")
+
+
+def _listening(port):
+    with socket.socket() as s:
+        return True if s.connect_ex(("127.0.0.1", port)) == 0 else None
+
+
+def front(stack, backend, params, db: Database, log_path) -> Database:
+    """The database as the backend's app should reach it: through a PgBouncer started on
+    `stack` for backends that go via PgBouncer, else directly."""
+    if backend.via != "pgbouncer":
+        return db
+    return stack.enter_context(PgBouncer(
+        db, pool_size=params.pool_max, max_clients=params.worker_connections * params.workers,
+        log_path=log_path))

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -168,7 +167,7 @@ class Cluster(procs.Service):
             self.log_path, user=user, cwd=self.tmp,
         )
         admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        _wait_ready(admin_url, self.proc, self.log_path)
+        procs.wait_ready(self.proc, lambda: _accepts(admin_url), "PostgreSQL", self.log_path, timeout=60)
         with _admin(admin_url) as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
@@ -179,6 +178,16 @@ class Cluster(procs.Service):
         )
         inspect(db)
         return db
+
+
+def preflight() -> Database | None:
+    """Before anything starts: the server BENCH_DATABASE_URL names, checked reachable, or None
+    after checking that a throwaway cluster can be started (binaries, and a user when root)."""
+    db = external()
+    if db is None:
+        find_binaries()
+        run_as()
+    return db
 
 
 def external() -> Database | None:
@@ -227,15 +236,9 @@ class _admin:
         self.conn.close()
 
 
-def _wait_ready(url, proc, log_path, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg2.connect(url, connect_timeout=2).close()
-            return
-        except psycopg2.OperationalError:
-            if proc.poll() is not None:
-                raise CellError(f"PostgreSQL exited with {proc.returncode}:\n{procs.tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise CellError(f"PostgreSQL not ready after {timeout:.0f}s:\n{procs.tail(log_path)}")
-            time.sleep(0.05)
+def _accepts(url):
+    try:
+        psycopg2.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg2.OperationalError:
+        return None

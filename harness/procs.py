@@ -9,6 +9,8 @@ import time
 
 import psutil
 
+from harness import CellError
+
 
 def spawn(cmd, log_path, env=None, cwd=None, user=None):
     """Start `cmd` in a new session; output goes to log_path (None: this terminal)."""
@@ -37,14 +39,14 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     if proc is None:
         return None
     interrupted = None
-    _signal_group(proc, sig)
+    _signal_group(proc.pid, sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         pass
     except KeyboardInterrupt as exc:  # asked again to stop: stop harder, then go on unwinding
         interrupted = exc
-    _signal_group(proc, signal.SIGKILL)
+    _signal_group(proc.pid, signal.SIGKILL)
     code = proc.wait()
     _wait_group_gone(proc.pid, 5.0)
     if interrupted is not None:
@@ -52,9 +54,9 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     return code
 
 
-def _signal_group(proc, sig):
+def _signal_group(pgid, sig):
     try:
-        os.killpg(proc.pid, sig)
+        os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
 
@@ -74,15 +76,23 @@ def group_members(pgid):
 def _wait_group_gone(pgid, timeout):
     deadline = time.monotonic() + timeout
     while group_members(pgid) and time.monotonic() < deadline:
-        _signal_group_id(pgid, signal.SIGKILL)
+        _signal_group(pgid, signal.SIGKILL)
         time.sleep(0.05)
 
 
-def _signal_group_id(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
+def wait_ready(proc, ready, what, log_path, timeout):
+    """Poll `ready()` until it returns something other than None, and return that; fail at
+    once if `proc` exits, or after `timeout` seconds, quoting the end of its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = ready()
+        if result is not None:
+            return result
+        if proc.poll() is not None:
+            raise CellError(f"{what} exited with {proc.returncode}:\n{tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise CellError(f"{what} not ready after {timeout:.0f}s:\n{tail(log_path)}")
+        time.sleep(0.05)
 
 
 def tail(path, lines=15):

@@ -6,11 +6,8 @@ variables that benchapp/settings.py and benchapp/gunicorn.conf.py read.
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -23,7 +20,7 @@ GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
 
 
 def server_env(backend: Backend, params: Params, database_url: str, port: int,
-               accounting_dir: str = "", metrics_dir: str = "") -> dict:
+               accounting_dir: str = "") -> dict:
     """The server's whole BENCH_* configuration; any BENCH_* in the harness's own
     environment is dropped, so a run is exactly what run.json records."""
     env = {k: v for k, v in os.environ.items()
@@ -46,8 +43,8 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
         BENCH_ACCOUNTING_DIR=str(accounting_dir),
         BENCH_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT_S),
     )
-    if metrics_dir:  # several workers: /metrics sums them (prometheus_client multiprocess mode)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # With several workers, Server.start() adds PROMETHEUS_MULTIPROC_DIR, so that /metrics
+    # sums them (prometheus_client's multiprocess mode).
     return env
 
 
@@ -76,56 +73,39 @@ def get(url: str, timeout: float = 5.0):
         return exc.code, exc.read(), exc.headers
 
 
-class Server:
-    """`with Server(backend, params, db_url, port, log_path, accounting_dir) as url:`"""
+class Server(procs.Service):
+    """`with Server(backend, params, db_url, port, log_path, accounting_dir) as server:`"""
+
+    stop_timeout = GRACEFUL_TIMEOUT_S + 5  # SIGTERM: gunicorn's graceful shutdown
 
     def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
                  log_path, accounting_dir=""):
         self.backend, self.params = backend, params
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        metrics_dir = ""
-        if params.workers > 1:
-            metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
-            self._metrics_dir = metrics_dir
-        self.env = server_env(backend, params, database_url, port, accounting_dir, metrics_dir)
-        self.proc = None
+        self.env = server_env(backend, params, database_url, port, accounting_dir)
         self.health = {}
 
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     def start(self):
+        if self.params.workers > 1:  # removed by stop(), like any Service's directory
+            self.tmp = tempfile.mkdtemp(prefix="bench-metrics-")
+            self.env["PROMETHEUS_MULTIPROC_DIR"] = self.tmp
         self.proc = procs.spawn(
             [python_for(self.backend.env), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
             self.log_path, env=self.env, cwd=ROOT,
         )
-        self.health = self.wait_healthy()
+        self.health = procs.wait_ready(self.proc, self._health, "gunicorn", self.log_path, timeout=30)
         self.check_health(self.health)
+        return self
 
-    def wait_healthy(self, timeout=30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise CellError(f"gunicorn exited with {self.proc.returncode}:\n{procs.tail(self.log_path)}")
-            try:
-                status, body, _ = get(f"{self.url}/healthz", timeout=2)
-                if status == 200:
-                    return json.loads(body)
-                raise CellError(f"/healthz answered {status}:\n{procs.tail(self.log_path)}")
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise CellError(f"server not healthy after {timeout:.0f}s:\n{procs.tail(self.log_path)}")
-            time.sleep(0.05)
+    def _health(self):
+        try:
+            status, body, _ = get(f"{self.url}/healthz", timeout=2)
+        except OSError:
+            return None  # not listening yet
+        if status != 200:
+            raise CellError(f"/healthz answered {status}:\n{procs.tail(self.log_path)}")
+        return json.loads(body)
 
     def check_health(self, health: dict):
         if health.get("backend") != self.backend.name:
@@ -161,14 +141,3 @@ class Server:
         status, body, _ = get(f"{self.url}/metrics")
         if status != 200 or b"bench_db_connections_in_use" not in body:
             raise CellError(f"/metrics answered {status} without the connection accounting")
-
-    _metrics_dir = None
-
-    def stop(self):
-        try:
-            if self.proc is not None:
-                procs.stop(self.proc, signal.SIGTERM, timeout=GRACEFUL_TIMEOUT_S + 5)
-                self.proc = None
-        finally:
-            if self._metrics_dir:
-                shutil.rmtree(self._metrics_dir, ignore_errors=True)

@@ -46,28 +46,25 @@ def _ms(value):
     return "" if value is None else round(value, 1)
 
 
-def read_requests(path):
+def read(path):
+    """The rows of a CSV file as dicts; none if the file is not there."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [
-            {**row, "response_time_ms": float(row["response_time_ms"]),
-             "start_unix_s": float(row["start_unix_s"] or 0)}
-            for row in csv.DictReader(f)
-        ]
+        return list(csv.DictReader(f))
+
+
+def read_requests(path):
+    return [{**row, "response_time_ms": float(row["response_time_ms"])} for row in read(path)]
 
 
 def read_accounting(cell_dir):
-    events = []
-    for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv")):
-        worker = os.path.basename(path)
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                row["unix_s"] = float(row["unix_s"])
-                row["worker"] = worker
-                events.append(row)
-    events.sort(key=lambda e: e["unix_s"])
-    return events
+    events = [
+        {**row, "unix_s": float(row["unix_s"]), "worker": os.path.basename(path)}
+        for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv"))
+        for row in read(path)
+    ]
+    return sorted(events, key=lambda e: e["unix_s"])
 
 
 def pool_peaks(events, start, end):
@@ -146,13 +143,6 @@ def connections_opened(postgres_log, user, start, end):
     return sum(1 for stamp, refused in counted if start <= stamp <= end and not refused)
 
 
-def read_timeline(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
               postgres_log=None, app_user="bench", probe_name="/probe/"):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
@@ -176,7 +166,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     holds = [float(e["hold_ms"]) for e in in_window if e["event"] == "return" and e["route"] == "stream"]
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
-    timeline = [t for t in read_timeline(os.path.join(cell_dir, "timeline.csv"))
+    timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv"))
                 if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
 
@@ -231,8 +221,3 @@ def write(path, rows):
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in COLUMNS})
     os.replace(tmp, path)
-
-
-def read(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))

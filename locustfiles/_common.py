@@ -42,7 +42,7 @@ def add_options(parser):
     )
     parser.add_argument(
         "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
-        help="write the test's start and stop times (unix seconds) to this JSON file",
+        help="write when the test started, began stopping and its last probes settled (unix s) to this JSON file",
     )
 
 
