@@ -30,7 +30,7 @@ TABLE_COLUMNS = [
     ("probe_requests", "probes"), ("probe_failures", "probe fail"), ("probe_p50_ms", "probe p50 ms"),
     ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
     ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),
-    ("overshoot", "overshoot"), ("pool_timeouts", "pool timeouts"), ("too_many_clients", "too many clients"),
+    ("overshoot", "over pool limit"), ("pool_timeouts", "pool timeouts"), ("too_many_clients", "too many clients"),
     ("hung_requests", "hung"),
 ]
 
@@ -232,7 +232,10 @@ def _progress(console):
 def print_table(rows, console):
     table = Table(title="summary (every column: summary.csv)")
     for _, title in TABLE_COLUMNS:
-        table.add_column(title, justify="left" if title == "cell" else "right")
+        if title == "cell":  # never cut: it says which row is which
+            table.add_column(title, no_wrap=True, min_width=max(len(r["cell"]) for r in rows))
+        else:
+            table.add_column(title, justify="right", overflow="fold")
     for row in rows:
         table.add_row(*(str(row.get(key, "")) for key, _ in TABLE_COLUMNS))
     console.print(table)
