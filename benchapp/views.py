@@ -1,25 +1,29 @@
 """Endpoints of the app under test.
 
-- /stream/<variant>/: an export. It runs an aggregate and a page of rows through the ORM,
-  applies the release variant (benchapp/variants.py), then streams `chunks` chunks of
-  `chunk_bytes` bytes, waiting `delay_ms` before each chunk after the first.
+- /stream/<variant>/: an export. It writes one audit row ("export requested", keyed by the
+  X-Request-Id header), runs an aggregate and a page of rows through the ORM, and returns the
+  variant's response (benchapp/variants.py): `chunks` chunks of `chunk_bytes` bytes, waiting
+  `delay_ms` before each chunk after the first.
 - /probe/: one indexed lookup; its latency is what every other request experiences.
 - /healthz: no database; says which backend, pool limit and driver patching answer.
 - /metrics: the connection accounting in Prometheus text format; no database.
 """
 
+import itertools
 import os
 import random
 import time
+import uuid
 
 from django.db import connection, connections
 from django.db.models import Avg, Count, Sum
-from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 from benchapp.accounting import _backend_pid
-from benchapp.models import CATEGORIES, Item
+from benchapp.models import CATEGORIES, AuditEvent, Item
+from benchapp.release import batches
 from benchapp.variants import VARIANTS
 
 # (name, default, lowest, highest): the stream's shape, from the query string.
@@ -48,8 +52,8 @@ def parse_int(query, name, default, low, high):
 
 
 def stream(request, variant):
-    release = VARIANTS.get(variant)
-    if release is None:
+    make_response = VARIANTS.get(variant)
+    if make_response is None:
         known = ", ".join(VARIANTS)
         return HttpResponse(f"unknown variant {variant!r}; one of: {known}\n", status=404)
     try:
@@ -58,32 +62,79 @@ def stream(request, variant):
     except BadParameter as exc:
         return HttpResponseBadRequest(f"{exc}\n")
 
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    AuditEvent.objects.create(request_id=request_id, variant=variant)
     items = Item.objects.filter(category=category, in_stock=True)
     totals = items.aggregate(n=Count("id"), value=Sum("price_cents"), avg=Avg("price_cents"))
     page = list(items.order_by("-price_cents", "id").values_list("sku", "name", "price_cents")[:50])
     backend_pid = _backend_pid(connection.connection) if connection.connection else ""
 
-    release()
-
     header = f"# category {category}: {totals['n']} items, {totals['value']} cents\n"
-    text = header + "".join(f"{sku},{name},{cents}\n" for sku, name, cents in page)
-    response = StreamingHttpResponse(
-        _chunks(text.encode(), **shape), content_type="text/csv; charset=utf-8"
-    )
+    response = make_response(Export(header + _csv(page), **shape))
+    response["Content-Type"] = "text/csv; charset=utf-8"
+    response["X-Request-Id"] = request_id
     response["X-Bench-Backend-Pid"] = str(backend_pid)
     response["X-Bench-Body-Bytes"] = str(shape["chunks"] * shape["chunk_bytes"])
     return response
 
 
-def _chunks(text: bytes, chunks: int, chunk_bytes: int, delay_ms: int):
-    """Exactly chunks * chunk_bytes bytes of the CSV text, repeated as needed: each chunk is a
-    slice of the text repeated to cover a chunk from any offset (no per-byte work)."""
-    repeated = text * (chunk_bytes // len(text) + 2)
-    for i in range(chunks):
-        if i:
-            time.sleep(delay_ms / 1000)
-        start = i * chunk_bytes % len(text)
-        yield repeated[start:start + chunk_bytes]
+def _csv(rows) -> str:
+    return "".join(f"{sku},{name},{cents}\n" for sku, name, cents in rows)
+
+
+def _exactly(text: bytes, size: int, offset: int = 0) -> bytes:
+    """`size` bytes of `text` repeated, starting at `offset` (slices, no per-byte work)."""
+    start = offset % len(text)
+    return (text * ((start + size) // len(text) + 1))[start:start + size]
+
+
+class Export:
+    """The body of one stream: `chunks` chunks of exactly `chunk_bytes` bytes, `delay_ms`
+    apart, from one of three sources (see benchapp/variants.py)."""
+
+    BATCH_ROWS = 50  # rows per chunk for the sources that read the table while streaming
+    ROW_FIELDS = ("sku", "name", "price_cents")
+
+    def __init__(self, page_text: str, chunks: int, chunk_bytes: int, delay_ms: int):
+        self.page = page_text.encode()
+        self.chunks, self.chunk_bytes, self.delay_ms = chunks, chunk_bytes, delay_ms
+
+    def _paced(self, texts):
+        """One chunk per text, waiting delay_ms before each but the first."""
+        for i in range(self.chunks):
+            if i:
+                time.sleep(self.delay_ms / 1000)
+            yield _exactly(next(texts), self.chunk_bytes, i * self.chunk_bytes)
+
+    def page_chunks(self):
+        """From the rows the view fetched; no database while streaming."""
+        return self._paced(itertools.repeat(self.page))
+
+    def cursor_chunks(self):
+        """BATCH_ROWS rows per chunk from one QuerySet.iterator() cursor, reopened only when
+        the table runs out: the connection is held for the whole stream."""
+
+        def texts():
+            while True:
+                rows = Item.objects.order_by("pk").values_list(*self.ROW_FIELDS).iterator(chunk_size=self.BATCH_ROWS)
+                while batch := list(itertools.islice(rows, self.BATCH_ROWS)):
+                    yield f"# rows from a cursor\n{_csv(batch)}".encode()
+                yield b"# end of table\n"
+
+        return self._paced(texts())
+
+    def batch_chunks(self):
+        """One query of BATCH_ROWS rows per chunk (benchapp.release.batches), the connection
+        given back after each."""
+
+        def texts():
+            while True:
+                for batch in batches(Item.objects.values("pk", *self.ROW_FIELDS), self.BATCH_ROWS):
+                    rows = [[row[f] for f in self.ROW_FIELDS] for row in batch]
+                    yield f"# rows from a batch\n{_csv(rows)}".encode()
+                yield b"# end of table\n"
+
+        return self._paced(texts())
 
 
 def probe(request):

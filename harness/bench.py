@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import CellError, UsageError, envs, matrix, pgbouncer, postgres, procs, runinfo, summary
+from harness import CellError, UsageError, audit, envs, matrix, pgbouncer, postgres, procs, runinfo, summary
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness.server import Server, prepare_database
@@ -31,7 +31,7 @@ TABLE_COLUMNS = [
     ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
     ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),
     ("overshoot", "over pool limit"), ("pool_timeouts", "pool timeouts"), ("too_many_clients", "too many clients"),
-    ("hung_requests", "hung"),
+    ("hung_requests", "hung"), ("lost_writes", "lost writes"),
 ]
 
 
@@ -174,6 +174,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
+            audit.export(cell_dir, db.admin_url, f"/stream/{cell.variant}/")
         row.update(measure())
         row["status"] = "ok"
         if sampler.errors:
@@ -218,7 +219,8 @@ def _report_cell(console, label, row):
         f"{label}: ok; hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
         f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
-        f"PG backends {row['peak_db_backends']}/{row['db_limit']}"
+        f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
+        f"lost writes {row['lost_writes']}/{row['writes_expected']}"
     )
 
 

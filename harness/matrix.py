@@ -38,6 +38,7 @@ class Params:
     seed_rows: int = _limits(1, 100_000_000, "rows")
     workers: int = _limits(1, 256, "processes")
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
+    atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
 
     @property
     def grace_s(self) -> int:
@@ -59,8 +60,8 @@ class Params:
         return max(sending, reading)
 
 
-# {parameter: (lowest, highest, unit)}, from the fields above.
-LIMITS = {f.name: f.metadata["limits"] for f in fields(Params)}
+# {parameter: (lowest, highest, unit)} of the numeric parameters, from the fields above.
+LIMITS = {f.name: f.metadata["limits"] for f in fields(Params) if f.metadata["limits"]}
 Params.LIMITS = LIMITS
 
 
@@ -181,6 +182,11 @@ def check_params(values: dict, where: str) -> Params:
     out = {}
     for name, kind in names.items():
         value = values[name]
+        if kind in (bool, "bool"):
+            if not isinstance(value, bool):
+                raise UsageError(f"{name}={value!r} in {where} must be true or false")
+            out[name] = value
+            continue
         low, high, unit = LIMITS[name]
         number_type = int if kind in (int, "int") else float
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
@@ -205,7 +211,7 @@ def check_params(values: dict, where: str) -> Params:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """`--set key=value` pairs; values are numbers."""
+    """`--set key=value` pairs; values are numbers, or true/false."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -214,7 +220,7 @@ def parse_overrides(items: list[str]) -> dict:
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
-            raise UsageError(f"--set {item}: {raw!r} is not a number") from None
+            raise UsageError(f"--set {item}: {raw!r} is not a number, true or false") from None
     return out
 
 

@@ -2,7 +2,8 @@
 
 - requests.csv (Locust, every request): stream and probe counts and latencies;
 - accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
-- timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends.
+- timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends;
+- audit.csv (harness/audit.py, from PostgreSQL): the audit rows of the streams answered 200.
 
 Only server events and samples inside the measured window (Locust's test start to the
 moment it began stopping) count; every request Locust recorded counts. A wait for a connection
@@ -19,6 +20,8 @@ import glob
 import math
 import os
 
+AUDIT_FILE = "audit.csv"  # written by harness/audit.py
+
 COLUMNS = [
     "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "streams",
     "pool_max", "duration_s", "streams_completed", "stream_failures", "stream_ttfb_p50_ms",
@@ -30,6 +33,8 @@ COLUMNS = [
     "stream_design_ms", "streams_cut_at_stop", "streams_waiting_at_stop", "stream_wait_at_stop_max_ms",
     "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
     "measured_s", "timeline_samples", "error",
+    # streams answered 200 whose view's audit row is not in PostgreSQL, of writes_expected
+    "lost_writes", "writes_expected",
 ]
 
 
@@ -112,6 +117,12 @@ def acquire_waits(events, start, end, until=None):
     return waits
 
 
+def answered_ids(requests, stream_name) -> set[str]:
+    """X-Request-Ids of the streams that got a 200: each had its view write an audit row."""
+    return {r["request_id"] for r in requests
+            if r["name"] == stream_name and r.get("status") == "200" and r.get("request_id")}
+
+
 TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved",
                     "no more connections allowed")
 
@@ -177,6 +188,9 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
     peak_backends = max(backends, default=None)
     opened = connections_opened(postgres_log, app_user, start, end)
+    expected = answered_ids(requests, stream_name)
+    has_audit = os.path.exists(os.path.join(cell_dir, AUDIT_FILE))
+    lost = len(expected - {r["request_id"] for r in read(os.path.join(cell_dir, AUDIT_FILE))})
     return {
         "streams_completed": len(ok_streams),
         "stream_failures": len(streams) - len(ok_streams),
@@ -209,6 +223,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
         "measured_s": round(end - start, 2),
         "timeline_samples": len(timeline),
+        "lost_writes": lost if has_audit else "",
+        "writes_expected": len(expected) if has_audit else "",
     }
 
 

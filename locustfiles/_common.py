@@ -47,9 +47,11 @@ def add_options(parser):
 
 
 class RequestLog:
-    """Every request Locust records, one CSV row each: exact counts and percentiles."""
+    """Every request Locust records, one CSV row each: exact counts and percentiles. `status`
+    is the HTTP status, `request_id` the X-Request-Id a stream sent (its audit row's key)."""
 
-    HEADER = ["start_unix_s", "request_type", "name", "response_time_ms", "response_length", "failure"]
+    HEADER = ["start_unix_s", "request_type", "name", "response_time_ms", "response_length", "failure",
+              "status", "request_id"]
 
     def __init__(self, path):
         self.file = open(path, "w", newline="", encoding="utf-8")
@@ -57,11 +59,14 @@ class RequestLog:
         self.writer.writerow(self.HEADER)
 
     def on_request(self, request_type, name, response_time, response_length, exception=None,
-                   start_time=None, **_):
+                   start_time=None, context=None, response=None, **_):
         failure = "" if exception is None else f"{type(exception).__name__}: {exception}"[:300]
+        context = context or {}
+        status = context.get("status", getattr(response, "status_code", None))
         self.writer.writerow([
             f"{start_time:.6f}" if start_time else "", request_type, name,
             f"{response_time:.3f}", response_length or 0, failure,
+            status or "", context.get("request_id", ""),
         ])
 
     def flush(self, **_):

@@ -1,5 +1,7 @@
 """Slow streaming clients: each opens /stream/<variant>/ and reads it to the end, at most
---read-rate-bps bytes per second, then opens the next.
+--read-rate-bps bytes per second, then opens the next. Each stream sends a new X-Request-Id,
+the key of the audit row the view writes; the request log records it with the status, so
+that the harness can check that every stream answered 200 left its row (lost_writes).
 
 Besides Locust's own GET entry (time to headers, since the body is streamed) each stream
 records, under the same name: TTFB (time to the first body bytes) and STREAM (the whole body;
@@ -10,6 +12,7 @@ stream goes on after the test begins stopping, until it ends or the timeout.
 """
 
 import time
+import uuid
 
 from gevent import GreenletExit
 from locust import FastHttpUser, constant, events, task
@@ -40,8 +43,11 @@ class SlowStreamUser(FastHttpUser):
         step = o.chunk_bytes if not o.read_rate_bps else max(1, min(o.chunk_bytes, o.read_rate_bps // 10))
         start_unix, started = time.time(), time.perf_counter()
         received, error = 0, None
+        context = {"request_id": uuid.uuid4().hex}
         try:
-            response = self.client.get(url, name=name, stream=True)
+            response = self.client.get(url, name=name, stream=True, headers={"X-Request-Id": context["request_id"]},
+                                       context=context)
+            context["status"] = response.status_code
             if response.status_code != 200:
                 error = RuntimeError(f"HTTP {response.status_code}")
             else:
@@ -49,7 +55,7 @@ class SlowStreamUser(FastHttpUser):
                 for data in response.iter_content(step, decode_content=False):
                     if reading is None:
                         reading = time.perf_counter()
-                        self._fire("TTFB", name, start_unix, started, len(data))
+                        self._fire("TTFB", name, start_unix, started, len(data), context)
                     received += len(data)
                     if o.read_rate_bps:
                         pause = reading + received / o.read_rate_bps - time.perf_counter()
@@ -59,15 +65,15 @@ class SlowStreamUser(FastHttpUser):
                     error = RuntimeError(f"short body: {received} of {expected} bytes")
         except GreenletExit:  # the test is stopping
             what = f"{received} of {expected} bytes" if received else "no first byte"
-            self._fire("UNFINISHED", name, start_unix, started, received,
+            self._fire("UNFINISHED", name, start_unix, started, received, context,
                        StreamUnfinished(f"{what} when the test stopped"))
             raise
         except Exception as exc:  # timeouts, resets
             error = exc
-        self._fire("STREAM", name, start_unix, started, received, error)
+        self._fire("STREAM", name, start_unix, started, received, context, error)
 
-    def _fire(self, kind, name, start_unix, started, length, error=None):
+    def _fire(self, kind, name, start_unix, started, length, context, error=None):
         events.request.fire(
             request_type=kind, name=name, response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=error, context={}, start_time=start_unix,
+            response_length=length, exception=error, context=dict(context), start_time=start_unix,
         )

@@ -33,18 +33,27 @@ def test_bad_stream_parameters_get_a_400_naming_the_parameter(client, query, mes
 def test_unknown_variant_is_a_404_listing_the_known_ones(client):
     response = client.get("/stream/close-young/")
     assert response.status_code == 404
-    assert "hold, close-old, force-close, release" in response.content.decode()
+    assert f"one of: {', '.join(VARIANTS)}" in response.content.decode()
+
+
+# variant -> (how its body starts, the queries of a 5-chunk stream)
+BODIES = {v: (b"# category 7: 3 items, ", 3) for v in VARIANTS}  # audit row, aggregate, page
+BODIES["cursor-hold"] = (b"# rows from a cursor\n", 3 + 1)  # ... and one cursor, read as it goes
+BODIES["release-per-batch"] = (b"# rows from a batch\n", 3 + 5)  # ... and one query per chunk
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_stream_body_has_exactly_the_requested_size(client, variant, django_assert_max_num_queries):
-    with django_assert_max_num_queries(2):  # the aggregate and the page, nothing per chunk
-        response = client.get(f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7")
+def test_stream_body_has_exactly_the_requested_size(client, variant, django_assert_num_queries):
+    start, queries = BODIES[variant]
+    with django_assert_num_queries(queries):
+        response = client.get(f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7",
+                              headers={"X-Request-Id": "req-1"})
         body = b"".join(response.streaming_content)
     assert response.status_code == 200
     assert len(body) == 500
-    assert body.startswith(b"# category 7: 3 items, ")
+    assert body.startswith(start)
     assert response["X-Bench-Body-Bytes"] == "500"
+    assert response["X-Request-Id"] == "req-1"
 
 
 def test_probe_looks_up_one_seeded_row(client, settings):

@@ -1,0 +1,31 @@
+"""The audit rows a cell's streams should have left: every /stream/ request that was answered
+200 had its view write one row keyed by its X-Request-Id before returning. Read from
+PostgreSQL after Locust has ended (a 200 is sent only after the view's transaction, if any,
+has ended) into the cell's audit.csv; summary.py counts the ones missing as lost_writes."""
+
+import csv
+import os
+
+import psycopg2
+
+from harness import summary
+
+
+def export(cell_dir, admin_url, stream_name):
+    """Write audit.csv: the audit rows PostgreSQL has for the streams that got a 200."""
+    ids = sorted(summary.answered_ids(summary.read(os.path.join(cell_dir, "requests.csv")), stream_name))
+    conn = psycopg2.connect(admin_url, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT request_id, variant, created FROM benchapp_auditevent "
+                        "WHERE request_id = ANY(%s) ORDER BY created", (ids,))
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    path = os.path.join(cell_dir, summary.AUDIT_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["request_id", "variant", "created"])
+        writer.writerows((rid, variant, created.isoformat()) for rid, variant, created in rows)
+    os.replace(tmp, path)
