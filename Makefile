@@ -50,13 +50,17 @@ table: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Re-pin requirements/bench.txt from requirements/bench.in in a scratch environment.
+# Re-pin requirements/<env>.txt from requirements/<env>.in, each in a scratch environment.
+LOCK_ENVS ?= bench pg3
 lock:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.in
-	(echo "# Generated from requirements/bench.in by 'make lock'; do not edit by hand."; \
-	 .venv-lock/bin/pip freeze --all --exclude pip --exclude setuptools --exclude wheel) > requirements/bench.txt
-	rm -rf .venv-lock
+	@for env in $(LOCK_ENVS); do \
+	  echo "locking requirements/$$env.txt"; \
+	  rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
+	  .venv-lock/bin/pip install --quiet --disable-pip-version-check -r requirements/$$env.in && \
+	  (echo "# Generated from requirements/$$env.in by 'make lock'; do not edit by hand."; \
+	   .venv-lock/bin/pip freeze --all --exclude pip --exclude setuptools --exclude wheel) > requirements/$$env.txt \
+	  || exit 1; \
+	done; rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache

@@ -1,0 +1,133 @@
+"""What each variant of /stream/<variant>/ does to a test suite: the view writes its audit row,
+applies the variant and streams; the test reads the body and looks for the row. Run per
+backend by tests/test_release_modes.py, in that backend's Python environment and with its
+settings (the same BENCH_* variables as the server), on the session's PostgreSQL:
+
+    python -m pytest tests/release_modes.py --noconftest
+
+Test modes: pytest-django's django_db and django_db(transaction=True), Django's TestCase and
+TransactionTestCase, each with ATOMIC_REQUESTS off and on. Each test records what it
+observed in BENCH_MODES_OUT (JSON lines) instead of asserting it: the outer test compares the
+whole table with what ../shared/FACTS.md says. Django's TestCase classes run through
+unittest inside a pytest test, so that an error in their own set-up or tear-down is
+recorded too.
+
+Outcomes: "ok: released" (the row is there; the stream held no connection), "ok: held" (the
+row is there; the stream kept the connection), "lost write" (no error, no row), or where the
+first error came from and its class ("check: InterfaceError": the test's own query after the
+request failed).
+"""
+
+import json
+import os
+import unittest
+import uuid
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection, connections
+from django import test as django_test  # not imported by name: pytest would collect TestCase
+
+from benchapp.models import AuditEvent
+from benchapp.variants import VARIANTS
+
+OUT = os.environ.get("BENCH_MODES_OUT", "")
+ATOMIC = [False, True]
+errors = {}  # exception class -> its message, as last seen
+
+
+@contextmanager
+def atomic_requests(on: bool):
+    """ATOMIC_REQUESTS for the default database, read by Django's handler at each request."""
+    settings_dict = connections["default"].settings_dict
+    before = settings_dict["ATOMIC_REQUESTS"]
+    settings_dict["ATOMIC_REQUESTS"] = on
+    try:
+        yield
+    finally:
+        settings_dict["ATOMIC_REQUESTS"] = before
+
+
+def _released() -> bool:
+    """Does Django hold no open connection for the default database right now?"""
+    raw = connection.connection
+    return raw is None or bool(raw.closed)
+
+
+def export_and_check(client, variant: str, atomic: bool) -> str:
+    """Request an export, read its body, then look for its audit row; the outcome. The
+    message of an error goes to `errors`, for the README's table."""
+    request_id = uuid.uuid4().hex
+    phase = "request"
+    try:
+        with atomic_requests(atomic):
+            response = client.get(f"/stream/{variant}/?chunks=3&chunk_bytes=16&delay_ms=0&category=1",
+                                  headers={"X-Request-Id": request_id})
+            assert response.status_code == 200, response.status_code
+            phase = "stream"
+            chunks = iter(response.streaming_content)
+            first = next(chunks)
+            released = _released()
+            body = first + b"".join(chunks)
+            assert len(body) == 48, len(body)
+        phase = "check"
+        found = AuditEvent.objects.filter(request_id=request_id).exists()
+    except Exception as exc:  # the outcome being measured
+        errors[type(exc).__name__] = str(exc).strip().splitlines()[0]
+        return f"{phase}: {type(exc).__name__}"
+    if not found:
+        return "lost write"
+    return "ok: released" if released else "ok: held"
+
+
+def record(mode: str, variant: str, atomic: bool, outcome: str):
+    if OUT:
+        with open(OUT, "a") as f:
+            f.write(json.dumps({"mode": mode, "variant": variant, "atomic_requests": atomic,
+                                "outcome": outcome, "message": errors.get(outcome.split(": ")[-1], "")}) + "\n")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("atomic", ATOMIC, ids=["atomic-requests-off", "atomic-requests-on"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_django_db(client, variant, atomic):
+    record("django_db", variant, atomic, export_and_check(client, variant, atomic))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("atomic", ATOMIC, ids=["atomic-requests-off", "atomic-requests-on"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_django_db_transaction(client, variant, atomic):
+    record("django_db(transaction=True)", variant, atomic, export_and_check(client, variant, atomic))
+
+
+def _case(base, variant, atomic):
+    """A Django test class with one test: the export. One class per test, so that a broken
+    connection cannot spill into the next test through the class-wide transaction."""
+
+    class Export(base):
+        def test_export(self):
+            self.outcome = export_and_check(self.client, variant, atomic)
+            Export.outcomes.append(self.outcome)
+
+    Export.outcomes = []
+    return Export
+
+
+@pytest.mark.parametrize("atomic", ATOMIC, ids=["atomic-requests-off", "atomic-requests-on"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("base", [django_test.TestCase, django_test.TransactionTestCase], ids=lambda b: b.__name__)
+def test_django_testcase(django_db_setup, django_db_blocker, base, variant, atomic):
+    case = _case(base, variant, atomic)
+    result = unittest.TestResult()
+    with django_db_blocker.unblock():
+        unittest.defaultTestLoader.loadTestsFromTestCase(case).run(result)
+    problems = result.errors + result.failures
+    if problems:
+        # an error outside the test method (set-up, tear-down) after it recorded its outcome
+        where = "teardown" if case.outcomes else "setup"
+        last_line = problems[0][1].strip().splitlines()[-1]
+        outcome = f"{where}: {last_line.split(':')[0].rsplit('.', 1)[-1]}"
+    else:
+        outcome = case.outcomes[0]
+    record(base.__name__, variant, atomic, outcome)
