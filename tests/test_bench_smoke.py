@@ -14,14 +14,22 @@ from tests.conftest import SPEC
 RELEASING = ["close-old", "force-close", "release"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "smoke"
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke", "--out", str(out)],
+def bench(matrix, out):
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", matrix, "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["variant"]: row for row in summary.read(out / "summary.csv")}
     return out, rows, result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return bench("smoke", tmp_path_factory.mktemp("bench") / "smoke")
+
+
+@pytest.fixture(scope="module")
+def safety(tmp_path_factory):
+    return bench("smoke-safety", tmp_path_factory.mktemp("bench") / "smoke-safety")
 
 
 def number(row, column):
@@ -36,6 +44,9 @@ def test_every_cell_ran(run):
         assert int(row["streams_completed"]) > 0
         assert int(row["stream_failures"]) == 0
         assert int(row["probe_requests"]) > 0
+        # every stream answered 200 left its audit row (no ATOMIC_REQUESTS here)
+        assert int(row["writes_expected"]) >= int(row["streams_completed"]) > 0
+        assert int(row["lost_writes"]) == 0
 
 
 def test_hold_pins_a_connection_for_the_whole_stream(run):
@@ -55,6 +66,19 @@ def test_releasing_variants_hold_a_small_fraction_and_probes_do_not_wait(run, va
     assert number(rows["hold"], "probe_p99_ms") > 0.5 * design
     assert number(rows[variant], "probe_p99_ms") < 0.2 * number(rows["hold"], "probe_p99_ms")
     assert number(rows[variant], "pool_wait_p99_ms") < 0.1 * number(rows["hold"], "pool_wait_p99_ms")
+
+
+def test_under_atomic_requests_close_old_loses_every_write_and_the_helper_none(safety):
+    out, rows, _ = safety
+    naive, helper = rows["close-old"], rows["release"]
+    assert naive["status"] == helper["status"] == "ok"
+    assert int(naive["lost_writes"]) == int(naive["writes_expected"]) >= int(naive["streams_completed"]) > 0
+    assert int(helper["lost_writes"]) == 0 and int(helper["writes_expected"]) > 0
+    # and the helper still gives the connection back: ATOMIC_REQUESTS' block ends before the body
+    assert number(helper, "conn_hold_p50_ms") < 0.1 * number(helper, "stream_design_ms")
+    # the harness's count is PostgreSQL's: audit.csv has the rows of the 200s it found
+    found = summary.read(out / "geventpool" / "release" / "atomic" / "r1" / "audit.csv")
+    assert len(found) == int(helper["writes_expected"])
 
 
 def test_totals_agree_with_locusts_own_final_stats(run):

@@ -20,12 +20,14 @@ def harness(*args, env=None):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, full, smoke"),
+    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, safety, full, smoke"),
     (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
     (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
     (["bench", "--set", "duration_s"], {}, "--set 'duration_s' must look like key=value"),
     (["bench", "--set", "duration_s=ten"], {}, "'ten' is not a number"),
     (["bench", "--set", "probe_rate=-1"], {}, "probe_rate=-1 in scenario slow-server is too small"),
+    (["bench", "--set", "atomic_requests=1"], {}, "atomic_requests=1 in scenario slow-server must be true or false"),
+    (["bench", "--set", "chunks=true"], {}, "chunks=True in scenario slow-server must be a whole number of chunks"),
     (["bench", "--set", "pool_max=100"], {}, "exceeds db_max_connections=50"),
     (["bench", "--repeat", "0"], {}, "REPEAT=0 must be at least 1"),
     (["bench"], {"BENCH_PG_BIN": "/nonexistent"}, "BENCH_PG_BIN=/nonexistent has no initdb or postgres"),

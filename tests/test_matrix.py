@@ -19,7 +19,8 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
         assert cell.name == f"{cell.backend.name}/{cell.variant}/{cell.scenario}"
 
 
-@pytest.mark.parametrize("name, limit_s", [("default", 180), ("smoke", 60), ("backends", 600)])
+@pytest.mark.parametrize("name, limit_s", [("default", 300), ("smoke", 60), ("backends", 600), ("safety", 600),
+                                           ("smoke-safety", 60)])
 def test_named_matrices_fit_their_time_budget(name, limit_s):
     from harness.bench import CELL_OVERHEAD_S
 
@@ -78,7 +79,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, full, smoke"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, full, smoke, smoke-safety"):
         SPEC.cells("nope")
 
 
@@ -105,13 +106,24 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
         assert params.client_connections == params.streams + probes
 
 
-def test_full_matrix_is_every_backend_variant_and_load_scenario():
+def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones():
     cells = SPEC.cells("full")
-    assert len(cells) == len(SPEC.backends) * len(SPEC.variants) * 3
-    assert {c.backend.name for c in cells} == set(SPEC.backends)
+    short = {"quick-stream", "smoke-stream"}
+    assert {(c.backend.name, c.variant, c.scenario) for c in cells} == {
+        (b, v, s) for b in SPEC.backends for v in SPEC.variants for s in SPEC.scenarios if s not in short}
+    assert len(cells) == len(SPEC.backends) * len(SPEC.variants) * (len(SPEC.scenarios) - len(short))
 
 
-def test_backends_matrix_covers_every_backend_and_variant():
+def test_safety_matrix_is_every_backend_and_release_call_under_atomic_requests():
+    cells = SPEC.cells("safety")
+    calls = {"hold", "close-old", "force-close", "guarded-close", "release"}
+    assert {(c.backend.name, c.variant) for c in cells} == {(b, v) for b in SPEC.backends for v in calls}
+    assert all(c.params.atomic_requests for c in cells)
+    assert not any(c.params.atomic_requests for c in SPEC.cells("default"))
+
+
+def test_backends_matrix_covers_every_backend_and_release_call():
     cells = SPEC.cells("backends")
-    assert {(c.backend.name, c.variant) for c in cells} >= {(b, v) for b in SPEC.backends for v in SPEC.variants}
+    calls = {"hold", "close-old", "force-close", "release"}
+    assert {(c.backend.name, c.variant) for c in cells} >= {(b, v) for b in SPEC.backends for v in calls}
     assert {c.backend.name for c in cells if c.scenario == "burst"} >= {"geventpool", "geventpool-bounded", "native-pool"}

@@ -166,3 +166,40 @@ def test_harness_refuses_an_unpatched_server(database, tmp_path):
         with server:
             pass
     assert server.proc is None
+
+
+@pytest.mark.parametrize("variant", ["cursor-hold", "release-per-batch"])
+def test_a_stream_that_reads_rows_as_it_goes_holds_a_connection_per_batch_or_throughout(server, variant):
+    """cursor-hold reads one QuerySet.iterator() cursor chunk by chunk; release-per-batch
+    fetches each chunk's rows with benchapp.release.batches(), giving the connection back
+    after each: its holds follow query time, cursor-hold's the stream's."""
+    backend = server.backend.name
+    since = len(stream_events(server))
+    before = in_use(server)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", f"/stream/{variant}/?chunks={CHUNKS}&chunk_bytes={CHUNK_BYTES}&delay_ms={DELAY_MS}")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read(CHUNK_BYTES).startswith(b"# rows from a ")
+    if backend in POOLED:  # between batches the pool's only connection is free, or not
+        assert in_use(server) == before + (variant == "cursor-hold")
+    assert len(response.read()) == (CHUNKS - 1) * CHUNK_BYTES
+    conn.close()
+
+    if variant == "release-per-batch":
+        # the view's own checkout, then one per chunk, each given back before the next
+        wait_for(lambda: len(stream_events(server)) - since == 2 * (CHUNKS + 1))
+        events = stream_events(server)[since:]
+        assert [e["event"] for e in events] == ["checkout", "return"] * (CHUNKS + 1)
+        assert max(float(e["hold_ms"]) for e in events if e["event"] == "return") < DELAY_MS / 4
+    elif backend in KEPT_AFTER_REQUEST:
+        time.sleep(0.5)  # kept after the request, as with hold: see the test above
+        events = stream_events(server)[since:]
+        assert [e["event"] for e in events].count("checkout") == 1
+        assert all(e["detail"] == "garbage-collected" for e in events if e["event"] == "return")
+    else:
+        wait_for(lambda: len(stream_events(server)) - since == 2)
+        checkout, back = stream_events(server)[since:]
+        assert STREAM_MS * 0.9 <= float(back["hold_ms"]) <= STREAM_MS * 2
+    if backend in POOLED:
+        wait_for(lambda: in_use(server) == before)

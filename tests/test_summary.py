@@ -92,3 +92,18 @@ def test_summary_file_has_the_required_columns_in_order(tmp_path, row):
         header = next(csv.reader(f))
     assert header[: len(required)] == required
     assert summary.read(path)[0]["peak_pool_in_use"] == "2"
+
+
+def test_lost_writes_are_the_streams_answered_200_without_their_audit_row(row):
+    # a1, a2 (200, then cut short: its view had returned) and a4 (200, unfinished at the
+    # stop) should have rows; a3 never got an answer, a5 got a 503, x1 is another variant's;
+    # zz's row belongs to no answered stream. a2's row is missing.
+    assert row["writes_expected"] == 3
+    assert row["lost_writes"] == 1
+
+
+def test_without_an_audit_file_lost_writes_are_unknown_not_zero(tmp_path):
+    for name in ("requests.csv", "accounting-100.csv", "timeline.csv"):
+        (tmp_path / name).write_bytes((CELL / name).read_bytes())
+    row = summary.summarize(tmp_path, variant="hold", window=WINDOW)
+    assert row["lost_writes"] == "" and row["writes_expected"] == ""
