@@ -48,6 +48,7 @@ def release_table(run_dir, scenario=None) -> str:
     backends = list(dict.fromkeys(r["backend"] for r in picked))
     variants = list(dict.fromkeys(r["variant"] for r in picked))
     by = {(r["backend"], r["variant"]): r for r in picked}
+    audited = any(r.get("writes_expected") for r in picked)  # runs before lost_writes lack it
     out = ["# Release techniques by backend", "",
            _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.", "",
            "Verdicts compare the median time a streaming request held its connection "
@@ -56,7 +57,8 @@ def release_table(run_dir, scenario=None) -> str:
            "(persistent connections).", "",
            f"## Does the variant give the connection back? (scenario `{scenario}`)", "",
            "Each cell: the verdict, then `conn_hold_p50_ms` / `stream_design_ms`, `probe_p99_ms`, "
-           "`peak_db_backends`.", "",
+           "`peak_db_backends`" + (", and `lost_writes` of `writes_expected`: streams answered 200 "
+                                   "whose view's audit row is not in PostgreSQL" if audited else "") + ".", "",
            "| backend | " + " | ".join(f"`{v}`" for v in variants) + " |",
            "|---|" + "---|" * len(variants)]
     for b in backends:
@@ -69,7 +71,8 @@ def release_table(run_dir, scenario=None) -> str:
                 cells.append(f"{r['status']}")
             else:
                 cells.append(f"**{verdict(r)}**<br>{r['conn_hold_p50_ms'] or '–'} / {r['stream_design_ms']} ms, "
-                             f"probe p99 {r['probe_p99_ms']} ms, {r['peak_db_backends']} backends")
+                             f"probe p99 {r['probe_p99_ms']} ms, {r['peak_db_backends']} backends"
+                             + (_lost(r) if audited else ""))
         out.append(f"| `{b}` | " + " | ".join(cells) + " |")
     burst = [r for r in rows if r["scenario"] == "burst" and r["repeat"] == "1"]
     if burst:
@@ -82,6 +85,14 @@ def release_table(run_dir, scenario=None) -> str:
             values = [r[c] if r["status"] == "ok" or c in ("streams", "pool_max") else r["status"] for c in cols]
             out.append(f"| `{r['backend']}` | `{r['variant']}` | " + " | ".join(values) + " |")
     return "\n".join(out) + "\n"
+
+
+def _lost(row) -> str:
+    lost, expected = row.get("lost_writes", ""), row.get("writes_expected", "")
+    if lost == "":
+        return ", lost writes unknown"
+    text = f"{lost} of {expected} writes lost"
+    return f", **{text}**" if int(lost) else f", {text}"
 
 
 def newest_run(results):

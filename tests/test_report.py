@@ -34,3 +34,21 @@ def test_burst_rows_show_overshoot_and_errors(table):
 def test_a_directory_without_a_summary_is_refused(tmp_path):
     with pytest.raises(UsageError, match="has no summary.csv"):
         report.release_table(tmp_path)
+
+
+def test_lost_writes_show_when_the_run_counted_them(tmp_path):
+    import shutil
+
+    from harness import summary
+
+    shutil.copy(RUN / "run.json", tmp_path / "run.json")
+    rows = summary.read(RUN / "summary.csv")
+    for row in rows:
+        lost = row["variant"] == "hold"
+        row.update(lost_writes=5 if lost else 0, writes_expected=5)
+    summary.write(tmp_path / "summary.csv", rows)
+    lines = {line.split(" | ")[0]: line for line in report.release_table(tmp_path).splitlines()
+             if line.startswith("| `")}
+    assert "**5 of 5 writes lost**" in lines["| `stock`"]
+    assert ", 0 of 5 writes lost" in lines["| `stock`"]
+    assert "lost writes" not in report.release_table(RUN)  # a run from before the column
