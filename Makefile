@@ -59,7 +59,7 @@ lock:
 	  .venv-lock/bin/pip install --quiet --disable-pip-version-check -r requirements/$$env.in && \
 	  (echo "# Generated from requirements/$$env.in by 'make lock'; do not edit by hand."; \
 	   .venv-lock/bin/pip freeze --all --exclude pip --exclude setuptools --exclude wheel) > requirements/$$env.txt \
-	  || exit 1; \
+	  || { rm -rf .venv-lock; exit 1; }; \
 	done; rm -rf .venv-lock
 
 clean:

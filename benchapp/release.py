@@ -50,7 +50,7 @@ def release_connections() -> list[str]:
     return released
 
 
-def released(content):
+def _release_then(content):
     """`content`, after release_connections() at its first item."""
     release_connections()
     yield from content
@@ -64,20 +64,17 @@ class ReleasingStreamingHttpResponse(StreamingHttpResponse):
         super()._set_streaming_content(value)
         if self.is_async:
             raise TypeError(f"{type(self).__name__} streams synchronous iterators only (WSGI)")
-        self._iterator = released(self._iterator)
+        self._iterator = _release_then(self._iterator)
 
 
 def batches(queryset, size, key="pk"):
-    """Lists of up to `size` rows of `queryset` in `key` order (keyset pagination on a unique
-    field; rows are model instances or dicts with `key`), one query per list, with
-    release_connections() after each."""
+    """Lists of up to `size` rows of `queryset` in `key` order (keyset pagination on a unique,
+    non-null field; rows are model instances, or dicts from values() that include `key`), one
+    query per list, with release_connections() after each."""
     if size < 1:
         raise ValueError(f"size must be at least 1, got {size}")
-    last = None
+    page = queryset.order_by(key)
     while True:
-        page = queryset.order_by(key)
-        if last is not None:
-            page = page.filter(**{f"{key}__gt": last})
         rows = list(page[:size])
         release_connections()
         if not rows:
@@ -85,4 +82,15 @@ def batches(queryset, size, key="pk"):
         yield rows
         if len(rows) < size:
             return
-        last = rows[-1][key] if isinstance(rows[-1], dict) else getattr(rows[-1], key)
+        last = rows[-1]
+        if isinstance(last, dict):
+            if key not in last:
+                raise ValueError(f"batches() needs {key!r} among the values() fields")
+            value = last[key]
+        elif isinstance(last, tuple):
+            raise TypeError("batches() needs model instances or values() dicts, not values_list() tuples")
+        else:
+            value = getattr(last, key)
+        if value is None:
+            raise ValueError(f"batches() needs a non-null key: {key!r} is None in a row")
+        page = queryset.order_by(key).filter(**{f"{key}__gt": value})

@@ -33,7 +33,6 @@ from benchapp.variants import VARIANTS
 
 OUT = os.environ.get("BENCH_MODES_OUT", "")
 ATOMIC = [False, True]
-errors = {}  # exception class -> its message, as last seen
 
 
 @contextmanager
@@ -54,9 +53,9 @@ def _released() -> bool:
     return raw is None or bool(raw.closed)
 
 
-def export_and_check(client, variant: str, atomic: bool) -> str:
-    """Request an export, read its body, then look for its audit row; the outcome. The
-    message of an error goes to `errors`, for the README's table."""
+def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
+    """Request an export, read its body, then look for its audit row: (outcome, the error's
+    message). "released" means no connection was held after any chunk."""
     request_id = uuid.uuid4().hex
     phase = "request"
     try:
@@ -65,26 +64,25 @@ def export_and_check(client, variant: str, atomic: bool) -> str:
                                   headers={"X-Request-Id": request_id})
             assert response.status_code == 200, response.status_code
             phase = "stream"
-            chunks = iter(response.streaming_content)
-            first = next(chunks)
-            released = _released()
-            body = first + b"".join(chunks)
+            body, released = b"", True
+            for chunk in response.streaming_content:
+                body += chunk
+                released = released and _released()
             assert len(body) == 48, len(body)
         phase = "check"
         found = AuditEvent.objects.filter(request_id=request_id).exists()
     except Exception as exc:  # the outcome being measured
-        errors[type(exc).__name__] = str(exc).strip().splitlines()[0]
-        return f"{phase}: {type(exc).__name__}"
+        return f"{phase}: {type(exc).__name__}", str(exc).strip().splitlines()[0]
     if not found:
-        return "lost write"
-    return "ok: released" if released else "ok: held"
+        return "lost write", ""
+    return ("ok: released" if released else "ok: held"), ""
 
 
-def record(mode: str, variant: str, atomic: bool, outcome: str):
+def record(mode: str, variant: str, atomic: bool, outcome: tuple[str, str]):
     if OUT:
         with open(OUT, "a") as f:
             f.write(json.dumps({"mode": mode, "variant": variant, "atomic_requests": atomic,
-                                "outcome": outcome, "message": errors.get(outcome.split(": ")[-1], "")}) + "\n")
+                                "outcome": outcome[0], "message": outcome[1]}) + "\n")
 
 
 @pytest.mark.django_db
@@ -126,8 +124,8 @@ def test_django_testcase(django_db_setup, django_db_blocker, base, variant, atom
     if problems:
         # an error outside the test method (set-up, tear-down) after it recorded its outcome
         where = "teardown" if case.outcomes else "setup"
-        last_line = problems[0][1].strip().splitlines()[-1]
-        outcome = f"{where}: {last_line.split(':')[0].rsplit('.', 1)[-1]}"
+        error, _, message = problems[0][1].strip().splitlines()[-1].partition(": ")
+        outcome = (f"{where}: {error.rsplit('.', 1)[-1]}", message)
     else:
         outcome = case.outcomes[0]
     record(base.__name__, variant, atomic, outcome)

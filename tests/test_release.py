@@ -77,3 +77,10 @@ def test_the_response_refuses_asynchronous_content():
 
     with pytest.raises(TypeError, match="synchronous iterators only"):
         ReleasingStreamingHttpResponse(body())
+
+
+def test_batches_refuse_rows_they_cannot_page_through(items):
+    with pytest.raises(TypeError, match="not values_list"):
+        list(batches(Item.objects.values_list("pk", "sku"), 5))
+    with pytest.raises(ValueError, match="needs 'pk' among the values"):
+        list(batches(Item.objects.values("sku"), 5))

@@ -1,7 +1,7 @@
 """Each variant under each test mode and ATOMIC_REQUESTS setting, per backend, on a real
 PostgreSQL: tests/release_modes.py run in the backend's own Python environment with the
-server's settings (harness.server.server_env). `expected()` is what ../shared/FACTS.md
-reports, as rules; every observed outcome is compared with it."""
+server's settings (harness.server.server_env). tests/facts.py says what
+../shared/FACTS.md reports, as rules; every observed outcome is compared with it."""
 
 import json
 import subprocess
@@ -12,35 +12,11 @@ from harness import ROOT
 from harness.envs import python_for
 from harness.server import server_env
 from tests.conftest import SPEC
+from tests.facts import HELPER, NAIVE, TEST_IN_ATOMIC, TEST_MODES, expected
 
 # PgBouncer's backend runs the code of stock-persistent behind a proxy; the safety matrix
 # measures it on gunicorn.
 BACKENDS = [name for name, b in SPEC.backends.items() if not b.via]
-# Modes that wrap each test in a transaction: the view's connection belongs to the test.
-TEST_IN_ATOMIC = {"django_db", "TestCase"}
-MODES = ["django_db", "TestCase", "django_db(transaction=True)", "TransactionTestCase"]
-# What the next query meets on a connection closed inside an atomic block: the stock
-# backend keeps the closed psycopg connection; the pools hand it back and keep None.
-CLOSED_IN_ATOMIC = {"stock": "InterfaceError", "stock-persistent": "InterfaceError"}
-
-
-def expected(backend, mode, variant, atomic_requests):
-    in_atomic_at_view = mode in TEST_IN_ATOMIC or atomic_requests
-    in_atomic_at_stream = mode in TEST_IN_ATOMIC  # ATOMIC_REQUESTS' block ends at the return
-    if variant in ("release", "release-per-batch"):
-        return "ok: held" if in_atomic_at_stream else "ok: released"
-    if variant == "guarded-close":
-        return "ok: held" if in_atomic_at_view else "ok: released"
-    if variant in ("hold", "cursor-hold"):
-        return "ok: held"
-    # close-old closes a connection outside an atomic block unless CONN_MAX_AGE keeps it
-    # (no pool); inside one its autocommit differs from the settings', so it closes too.
-    closes = variant == "force-close" or in_atomic_at_view or backend != "stock-persistent"
-    if not closes:
-        return "ok: held"
-    if mode in TEST_IN_ATOMIC:
-        return f"check: {CLOSED_IN_ATOMIC.get(backend, 'ProgrammingError')}"
-    return "lost write" if atomic_requests else "ok: released"
 
 
 def run_modes(backend_name, database, out):
@@ -67,22 +43,22 @@ def outcomes(request, database, tmp_path_factory):
 def test_every_mode_variant_and_setting_was_observed(outcomes):
     _, rows = outcomes
     seen = {(r["mode"], r["variant"], r["atomic_requests"]) for r in rows}
-    assert len(rows) == len(seen) == len(MODES) * len(SPEC.variants) * 2
-    assert {mode for mode, _, _ in seen} == set(MODES)
+    assert len(rows) == len(seen) == len(TEST_MODES) * len(SPEC.variants) * 2
+    assert {mode for mode, _, _ in seen} == set(TEST_MODES)
     assert {variant for _, variant, _ in seen} == set(SPEC.variants)
 
 
 def test_each_outcome_is_what_the_facts_predict(outcomes):
     backend, rows = outcomes
     wrong = [f"{r['mode']} {r['variant']} ATOMIC_REQUESTS={r['atomic_requests']}: "
-             f"{r['outcome']} ({r['message']}), expected {expected(backend, r['mode'], r['variant'], r['atomic_requests'])}"
-             for r in rows if r["outcome"] != expected(backend, r["mode"], r["variant"], r["atomic_requests"])]
+             f"{r['outcome']} ({r['message']}), expected {expected(backend, r['variant'], r['mode'], r['atomic_requests'])}"
+             for r in rows if r["outcome"] != expected(backend, r["variant"], r["mode"], r["atomic_requests"])]
     assert not wrong, "\n".join(wrong)
 
 
 def test_the_naive_calls_break_tests_and_lose_writes(outcomes):
     _, rows = outcomes
-    for variant in ("close-old", "force-close"):
+    for variant in NAIVE:
         mine = [r for r in rows if r["variant"] == variant]
         errors = [r for r in mine if r["outcome"].startswith("check: ")]
         assert {r["mode"] for r in errors} == TEST_IN_ATOMIC
@@ -93,9 +69,10 @@ def test_the_naive_calls_break_tests_and_lose_writes(outcomes):
             ("django_db(transaction=True)", True), ("TransactionTestCase", True)}
 
 
-def test_the_helper_keeps_every_write_and_releases_wherever_the_test_allows(outcomes):
+def test_the_helper_passes_in_every_mode(outcomes):
     _, rows = outcomes
-    for r in rows:
-        if r["variant"] in ("release", "release-per-batch"):
-            released = r["mode"] not in TEST_IN_ATOMIC
-            assert r["outcome"] == ("ok: released" if released else "ok: held"), r
+    helper = [r for r in rows if r["variant"] in HELPER]
+    assert len(helper) == len(HELPER) * len(TEST_MODES) * 2
+    assert [r for r in helper if not r["outcome"].startswith("ok: ")] == []
+    # and it releases wherever the test does not own the connection
+    assert {r["mode"] for r in helper if r["outcome"] == "ok: released"} == set(TEST_MODES) - TEST_IN_ATOMIC

@@ -3,7 +3,7 @@ while a stream's body is still being sent, is its connection checked out (the se
 accounting) and unusable by anyone else (PostgreSQL's pg_stat_activity, and a probe)? After
 the stream ends, is it back?
 
-EXPECTED is what ../shared/FACTS.md reports; these tests measure it."""
+tests/facts.py says what ../shared/FACTS.md reports; these tests measure it."""
 
 import csv
 import http.client
@@ -18,30 +18,18 @@ from harness import pgbouncer, postgres
 from harness.sampler import read_metrics
 from harness.server import Server
 from tests.conftest import SPEC, app_backends
+from tests.facts import PERSISTENT, POOLED, releases_on_a_server
 
 CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 1000
 STREAM_MS = (CHUNKS - 1) * DELAY_MS
-VARIANTS = ["hold", "close-old", "force-close", "release"]
+VARIANTS = ["hold", "close-old", "force-close", "guarded-close", "release"]
 
-# backend -> variants that give the connection back before streaming
-RELEASING = {
-    "stock": {"close-old", "force-close", "release"},
-    "stock-persistent": {"force-close", "release"},  # close_old_connections() keeps it
-    "geventpool": {"close-old", "force-close", "release"},
-    "geventpool-pg3": {"close-old", "force-close", "release"},
-    "native-pool": {"close-old", "force-close", "release"},
-    "geventpool-bounded": {"close-old", "force-close", "release"},
-    "pgbouncer": {"force-close", "release"},  # as stock-persistent, but see below
-}
-POOLED = {"geventpool", "geventpool-pg3", "native-pool", "geventpool-bounded"}
-# CONN_MAX_AGE>0 without a pool: a connection not closed explicitly outlives its request
-KEPT_AFTER_REQUEST = {"stock-persistent", "pgbouncer"}
 # PgBouncer in transaction mode gives PostgreSQL's connection back after every transaction:
 # the app's connection to PgBouncer is held as with stock-persistent, PostgreSQL's is not.
 BEHIND_PGBOUNCER = {"pgbouncer"}
 
 
-@pytest.fixture(scope="module", params=list(RELEASING))
+@pytest.fixture(scope="module", params=list(SPEC.backends))
 def server(request, database, tmp_path_factory):
     backend = SPEC.backends[request.param]
     directory = tmp_path_factory.mktemp(request.param)
@@ -102,7 +90,7 @@ def returns_after_checkout(server, pid, since):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_connection_is_pinned_only_while_not_released(server, admin, database, variant):
     backend = server.backend.name
-    releases = variant in RELEASING[backend]
+    releases = releases_on_a_server(backend, variant)
     since = len(stream_events(server))
     before = in_use(server)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
@@ -139,7 +127,7 @@ def test_connection_is_pinned_only_while_not_released(server, admin, database, v
     assert len(rest) == (CHUNKS - 1) * CHUNK_BYTES
     conn.close()
 
-    if backend in KEPT_AFTER_REQUEST and not releases:
+    if backend in PERSISTENT and not releases:
         # Django does not close it when the request ends: it goes only if the garbage
         # collector takes the finished greenlet's connection wrapper
         time.sleep(0.5)
@@ -192,7 +180,7 @@ def test_a_stream_that_reads_rows_as_it_goes_holds_a_connection_per_batch_or_thr
         events = stream_events(server)[since:]
         assert [e["event"] for e in events] == ["checkout", "return"] * (CHUNKS + 1)
         assert max(float(e["hold_ms"]) for e in events if e["event"] == "return") < DELAY_MS / 4
-    elif backend in KEPT_AFTER_REQUEST:
+    elif backend in PERSISTENT:
         time.sleep(0.5)  # kept after the request, as with hold: see the test above
         events = stream_events(server)[since:]
         assert [e["event"] for e in events].count("checkout") == 1

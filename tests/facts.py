@@ -1,0 +1,43 @@
+"""What ../shared/FACTS.md says about each release variant, as rules the tests measure
+against: on gunicorn (test_stream_release.py) and under each test mode
+(test_release_modes.py)."""
+
+# Pools hand a closed connection back and keep None; a next query inside the atomic block
+# then cannot open one. The stock backend keeps the closed psycopg connection.
+POOLED = {"geventpool", "geventpool-pg3", "native-pool", "geventpool-bounded"}
+# CONN_MAX_AGE>0 without a pool: close_old_connections() keeps a connection that is not old,
+# and nothing closes it when the request ends. PgBouncer's backend is stock-persistent's
+# code in front of PgBouncer.
+PERSISTENT = {"stock-persistent", "pgbouncer"}
+# Test modes that wrap each test in a transaction: the view's connection is the test's.
+TEST_IN_ATOMIC = {"django_db", "TestCase"}
+TEST_MODES = ["django_db", "TestCase", "django_db(transaction=True)", "TransactionTestCase"]
+HELPER = {"release", "release-per-batch"}
+NAIVE = {"close-old", "force-close"}
+
+
+def expected(backend, variant, mode="gunicorn", atomic_requests=False):
+    """The outcome of one export: "ok: released" or "ok: held" (the write kept, the stream
+    without or with a connection), "lost write", or "check: <error>" (the test's next query
+    failed). mode "gunicorn": a server, where nothing wraps the request but ATOMIC_REQUESTS."""
+    in_atomic_at_view = mode in TEST_IN_ATOMIC or atomic_requests
+    in_atomic_at_stream = mode in TEST_IN_ATOMIC  # ATOMIC_REQUESTS' block ends at the return
+    if variant in HELPER:
+        return "ok: held" if in_atomic_at_stream else "ok: released"
+    if variant == "guarded-close":
+        return "ok: held" if in_atomic_at_view else "ok: released"
+    if variant in ("hold", "cursor-hold"):
+        return "ok: held"
+    assert variant in NAIVE, variant
+    # inside an atomic block autocommit differs from the settings', so close-old closes too
+    closes = variant == "force-close" or in_atomic_at_view or backend not in PERSISTENT
+    if not closes:
+        return "ok: held"
+    if mode in TEST_IN_ATOMIC:
+        return "check: ProgrammingError" if backend in POOLED else "check: InterfaceError"
+    return "lost write" if atomic_requests else "ok: released"
+
+
+def releases_on_a_server(backend, variant):
+    """Does the view give its connection back before streaming, on gunicorn?"""
+    return expected(backend, variant) == "ok: released"
