@@ -1,4 +1,4 @@
-"""Command line: python -m harness {bench,serve,table,matrix}. Bad input exits 2 with one line."""
+"""Command line: python -m harness {bench,serve,table,compare,report,matrix}. Bad input exits 2 with one line."""
 
 import argparse
 import os
@@ -7,7 +7,7 @@ import sys
 import time
 from contextlib import ExitStack
 
-from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres
+from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, runinfo
 
 
 def _parser():
@@ -32,6 +32,20 @@ def _parser():
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
     table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
     table.add_argument("--out", default=None, help="write to this file instead of printing")
+
+    compare = sub.add_parser("compare", help="compare runs cell by cell: base, new, ratio and a mark")
+    compare.add_argument("runs", nargs="*", metavar="RUN",
+                         help="BASE NEW ...: run directories or summary.csv files, each compared with the "
+                              "first (default: the two newest runs under results/)")
+    compare.add_argument("--format", choices=["text", "md"], default="text", help="md: a Markdown table")
+    compare.add_argument("--metric", dest="metrics", action="append", default=None,
+                         help="compare only this metric (repeatable; default: all)")
+    compare.add_argument("--fail-on", action="append", default=[], metavar="METRIC>RATIO",
+                         help="exit 1 if a cell's new/base ratio of METRIC is beyond RATIO (METRIC<RATIO "
+                              "for metrics where more is better), or a cell newly fails (repeatable)")
+
+    report = sub.add_parser("report", help="write report.html (and the plots) of a run")
+    report.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
@@ -68,12 +82,21 @@ def main(argv=None):
         if args.command == "table":
             from harness import report
 
-            text = report.release_table(args.run or report.newest_run(ROOT / "results"), args.scenario)
+            text = report.release_table(args.run or runinfo.newest_runs(1)[0], args.scenario)
             if args.out:
                 with open(args.out, "w") as f:
                     f.write(text)
             else:
                 print(text, end="")
+            return 0
+        if args.command == "compare":
+            from harness import compare
+
+            return compare.run(args.runs, args.format, args.metrics, args.fail_on)
+        if args.command == "report":
+            from harness import html_report
+
+            print(html_report.write(args.run or runinfo.newest_runs(1)[0]))
             return 0
         if args.command == "matrix":
             for cell in matrix.load().cells(args.matrix):

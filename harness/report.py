@@ -93,12 +93,3 @@ def _lost(row) -> str:
         return ", lost writes unknown"
     text = f"{lost} of {expected} writes lost"
     return f", **{text}**" if int(lost) else f", {text}"
-
-
-def newest_run(results):
-    """The run under results/ whose summary.csv was written last."""
-    summaries = [os.path.join(results, d, "summary.csv") for d in os.listdir(results)]
-    summaries = [p for p in summaries if os.path.exists(p)]
-    if not summaries:
-        raise UsageError("no runs under results/: run make bench first, or name one with RUN=")
-    return os.path.dirname(max(summaries, key=os.path.getmtime))

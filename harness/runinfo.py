@@ -93,3 +93,13 @@ def write_json(path, data):
         json.dump(data, f, indent=2, sort_keys=False, default=str)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def newest_runs(count=1, results=ROOT / "results") -> list[str]:
+    """The `count` runs under results/ whose summary.csv was written last, oldest first."""
+    summaries = [os.path.join(results, d, "summary.csv") for d in os.listdir(results)] if os.path.isdir(results) else []
+    summaries = sorted((p for p in summaries if os.path.exists(p)), key=os.path.getmtime)
+    if len(summaries) < count:
+        raise UsageError(f"{'no' if not summaries else 'only ' + str(len(summaries))} run(s) under results/, "
+                         f"{count} needed: run make bench first, or name them")
+    return [os.path.dirname(p) for p in summaries[-count:]]

@@ -1,0 +1,171 @@
+"""The run's pictures (PNG, into the run directory), drawn with matplotlib from the raw files:
+
+- timeline-<backend>-<scenario>.png: per cell, connections in use, waiters and PostgreSQL
+  backends against the number of Locust users, over the cell's time; one panel per variant,
+  one shared time axis;
+- probe-latency.png: per cell, probe latency percentiles (p50, p95, p99, max);
+- conn-hold.png: per cell, how long each streaming request held a connection.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+from harness import summary  # noqa: E402
+from harness.load import test_window  # noqa: E402
+
+COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green", "users": "0.6"}
+
+
+def _cells(run_dir, rows):
+    """[(row, cell directory, (start, stop))] for the cells that ran."""
+    out = []
+    for row in rows:
+        cell_dir = os.path.join(run_dir, row["cell"], f"r{row['repeat']}")
+        if row["status"] in ("ok", "incomplete") and os.path.exists(os.path.join(cell_dir, "timeline.csv")):
+            window, _ = test_window(cell_dir, fallback=(None, None))
+            out.append((row, cell_dir, window))
+    return out
+
+
+def _label(row, repeats):
+    return row["variant"] + (f" r{row['repeat']}" if repeats > 1 else "")
+
+
+def _users(cell_dir):
+    """[(unix s, Locust users)] from Locust's history file."""
+    points = []
+    for r in summary.read(os.path.join(cell_dir, "locust_stats_history.csv")):
+        if r.get("Name") == "Aggregated":
+            points.append((float(r["Timestamp"]), int(r["User Count"])))
+    return points
+
+
+def timelines(run_dir, rows) -> list[str]:
+    """One figure per backend and scenario; returns the files written."""
+    cells = _cells(run_dir, rows)
+    repeats = max((int(r["repeat"]) for r, _, _ in cells), default=1)
+    groups = {}
+    for item in cells:
+        groups.setdefault((item[0]["backend"], item[0]["scenario"]), []).append(item)
+    written = []
+    for (backend, scenario), items in groups.items():
+        fig, axes = plt.subplots(len(items), 1, sharex=True, sharey=True, squeeze=False,
+                                 figsize=(10, 1.5 * len(items) + 1.0))
+        top = 1
+        for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items):
+            samples = summary.read(os.path.join(cell_dir, "timeline.csv"))
+            t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
+            for column, name, width in (("pool_waiting", "waiting", 1.2), ("pool_in_use", "in use", 2.4),
+                                        ("db_backends", "PG backends", 1.0)):
+                points = [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s[column] != ""]
+                ax.step([p[0] for p in points], [p[1] for p in points], where="post", color=COLOURS[name],
+                        label=name, linewidth=width)
+                top = max([top] + [p[1] for p in points])
+            ax.set_ylabel(_label(row, repeats), rotation=0, ha="right", va="center", fontsize=9)
+            users = ax.twinx()
+            points = [(t - t0, n) for t, n in _users(cell_dir)]
+            users.step([p[0] for p in points], [p[1] for p in points], where="post", color=COLOURS["users"],
+                       linestyle="--", linewidth=1, label="users")
+            users.set_ylim(bottom=0, top=max([int(row["streams"]) + 1] + [p[1] for p in points]) * 1.1)
+            users.tick_params(labelsize=7, colors="0.4")
+            if stop is not None:
+                ax.axvline(stop - t0, color="0.3", linewidth=0.8, linestyle=":")
+            ax.grid(alpha=0.3)
+        ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= top * 1.5]
+        for ax in axes[:, 0]:
+            ax.set_yscale("symlog", linthresh=10)
+            ax.set_ylim(0, top * 1.5)
+            ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.tick_params(axis="y", labelsize=7)
+        handles = [plt.Line2D([], [], color=c, linestyle="--" if n == "users" else "-") for n, c in COLOURS.items()]
+        fig.legend(handles, ["connections in use (server)", "waiting for a connection (server)",
+                             "PostgreSQL backends of the app", "Locust users (right axis)"],
+                   loc="upper center", ncol=4, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_figheight()))
+        fig.suptitle(f"{backend} / {scenario}: connections against users (count, linear to 10, log above; "
+                     "dotted line: load stops)", fontsize=10, y=1 - 0.08 / fig.get_figheight())
+        axes[-1, 0].set_xlabel("seconds since the test started")
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+        path = os.path.join(run_dir, f"timeline-{backend}-{scenario}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def probe_latency(run_dir, rows) -> str | None:
+    done = [r for r in rows if r["status"] == "ok" and r["probe_p50_ms"] != ""]
+    if not done:
+        return None
+    names = [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") for r in done]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(done) + 1.4))
+    ys = range(len(done))
+    for column, marker, colour in (("probe_p50_ms", "o", "tab:blue"), ("probe_p95_ms", "s", "tab:orange"),
+                                   ("probe_p99_ms", "D", "tab:red"), ("probe_max_ms", "|", "black")):
+        ax.scatter([float(r[column]) for r in done], ys, marker=marker, color=colour,
+                   label=column.removeprefix("probe_").removesuffix("_ms"), zorder=3)
+    for y, r in zip(ys, done):
+        ax.plot([float(r["probe_p50_ms"]), float(r["probe_max_ms"])], [y, y], color="0.7", zorder=1)
+        if int(r["probe_failures"]):
+            ax.annotate(f"{r['probe_failures']}/{r['probe_requests']} failed", (float(r["probe_max_ms"]), y),
+                        xytext=(6, -3), textcoords="offset points", fontsize=8, color="tab:red")
+    ax.set_yticks(list(ys), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("probe latency, ms (log scale); a failed probe counts at its timeout")
+    ax.set_title("What everyone else experiences: /probe/ latency per cell", fontsize=10)
+    ax.set_xlim(right=max(float(r["probe_max_ms"]) for r in done) * 6)  # room for the failure counts
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=4, frameon=False)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
+    path = os.path.join(run_dir, "probe-latency.png")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def conn_hold(run_dir, rows) -> str | None:
+    data = []
+    for row, cell_dir, (start, stop) in _cells(run_dir, rows):
+        events = summary.read_accounting(cell_dir)
+        holds = [float(e["hold_ms"]) for e in events if e["event"] == "return" and e["route"] == "stream"
+                 and (start is None or start <= e["unix_s"] <= stop)]
+        data.append((row, [max(h, 0.01) for h in holds]))
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.4))
+    ax.boxplot([h or [float("nan")] for _, h in data], vert=False, whis=(0, 100), widths=0.6)
+    ax.set_yticks(range(1, len(data) + 1),
+                  [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") + f"  (n={len(h)})"
+                   for r, h in data], fontsize=8)
+    for i, (row, _) in enumerate(data, start=1):
+        if row.get("stream_design_ms"):
+            ax.plot(float(row["stream_design_ms"]), i, marker="|", color="tab:red", markersize=14)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ms held, checkout to return (log scale)")
+    ax.set_title("How long each streaming request held a database connection, inside the measured window\n"
+                 "box: quartiles, whiskers: min and max, n: connections returned; red tick: the stream's "
+                 "length by design", fontsize=9)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
+    path = os.path.join(run_dir, "conn-hold.png")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def draw(run_dir) -> list[str]:
+    """Every plot of a run; the files written."""
+    rows = summary.read(os.path.join(run_dir, "summary.csv"))
+    paths = timelines(run_dir, rows)
+    paths += [p for p in (probe_latency(run_dir, rows), conn_hold(run_dir, rows)) if p]
+    return paths
+
