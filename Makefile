@@ -14,14 +14,21 @@ SET     ?=
 SCENARIO ?=
 RUN     ?=
 TABLE   ?=
+RUNS    ?=
+FORMAT  ?=
+METRIC  ?=
+FAIL_ON ?=
 
 SETS := $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv bench serve matrix table test lock clean
+.PHONY: help venv bench serve matrix table compare report test lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32']"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make compare [RUNS='base new'] [FORMAT=md] [METRIC=probe_p99_ms] [FAIL_ON='probe_p99_ms>1.2']"
+	@echo "               compare runs cell by cell (default: the two newest under results/)"
+	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
 	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  which variant releases on which backend"
@@ -46,6 +53,12 @@ matrix: venv
 
 table: venv
 	$(PY) -m harness table $(RUN) $(if $(TABLE),--out $(TABLE))
+
+compare: venv
+	$(PY) -m harness compare $(RUNS) $(if $(FORMAT),--format $(FORMAT)) $(foreach m,$(METRIC),--metric $(m)) $(foreach f,$(FAIL_ON),--fail-on '$(f)')
+
+report: venv
+	$(PY) -m harness report $(RUN)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import CellError, UsageError, audit, envs, matrix, pgbouncer, postgres, procs, runinfo, summary
+from harness import (CellError, UsageError, audit, compare, envs, html_report, matrix, pgbouncer, postgres, procs,
+                     runinfo, summary)
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness.server import Server, prepare_database
@@ -122,8 +123,14 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         summary.write(summary_path, rows)
-    print_table(rows, Console(width=None if sys.stdout.isatty() else 200))
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    print_table(rows, out)
+    print_headline(rows, out)
     console.print(f"summary: {os.path.relpath(summary_path)}")
+    try:
+        console.print(f"report:  {os.path.relpath(html_report.write(run_dir))}")
+    except Exception as exc:  # the run's results stand without their report
+        console.print(f"[red]report.html not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
     return run_dir, rows
 
 
@@ -229,6 +236,22 @@ def _progress(console):
         TextColumn("{task.description}"), BarColumn(), TextColumn("elapsed"), TimeElapsedColumn(),
         TextColumn("remaining"), TimeRemainingColumn(), console=console,
     )
+
+
+HEADLINE_COLUMNS = [("conn_hold_p50_ms", "hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
+                    ("probe_failures", "probe fail"), ("streams_completed", "streams ok"), ("lost_writes", "lost writes")]
+
+
+def print_headline(rows, console):
+    """Each variant against hold of its backend and scenario (medians over repeats)."""
+    table = Table(title="each variant against hold (medians over repeats; ratio to hold in brackets)")
+    table.add_column("cell", no_wrap=True)
+    for _, title in HEADLINE_COLUMNS:
+        table.add_column(title, justify="right")
+    for cell, values in compare.headline(rows, [m for m, _ in HEADLINE_COLUMNS]):
+        table.add_row(cell, *(side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
+                              for side, r in (values[m] for m, _ in HEADLINE_COLUMNS)))
+    console.print(table)
 
 
 def print_table(rows, console):

@@ -44,9 +44,12 @@ class Side:
     def median(self):
         return statistics.median(self.values) if self.values else None
 
+    def status(self) -> str:
+        return "/".join(sorted(set(self.statuses)))
+
     def text(self) -> str:
         if not self.ok:
-            return "/".join(sorted(set(self.statuses)))
+            return self.status()
         if not self.values:
             return "–"
         med = _number(self.median)
@@ -194,7 +197,7 @@ def table(rows: list[Row]) -> list[list[str]]:
         if row.mark in (NEWLY_FAILING, FIXED) or not (row.base.ok and row.new.ok):
             if row.cell not in done:
                 done.add(row.cell)
-                out.append([row.cell, "status", row.base.text(), row.new.text(), "", row.mark])
+                out.append([row.cell, "status", row.base.status(), row.new.status(), "", row.mark])
             continue
         out.append([row.cell, row.metric, row.base.text(), row.new.text(), format_ratio(row.ratio), row.mark])
     return out
@@ -202,8 +205,8 @@ def table(rows: list[Row]) -> list[list[str]]:
 
 def headline(rows, metrics=("conn_hold_p50_ms", "probe_p99_ms", "probe_failures", "streams_completed",
                             "lost_writes")):
-    """Each variant against `hold` of the same backend and scenario: [(cell, {metric: (value
-    text, ratio or None)})], medians over repeats."""
+    """Each variant against `hold` of the same backend and scenario: [(cell, {metric: (Side,
+    ratio of the medians to hold's, or None)})]."""
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     by_metric = {m: sides(rows, m) for m in metrics}
     out = []
@@ -215,15 +218,20 @@ def headline(rows, metrics=("conn_hold_p50_ms", "probe_p99_ms", "probe_failures"
             side = by_metric[m][cell]
             base = by_metric[m].get(hold)
             r = ratio(base.median, side.median) if base is not None and variant != "hold" and base.ok else None
-            values[m] = (side.text(), r)
+            values[m] = (side, r)
         out.append((cell, values))
     return out
 
 
 def format_ratio(r) -> str:
+    """new/base: "1.25×"; far below 1 as a divisor, "÷1718", so that it keeps its digits."""
     if r is None:
         return ""
-    return "∞" if math.isinf(r) else f"{r:.2f}×"
+    if math.isinf(r):
+        return "∞"
+    if 0 < r < 0.1:
+        return f"÷{1 / r:.0f}"
+    return f"{r:.2f}×"
 
 
 COLUMNS = ["cell", "metric", "base", "new", "ratio", "mark"]

@@ -141,7 +141,7 @@ def conn_hold(run_dir, rows) -> str | None:
     if not data:
         return None
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.4))
-    ax.boxplot([h or [float("nan")] for _, h in data], vert=False, whis=(0, 100), widths=0.6)
+    ax.boxplot([h or [float("nan")] for _, h in data], orientation="horizontal", whis=(0, 100), widths=0.6)
     ax.set_yticks(range(1, len(data) + 1),
                   [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") + f"  (n={len(h)})"
                    for r, h in data], fontsize=8)

@@ -129,3 +129,11 @@ def test_no_process_of_the_run_is_left(run):
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if str(out) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
+
+
+def test_the_run_ends_with_the_headline_table_its_plots_and_report(run):
+    out, _, result = run
+    assert "each variant against hold" in result.stdout
+    assert "report:  " in result.stderr and (out / "report.html").exists()
+    assert {p.name for p in out.glob("*.png")} == {
+        "timeline-geventpool-smoke-stream.png", "probe-latency.png", "conn-hold.png"}

@@ -1,0 +1,128 @@
+"""`python -m harness compare` on fixture runs with known ratios (tests/data/compare): three
+repeats a side, a failed and an incomplete cell, cells on one side only, a parameter that
+differs, and a single repeat (where nothing may be called significant)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT, UsageError, compare
+
+DATA = Path(__file__).parent / "data" / "compare"
+METRICS = ["probe_p99_ms", "conn_hold_p50_ms", "streams_completed"]
+
+
+@pytest.fixture(scope="module")
+def result():
+    _, base, base_info = compare.load(DATA / "base")
+    _, new, new_info = compare.load(DATA / "new" / "summary.csv")  # a file works as well as a directory
+    rows, only_base, only_new = compare.compare(base, new, METRICS)
+    return {(r.cell, r.metric): r for r in rows}, only_base, only_new, compare.parameter_changes(base_info, new_info)
+
+
+def test_ratios_are_of_the_medians_and_marks_need_apart_spreads(result):
+    rows, *_ = result
+    worse = rows[("g/release/s", "probe_p99_ms")]  # 10, 11, 12 -> 22, 23, 24
+    assert (worse.base.median, worse.new.median, round(worse.ratio, 4)) == (11, 23, round(23 / 11, 4))
+    assert worse.mark == compare.WORSE
+    better = rows[("g/release/s", "conn_hold_p50_ms")]  # 3, 4, 5 -> 1, 1.5, 2
+    assert better.ratio == 0.375 and better.mark == compare.BETTER
+    # overlapping spreads: 5000..5010 against 5001..5008
+    assert rows[("g/hold/s", "probe_p99_ms")].mark == compare.SAME
+    # apart but within the threshold: 15, 15, 16 against 15, 15, 15 overlap anyway
+    assert rows[("g/hold/s", "streams_completed")].mark == compare.SAME
+    assert rows[("g/release/s", "streams_completed")].mark == compare.SAME  # equal
+
+
+def test_more_is_better_where_more_is_better():
+    base = compare.Side(["ok"] * 3, [10, 11, 12])
+    more = compare.Side(["ok"] * 3, [20, 21, 22])
+    assert compare.mark("streams_completed", base, more) == compare.BETTER
+    assert compare.mark("probe_failures", base, more) == compare.WORSE
+
+
+def test_status_changes_are_marked_per_cell(result):
+    rows, *_ = result
+    assert rows[("g/close-old/s", "probe_p99_ms")].mark == compare.NEWLY_FAILING
+    assert rows[("g/force-close/s", "probe_p99_ms")].mark == compare.FIXED
+    lines = compare.table(list(rows.values()))
+    failing = [line for line in lines if line[0] == "g/close-old/s"]
+    assert failing == [["g/close-old/s", "status", "ok", "failed/incomplete", "", compare.NEWLY_FAILING]]
+
+
+def test_cells_on_one_side_are_listed_not_dropped(result):
+    _, only_base, only_new, _ = result
+    assert only_base == ["g/guarded-close/s"]
+    assert only_new == ["g/cursor-hold/s"]
+
+
+def test_parameters_that_differ_are_named(result):
+    *_, changes = result
+    assert changes["g/hold/s"] == ["pool_max 4 → 8"]
+
+
+def test_a_single_repeat_is_never_significant():
+    _, base, _ = compare.load(DATA / "single-base")
+    _, new, _ = compare.load(DATA / "single-new")
+    rows, _, _ = compare.compare(base, new, METRICS)
+    assert {r.mark for r in rows} == {compare.SAME}
+    assert {r.metric: round(r.ratio, 3) for r in rows} == {"probe_p99_ms": 4.0, "conn_hold_p50_ms": 3.0,
+                                                           "streams_completed": 0.625}
+
+
+def harness(*args):
+    return subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_markdown_table_for_a_pull_request():
+    out = harness(DATA / "base", DATA / "new", "--format", "md", "--metric", "probe_p99_ms")
+    assert out.returncode == 0, out.stderr
+    assert "| cell | metric | base | new | ratio | mark |" in out.stdout
+    assert "| `g/release/s` | `probe_p99_ms` | 11 (10–12, n=3) | 23 (22–24, n=3) | 2.09× | **worse** |" in out.stdout
+    assert "- only in new:  g/cursor-hold/s" in out.stdout
+
+
+@pytest.mark.parametrize("rule, fails", [
+    ("probe_p99_ms>2", True),     # 2.09x, significant
+    ("probe_p99_ms>2.5", False),
+    ("conn_hold_p50_ms>1.1", False),  # it got better
+    ("streams_completed<0.9", False),
+])
+def test_fail_on_exits_1_on_a_regression_beyond_the_ratio(rule, fails):
+    # g/close-old/s newly fails in the fixtures, which fails any --fail-on by itself
+    out = harness(DATA / "base", DATA / "new", "--metric", rule.split(">")[0].split("<")[0], "--fail-on", rule)
+    assert "FAIL g/close-old/s: newly failing" in out.stdout
+    assert ("FAIL g/release/s: probe_p99_ms" in out.stdout) == fails
+    assert out.returncode == 1
+
+
+def test_fail_on_with_a_single_repeat_goes_by_the_ratio_and_says_so():
+    out = harness(DATA / "single-base", DATA / "single-new", "--fail-on", "probe_p99_ms>1.5")
+    assert out.returncode == 1
+    assert "FAIL g/release/s: probe_p99_ms 10 → 40, ratio 4.00× > 1.5 (single repeat)" in out.stdout
+    assert harness(DATA / "single-base", DATA / "single-new", "--fail-on", "probe_p99_ms>5").returncode == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fail-on", "probe_p99_ms=1.2"], "--fail-on 'probe_p99_ms=1.2' must look like METRIC>RATIO"),
+    (["--fail-on", "probes>1.2"], "'probes' is not compared"),
+    (["--metric", "nope"], "--metric nope is not compared"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(args, message):
+    out = harness(DATA / "base", DATA / "new", *args)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_a_path_that_is_no_run_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="neither a run directory with a summary.csv nor a summary.csv"):
+        compare.load(tmp_path)
+    with pytest.raises(UsageError, match="compare needs two runs"):
+        compare.run([DATA / "base"])
+
+
+def test_fail_on_passes_when_nothing_regressed():
+    assert harness(DATA / "base", DATA / "base", "--fail-on", "probe_p99_ms>1.01").returncode == 0
