@@ -123,9 +123,9 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         summary.write(summary_path, rows)
-    out = Console(width=None if sys.stdout.isatty() else 200)
-    print_table(rows, out)
-    print_headline(rows, out)
+    tables = Console(width=None if sys.stdout.isatty() else 200)
+    print_table(rows, tables)
+    print_headline(rows, tables)
     console.print(f"summary: {os.path.relpath(summary_path)}")
     try:
         console.print(f"report:  {os.path.relpath(html_report.write(run_dir))}")
@@ -238,19 +238,15 @@ def _progress(console):
     )
 
 
-HEADLINE_COLUMNS = [("conn_hold_p50_ms", "hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
-                    ("probe_failures", "probe fail"), ("streams_completed", "streams ok"), ("lost_writes", "lost writes")]
-
-
 def print_headline(rows, console):
     """Each variant against hold of its backend and scenario (medians over repeats)."""
     table = Table(title="each variant against hold (medians over repeats; ratio to hold in brackets)")
     table.add_column("cell", no_wrap=True)
-    for _, title in HEADLINE_COLUMNS:
+    for _, title in compare.HEADLINE:
         table.add_column(title, justify="right")
-    for cell, values in compare.headline(rows, [m for m, _ in HEADLINE_COLUMNS]):
+    for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
         table.add_row(cell, *(side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
-                              for side, r in (values[m] for m, _ in HEADLINE_COLUMNS)))
+                              for side, r in (values[m] for m, _ in compare.HEADLINE)))
     console.print(table)
 
 

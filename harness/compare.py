@@ -41,6 +41,11 @@ class Side:
         return "ok" in self.statuses
 
     @property
+    def failed(self) -> int:
+        """Repeats that failed or did not finish (a skipped cell did not run at all)."""
+        return sum(1 for s in self.statuses if s not in ("ok", "skipped"))
+
+    @property
     def median(self):
         return statistics.median(self.values) if self.values else None
 
@@ -53,9 +58,11 @@ class Side:
         if not self.values:
             return "–"
         med = _number(self.median)
-        if len(self.values) == 1:
-            return med
-        return f"{med} ({_number(min(self.values))}–{_number(max(self.values))}, n={len(self.values)})"
+        text = med if len(self.values) == 1 else (
+            f"{med} ({_number(min(self.values))}–{_number(max(self.values))}, n={len(self.values)})")
+        if self.failed:
+            text += f" [{self.statuses.count('ok')}/{len(self.statuses)} ok]"
+        return text
 
 
 @dataclass
@@ -109,9 +116,11 @@ def ratio(base, new):
 
 
 def mark(metric, base: Side, new: Side, threshold=THRESHOLD):
-    if base.ok and not new.ok:
+    """A repeat that failed or did not finish makes a cell failing; a skipped one (PgBouncer
+    missing) makes it not comparable."""
+    if new.failed and not base.failed and base.ok:
         return NEWLY_FAILING
-    if new.ok and not base.ok:
+    if base.failed and not new.failed and new.ok:
         return FIXED
     if not (base.ok and new.ok) or not base.values or not new.values:
         return NOT_COMPARABLE
@@ -167,16 +176,21 @@ def parse_fail_on(items) -> list[tuple[str, str, float]]:
                              "e.g. --fail-on 'probe_p99_ms>1.2'")
         if metric not in METRICS:
             raise UsageError(f"--fail-on {item!r}: {metric!r} is not compared; use one of {', '.join(METRICS)}")
+        if (op == ">") != (METRICS[metric] < 0):
+            right = ">" if METRICS[metric] < 0 else "<"
+            raise UsageError(f"--fail-on {item!r}: {'less' if right == '>' else 'more'} {metric} is better, "
+                             f"so a regression is a ratio {right} 1: write {metric}{right}{raw}")
         out.append((metric, op, limit))
     return out
 
 
-def failures(rows: list[Row], rules) -> list[str]:
-    """What breaks the --fail-on rules: a cell newly failing, or a metric's ratio beyond its
-    limit, either significant or with too few repeats to tell."""
+def failures(rows: list[Row], rules, only_base=()) -> list[str]:
+    """What breaks the --fail-on rules: a cell newly failing or missing from the new run, or a
+    metric's ratio beyond its limit, either significant or with too few repeats to tell."""
     if not rules:
         return []
     out = [f"{cell}: newly failing" for cell in dict.fromkeys(r.cell for r in rows if r.mark == NEWLY_FAILING)]
+    out += [f"{cell}: missing from the new run" for cell in only_base]
     for row in rows:
         for metric, op, limit in rules:
             if row.metric != metric or row.mark not in (BETTER, WORSE, SAME):
@@ -193,7 +207,10 @@ def table(rows: list[Row]) -> list[list[str]]:
     """[cell, metric, base, new, ratio, mark] lines; a cell that failed on either side gets
     one line, its statuses."""
     out, done = [], set()
+    measured = {r.metric for r in rows if r.base.values or r.new.values}
     for row in rows:
+        if row.metric not in measured and row.base.ok and row.new.ok:
+            continue  # in neither run (a column older runs lack): _preamble names it
         if row.mark in (NEWLY_FAILING, FIXED) or not (row.base.ok and row.new.ok):
             if row.cell not in done:
                 done.add(row.cell)
@@ -203,8 +220,12 @@ def table(rows: list[Row]) -> list[list[str]]:
     return out
 
 
-def headline(rows, metrics=("conn_hold_p50_ms", "probe_p99_ms", "probe_failures", "streams_completed",
-                            "lost_writes")):
+HEADLINE = [("conn_hold_p50_ms", "hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
+            ("probe_failures", "probe failures"), ("streams_completed", "streams completed"),
+            ("lost_writes", "lost writes")]
+
+
+def headline(rows, metrics=tuple(m for m, _ in HEADLINE)):
     """Each variant against `hold` of the same backend and scenario: [(cell, {metric: (Side,
     ratio of the medians to hold's, or None)})]."""
     cells = list(dict.fromkeys(r["cell"] for r in rows))
@@ -239,18 +260,22 @@ MARK_STYLE = {BETTER: "green", WORSE: "bold red", NEWLY_FAILING: "bold red", FIX
               NOT_COMPARABLE: "yellow", SAME: "dim"}
 
 
-def _preamble(base_label, new_label, only_base, only_new, changes) -> list[str]:
+def _preamble(base_label, new_label, only_base, only_new, changes, rows=()) -> list[str]:
     lines = [f"base: {base_label}", f"new:  {new_label}",
              f"medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
              f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart"]
     lines += [f"only in base: {cell}" for cell in only_base]
     lines += [f"only in new:  {cell}" for cell in only_new]
     lines += [f"parameters differ in {cell}: {', '.join(diff)}" for cell, diff in changes.items()]
+    missing = [m for m in dict.fromkeys(r.metric for r in rows) if not any(r.base.values or r.new.values
+                                                                          for r in rows if r.metric == m)]
+    if missing:
+        lines.append(f"in neither run: {', '.join(missing)}")
     return lines
 
 
 def markdown(base_label, new_label, rows, only_base, only_new, changes) -> str:
-    lines = [f"- {line}" for line in _preamble(base_label, new_label, only_base, only_new, changes)]
+    lines = [f"- {line}" for line in _preamble(base_label, new_label, only_base, only_new, changes, rows)]
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---|"]
     for line in table(rows):
         cell, metric, *rest = line
@@ -262,7 +287,7 @@ def markdown(base_label, new_label, rows, only_base, only_new, changes) -> str:
 def print_text(console, base_label, new_label, rows, only_base, only_new, changes):
     from rich.table import Table
 
-    for line in _preamble(base_label, new_label, only_base, only_new, changes):
+    for line in _preamble(base_label, new_label, only_base, only_new, changes, rows):
         console.print(line, highlight=False)
     out = Table()
     for name in COLUMNS:
@@ -283,6 +308,8 @@ def run(paths, fmt="text", metrics=None, fail_on=(), console=None):
     for metric in metrics or []:
         if metric not in METRICS:
             raise UsageError(f"--metric {metric} is not compared; use one of {', '.join(METRICS)}")
+    if metrics:  # a rule's metric is always compared
+        metrics = list(dict.fromkeys([*metrics, *(m for m, _, _ in rules)]))
     if len(paths) == 1:
         raise UsageError("compare needs two runs, BASE and NEW (or none: the two newest under results/)")
     paths = paths or runinfo.newest_runs(2)
@@ -297,7 +324,8 @@ def run(paths, fmt="text", metrics=None, fail_on=(), console=None):
             print(markdown(base_label, new_label, rows, only_base, only_new, changes))
         else:
             print_text(console, base_label, new_label, rows, only_base, only_new, changes)
-        broken += failures(rows, rules)
+        broken += failures(rows, rules, only_base)
+    errors = Console(stderr=True)
     for line in broken:
-        console.print(f"[bold red]FAIL[/] {line}", highlight=False)
+        errors.print(f"[bold red]FAIL[/] {line}", highlight=False)
     return 1 if broken else 0

@@ -18,9 +18,6 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 code { background: #f6f6f6; padding: 0 3px; }
 """
-HEADLINE = [("conn_hold_p50_ms", "hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
-            ("probe_failures", "probe failures"), ("streams_completed", "streams completed"),
-            ("lost_writes", "lost writes")]
 SUMMARY_COLUMNS = ["cell", "repeat", "status", "streams_completed", "stream_failures", "conn_hold_p50_ms",
                    "probe_requests", "probe_failures", "probe_p50_ms", "probe_p99_ms", "peak_pool_in_use",
                    "peak_pool_waiting", "peak_db_backends", "hung_requests", "lost_writes", "error"]
@@ -60,16 +57,16 @@ def _metadata(info) -> str:
 def _headline(rows) -> str:
     """Flagged: lost writes, and a metric at least twice hold's in the bad direction."""
     lines = []
-    for cell, values in compare.headline(rows, [m for m, _ in HEADLINE]):
+    for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
         line = [f"<code>{_e(cell)}</code>"]
-        for metric, _ in HEADLINE:
+        for metric, _ in compare.HEADLINE:
             side, r = values[metric]
             bad = (metric == "lost_writes" and bool(side.median)) or (
                 r is not None and compare.METRICS[metric] < 0 and r >= 2)
             suffix = f" <span class='muted'>({compare.format_ratio(r)} vs hold)</span>" if r is not None else ""
-            line.append(f"<span class='{'bad' if bad else ''}'>{_e(side.text())}</span>{suffix}")
+            line.append(f"<span{' class=bad' if bad else ''}>{_e(side.text())}</span>{suffix}")
         lines.append(line)
-    return _table(["cell"] + [title for _, title in HEADLINE], lines)
+    return _table(["cell"] + [title for _, title in compare.HEADLINE], lines)
 
 
 def _image(path) -> str:

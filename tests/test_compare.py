@@ -36,6 +36,33 @@ def test_ratios_are_of_the_medians_and_marks_need_apart_spreads(result):
     assert rows[("g/release/s", "streams_completed")].mark == compare.SAME  # equal
 
 
+def test_a_difference_within_the_threshold_is_not_significant_even_when_spreads_are_apart():
+    base = compare.Side(["ok"] * 3, [100, 100, 100])
+    assert compare.mark("probe_p99_ms", base, compare.Side(["ok"] * 3, [104, 104, 104])) == compare.SAME
+    assert compare.mark("probe_p99_ms", base, compare.Side(["ok"] * 3, [106, 106, 106])) == compare.WORSE
+
+
+def test_a_repeat_that_failed_makes_the_cell_failing_and_shows():
+    base = compare.Side(["ok"] * 3, [10, 11, 12])
+    partly = compare.Side(["ok", "failed", "incomplete"], [30])
+    assert compare.mark("probe_p99_ms", base, partly) == compare.NEWLY_FAILING
+    assert compare.mark("probe_p99_ms", partly, base) == compare.FIXED
+    assert partly.text() == "30 [1/3 ok]"
+    skipped = compare.Side(["skipped"], [])
+    assert compare.mark("probe_p99_ms", base, skipped) == compare.NOT_COMPARABLE  # PgBouncer missing: not run
+
+
+def test_headline_is_each_variant_against_hold_of_its_backend_and_scenario():
+    _, rows, _ = compare.load(DATA / "new")
+    table = dict(compare.headline(rows, ["probe_p99_ms"]))
+    hold, hold_ratio = table["g/hold/s"]["probe_p99_ms"]
+    release, ratio = table["g/release/s"]["probe_p99_ms"]
+    assert (hold.median, hold_ratio) == (5003, None)
+    assert (release.median, ratio) == (23, 23 / 5003)
+    assert compare.format_ratio(ratio) == "÷218"
+    assert table["g/close-old/s"]["probe_p99_ms"][1] is None  # failed: no ratio
+
+
 def test_more_is_better_where_more_is_better():
     base = compare.Side(["ok"] * 3, [10, 11, 12])
     more = compare.Side(["ok"] * 3, [20, 21, 22])
@@ -93,16 +120,29 @@ def test_markdown_table_for_a_pull_request():
 ])
 def test_fail_on_exits_1_on_a_regression_beyond_the_ratio(rule, fails):
     # g/close-old/s newly fails in the fixtures, which fails any --fail-on by itself
-    out = harness(DATA / "base", DATA / "new", "--metric", rule.split(">")[0].split("<")[0], "--fail-on", rule)
-    assert "FAIL g/close-old/s: newly failing" in out.stdout
-    assert ("FAIL g/release/s: probe_p99_ms" in out.stdout) == fails
+    out = harness(DATA / "base", DATA / "new", "--metric", "stream_failures", "--fail-on", rule)
+    assert "FAIL g/close-old/s: newly failing" in out.stderr
+    assert "FAIL g/guarded-close/s: missing from the new run" in out.stderr
+    assert ("FAIL g/release/s: probe_p99_ms" in out.stderr) == fails
+    assert (f"| {rule.split('>')[0].split('<')[0]} " in out.stdout.replace("│", "|"))  # a rule's metric is compared
     assert out.returncode == 1
+
+
+def test_fail_on_with_repeats_needs_a_significant_regression(result):
+    rows, *_ = result
+    kept = [r for r in rows.values() if r.cell in ("g/hold/s", "g/release/s")]
+    rules = compare.parse_fail_on(["probe_p99_ms>1.001"])
+    # hold's 1.00x is not significant; release's 2.09x is
+    assert compare.failures(kept, rules) == [
+        "g/release/s: probe_p99_ms 11 (10–12, n=3) → 23 (22–24, n=3), ratio 2.09× > 1.001"]
+    assert compare.failures(kept, compare.parse_fail_on(["probe_p99_ms>2.5"])) == []
+    assert compare.failures(kept, []) == []
 
 
 def test_fail_on_with_a_single_repeat_goes_by_the_ratio_and_says_so():
     out = harness(DATA / "single-base", DATA / "single-new", "--fail-on", "probe_p99_ms>1.5")
     assert out.returncode == 1
-    assert "FAIL g/release/s: probe_p99_ms 10 → 40, ratio 4.00× > 1.5 (single repeat)" in out.stdout
+    assert "FAIL g/release/s: probe_p99_ms 10 → 40, ratio 4.00× > 1.5 (single repeat)" in out.stderr
     assert harness(DATA / "single-base", DATA / "single-new", "--fail-on", "probe_p99_ms>5").returncode == 0
 
 
@@ -110,6 +150,7 @@ def test_fail_on_with_a_single_repeat_goes_by_the_ratio_and_says_so():
     (["--fail-on", "probe_p99_ms=1.2"], "--fail-on 'probe_p99_ms=1.2' must look like METRIC>RATIO"),
     (["--fail-on", "probes>1.2"], "'probes' is not compared"),
     (["--metric", "nope"], "--metric nope is not compared"),
+    (["--fail-on", "streams_completed>1.2"], "more streams_completed is better, so a regression is a ratio < 1"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, message):
     out = harness(DATA / "base", DATA / "new", *args)

@@ -22,7 +22,9 @@ def run(tmp_path_factory):
                 duration_s=8, stream_design_ms=2000.0)
     rows = [{**base, **row, "cell": "geventpool/hold/slow-server", "variant": "hold", "status": "ok"},
             {**base, "cell": "geventpool/release/slow-server", "variant": "release", "status": "failed",
-             "error": "gunicorn exited with 3"}]
+             "error": "gunicorn exited with 3"},
+            {**base, **row, "cell": "geventpool/close-old/slow-server", "variant": "close-old", "status": "ok",
+             "conn_hold_p50_ms": 5.0, "lost_writes": 3}]
     summary.write(run_dir / "summary.csv", rows)
     (run_dir / "run.json").write_text('{"run_id": "r", "status": "complete", "matrix": "smoke"}')
     return run_dir, html_report.write(run_dir)
@@ -52,3 +54,12 @@ def test_it_has_the_headline_the_summary_and_links_to_raw_files_that_exist(run):
     assert "geventpool/hold/slow-server/r1/requests.csv" in links
     assert "geventpool/hold/slow-server/r1/audit.csv" in links
     assert all((run_dir / link).exists() for link in links)
+
+
+def test_the_headline_gives_ratios_to_hold_and_flags_lost_writes(run):
+    _, path = run
+    text = open(path).read()
+    row = text[text.index("<code>geventpool/close-old/slow-server</code>"):]
+    row = row[:row.index("</tr>")]
+    assert "<span>5</span> <span class='muted'>(÷800 vs hold)</span>" in row
+    assert "<span class=bad>3</span>" in row
