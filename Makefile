@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 MATRIX  ?= default
 BACKEND ?= geventpool
 PORT    ?= 8000
+WEB_PORT ?= 8089
 OUT     ?=
 REPEAT  ?=
 SET     ?=
@@ -21,11 +22,13 @@ FAIL_ON ?=
 
 SETS := $(foreach s,$(SET),--set $(s))
 
-.PHONY: help venv bench serve matrix table compare report test lock clean
+.PHONY: help venv bench serve ui matrix table compare report test lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32']"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
+	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
 	@echo "make compare [RUNS='base new'] [FORMAT=md] [METRIC=probe_p99_ms] [FAIL_ON='probe_p99_ms>1.2']"
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
@@ -47,6 +50,9 @@ bench: venv
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
+
+ui: venv
+	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
 
 matrix: venv
 	$(PY) -m harness matrix --matrix $(MATRIX)

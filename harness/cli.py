@@ -1,6 +1,7 @@
-"""Command line: python -m harness {bench,serve,table,compare,report,matrix}. Bad input exits 2 with one line."""
+"""Command line: python -m harness {bench,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -8,6 +9,8 @@ import time
 from contextlib import ExitStack
 
 from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, runinfo
+
+PANEL = ROOT / "locustfiles" / "pool_panel.py"
 
 
 def _parser():
@@ -47,6 +50,13 @@ def _parser():
     report = sub.add_parser("report", help="write report.html (and the plots) of a run")
     report.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
 
+    ui = sub.add_parser("ui", parents=[overrides],
+                        help="start PostgreSQL, the app and Locust's web UI with the pool panel; Ctrl-C stops all")
+    ui.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
+    ui.add_argument("--scenario", default=None, help="the form's defaults from this scenario (default: the first)")
+    ui.add_argument("--port", type=int, default=8000, help="the app's port on 127.0.0.1 (default 8000)")
+    ui.add_argument("--web-port", type=int, default=8089, help="the web UI's port on 127.0.0.1 (default 8089)")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     return parser
@@ -79,6 +89,8 @@ def main(argv=None):
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "serve":
             return serve(args)
+        if args.command == "ui":
+            return ui(args)
         if args.command == "table":
             from harness import report
 
@@ -112,7 +124,10 @@ def main(argv=None):
         return 130
 
 
-def serve(args):
+@contextlib.contextmanager
+def _app(args, command):
+    """PostgreSQL (throwaway, or BENCH_DATABASE_URL), PgBouncer if the backend wants it, and the
+    app on 127.0.0.1:args.port, for `serve` and `ui`; yields (spec, params, db, server)."""
     from harness.server import Server, prepare_database
 
     spec = matrix.load()
@@ -122,29 +137,79 @@ def serve(args):
     if scenario not in spec.scenarios:
         raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
-    if not 1 <= args.port <= 65535 or not postgres.port_is_free(args.port):
-        raise UsageError(f"PORT={args.port} is in use or invalid: choose another, e.g. PORT=8001")
+    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
+        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
+            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={port + 1}")
     backend = spec.backends[args.backend]
     if backend.via == "pgbouncer" and pgbouncer.find() is None:
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
     if external is not None:
-        matrix.check_pool_fits(params, external.max_connections, "serve", "BENCH_DATABASE_URL's max_connections")
-    log_dir = ROOT / "results" / "serve"
+        matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
+    # serve keeps its logs in one place; each ui session gets its own (the panel's CSV is a result)
+    log_dir = ROOT / "results" / command
+    if command == "ui":
+        log_dir = log_dir / runinfo.utc_now().strftime("%Y%m%dT%H%M%SZ")
     os.makedirs(log_dir, exist_ok=True)
 
     with ExitStack() as stack:
         db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
         prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(Server(backend, params, app_db.app_url, args.port, None))
+        server = stack.enter_context(Server(backend, params, app_db.app_url, args.port,
+                                            None if command == "serve" else log_dir / "server.log"))
         print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max})")
         print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
               f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
         print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
         via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
+        yield spec, params, db, server, stack, log_dir
+
+
+def serve(args):
+    with _app(args, "serve") as (_, _, _, server, _, _):
         print("Ctrl-C stops both.", flush=True)
         while server.proc.poll() is None:
             time.sleep(0.5)
         raise CellError(f"gunicorn exited with {server.proc.returncode}")
+
+
+def ui(args):
+    """The app and Locust's web UI with this project's users and the database pool panel."""
+    from harness import procs
+    from harness.load import LOCUSTFILES
+
+    with _app(args, "ui") as (spec, params, db, server, stack, log_dir):
+        command = [
+            sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
+            "--host", server.url, "--web-host", "127.0.0.1", "--web-port", str(args.web_port),
+            "-u", str(params.streams + 1), "-r", str(max(1, round((params.streams + 1) / max(params.spawn_s, 1)))),
+            "--chunks", str(params.chunks), "--chunk-bytes", str(params.chunk_bytes),
+            "--delay-ms", str(params.delay_ms), "--read-rate-bps", str(params.read_rate_bps),
+            "--stream-timeout-s", str(params.stream_timeout_s), "--probe-rate", str(params.probe_rate),
+            "--probe-timeout-s", str(params.probe_timeout_s),
+            "--panel-admin-url", db.admin_url, "--panel-app-user", db.app_user,
+            "--panel-csv", str(log_dir / "pool_panel.csv"),
+        ]
+        locust = procs.spawn(command, log_dir / "locust.log", cwd=ROOT)
+        stack.callback(procs.stop, locust, signal.SIGTERM, 10)
+        url = f"http://127.0.0.1:{args.web_port}"
+        procs.wait_ready(locust, lambda: _answers(url), "Locust's web UI", log_dir / "locust.log", timeout=30)
+        print(f"Locust:   {url}  (open it; the pool panel is at the bottom right)")
+        print(f"logs:     {os.path.relpath(log_dir)}/   Ctrl-C stops everything.", flush=True)
+        while locust.poll() is None and server.proc.poll() is None:
+            time.sleep(0.5)
+        which = "Locust" if locust.poll() is not None else "gunicorn"
+        raise CellError(f"{which} exited with {(locust if which == 'Locust' else server.proc).returncode}: "
+                        f"see {os.path.relpath(log_dir)}/")
+
+
+def _answers(url):
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200 or None
+    except OSError:
+        return None

@@ -59,10 +59,13 @@ class Sampler(threading.Thread):
         self.errors = 0
         self.error = None
 
-    def __enter__(self):
+    def connect(self):
         self.conn = psycopg2.connect(self.admin_url, connect_timeout=5)
         self.conn.autocommit = True
-        self.start()
+        return self
+
+    def __enter__(self):
+        self.connect().start()
         return self
 
     def __exit__(self, *exc):

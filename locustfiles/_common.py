@@ -29,12 +29,12 @@ STREAM_OPTIONS = (
 def add_options(parser):
     parser.add_argument(
         "--variant", choices=VARIANTS, default=VARIANTS[0], env_var="BENCH_VARIANT",
-        help="release variant of /stream/<variant>/ (default %(default)s)",
+        help=f"variant of /stream/<variant>/ (default {VARIANTS[0]})",  # written out: the web UI shows help raw
     )
     for name, kind, text in STREAM_OPTIONS:
         parser.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
-            env_var="BENCH_" + name.upper(), help=f"{text} (default %(default)s)",
+            env_var="BENCH_" + name.upper(), help=f"{text} (default {DEFAULTS[name]})",
         )
     parser.add_argument(
         "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
