@@ -35,6 +35,8 @@ def harness(*args, env=None):
      "BENCH_DATABASE_URL=postgres://bench@127.0.0.1:1/bench is unreachable"),
     (["serve", "--backend", "pgbouncr"], {}, "BACKEND=pgbouncr is unknown: use one of stock, stock-persistent, geventpool"),
     (["serve", "--scenario", "fast"], {}, "SCENARIO=fast is unknown"),
+    (["ui", "--backend", "nope"], {}, "BACKEND=nope is unknown"),
+    (["ui", "--web-port", "0"], {}, "WEB_PORT=0 is in use or invalid"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):
     out = tmp_path / "run"
