@@ -69,6 +69,24 @@ def browser():
     driver.quit()
 
 
+def click(browser, element, timeout=10):
+    """A real click, once the element is in view and nothing covers it (the form's accordion
+    may still be opening, the panel may be over it)."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        try:
+            return element.click()
+        except StaleElementReferenceException:
+            return None  # gone: the page moved on
+        except ElementClickInterceptedException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 PANEL_JS = """
     var get = function (id) { return document.getElementById(id).textContent; };
     return {unix_s: document.getElementById('bench-pool-panel').getAttribute('data-unix-s'),
@@ -97,11 +115,18 @@ def test_a_swarm_started_from_the_form_fills_the_pool_panel(ui, browser, tmp_pat
         field.send_keys(Keys.CONTROL, "a")  # clear() does not reach React's state
         field.send_keys(Keys.DELETE, str(value))
         assert field.get_attribute("value") == str(value)
-    browser.find_element(By.XPATH, "//*[text()='Custom parameters']").click()
+    click(browser, browser.find_element(By.XPATH, "//*[text()='Custom parameters']"))
     Select(wait_for(lambda: browser.find_element(By.NAME, "variant"), 5, "the variant dropdown")).select_by_value("hold")
-    start = browser.find_element(By.XPATH, "//button[@type='submit' and normalize-space()='Start']")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", start)  # clear of the panel
-    start.click()
+    # Start; the form gives way to the statistics (a click while the accordion still moves can
+    # land beside the button: then click again)
+    start = "//button[@type='submit' and normalize-space()='Start']"
+    for _ in range(3):
+        buttons = browser.find_elements(By.XPATH, start)
+        if not buttons:
+            break
+        click(browser, buttons[0])
+        time.sleep(2)
+    assert not browser.find_elements(By.XPATH, start), "the swarm did not start"
     shot = tmp_path / "make-ui.png"
     try:
         check_the_swarm(browser, app, web)
