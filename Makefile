@@ -12,6 +12,7 @@ WEB_PORT ?= 8089
 OUT     ?=
 REPEAT  ?=
 SET     ?=
+WORKERS ?=
 SCENARIO ?=
 RUN     ?=
 TABLE   ?=
@@ -20,12 +21,12 @@ FORMAT  ?=
 METRIC  ?=
 FAIL_ON ?=
 
-SETS := $(foreach s,$(SET),--set $(s))
+SETS := $(foreach s,$(SET),--set $(s)) $(if $(WORKERS),--set locust_workers=$(WORKERS))
 
 .PHONY: help venv bench serve ui matrix table compare report test lock clean
 
 help:
-	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32']"
+	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n]"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"

@@ -13,7 +13,7 @@ from harness import summary
 
 def export(cell_dir, admin_url, stream_name):
     """Write audit.csv: the audit rows PostgreSQL has for the streams that got a 200."""
-    ids = sorted(summary.answered_ids(summary.read(os.path.join(cell_dir, "requests.csv")), stream_name))
+    ids = sorted(summary.answered_ids(summary.read_requests(cell_dir), stream_name))
     conn = psycopg2.connect(admin_url, connect_timeout=5)
     try:
         with conn.cursor() as cur:

@@ -172,6 +172,9 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
                 if elapsed > limit:
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
                 time.sleep(0.2)
+            # distributed: the workers are the master's children, and write their logs as they end
+            if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
+                raise CellError("Locust's worker processes did not end after its master")
             window, grace_end = test_window(cell_dir, fallback=(start, time.time()))
             measure = functools.partial(
                 summary.summarize,

@@ -19,7 +19,9 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "-f", ",".join(str(f) for f in LOCUSTFILES),
         "--headless", "--host", host,
         "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
-        "-t", f"{p.duration_s}s",
+        # distributed (Locust's --processes): the master stops the workers gracefully itself
+        *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 else
+          ["--processes", p.locust_workers, "--distributed-run-time-s", p.duration_s]),
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
         "--only-summary", "--exit-code-on-error", "0",
         # Streams keep their load on while the last probes are answered or time out.

@@ -38,6 +38,7 @@ class Params:
     seed_rows: int = _limits(1, 100_000_000, "rows")
     workers: int = _limits(1, 256, "processes")
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
+    locust_workers: int = _limits(1, 256, "Locust worker processes")
     atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
 
     @property

@@ -80,6 +80,17 @@ def _wait_group_gone(pgid, timeout):
         time.sleep(0.05)
 
 
+def wait_group_exit(pgid, timeout) -> bool:
+    """Let the processes of group `pgid` end by themselves (a parent may exit before its
+    children finish writing), for up to `timeout` seconds; True if they all did."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def wait_ready(proc, ready, what, log_path, timeout):
     """Poll `ready()` until it returns something other than None, and return that; fail at
     once if `proc` exits, or after `timeout` seconds, quoting the end of its log."""

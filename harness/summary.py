@@ -1,6 +1,7 @@
 """One summary.csv row per cell, computed from the cell's raw files:
 
-- requests.csv (Locust, every request): stream and probe counts and latencies;
+- requests.csv (Locust, every request; requests-worker<pid>.csv per worker process when
+  distributed): stream and probe counts and latencies;
 - accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
 - timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends;
 - audit.csv (harness/audit.py, from PostgreSQL): the audit rows of the streams answered 200.
@@ -59,8 +60,11 @@ def read(path):
         return list(csv.DictReader(f))
 
 
-def read_requests(path):
-    return [{**row, "response_time_ms": float(row["response_time_ms"])} for row in read(path)]
+def read_requests(cell_dir):
+    """Every request of a cell: requests.csv, or one requests-worker<pid>.csv per Locust worker
+    process when Locust ran distributed."""
+    paths = sorted(glob.glob(os.path.join(cell_dir, "requests.csv")) + glob.glob(os.path.join(cell_dir, "requests-*.csv")))
+    return [{**row, "response_time_ms": float(row["response_time_ms"])} for path in paths for row in read(path)]
 
 
 def read_accounting(cell_dir):
@@ -160,7 +164,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers."""
     start, end = window
     stream_name = f"/stream/{variant}/"
-    requests = read_requests(os.path.join(cell_dir, "requests.csv"))
+    requests = read_requests(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]

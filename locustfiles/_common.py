@@ -3,11 +3,15 @@ variables and the web UI form, defaults from matrix.toml) and an exact per-reque
 
 import csv
 import json
+import os
 import time
 import tomllib
 from pathlib import Path
 
+import gevent
 from locust import events
+from locust.rpc import Message
+from locust.runners import MasterRunner, WorkerRunner
 
 MATRIX = tomllib.loads((Path(__file__).resolve().parent.parent / "matrix.toml").read_text())
 DEFAULTS = MATRIX["defaults"]
@@ -39,6 +43,12 @@ def add_options(parser):
     parser.add_argument(
         "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
         help="write every request (start, type, name, ms, bytes, failure) to this CSV",
+    )
+    parser.add_argument(
+        "--distributed-run-time-s", type=float, default=0, env_var="BENCH_DISTRIBUTED_RUN_TIME_S",
+        include_in_web_ui=False,
+        help="distributed headless runs: stop the test after this many seconds the way -t does for a "
+             "single process (the workers' users stop within --stop-timeout, their last stats arrive), then quit",
     )
     parser.add_argument(
         "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
@@ -101,22 +111,58 @@ class Window:
             json.dump(self.times, f)
 
 
-def settle_probes():
-    """Called by the probe user once its last probes are answered or timed out."""
+SETTLED = "bench_probes_settled"  # a worker's message to the master
+
+
+@events.test_start.add_listener
+def stop_distributed_run(environment, **_):
+    """Locust's -t on a master quits the workers at once, cutting their --stop-timeout short and
+    losing their last statistics; this stops them first, as -t does in one process."""
+    run_time = getattr(environment.parsed_options, "distributed_run_time_s", 0)
+    runner = environment.runner
+    if not run_time or not isinstance(runner, MasterRunner):
+        return
+
+    def stop_then_quit():
+        gevent.sleep(run_time)
+        workers = [client.id for client in runner.clients.all]
+        runner.stop()  # tells the workers to stop and waits for their users (up to --stop-timeout)
+        # a stopped worker leaves the master's list until it is ready again, so quit() would not
+        # reach it: tell each to quit first
+        for worker in workers:
+            runner.server.send_to_client(Message("quit", None, worker))
+        runner.quit()
+
+    gevent.spawn(stop_then_quit)
+
+
+def settle_probes(environment):
+    """Called by the probe user once its last probes are answered or timed out; in a worker
+    process, the master (which keeps the window) is told."""
     if Window.current is not None:
         Window.current.settled()
+    elif isinstance(environment.runner, WorkerRunner):
+        environment.runner.send_message(SETTLED)
 
 
 @events.init.add_listener
-def open_request_log(environment, **_):
+def open_request_log(environment, runner=None, **_):
+    """Requests are logged where they are made: in this process, or with --processes or
+    --master/--worker in each worker, one file each (requests-worker<pid>.csv); the window is
+    kept where the test is started and stopped: here, or on the master."""
+    runner = runner or environment.runner
     path = getattr(environment.parsed_options, "request_log", "")
-    if path:
+    if path and not isinstance(runner, MasterRunner):
+        if isinstance(runner, WorkerRunner):
+            path = f"{os.path.splitext(path)[0]}-worker{os.getpid()}.csv"
         log = RequestLog(path)
         environment.events.request.add_listener(log.on_request)
         environment.events.test_stop.add_listener(log.flush)
         environment.events.quitting.add_listener(log.flush)
     path = getattr(environment.parsed_options, "window_file", "")
-    if path:
+    if path and not isinstance(runner, WorkerRunner):
         window = Window(path)
         environment.events.test_start.add_listener(window.started)
         environment.events.test_stopping.add_listener(window.stopping)
+        if isinstance(runner, MasterRunner):
+            runner.register_message(SETTLED, lambda **_: window.settled())

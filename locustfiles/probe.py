@@ -46,4 +46,4 @@ class ProbeUser(FastHttpUser):
     def on_stop(self):
         self.inflight.join(timeout=self.environment.parsed_options.probe_timeout_s + 1)
         self.inflight.kill(block=False)
-        _common.settle_probes()
+        _common.settle_probes(self.environment)

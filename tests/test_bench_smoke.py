@@ -14,8 +14,8 @@ from tests.conftest import SPEC
 RELEASING = ["close-old", "force-close", "release"]
 
 
-def bench(matrix, out):
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", matrix, "--out", str(out)],
+def bench(matrix, out, *args):
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", matrix, "--out", str(out), *args],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["variant"]: row for row in summary.read(out / "summary.csv")}
@@ -29,7 +29,8 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def safety(tmp_path_factory):
-    return bench("smoke-safety", tmp_path_factory.mktemp("bench") / "smoke-safety")
+    """Also Locust distributed: two worker processes (make bench WORKERS=2)."""
+    return bench("smoke-safety", tmp_path_factory.mktemp("bench") / "smoke-safety", "--set", "locust_workers=2")
 
 
 def number(row, column):
@@ -79,7 +80,7 @@ def test_under_atomic_requests_close_old_loses_every_write_and_the_helper_none(s
     # the rows the harness found in PostgreSQL are this cell's: each one a stream of the
     # release variant that requests.csv logged with its id and a 200
     cell = out / "geventpool" / "release" / "atomic" / "r1"
-    answered = {(r["request_id"], r["status"]) for r in summary.read(cell / "requests.csv") if r["request_id"]}
+    answered = {(r["request_id"], r["status"]) for r in summary.read_requests(cell) if r["request_id"]}
     found = summary.read(cell / "audit.csv")
     assert found and all((row["request_id"], "200") in answered and row["variant"] == "release" for row in found)
 
@@ -137,3 +138,21 @@ def test_the_run_ends_with_the_headline_table_its_plots_and_report(run):
     assert "report:  " in result.stderr and (out / "report.html").exists()
     assert {p.name for p in out.glob("*.png")} == {
         "timeline-geventpool-smoke-stream.png", "probe-latency.png", "conn-hold.png"}
+
+
+def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
+    out, rows, _ = safety
+    for variant, row in rows.items():
+        cell = out / "geventpool" / variant / "atomic" / "r1"
+        logs = sorted(cell.glob("requests-worker*.csv"))
+        assert len(logs) == 2 and not (cell / "requests.csv").exists()
+        per_worker = [summary.read(path) for path in logs]
+        logged = [r for rows_ in per_worker for r in rows_]
+        probes = [r for r in logged if r["request_type"] == "GET" and r["name"] == "/probe/"]
+        assert int(row["probe_requests"]) == len(probes) == sum(
+            1 for rows_ in per_worker for r in rows_ if r["name"] == "/probe/")
+        assert int(row["streams_completed"]) == sum(
+            1 for r in logged if r["request_type"] == "STREAM" and not r["failure"])
+        assert all(per_worker), "both workers made requests"
+    info = json.loads((out / "run.json").read_text())
+    assert info["cells"][0]["params"]["locust_workers"] == 2
