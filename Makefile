@@ -13,6 +13,8 @@ OUT     ?=
 REPEAT  ?=
 SET     ?=
 WORKERS ?=
+HOST    ?=
+DATABASE_URL ?=
 SCENARIO ?=
 RUN     ?=
 TABLE   ?=
@@ -47,7 +49,7 @@ $(VENV)/.installed: requirements/bench.txt
 venv: $(VENV)/.installed
 
 bench: venv
-	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS)
+	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(HOST),--host $(HOST)) $(if $(DATABASE_URL),--database-url '$(DATABASE_URL)')
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

@@ -22,6 +22,7 @@ from harness import (CellError, UsageError, audit, compare, envs, html_report, m
                      runinfo, summary)
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
+from harness import server as server_module
 from harness.server import Server, prepare_database
 
 CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
@@ -36,12 +37,24 @@ TABLE_COLUMNS = [
 ]
 
 
-def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
+def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None):
+    """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
+    cells then run with the backend that app reports, and nothing is started."""
     console = console or Console(stderr=True)
     spec = matrix.load()
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
+    app_health = None
+    if host:
+        if not os.environ.get("BENCH_DATABASE_URL"):
+            raise UsageError(f"HOST={host} needs DATABASE_URL= too: the app's database, which the harness "
+                             "samples (pg_stat_activity) and reads the audit rows from")
+        app_health = server_module.fetch_health(host)
+        if app_health["backend"] not in spec.backends:
+            raise UsageError(f"HOST={host} reports backend {app_health['backend']!r}, not in matrix.toml: "
+                             f"set its BENCH_BACKEND to one of {', '.join(spec.backends)}")
+        cells = external_cells(cells, spec.backends[app_health["backend"]])
     external = postgres.preflight()
     if external is not None:
         for cell in cells:
@@ -71,6 +84,15 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
         "database": None,
         "postgres_settings": {**postgres.THROWAWAY_SETTINGS, **postgres.LOG_SETTINGS} if external is None
         else "as configured on the external server",
+        "app": {"controlled": True} if not host else {"controlled": False, "url": host, "healthz": app_health},
+        "not_controlled": [] if external is None and not host else [
+            *(["PostgreSQL: BENCH_DATABASE_URL's server, neither started nor configured by the harness "
+               "(max_connections and the rest as found)"] if external is not None else []),
+            *([f"the app at {host}: not started; its backend, pool limit and settings are what its /healthz "
+               "reports, not the matrix's; no server-side accounting log, so the pool peaks, waits and hold "
+               "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
+               "samples its /metrics"] if host else []),
+        ],
         "matrix_file": spec.raw,
         "cells": [
             {"cell": c.name, "repeat": c.repeat, "path": str(c.path), "params": vars(c.params),
@@ -99,12 +121,12 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None):
                     stack.callback(cluster.stop)
                     db, seeded = cluster.start(), None
                 info["database"] = db.describe()
-                if seeded != cell.params.seed_rows:
+                if seeded != cell.params.seed_rows and not host:  # an app of its own is seeded by its owner
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
                     seeded = cell.params.seed_rows
                 label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 progress.update(task, description=label, completed=sum(planned[:i]))
-                rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]))
+                rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host)
                 summary.write(summary_path, rows)
                 _report_cell(console, label, rows[i])
         info["status"] = "complete"
@@ -144,21 +166,32 @@ def _identity(run_id, cell, status):
     }
 
 
-def _run_cell(cell, db, run_id, run_dir, progress, task, done_before):
+def external_cells(cells, backend):
+    """One cell per variant, scenario and repeat, with the backend the external app reports."""
+    out = {}
+    for c in cells:
+        out.setdefault((c.variant, c.scenario, c.repeat), matrix.Cell(backend, c.variant, c.scenario, c.repeat, c.params))
+    return list(out.values())
+
+
+def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None):
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
     row = _identity(run_id, cell, "incomplete")
     row["db_limit"] = db.max_connections
-    if cell.backend.via == "pgbouncer" and pgbouncer.find() is None:
+    if cell.backend.via == "pgbouncer" and pgbouncer.find() is None and not host:
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
         return row
     measure = None
     locust = None
     try:
         with ExitStack() as stack:
-            app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
-            server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
-                                                os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
+            if host:
+                server = stack.enter_context(server_module.ExternalApp(host, cell.params))
+            else:
+                app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
+                server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
+                                                    os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
             server.verify(cell.variant)
             sampler = stack.enter_context(Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url,
                                                   db.app_user, db.app_db, server.url))

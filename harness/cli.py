@@ -24,6 +24,11 @@ def _parser():
     bench.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
     bench.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
     bench.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
+    bench.add_argument("--host", default=None,
+                       help="an app something else started (e.g. docker compose): run against it, start nothing; "
+                            "needs --database-url")
+    bench.add_argument("--database-url", default=None,
+                       help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster")
 
     serve = sub.add_parser("serve", parents=[overrides],
                            help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
@@ -85,7 +90,9 @@ def main(argv=None):
             from harness import bench
 
             overrides = matrix.parse_overrides(args.overrides)
-            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out)
+            if args.database_url:
+                os.environ["BENCH_DATABASE_URL"] = args.database_url
+            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host)
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "serve":
             return serve(args)

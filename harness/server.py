@@ -142,3 +142,34 @@ class Server(procs.Service):
         status, body, _ = get(f"{self.url}/metrics")
         if status != 200 or b"bench_db_connections_in_use" not in body:
             raise CellError(f"/metrics answered {status} without the connection accounting")
+
+
+class ExternalApp(Server):
+    """An app something else started (`make bench HOST=...`): nothing is started or stopped;
+    /healthz must answer as this project's app. No accounting log reaches the harness."""
+
+    def __init__(self, url: str, params: Params):
+        self.url, self.params = url.rstrip("/"), params
+        self.health = {}
+
+    def start(self):
+        self.health = fetch_health(self.url)
+        return self
+
+    def stop(self):
+        pass
+
+
+def fetch_health(url: str) -> dict:
+    """/healthz of this project's app at `url`, or UsageError naming HOST."""
+    from harness import UsageError
+
+    try:
+        status, body, _ = get(f"{url.rstrip('/')}/healthz", timeout=5)
+        health = json.loads(body) if status == 200 else None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"HOST={url} is unreachable ({exc}): start the app (e.g. docker compose up) "
+                         "or fix the URL") from None
+    if not isinstance(health, dict) or "backend" not in health:
+        raise UsageError(f"HOST={url}/healthz did not answer as this project's app: point HOST at benchapp")
+    return health
