@@ -28,7 +28,8 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(WORKERS),--set locust_workers=$(WO
 .PHONY: help venv bench serve ui matrix table compare report test lock clean
 
 help:
-	@echo "make bench [MATRIX=default|smoke] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n]"
+	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n]"
+	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"

@@ -36,6 +36,10 @@ def harness(*args, env=None):
     (["serve", "--backend", "pgbouncr"], {}, "BACKEND=pgbouncr is unknown: use one of stock, stock-persistent, geventpool"),
     (["serve", "--scenario", "fast"], {}, "SCENARIO=fast is unknown"),
     (["ui", "--backend", "nope"], {}, "BACKEND=nope is unknown"),
+    (["bench", "--host", "http://127.0.0.1:1"], {}, "HOST=http://127.0.0.1:1 needs DATABASE_URL= too"),
+    (["bench", "--host", "http://127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"], {},
+     "HOST=http://127.0.0.1:1 is unreachable"),
+    (["bench", "--set", "locust_workers=0"], {}, "locust_workers=0 in scenario slow-server is too small"),
     (["ui", "--web-port", "0"], {}, "WEB_PORT=0 is in use or invalid"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):
