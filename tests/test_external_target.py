@@ -19,7 +19,6 @@ def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
     with Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
                 tmp_path / "server.log") as app:
         before = {p.pid for p in psutil.process_iter()}
-        postmasters = {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"}
         env = {"BENCH_ADMIN_DATABASE_URL": database.admin_url, "PATH": "/usr/bin:/bin"}
         result = subprocess.run(
             [sys.executable, "-m", "harness", "bench", "--matrix", "smoke-safety", "--out", str(out),
@@ -27,10 +26,11 @@ def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert app.proc.poll() is None  # the harness left the app alone
-        # and started no server of its own: new processes are only the cluster's backends
-        # serving the app's new connections
-        new = [q for q in psutil.process_iter(["pid", "ppid", "cmdline"]) if q.info["pid"] not in before]
-        assert not [q for q in new if q.info["ppid"] not in postmasters], [q.info["cmdline"] for q in new]
+        # and started no server of its own (new PostgreSQL backends serve the app's connections)
+        servers = ("gunicorn", "locust", "pgbouncer", "initdb", "postgres -D", "bin/postgres")
+        new = [" ".join(q.info["cmdline"] or []) for q in psutil.process_iter(["pid", "cmdline"])
+               if q.info["pid"] not in before]
+        assert not [c for c in new if any(s in c for s in servers)], new
 
     info = json.loads((out / "run.json").read_text())
     assert info["app"] == {"controlled": False, "url": app.url, "healthz": info["app"]["healthz"]}
@@ -38,6 +38,7 @@ def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
     assert info["database"]["source"] == "BENCH_DATABASE_URL"
     assert len(info["not_controlled"]) == 2 and "no server-side accounting log" in info["not_controlled"][1]
     assert not (out / "postgres.log").exists()  # no cluster was started
+    assert not list(out.rglob("server.log")) and not list(out.rglob("pgbouncer.log"))  # no app, no PgBouncer
 
     rows = {r["variant"]: r for r in summary.read(out / "summary.csv")}
     for row in rows.values():
