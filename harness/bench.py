@@ -64,9 +64,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         envs.python_for(env, console)
     if any(c.backend.via == "pgbouncer" for c in cells) and pgbouncer.find() is None:
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    run_dir, run_id = runinfo.new_run_dir(out)
-
-    os.makedirs(run_dir)
+    run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
     info = {
         "run_id": run_id,
         "status": "running",

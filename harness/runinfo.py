@@ -37,22 +37,27 @@ def utc_now():
 
 
 def new_run_dir(out=None, results=ROOT / "results"):
-    """The run directory: OUT if given (it must not exist), else a fresh timestamped one."""
+    """Create the run directory and return (path, run id): OUT if given (it must not exist),
+    else a fresh timestamped one under results/."""
     if out:
         path = os.path.abspath(out)
         if os.path.exists(path):
             raise UsageError(f"OUT={out} already exists: choose a new directory; earlier results are never overwritten")
-        parent = os.path.dirname(path) or "."
-        if not os.access(parent if os.path.isdir(parent) else ROOT, os.W_OK):
-            raise UsageError(f"OUT={out} is not writable: choose a directory you can write to")
+        try:
+            os.makedirs(path)
+        except OSError as exc:
+            raise UsageError(f"OUT={out} cannot be created ({exc.strerror}): choose a directory you can write to") from None
         return path, os.path.basename(path)
     sha = (git_state()["sha"] or "nogit")[:12]
     run_id = f"{utc_now():%Y%m%dT%H%M%SZ}-{sha}"
     path, n = results / run_id, 1
-    while path.exists():  # two runs started in the same second
-        n += 1
-        path = results / f"{run_id}-{n}"
-    return str(path), path.name
+    while True:
+        try:
+            os.makedirs(path)
+            return str(path), path.name
+        except FileExistsError:  # two runs started in the same second
+            n += 1
+            path = results / f"{run_id}-{n}"
 
 
 def cpu_model():

@@ -54,6 +54,12 @@ def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, me
     assert took < 20
 
 
+def test_an_out_that_cannot_be_created_is_refused(tmp_path):
+    result, _ = harness("bench", "--out", "/proc/no-such-dir/run")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "OUT=/proc/no-such-dir/run cannot be created (No such file or directory)" in result.stderr
+
+
 def test_existing_out_is_never_touched(tmp_path):
     out = tmp_path / "earlier"
     out.mkdir()
