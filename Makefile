@@ -23,7 +23,10 @@ FORMAT  ?=
 METRIC  ?=
 FAIL_ON ?=
 
-SETS := $(foreach s,$(SET),--set $(s)) $(if $(WORKERS),--set locust_workers=$(WORKERS))
+# WORKERS, HOST and DATABASE_URL count only when given on make's command line: a variable of
+# the same name in your shell must not point a run at another database.
+cli = $(if $(filter command line,$(origin $(1))),$($(1)))
+SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS))
 
 .PHONY: help venv bench serve ui matrix table compare report test lock clean
 
@@ -50,7 +53,8 @@ $(VENV)/.installed: requirements/bench.txt
 venv: $(VENV)/.installed
 
 bench: venv
-	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(HOST),--host $(HOST)) $(if $(DATABASE_URL),--database-url '$(DATABASE_URL)')
+	$(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)') \
+	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

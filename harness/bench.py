@@ -72,7 +72,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         "matrix_description": spec.matrices[matrix_name].get("description", ""),
         "overrides": overrides or {},
         "repeat": repeat,
-        "command": sys.argv,
+        "command": [postgres.redact(a) if a.startswith(("postgres://", "postgresql://")) else a for a in sys.argv],
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "packages": runinfo.versions(),
@@ -186,6 +186,9 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None)
         with ExitStack() as stack:
             if host:
                 server = stack.enter_context(server_module.ExternalApp(host, cell.params))
+                if server.health.get("backend") != cell.backend.name:
+                    raise CellError(f"HOST={host} now reports backend {server.health.get('backend')!r}, "
+                                    f"not {cell.backend.name!r} as when the run began")
             else:
                 app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
                 server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, runinfo
 
@@ -61,6 +62,8 @@ def _parser():
     ui.add_argument("--scenario", default=None, help="the form's defaults from this scenario (default: the first)")
     ui.add_argument("--port", type=int, default=8000, help="the app's port on 127.0.0.1 (default 8000)")
     ui.add_argument("--web-port", type=int, default=8089, help="the web UI's port on 127.0.0.1 (default 8089)")
+    ui.add_argument("--log-dir", default=None,
+                    help="where the session's logs and pool_panel.csv go (default results/ui/<UTC time>; must not exist)")
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
@@ -156,7 +159,7 @@ def _app(args, command):
     # serve keeps its logs in one place; each ui session gets its own (the panel's CSV is a result)
     log_dir = ROOT / "results" / command
     if command == "ui":
-        log_dir = log_dir / runinfo.utc_now().strftime("%Y%m%dT%H%M%SZ")
+        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
     os.makedirs(log_dir, exist_ok=True)
 
     with ExitStack() as stack:
@@ -196,10 +199,12 @@ def ui(args):
             "--delay-ms", str(params.delay_ms), "--read-rate-bps", str(params.read_rate_bps),
             "--stream-timeout-s", str(params.stream_timeout_s), "--probe-rate", str(params.probe_rate),
             "--probe-timeout-s", str(params.probe_timeout_s),
-            "--panel-admin-url", db.admin_url, "--panel-app-user", db.app_user,
+            "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
             "--panel-csv", str(log_dir / "pool_panel.csv"),
         ]
-        locust = procs.spawn(command, log_dir / "locust.log", cwd=ROOT)
+        # the superuser URL (a password, perhaps) through the environment, not the command line
+        env = {**os.environ, "BENCH_PANEL_ADMIN_URL": db.admin_url}
+        locust = procs.spawn(command, log_dir / "locust.log", cwd=ROOT, env=env)
         stack.callback(procs.stop, locust, signal.SIGTERM, 10)
         url = f"http://127.0.0.1:{args.web_port}"
         procs.wait_ready(locust, lambda: _answers(url), "Locust's web UI", log_dir / "locust.log", timeout=30)

@@ -21,7 +21,8 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
         # distributed (Locust's --processes): the master stops the workers gracefully itself
         *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 else
-          ["--processes", p.locust_workers, "--distributed-run-time-s", p.duration_s]),
+          ["--processes", p.locust_workers, "--distributed-run-time-s", p.duration_s,
+           *_master_on_loopback()]),
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
         "--only-summary", "--exit-code-on-error", "0",
         # Streams keep their load on while the last probes are answered or time out.
@@ -33,6 +34,16 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "--request-log", f"{cell_dir}/requests.csv",
         "--window-file", f"{cell_dir}/{WINDOW_FILE}",
     ]
+
+
+def _master_on_loopback():
+    """Locust's master listens for its workers on 127.0.0.1 and a free port (its default is
+    every interface, port 5557)."""
+    from harness.postgres import free_port
+
+    port = free_port()
+    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-host", "127.0.0.1",
+            "--master-port", port]
 
 
 def test_window(cell_dir, fallback):

@@ -153,7 +153,12 @@ class ExternalApp(Server):
         self.health = {}
 
     def start(self):
-        self.health = fetch_health(self.url)
+        from harness import UsageError
+
+        try:
+            self.health = fetch_health(self.url)
+        except UsageError as exc:  # it answered before the run: now it is this cell's failure
+            raise CellError(str(exc)) from None
         return self
 
     def stop(self):

@@ -152,6 +152,8 @@ def open_request_log(environment, runner=None, **_):
     kept where the test is started and stopped: here, or on the master."""
     runner = runner or environment.runner
     path = getattr(environment.parsed_options, "request_log", "")
+    if isinstance(runner, WorkerRunner):
+        environment.parsed_options.json_file = None  # the master writes Locust's totals
     if path and not isinstance(runner, MasterRunner):
         if isinstance(runner, WorkerRunner):
             path = f"{os.path.splitext(path)[0]}-worker{os.getpid()}.csv"

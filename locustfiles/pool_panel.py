@@ -11,6 +11,7 @@ the panel shows. It only runs with --panel-admin-url (the harness sets it).
 
 import collections
 import csv
+import logging
 import json
 import os
 import sys
@@ -39,6 +40,8 @@ def add_options(parser):
                         help="PostgreSQL superuser URL of the app's database, for the pool panel")
     parser.add_argument("--panel-app-user", default="bench", env_var="BENCH_PANEL_APP_USER", include_in_web_ui=False,
                         help="the app's PostgreSQL role, whose backends the panel counts")
+    parser.add_argument("--panel-app-db", default="bench", env_var="BENCH_PANEL_APP_DB", include_in_web_ui=False,
+                        help="the app's database, whose backends the panel counts")
     parser.add_argument("--panel-csv", default="", env_var="BENCH_PANEL_CSV", include_in_web_ui=False,
                         help="where the panel's samples are written (CSV)")
     parser.add_argument("--panel-interval-s", type=float, default=1.0, env_var="BENCH_PANEL_INTERVAL_S",
@@ -46,9 +49,8 @@ def add_options(parser):
 
 
 class Panel:
-    def __init__(self, environment, admin_url, app_user, csv_path, interval):
+    def __init__(self, environment, admin_url, app_user, app_db, csv_path, interval):
         self.environment, self.interval, self.csv_path = environment, interval, csv_path
-        app_db = admin_url.rsplit("/", 1)[-1].split("?")[0]
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()  # the panel's queries must not block Locust's users
@@ -63,7 +65,11 @@ class Panel:
         t0 = time.monotonic()
         tick = 0
         while True:
-            sample = dict(zip(SAMPLED, self.sampler.sample(time.monotonic() - t0)))
+            try:
+                sample = dict(zip(SAMPLED, self.sampler.sample(time.monotonic() - t0)))
+            except Exception as exc:  # a bad answer must not stop the panel: an empty sample
+                logging.getLogger(__name__).warning("pool panel sample failed: %s", exc)
+                sample = {}
             sample["users"] = self.environment.runner.user_count if self.environment.runner else 0
             row = {c: sample.get(c, "") for c in COLUMNS}
             self.samples.append(row)
@@ -84,7 +90,8 @@ def start_panel(environment, **_):
     if web_ui is None or not getattr(options, "panel_admin_url", ""):
         return
     csv_path = options.panel_csv or os.path.join(os.getcwd(), "pool_panel.csv")
-    panel = Panel(environment, options.panel_admin_url, options.panel_app_user, csv_path, options.panel_interval_s)
+    panel = Panel(environment, options.panel_admin_url, options.panel_app_user, options.panel_app_db, csv_path,
+                  options.panel_interval_s)
     environment.events.quitting.add_listener(lambda **_: (panel.greenlet.kill(block=False), panel.file.close()))
 
     web_ui.template_args["extended_tabs"] = [{"title": "Database pool", "key": TAB}]

@@ -41,18 +41,31 @@ def ui(tmp_path_factory):
         pytest.skip("no Chromium here (needs Debian's chromium and chromium-driver: "
                     "sudo apt-get install chromium chromium-driver; .ci/run installs them)")
     app_port, web_port = postgres.free_port(), postgres.free_port()
-    log = tmp_path_factory.mktemp("ui") / "make-ui.log"
+    directory = tmp_path_factory.mktemp("ui")
+    log = directory / "make-ui.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "ui", "--port", str(app_port), "--web-port", str(web_port)],
+            [sys.executable, "-m", "harness", "ui", "--port", str(app_port), "--web-port", str(web_port),
+             "--log-dir", str(directory / "session")],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    children = []
     try:
         wait_for(lambda: "Locust:" in log.read_text() or proc.poll() is not None, 90, "make ui starting")
         assert proc.poll() is None, log.read_text()
+        children = psutil.Process(proc.pid).children(recursive=True)  # each in a session of its own
         yield proc, f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{web_port}", log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # the Ctrl-C test did not run: stop it the same way, then make sure
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
 
 
 @pytest.fixture(scope="module")
