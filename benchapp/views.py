@@ -82,12 +82,6 @@ def _csv(rows) -> str:
     return "".join(f"{sku},{name},{cents}\n" for sku, name, cents in rows)
 
 
-def _exactly(text: bytes, size: int, offset: int = 0) -> bytes:
-    """`size` bytes of `text` repeated, starting at `offset` (slices, no per-byte work)."""
-    start = offset % len(text)
-    return (text * ((start + size) // len(text) + 1))[start:start + size]
-
-
 class Export:
     """The body of one stream: `chunks` chunks of exactly `chunk_bytes` bytes, `delay_ms`
     apart, from one of three sources (see benchapp/variants.py)."""
@@ -100,11 +94,18 @@ class Export:
         self.chunks, self.chunk_bytes, self.delay_ms = chunks, chunk_bytes, delay_ms
 
     def _paced(self, texts):
-        """One chunk per text, waiting delay_ms before each but the first."""
+        """One chunk per text, waiting delay_ms before each but the first: chunk_bytes bytes of
+        the text repeated, from where the last chunk stopped. The repetition is built once per
+        distinct text (once per stream for the page), then sliced."""
+        text = repeated = None
         for i in range(self.chunks):
             if i:
                 time.sleep(self.delay_ms / 1000)
-            yield _exactly(next(texts), self.chunk_bytes, i * self.chunk_bytes)
+            following = next(texts)
+            if following is not text:
+                text, repeated = following, following * (self.chunk_bytes // len(following) + 2)
+            start = i * self.chunk_bytes % len(text)
+            yield repeated[start:start + self.chunk_bytes]
 
     def page_chunks(self):
         """From the rows the view fetched; no database while streaming."""

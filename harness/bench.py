@@ -28,7 +28,7 @@ from harness.server import Server, prepare_database
 CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
 TABLE_COLUMNS = [
     ("cell", "cell"), ("status", "status"), ("streams_completed", "streams ok"),
-    ("stream_failures", "stream fail"), ("conn_hold_p50_ms", "hold p50 ms"),
+    ("stream_failures", "stream fail"), ("conn_hold_p50_ms", "conn hold p50 ms"),
     ("probe_requests", "probes"), ("probe_failures", "probe fail"), ("probe_p50_ms", "probe p50 ms"),
     ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
     ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),

@@ -218,10 +218,10 @@ def ui(args):
 
 
 def _answers(url):
-    import urllib.request
+    """True once `url` answers 200, None until then (for procs.wait_ready)."""
+    from harness.server import get
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200 or None
+        return get(url, timeout=2)[0] == 200 or None
     except OSError:
         return None

@@ -220,7 +220,7 @@ def table(rows: list[Row]) -> list[list[str]]:
     return out
 
 
-HEADLINE = [("conn_hold_p50_ms", "hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
+HEADLINE = [("conn_hold_p50_ms", "conn hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
             ("probe_failures", "probe failures"), ("streams_completed", "streams completed"),
             ("lost_writes", "lost writes")]
 
@@ -262,7 +262,7 @@ MARK_STYLE = {BETTER: "green", WORSE: "bold red", NEWLY_FAILING: "bold red", FIX
 
 def _preamble(base_label, new_label, only_base, only_new, changes, rows=()) -> list[str]:
     lines = [f"base: {base_label}", f"new:  {new_label}",
-             f"medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
+             f"ratio: new / base of the medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
              f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart"]
     lines += [f"only in base: {cell}" for cell in only_base]
     lines += [f"only in new:  {cell}" for cell in only_new]

@@ -7,7 +7,7 @@ import html
 import json
 import os
 
-from harness import compare, plots, summary
+from harness import compare, plots
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -89,17 +89,8 @@ def _raw_links(run_dir, rows) -> str:
 
 def write(run_dir) -> str:
     """Draw the plots and write report.html; returns its path."""
-    summary_path = os.path.join(run_dir, "summary.csv")
-    if not os.path.exists(summary_path):
-        from harness import UsageError
-
-        raise UsageError(f"RUN={run_dir} has no summary.csv: name a run directory under results/")
-    rows = summary.read(summary_path)
-    info = {}
-    if os.path.exists(os.path.join(run_dir, "run.json")):
-        with open(os.path.join(run_dir, "run.json")) as f:
-            info = json.load(f)
-    images = plots.draw(run_dir)
+    _, rows, info = compare.load(run_dir)
+    images = plots.draw(run_dir, rows)
     timeline_images = [p for p in images if os.path.basename(p).startswith("timeline-")]
     other_images = [p for p in images if p not in timeline_images]
     status_class = {i: "bad" for i, r in enumerate(rows) if r["status"] not in ("ok", "skipped")}
@@ -111,7 +102,7 @@ def write(run_dir) -> str:
         _metadata(info),
         "<h2>Each variant against <code>hold</code></h2>",
         "<p>Medians over the repeats that ended ok; in brackets, the ratio to <code>hold</code> of the same "
-        "backend and scenario. <code>hold p50 ms</code>: how long a streaming request held its database "
+        "backend and scenario. <code>conn hold p50 ms</code>: how long a streaming request held its database "
         "connection; <code>probe p99 ms</code>: what every other request waited; <code>lost writes</code>: "
         "streams answered 200 whose audit row is not in PostgreSQL.</p>",
         _headline(rows),

@@ -45,9 +45,8 @@ def _users(cell_dir):
     return points
 
 
-def timelines(run_dir, rows) -> list[str]:
-    """One figure per backend and scenario; returns the files written."""
-    cells = _cells(run_dir, rows)
+def timelines(run_dir, cells) -> list[str]:
+    """One figure per backend and scenario (cells: _cells()); returns the files written."""
     repeats = max((int(r["repeat"]) for r, _, _ in cells), default=1)
     groups = {}
     for item in cells:
@@ -131,13 +130,11 @@ def probe_latency(run_dir, rows) -> str | None:
     return path
 
 
-def conn_hold(run_dir, rows) -> str | None:
+def conn_hold(run_dir, cells) -> str | None:
     data = []
-    for row, cell_dir, (start, stop) in _cells(run_dir, rows):
-        events = summary.read_accounting(cell_dir)
-        holds = [float(e["hold_ms"]) for e in events if e["event"] == "return" and e["route"] == "stream"
-                 and (start is None or start <= e["unix_s"] <= stop)]
-        data.append((row, [max(h, 0.01) for h in holds]))
+    for row, cell_dir, (start, stop) in cells:
+        holds = summary.stream_holds(summary.read_accounting(cell_dir), start or 0, stop or float("inf"))
+        data.append((row, [max(h, 0.01) for h in holds]))  # log axis: a 0 ms hold drawn at 0.01
     if not data:
         return None
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.4))
@@ -162,10 +159,10 @@ def conn_hold(run_dir, rows) -> str | None:
     return path
 
 
-def draw(run_dir) -> list[str]:
-    """Every plot of a run; the files written."""
-    rows = summary.read(os.path.join(run_dir, "summary.csv"))
-    paths = timelines(run_dir, rows)
-    paths += [p for p in (probe_latency(run_dir, rows), conn_hold(run_dir, rows)) if p]
+def draw(run_dir, rows) -> list[str]:
+    """Every plot of a run (rows: its summary.csv); the files written."""
+    cells = _cells(run_dir, rows)
+    paths = timelines(run_dir, cells)
+    paths += [p for p in (probe_latency(run_dir, rows), conn_hold(run_dir, cells)) if p]
     return paths
 

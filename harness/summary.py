@@ -76,6 +76,12 @@ def read_accounting(cell_dir):
     return sorted(events, key=lambda e: e["unix_s"])
 
 
+def stream_holds(events, start, end):
+    """How long each streaming request held its connection (ms), for returns in [start, end]."""
+    return [float(e["hold_ms"]) for e in events
+            if e["event"] == "return" and e["route"] == "stream" and start <= e["unix_s"] <= end]
+
+
 def pool_peaks(events, start, end):
     """Exact peaks of connections in use and of waiters within [start, end], by replaying
     every acquire, checkout, error and return in time order."""
@@ -174,11 +180,10 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     probe_ms = [r["response_time_ms"] for r in probes]
 
     events = read_accounting(cell_dir)
-    in_window = [e for e in events if start <= e["unix_s"] <= end]
     all_waits = acquire_waits(events, start, end)
     waits = [ms for _, ms, _ in all_waits]
     probe_waits = [ms for route, ms, _ in all_waits if route == "probe"]
-    holds = [float(e["hold_ms"]) for e in in_window if e["event"] == "return" and e["route"] == "stream"]
+    holds = stream_holds(events, start, end)
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
     timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv"))

@@ -70,6 +70,15 @@ def probe(server, timeout):
         conn.close()
 
 
+def open_stream(server, variant):
+    """(connection, response) of a /stream/<variant>/ answered 200, its body not read yet."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", f"/stream/{variant}/?chunks={CHUNKS}&chunk_bytes={CHUNK_BYTES}&delay_ms={DELAY_MS}")
+    response = conn.getresponse()
+    assert response.status == 200
+    return conn, response
+
+
 def stream_events(server):
     rows = []
     for path in server.accounting_dir.glob("accounting-*.csv"):
@@ -93,10 +102,7 @@ def test_connection_is_pinned_only_while_not_released(server, admin, database, v
     releases = releases_on_a_server(backend, variant)
     since = len(stream_events(server))
     before = in_use(server)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", f"/stream/{variant}/?chunks={CHUNKS}&chunk_bytes={CHUNK_BYTES}&delay_ms={DELAY_MS}")
-    response = conn.getresponse()
-    assert response.status == 200
+    conn, response = open_stream(server, variant)
     stream_pid = int(response.getheader("X-Bench-Backend-Pid"))
     assert len(response.read(CHUNK_BYTES)) == CHUNK_BYTES  # the body has started, not ended
 
@@ -164,10 +170,7 @@ def test_a_stream_that_reads_rows_as_it_goes_holds_a_connection_per_batch_or_thr
     backend = server.backend.name
     since = len(stream_events(server))
     before = in_use(server)
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", f"/stream/{variant}/?chunks={CHUNKS}&chunk_bytes={CHUNK_BYTES}&delay_ms={DELAY_MS}")
-    response = conn.getresponse()
-    assert response.status == 200
+    conn, response = open_stream(server, variant)
     assert response.read(CHUNK_BYTES).startswith(b"# rows from a ")
     if backend in POOLED:  # between batches the pool's only connection is free, or not
         assert in_use(server) == before + (variant == "cursor-hold")
