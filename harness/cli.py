@@ -149,7 +149,8 @@ def _app(args, command):
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
     for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
         if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
-            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={port + 1}")
+            other = port + 1 if 1 <= port < 65535 else 8001
+            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={other}")
     backend = spec.backends[args.backend]
     if backend.via == "pgbouncer" and pgbouncer.find() is None:
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")

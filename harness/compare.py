@@ -178,8 +178,9 @@ def parse_fail_on(items) -> list[tuple[str, str, float]]:
             raise UsageError(f"--fail-on {item!r}: {metric!r} is not compared; use one of {', '.join(METRICS)}")
         if (op == ">") != (METRICS[metric] < 0):
             right = ">" if METRICS[metric] < 0 else "<"
+            suggestion = limit if (limit > 1) == (right == ">") else round(1 / limit, 2)
             raise UsageError(f"--fail-on {item!r}: {'less' if right == '>' else 'more'} {metric} is better, "
-                             f"so a regression is a ratio {right} 1: write {metric}{right}{raw}")
+                             f"so a regression is a ratio {right} 1: write e.g. {metric}{right}{suggestion:g}")
         out.append((metric, op, limit))
     return out
 
@@ -311,7 +312,8 @@ def run(paths, fmt="text", metrics=None, fail_on=(), console=None):
     if metrics:  # a rule's metric is always compared
         metrics = list(dict.fromkeys([*metrics, *(m for m, _, _ in rules)]))
     if len(paths) == 1:
-        raise UsageError("compare needs two runs, BASE and NEW (or none: the two newest under results/)")
+        raise UsageError("compare needs two runs, BASE and NEW (RUNS='base new'), or none for the two newest "
+                         "under results/")
     paths = paths or runinfo.newest_runs(2)
     base_label, base_rows, base_info = load(paths[0])
     console = console or Console(width=None if sys.stdout.isatty() else 200)
