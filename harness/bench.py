@@ -260,7 +260,7 @@ def _report_cell(console, label, row):
         return
     row = {k: ("-" if v == "" else v) for k, v in row.items()}
     console.print(
-        f"{label}: ok; hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
+        f"{label}: ok; conn hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
         f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
         f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
