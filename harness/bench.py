@@ -277,7 +277,7 @@ def _progress(console):
 
 def print_headline(rows, console):
     """Each variant against hold of its backend and scenario (medians over repeats)."""
-    table = Table(title="each variant against hold (medians over repeats; ratio to hold in brackets)")
+    table = Table(title="each variant against hold (medians over repeats; in brackets the ratio to hold, ÷N: N times less)")
     table.add_column("cell", no_wrap=True)
     for _, title in compare.HEADLINE:
         table.add_column(title, justify="right")

@@ -102,7 +102,7 @@ def write(run_dir) -> str:
         _metadata(info),
         "<h2>Each variant against <code>hold</code></h2>",
         "<p>Medians over the repeats that ended ok; in brackets, the ratio to <code>hold</code> of the same "
-        "backend and scenario. <code>conn hold p50 ms</code>: how long a streaming request held its database "
+        "backend and scenario (÷N: N times less). <code>conn hold p50 ms</code>: how long a streaming request held its database "
         "connection; <code>probe p99 ms</code>: what every other request waited; <code>lost writes</code>: "
         "streams answered 200 whose audit row is not in PostgreSQL.</p>",
         _headline(rows),
