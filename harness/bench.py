@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness import (CellError, UsageError, audit, compare, envs, html_report, matrix, pgbouncer, postgres, procs,
-                     runinfo, summary)
-from harness.load import locust_command, test_window
+from harness import (CellError, UsageError, audit, compare, envs, faults, html_report, matrix, pgbouncer, postgres,
+                     procs, runinfo, summary)
+from harness.load import locust_command, test_start, test_window
 from harness.sampler import Sampler
 from harness import server as server_module
 from harness.server import Server, prepare_database
@@ -33,8 +33,11 @@ TABLE_COLUMNS = [
     ("probe_p99_ms", "probe p99 ms"), ("peak_pool_in_use", "peak in use"),
     ("peak_pool_waiting", "peak waiting"), ("peak_db_backends", "peak PG backends"),
     ("overshoot", "over pool limit"), ("pool_timeouts", "pool timeouts"), ("too_many_clients", "too many clients"),
-    ("hung_requests", "hung"), ("lost_writes", "lost writes"),
+    ("hung_requests", "hung"), ("lost_writes", "lost writes"), ("leaked_conns", "leaked conns"),
 ]
+# shown when a cell of the run has a fault
+FAULT_COLUMNS = [("fault_s", "fault at s"), ("failures_after_fault", "failed after fault"),
+                 ("recovery_s", "recovery s")]
 
 
 def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None):
@@ -56,6 +59,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                              f"set its BENCH_BACKEND to one of {', '.join(spec.backends)}")
         cells = external_cells(cells, spec.backends[app_health["backend"]])
     external = postgres.preflight()
+    faults.refuse_unsupported(cells, own_cluster=external is None, own_server=not host)
     if external is not None:
         for cell in cells:
             matrix.check_pool_fits(cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections")
@@ -124,7 +128,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                     seeded = cell.params.seed_rows
                 label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 progress.update(task, description=label, completed=sum(planned[:i]))
-                rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host)
+                rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host,
+                                    cluster=None if external is not None else cluster)
                 summary.write(summary_path, rows)
                 _report_cell(console, label, rows[i])
         info["status"] = "complete"
@@ -172,7 +177,7 @@ def external_cells(cells, backend):
     return list(out.values())
 
 
-def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None):
+def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None):
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
     row = _identity(run_id, cell, "incomplete")
@@ -198,6 +203,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None)
                                                   db.app_user, db.app_db, server.url))
             start = time.time()
             locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
+            injector = faults.Injector(cell, cell_dir, cluster, server)
             # the run, then probes settling and streams ending (each up to the grace period)
             limit = cell.params.duration_s + 2 * cell.params.grace_s + 60
             while locust.poll() is None:
@@ -205,24 +211,30 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None)
                 progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
                 if elapsed > limit:
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
-                time.sleep(0.2)
+                injector.poll(test_start(cell_dir))
+                time.sleep(0.1)
             # distributed: the workers are the master's children, and write their logs as they end
             if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
                 raise CellError("Locust's worker processes did not end after its master")
-            window, grace_end = test_window(cell_dir, fallback=(start, time.time()))
+            load_ended = time.time()
+            window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
+            if cell.params.fault == "client-abort":
+                faults.record_client_abort(cell_dir, window[0], cell.params.fault_at_s)
+            capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             measure = functools.partial(
                 summary.summarize,
-                cell_dir, variant=cell.variant, window=window, grace_end=grace_end,
-                pool_capacity=_pool_capacity(cell, server.health.get("pool_limit")),
+                cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=capacity,
                 postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
+            leaks = leak_check(sampler, capacity or 0, cell.params.settle_s, since=load_ended)
             audit.export(cell_dir, db.admin_url, f"/stream/{cell.variant}/")
         row.update(measure())
+        row.update(leaks)
         row["status"] = "ok"
         if sampler.errors:
-            row["error"] = f"{sampler.errors} timeline samples incomplete ({sampler.error})"
+            row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
     except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
         row["status"] = "failed"
         row["error"] = _one_line(exc)
@@ -235,6 +247,25 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None)
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
+
+
+def leak_check(sampler, idle_allowance, timeout_s, since):
+    """After the load has ended (every client gone): wait up to `timeout_s` for the connections
+    in use to return to 0 and PostgreSQL's backends of the app to what the pool keeps idle
+    (`idle_allowance`); {leaked_conns: what is left over then, settle_s: seconds it took, or
+    empty if it never did}. Read from the sampler's samples taken after `since`."""
+    deadline = since + timeout_s
+    leaked = ""
+    while True:
+        sample = sampler.latest or {}
+        in_use, backends = sample.get("pool_in_use", ""), sample.get("db_backends", "")
+        if float(sample.get("unix_s", 0)) > since and in_use != "" and backends != "":
+            leaked = max(in_use, backends - idle_allowance, 0)
+            if leaked == 0:
+                return {"leaked_conns": 0, "settle_s": round(float(sample["unix_s"]) - since, 2)}
+        if time.time() > deadline:
+            return {"leaked_conns": leaked, "settle_s": ""}
+        time.sleep(0.05)
 
 
 def _pool_capacity(cell, pool_limit):
@@ -264,7 +295,9 @@ def _report_cell(console, label, row):
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
         f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
         f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
-        f"lost writes {row['lost_writes']}/{row['writes_expected']}"
+        f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
+        + (f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered "
+           + (f"in {row['recovery_s']} s" if row["recovery_s"] != "-" else "never") if row.get("fault", "-") != "-" else "")
     )
 
 
@@ -282,18 +315,19 @@ def print_headline(rows, console):
     for _, title in compare.HEADLINE:
         table.add_column(title, justify="right")
     for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
-        table.add_row(cell, *(side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
+        table.add_row(compare.label(cell, values), *(side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
                               for side, r in (values[m] for m, _ in compare.HEADLINE)))
     console.print(table)
 
 
 def print_table(rows, console):
     table = Table(title="summary (every column: summary.csv)")
-    for _, title in TABLE_COLUMNS:
+    columns = TABLE_COLUMNS + (FAULT_COLUMNS if any(r.get("fault") for r in rows) else [])
+    for _, title in columns:
         if title == "cell":  # never cut: it says which row is which
             table.add_column(title, no_wrap=True, min_width=max(len(r["cell"]) for r in rows))
         else:
             table.add_column(title, justify="right", overflow="fold")
     for row in rows:
-        table.add_row(*(str(row.get(key, "")) for key, _ in TABLE_COLUMNS))
+        table.add_row(*(str(row.get(key, "")) for key, _ in columns))
     console.print(table)

@@ -22,6 +22,7 @@ METRICS = {
     "probe_p50_ms": -1, "probe_p99_ms": -1, "probe_failures": -1,
     "conn_hold_p50_ms": -1, "pool_wait_p99_ms": -1, "peak_pool_waiting": -1, "peak_db_backends": -1,
     "hung_requests": -1, "pool_timeouts": -1, "too_many_clients": -1, "lost_writes": -1,
+    "leaked_conns": -1, "failures_after_fault": -1, "recovery_s": -1,
 }
 THRESHOLD = 0.05
 MIN_REPEATS = 2
@@ -223,7 +224,14 @@ def table(rows: list[Row]) -> list[list[str]]:
 
 HEADLINE = [("conn_hold_p50_ms", "conn hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
             ("probe_failures", "probe failures"), ("streams_completed", "streams completed"),
-            ("lost_writes", "lost writes")]
+            ("lost_writes", "lost writes"), ("leaked_conns", "leaked conns")]
+LEAK_MARK = "⚠ leak"
+
+
+def label(cell, values) -> str:
+    """The cell's name in a headline table, marked when any repeat leaked a connection."""
+    side, _ = values.get("leaked_conns", (None, None))
+    return f"{cell} {LEAK_MARK}" if side is not None and any(v > 0 for v in side.values) else cell
 
 
 def headline(rows, metrics=tuple(m for m, _ in HEADLINE)):

@@ -20,8 +20,9 @@ code { background: #f6f6f6; padding: 0 3px; }
 """
 SUMMARY_COLUMNS = ["cell", "repeat", "status", "streams_completed", "stream_failures", "conn_hold_p50_ms",
                    "probe_requests", "probe_failures", "probe_p50_ms", "probe_p99_ms", "peak_pool_in_use",
-                   "peak_pool_waiting", "peak_db_backends", "hung_requests", "lost_writes", "error"]
-RAW_FILES = ["requests.csv", "timeline.csv", "audit.csv", "locust_stats.csv", "locust_stats_history.csv",
+                   "peak_pool_waiting", "peak_db_backends", "hung_requests", "lost_writes", "leaked_conns",
+                   "recovery_s", "error"]
+RAW_FILES = ["requests.csv", "timeline.csv", "audit.csv", "fault.json", "locust_stats.csv", "locust_stats_history.csv",
              "server.log", "locust.log", "error.txt"]
 
 
@@ -58,10 +59,11 @@ def _headline(rows) -> str:
     """Flagged: lost writes, and a metric at least twice hold's in the bad direction."""
     lines = []
     for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
-        line = [f"<code>{_e(cell)}</code>"]
+        label = compare.label(cell, values)
+        line = [f"<code>{_e(cell)}</code>" + (f" <span class=bad>{_e(compare.LEAK_MARK)}</span>" if label != cell else "")]
         for metric, _ in compare.HEADLINE:
             side, r = values[metric]
-            bad = (metric == "lost_writes" and bool(side.median)) or (
+            bad = (metric in ("lost_writes", "leaked_conns") and bool(side.median)) or (
                 r is not None and compare.METRICS[metric] < 0 and r >= 2)
             suffix = f" <span class='muted'>({compare.format_ratio(r)} vs hold)</span>" if r is not None else ""
             line.append(f"<span{' class=bad' if bad else ''}>{_e(side.text())}</span>{suffix}")

@@ -31,6 +31,7 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
         "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
         "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
+        *(["--abort-at-s", p.fault_at_s] if p.fault == "client-abort" else []),
         "--request-log", f"{cell_dir}/requests.csv",
         "--window-file", f"{cell_dir}/{WINDOW_FILE}",
     ]
@@ -44,6 +45,15 @@ def _master_on_loopback():
     port = free_port()
     return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-host", "127.0.0.1",
             "--master-port", port]
+
+
+def test_start(cell_dir):
+    """When the Locust test started (unix s), once it has; None before."""
+    try:
+        with open(os.path.join(cell_dir, WINDOW_FILE)) as f:
+            return json.load(f)["test_start_unix"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def test_window(cell_dir, fallback):

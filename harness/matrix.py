@@ -10,6 +10,8 @@ from pathlib import Path
 from harness import ROOT, UsageError
 
 MATRIX_FILE = ROOT / "matrix.toml"
+# What a scenario's `fault` may be: harness/faults.py injects them (matrix.toml says what each does).
+FAULTS = ("none", "pg-restart", "worker-kill", "client-abort")
 
 
 def _limits(low, high, unit):
@@ -40,6 +42,9 @@ class Params:
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
     locust_workers: int = _limits(1, 256, "Locust worker processes")
     atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
+    settle_s: float = _limits(0, 600, "seconds")
+    fault: str = field(metadata={"limits": None, "choices": FAULTS})
+    fault_at_s: float = _limits(0, 86_400, "seconds")
 
     @property
     def grace_s(self) -> int:
@@ -64,6 +69,7 @@ class Params:
 # {parameter: (lowest, highest, unit)} of the numeric parameters, from the fields above.
 LIMITS = {f.name: f.metadata["limits"] for f in fields(Params) if f.metadata["limits"]}
 Params.LIMITS = LIMITS
+Params.CHOICES = {f.name: f.metadata["choices"] for f in fields(Params) if "choices" in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,12 @@ def check_params(values: dict, where: str) -> Params:
                 raise UsageError(f"{name}={value!r} in {where} must be true or false")
             out[name] = value
             continue
+        if kind in (str, "str"):
+            choices = Params.CHOICES[name]
+            if value not in choices:
+                raise UsageError(f"{name}={value!r} in {where} is unknown: use one of {', '.join(choices)}")
+            out[name] = value
+            continue
         low, high, unit = LIMITS[name]
         number_type = int if kind in (int, "int") else float
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
@@ -201,6 +213,9 @@ def check_params(values: dict, where: str) -> Params:
         out[name] = number_type(value)
     params = Params(**out)
     check_pool_fits(params, params.db_max_connections, where)
+    if params.fault != "none" and params.fault_at_s >= params.duration_s:
+        raise UsageError(f"fault_at_s={params.fault_at_s:g} in {where} is not inside duration_s={params.duration_s}: "
+                         f"inject the {params.fault} earlier or run longer")
     if params.client_connections > params.worker_connections * params.workers:
         raise UsageError(
             f"streams={params.streams} in {where} and up to "
@@ -212,7 +227,7 @@ def check_params(values: dict, where: str) -> Params:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """`--set key=value` pairs; values are numbers, or true/false."""
+    """`--set key=value` pairs; values are numbers, true/false, or a name (fault=pg-restart)."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -221,6 +236,9 @@ def parse_overrides(items: list[str]) -> dict:
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
+            if key.strip() in Params.CHOICES:
+                out[key.strip()] = raw
+                continue
             raise UsageError(f"--set {item}: {raw!r} is not a number, true or false") from None
     return out
 

@@ -161,13 +161,10 @@ class Cluster(procs.Service):
         self.port = self.port or free_port()
         settings = {"listen_addresses": "127.0.0.1", "max_connections": self.max_connections,
                     **THROWAWAY_SETTINGS, **LOG_SETTINGS}
-        self.proc = procs.spawn(
-            [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
-             *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))],
-            self.log_path, user=user, cwd=self.tmp,
-        )
-        admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        procs.wait_ready(self.proc, lambda: _accepts(admin_url), "PostgreSQL", self.log_path, timeout=60)
+        self._command = [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
+                         *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
+        self._user = user
+        admin_url = self._run_postgres()
         with _admin(admin_url) as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
@@ -178,6 +175,19 @@ class Cluster(procs.Service):
         )
         inspect(db)
         return db
+
+
+    def _run_postgres(self) -> str:
+        self.proc = procs.spawn(self._command, self.log_path, user=self._user, cwd=self.tmp)
+        admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        procs.wait_ready(self.proc, lambda: _accepts(admin_url), "PostgreSQL", self.log_path, timeout=60)
+        return admin_url
+
+    def restart(self):
+        """The `pg-restart` fault: a fast shutdown (every session ends, clients get an error),
+        then the same cluster started again on the same port."""
+        procs.stop(self.proc, self.stop_signal, timeout=self.stop_timeout)
+        self._run_postgres()
 
 
 def preflight() -> Database | None:

@@ -2,7 +2,9 @@
 accounting (/metrics), sampled together every `interval` seconds into timeline.csv.
 
 PostgreSQL is asked over a superuser connection, which keeps a reserved slot
-(superuser_reserved_connections) even when the app has used up max_connections.
+(superuser_reserved_connections) even when the app has used up max_connections. A broken
+connection (PostgreSQL restarted) is opened again at the next sample; the samples missed
+meanwhile have empty PostgreSQL columns and count in `errors`.
 """
 
 import csv
@@ -58,6 +60,8 @@ class Sampler(threading.Thread):
         self.samples = 0
         self.errors = 0
         self.error = None
+        self.latest = None  # the newest sample, {column: value}
+        self.conn = None
 
     def connect(self):
         self.conn = psycopg2.connect(self.admin_url, connect_timeout=5)
@@ -71,7 +75,8 @@ class Sampler(threading.Thread):
     def __exit__(self, *exc):
         self.stop_event.set()
         self.join(10)
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def run(self):
         with open(self.path, "w", newline="") as f:
@@ -89,6 +94,8 @@ class Sampler(threading.Thread):
     def sample(self, t):
         row = {"t_s": f"{t:.3f}", "unix_s": f"{time.time():.3f}"}
         try:
+            if self.conn is None or self.conn.closed:
+                self.connect()
             with self.conn.cursor() as cur:
                 cur.execute(ACTIVITY_SQL, (self.app_user, self.app_db))
                 total, active, idle, idle_tx, other = cur.fetchone()
@@ -96,11 +103,14 @@ class Sampler(threading.Thread):
                        db_idle_in_transaction=idle_tx, db_other=other)
         except psycopg2.Error as exc:
             self._failed(exc)
+            if self.conn is not None and not self.conn.closed:
+                self.conn.close()  # opened again next time
         try:
             row.update({k: int(v) for k, v in read_metrics(self.server_url).items()})
         except OSError as exc:
             self._failed(exc)
         self.samples += 1
+        self.latest = row
         return [row.get(c, "") for c in COLUMNS]
 
     def _failed(self, exc):

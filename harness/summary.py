@@ -4,7 +4,8 @@
   distributed): stream and probe counts and latencies;
 - accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
 - timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends;
-- audit.csv (harness/audit.py, from PostgreSQL): the audit rows of the streams answered 200.
+- audit.csv (harness/audit.py, from PostgreSQL): the audit rows of the streams answered 200;
+- fault.json (harness/faults.py): the fault injected, if any, and when.
 
 Only server events and samples inside the measured window (Locust's test start to the
 moment it began stopping) count; every request Locust recorded counts. A wait for a connection
@@ -21,6 +22,8 @@ import glob
 import math
 import os
 
+from harness import faults
+
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
 COLUMNS = [
@@ -36,6 +39,12 @@ COLUMNS = [
     "measured_s", "timeline_samples", "error",
     # streams answered 200 whose view's audit row is not in PostgreSQL, of writes_expected
     "lost_writes", "writes_expected",
+    # the leak check after the load (harness/bench.py leak_check): connections not back
+    # settle_s after the last client left, and how long they took
+    "leaked_conns", "settle_s",
+    # the fault (harness/faults.py), seconds after the load started; failed probes and
+    # streams from then on; seconds until probes answered again for good; the commonest failure
+    "fault", "fault_s", "failures_after_fault", "recovery_s", "fault_failure", "streams_aborted",
 ]
 
 
@@ -67,13 +76,45 @@ def read_requests(cell_dir):
     return [{**row, "response_time_ms": float(row["response_time_ms"])} for path in paths for row in read(path)]
 
 
-def read_accounting(cell_dir):
+def read_accounting(cell_dir, killed=None):
+    """Every accounting event of the cell in time order. `killed`: (worker pid, unix s) of a
+    worker killed then (worker-kill): what it had checked out or was waiting for ended with
+    it, so it gets a `return` and an `acquire_error` ("worker killed") at that moment."""
     events = [
         {**row, "unix_s": float(row["unix_s"]), "worker": os.path.basename(path)}
         for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv"))
         for row in read(path)
     ]
-    return sorted(events, key=lambda e: e["unix_s"])
+    events.sort(key=lambda e: e["unix_s"])
+    if killed:
+        events = _end_with_worker(events, f"accounting-{killed[0]}.csv", killed[1])
+    return events
+
+
+def _end_with_worker(events, worker, at):
+    """Close the checkouts and waits of `worker` still open at `at`, as of `at`."""
+    checked_out, waiting = {}, {}  # backend pid -> checkout time; acquire id -> acquire event
+    for e in events:
+        if e["worker"] != worker or e["unix_s"] > at:
+            continue
+        if e["event"] == "acquire":
+            waiting[e["acquire_id"]] = e
+        elif e["event"] in ("checkout", "acquire_error"):
+            waiting.pop(e["acquire_id"], None)
+            if e["event"] == "checkout":
+                checked_out[e["backend_pid"] or e["acquire_id"]] = (e["unix_s"], e["route"])
+        elif e["event"] == "return":
+            key = e["backend_pid"] if e["backend_pid"] in checked_out else next(iter(checked_out), None)
+            checked_out.pop(key, None)
+    ended = [{"event": "return", "unix_s": at, "route": route, "wait_ms": "", "hold_ms": f"{(at - t) * 1000:.3f}",
+              "backend_pid": pid, "acquire_id": "", "detail": "worker killed", "worker": worker}
+             for pid, (t, route) in checked_out.items()]
+    ended += [{"event": "acquire_error", "unix_s": at, "route": e["route"],
+               "wait_ms": f"{(at - e['unix_s']) * 1000:.3f}", "hold_ms": "", "backend_pid": "",
+               "acquire_id": e["acquire_id"], "detail": "worker killed", "worker": worker}
+              for e in waiting.values()]
+    kept = [e for e in events if not (e["worker"] == worker and e["unix_s"] > at)]
+    return sorted(kept + ended, key=lambda e: e["unix_s"])
 
 
 def stream_holds(events, start, end):
@@ -171,6 +212,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     start, end = window
     stream_name = f"/stream/{variant}/"
     requests = read_requests(cell_dir)
+    fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
@@ -179,7 +221,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
     probe_ms = [r["response_time_ms"] for r in probes]
 
-    events = read_accounting(cell_dir)
+    events = read_accounting(cell_dir, killed=(fault["worker_pid"], fault["unix_s"])
+                             if fault and "worker_pid" in fault else None)
     all_waits = acquire_waits(events, start, end)
     waits = [ms for _, ms, _ in all_waits]
     probe_waits = [ms for route, ms, _ in all_waits if route == "probe"]
@@ -234,6 +277,9 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",
+        "streams_aborted": sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name),
+        **({"fault": fault["fault"], "fault_s": round(fault["unix_s"] - start, 2),
+            **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name)} if fault else {}),
     }
 
 

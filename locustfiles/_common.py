@@ -41,6 +41,11 @@ def add_options(parser):
             env_var="BENCH_" + name.upper(), help=f"{text} (default {DEFAULTS[name]})",
         )
     parser.add_argument(
+        "--abort-at-s", type=float, default=0, env_var="BENCH_ABORT_AT_S",
+        help="the client-abort fault: every stream in progress this many seconds after the test starts "
+             "disconnects mid-stream (default 0: never)",
+    )
+    parser.add_argument(
         "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
         help="write every request (start, type, name, ms, bytes, failure) to this CSV",
     )
@@ -97,6 +102,7 @@ class Window:
 
     def started(self, **_):
         self.times = {"test_start_unix": time.time()}
+        self.write()  # the harness times its faults from it
 
     def stopping(self, **_):
         self.times["test_stop_unix"] = time.time()

@@ -9,19 +9,44 @@ failed if it ended short, broke or got an error status). A stream still going wh
 stops records UNFINISHED instead, saying whether it had received anything: it is neither
 completed nor failed, and leaving it out would hide the longest waits. With --stop-timeout a
 stream goes on after the test begins stopping, until it ends or the timeout.
+
+With --abort-at-s, every stream in progress that many seconds after the test starts is
+disconnected mid-stream (the client closes its socket, as a browser does when its user
+leaves) and records ABORTED, not a failure; the user then starts a new stream.
 """
 
 import time
 import uuid
 
+import gevent
 from gevent import GreenletExit
 from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner
 
 import _common  # noqa: F401  (registers the options and the request log)
 
 
 class StreamUnfinished(Exception):
     pass
+
+
+_streaming = {}  # user -> its stream's response, while it reads one
+
+
+@events.test_start.add_listener
+def schedule_abort(environment, **_):
+    at = getattr(environment.parsed_options, "abort_at_s", 0)
+    if at and not isinstance(environment.runner, MasterRunner):  # the users run here
+        gevent.spawn_later(at, _abort_streams)
+
+
+def _abort_streams():
+    for user, response in list(_streaming.items()):
+        user.aborted = True
+        raw = response._response  # geventhttpclient's response: close its socket, never reuse it
+        if raw is not None and raw._sock is not None:
+            raw._pool.release_socket(raw._sock)
+            raw._sock = None
 
 
 class SlowStreamUser(FastHttpUser):
@@ -52,6 +77,8 @@ class SlowStreamUser(FastHttpUser):
                 error = RuntimeError(f"HTTP {response.status_code}")
             else:
                 reading = None
+                self.aborted = False
+                _streaming[self] = response
                 for data in response.iter_content(step, decode_content=False):
                     if reading is None:
                         reading = time.perf_counter()
@@ -70,6 +97,12 @@ class SlowStreamUser(FastHttpUser):
             raise
         except Exception as exc:  # timeouts, resets
             error = exc
+        finally:
+            _streaming.pop(self, None)
+        if getattr(self, "aborted", False):  # our own disconnect, whatever the read then raised
+            self.aborted = False
+            self._fire("ABORTED", name, start_unix, started, received, context)
+            return
         self._fire("STREAM", name, start_unix, started, received, context, error)
 
     def _fire(self, kind, name, start_unix, started, length, context, error=None):
