@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
 MATRIX  ?= default
+MATRIX_FILE ?=
 BACKEND ?= geventpool
 PORT    ?= 8000
 WEB_PORT ?= 8089
@@ -26,12 +27,13 @@ FAIL_ON ?=
 # WORKERS, HOST and DATABASE_URL count only when given on make's command line: a variable of
 # the same name in your shell must not point a run at another database.
 cli = $(if $(filter command line,$(origin $(1))),$($(1)))
-SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS))
+SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
+	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
 .PHONY: help venv bench serve ui matrix table compare report test lock clean
 
 help:
-	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n]"
+	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
@@ -63,7 +65,7 @@ ui: venv
 	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
 
 matrix: venv
-	$(PY) -m harness matrix --matrix $(MATRIX)
+	$(PY) -m harness matrix --matrix $(MATRIX) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
 table: venv
 	$(PY) -m harness table $(RUN) $(if $(TABLE),--out $(TABLE))

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+import harness
 from harness import (CellError, UsageError, audit, compare, envs, faults, html_report, matrix, pgbouncer, postgres,
                      procs, runinfo, summary)
 from harness.load import locust_command, test_start, test_window
@@ -40,11 +41,11 @@ FAULT_COLUMNS = [("fault_s", "fault at s"), ("failures_after_fault", "failed aft
                  ("recovery_s", "recovery s")]
 
 
-def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None):
+def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None, matrix_file=None):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
     cells then run with the backend that app reports, and nothing is started."""
     console = console or Console(stderr=True)
-    spec = matrix.load()
+    spec = matrix.load(matrix_file)
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
@@ -110,6 +111,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     planned = [c.params.duration_s + CELL_OVERHEAD_S for c in cells]
     console.print(f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
                   f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}")
+    label = harness.PHASE["name"] = None  # the cell running, and its phase
     try:
         with ExitStack() as stack, _progress(console) as progress:
             task = progress.add_task("starting PostgreSQL", total=sum(planned))
@@ -123,19 +125,33 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                     stack.callback(cluster.stop)
                     db, seeded = cluster.start(), None
                 info["database"] = db.describe()
+                label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 if seeded != cell.params.seed_rows and not host:  # an app of its own is seeded by its owner
+                    harness.phase("seeding")
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
                     seeded = cell.params.seed_rows
-                label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 progress.update(task, description=label, completed=sum(planned[:i]))
                 rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host,
                                     cluster=None if external is not None else cluster)
                 summary.write(summary_path, rows)
                 _report_cell(console, label, rows[i])
-        info["status"] = "complete"
+            label = None
+        info["status"] = "complete"  # every cell ran; the report says so, once written
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        tables = Console(width=None if sys.stdout.isatty() else 200)
+        print_table(rows, tables)
+        print_headline(rows, tables)
+        console.print(f"summary: {os.path.relpath(summary_path)}")
+        try:
+            console.print(f"report:  {os.path.relpath(html_report.write(run_dir))}")
+        except Exception as exc:  # the run's results stand without their report
+            console.print(f"[red]report.html not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
     except KeyboardInterrupt:
         info["status"] = "incomplete"
-        console.print("[yellow]interrupted; stopped everything; partial results kept[/]")
+        info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
+        console.print(f"[yellow]interrupted in {info['interrupted_in']}; stopped everything; "
+                      f"results so far kept in {os.path.relpath(run_dir)}[/]"
+                      + (f" (make report RUN={run_dir} writes the report)" if harness.PHASE["name"] == "report" else ""))
         raise
     except BaseException as exc:
         info["status"] = "failed"
@@ -148,14 +164,6 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         summary.write(summary_path, rows)
-    tables = Console(width=None if sys.stdout.isatty() else 200)
-    print_table(rows, tables)
-    print_headline(rows, tables)
-    console.print(f"summary: {os.path.relpath(summary_path)}")
-    try:
-        console.print(f"report:  {os.path.relpath(html_report.write(run_dir))}")
-    except Exception as exc:  # the run's results stand without their report
-        console.print(f"[red]report.html not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
     return run_dir, rows
 
 
@@ -203,6 +211,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                                                   db.app_user, db.app_db, server.url))
             start = time.time()
             locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
+            harness.phase("load")
             injector = faults.Injector(cell, cell_dir, cluster, server)
             # the run, then probes settling and streams ending (each up to the grace period)
             limit = cell.params.duration_s + 2 * cell.params.grace_s + 60
@@ -228,6 +237,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             locust = None
+            harness.phase("leak check")
             leaks = leak_check(sampler, capacity or 0, cell.params.settle_s, since=load_ended)
             audit.export(cell_dir, db.admin_url, f"/stream/{cell.variant}/")
         row.update(measure())

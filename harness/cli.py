@@ -20,6 +20,8 @@ def _parser():
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="override a parameter of matrix.toml, e.g. --set duration_s=20 (repeatable)")
+    overrides.add_argument("--matrix-file", default=None,
+                           help="read backends, variants, scenarios and matrices from this file (default matrix.toml)")
 
     bench = sub.add_parser("bench", parents=[overrides], help="run a named matrix and write a run directory")
     bench.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
@@ -67,6 +69,7 @@ def _parser():
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
+    show.add_argument("--matrix-file", default=None, help="default matrix.toml")
     return parser
 
 
@@ -95,7 +98,8 @@ def main(argv=None):
             overrides = matrix.parse_overrides(args.overrides)
             if args.database_url:
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
-            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host)
+            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host,
+                                matrix_file=args.matrix_file)
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "serve":
             return serve(args)
@@ -121,7 +125,7 @@ def main(argv=None):
             print(html_report.write(args.run or runinfo.newest_runs(1)[0]))
             return 0
         if args.command == "matrix":
-            for cell in matrix.load().cells(args.matrix):
+            for cell in matrix.load(args.matrix_file).cells(args.matrix):
                 print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
             return 0
     except UsageError as exc:
@@ -140,7 +144,7 @@ def _app(args, command):
     app on 127.0.0.1:args.port, for `serve` and `ui`; yields (spec, params, db, server)."""
     from harness.server import Server, prepare_database
 
-    spec = matrix.load()
+    spec = matrix.load(args.matrix_file)
     if args.backend not in spec.backends:
         raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(spec.backends)}")
     scenario = args.scenario or next(iter(spec.scenarios))

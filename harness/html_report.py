@@ -7,7 +7,7 @@ import html
 import json
 import os
 
-from harness import compare, plots
+from harness import compare, phase, plots, runinfo
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -124,8 +124,7 @@ def write(run_dir) -> str:
         "</body></html>",
     ]
     path = os.path.join(run_dir, "report.html")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    phase("report")
+    with runinfo.replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))
-    os.replace(tmp, path)
     return path

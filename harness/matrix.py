@@ -243,16 +243,20 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def load(path: Path = MATRIX_FILE) -> Matrix:
+def load(path: Path | None = None) -> Matrix:
+    """matrix.toml, or the file MATRIX_FILE= names (--matrix-file)."""
+    given, path = path is not None, Path(path or MATRIX_FILE)
+    label = f"MATRIX_FILE={path}" if given else path.name
     try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"matrix file {path} not found: run from a checkout of this project") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{Path(path).name} is not valid TOML ({exc}): fix that line") from None
+        raw = tomllib.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise UsageError(f"{label} not found: " + ("give the path of a matrix file like matrix.toml" if given
+                                                  else "run from a checkout of this project")) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{label} is not valid TOML ({exc}): fix that line") from None
     for section in ("defaults", "backends", "variants", "scenarios", "matrices"):
         if not isinstance(raw.get(section), dict) or not raw[section]:
-            raise UsageError(f"{Path(path).name} needs a non-empty [{section}] table")
+            raise UsageError(f"{label} needs a non-empty [{section}] table")
     backends = {}
     for name, table in raw["backends"].items():
         where = f"[backends.{name}]"
@@ -285,7 +289,7 @@ def load(path: Path = MATRIX_FILE) -> Matrix:
             unknown = [item for item in _require(part, key, f"[matrices.{name}]", "list") if item not in known]
             if unknown:
                 raise UsageError(
-                    f"{Path(path).name}: [matrices.{name}] names {key[:-1]} {unknown[0]!r}, which "
+                    f"{label}: [matrices.{name}] names {key[:-1]} {unknown[0]!r}, which "
                     f"is not declared: use one of {', '.join(known)}"
                 )
     return matrix

@@ -15,10 +15,15 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from harness import summary  # noqa: E402
+from harness import runinfo, summary  # noqa: E402
 from harness.load import test_window  # noqa: E402
 
 COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green", "users": "0.6"}
+
+
+def _save(fig, path):
+    with runinfo.replacing(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
 
 
 def _cells(run_dir, rows):
@@ -93,7 +98,7 @@ def timelines(run_dir, cells) -> list[str]:
         axes[-1, 0].set_xlabel("seconds since the test started")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
         path = os.path.join(run_dir, f"timeline-{backend}-{scenario}.png")
-        fig.savefig(path, dpi=90)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     return written
@@ -125,7 +130,7 @@ def probe_latency(run_dir, rows) -> str | None:
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     path = os.path.join(run_dir, "probe-latency.png")
-    fig.savefig(path, dpi=90)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -154,7 +159,7 @@ def conn_hold(run_dir, cells) -> str | None:
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()
     path = os.path.join(run_dir, "conn-hold.png")
-    fig.savefig(path, dpi=90)
+    _save(fig, path)
     plt.close(fig)
     return path
 

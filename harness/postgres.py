@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg2
 
+import harness
 from harness import CellError, UsageError, procs
 
 APP_ROLE = "bench"
@@ -164,7 +165,7 @@ class Cluster(procs.Service):
         self._command = [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
                          *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
         self._user = user
-        admin_url = self._run_postgres()
+        admin_url = self._run_postgres(phase="cluster start")
         with _admin(admin_url) as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
@@ -177,8 +178,10 @@ class Cluster(procs.Service):
         return db
 
 
-    def _run_postgres(self) -> str:
+    def _run_postgres(self, phase=None) -> str:
         self.proc = procs.spawn(self._command, self.log_path, user=self._user, cwd=self.tmp)
+        if phase:
+            harness.phase(phase)
         admin_url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         procs.wait_ready(self.proc, lambda: _accepts(admin_url), "PostgreSQL", self.log_path, timeout=60)
         return admin_url

@@ -1,6 +1,7 @@
 """Where a run is recorded (results/<UTC timestamp>-<git sha12>/) and what run.json says about
 the machine, the code and every parameter, in the manner of pyperf and asv."""
 
+import contextlib
 import datetime as dt
 import getpass
 import importlib.metadata
@@ -92,12 +93,23 @@ def machine():
     }
 
 
-def write_json(path, data):
+@contextlib.contextmanager
+def replacing(path):
+    """`with replacing(path) as tmp:` write tmp; it replaces `path` only if the block ends
+    normally, so that a reader (or an interrupted run) never leaves half a file."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, data):
+    with replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def newest_runs(count=1, results=ROOT / "results") -> list[str]:

@@ -11,7 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from harness import ROOT, CellError, procs
+from harness import ROOT, CellError, phase, procs
 from harness.envs import python_for
 from harness.matrix import Backend, Params
 
@@ -95,6 +95,7 @@ class Server(procs.Service):
             [python_for(self.backend.env), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
             self.log_path, env=self.env, cwd=ROOT,
         )
+        phase("server start")
         self.health = procs.wait_ready(self.proc, self._health, "gunicorn", self.log_path, timeout=30)
         self.check_health(self.health)
         return self
@@ -135,6 +136,7 @@ class Server(procs.Service):
             if status != 200 or len(body) != chunks * chunk_bytes:
                 raise CellError(f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected "
                                 f"200 with {chunks * chunk_bytes}: {body[:200]!r}")
+        phase("warm-up")
         for _ in range(warmup_probes):
             status, body, _ = get(f"{self.url}/probe/")
             if status != 200 or not json.loads(body).get("item"):

@@ -22,7 +22,7 @@ import glob
 import math
 import os
 
-from harness import faults
+from harness import faults, runinfo
 
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
@@ -285,10 +285,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
 
 def write(path, rows):
     """Write all rows so far; written to a temporary file first, so a reader never sees half."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with runinfo.replacing(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in COLUMNS})
-    os.replace(tmp, path)

@@ -20,7 +20,7 @@ def harness(*args, env=None):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, safety, full, smoke"),
+    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, smoke"),
     (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
     (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
     (["bench", "--set", "duration_s"], {}, "--set 'duration_s' must look like key=value"),
@@ -41,6 +41,18 @@ def harness(*args, env=None):
      "HOST=http://127.0.0.1:1 is unreachable"),
     (["bench", "--set", "locust_workers=0"], {}, "locust_workers=0 in scenario slow-server is too small"),
     (["ui", "--web-port", "0"], {}, "WEB_PORT=0 is in use or invalid"),
+    (["bench", "--set", "worker_connections=10"], {},
+     "streams=16 in scenario slow-server and up to 35 probes in flight are more than the server accepts "
+     "(worker_connections=10 x workers=1): raise worker_connections or lower streams"),
+    (["bench", "--set", "duration_s=-5"], {}, "duration_s=-5 in scenario slow-server is too small: use at least 1"),
+    (["bench", "--set", "spawn_s=-1"], {}, "spawn_s=-1 in scenario slow-server is too small"),
+    (["bench", "--set", "fault=disk-full"], {},
+     "fault='disk-full' in scenario slow-server is unknown: use one of none, pg-restart, worker-kill, client-abort"),
+    (["bench", "--set", "fault=worker-kill", "--set", "fault_at_s=30"], {},
+     "fault_at_s=30 in scenario slow-server is not inside duration_s=30: inject the worker-kill earlier or run longer"),
+    (["bench", "--matrix-file", "/nonexistent/m.toml"], {}, "MATRIX_FILE=/nonexistent/m.toml not found"),
+    (["bench", "--matrix-file", "Makefile"], {}, "MATRIX_FILE=Makefile is not valid TOML"),
+    (["bench", "--matrix-file", "pyproject.toml"], {}, "MATRIX_FILE=pyproject.toml needs a non-empty [defaults] table"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):
     out = tmp_path / "run"
@@ -80,3 +92,15 @@ def test_a_port_in_use_is_refused_for_serve():
         result, _ = harness("serve", "--port", str(port))
     assert result.returncode == 2
     assert f"PORT={port} is in use" in result.stderr
+
+
+@pytest.mark.parametrize("matrix_name, message", [
+    ("smoke-faults", "fault=pg-restart in geventpool/hold/pg-restart restarts the throwaway PostgreSQL, and "
+                     "DATABASE_URL names another server: unset DATABASE_URL or run another scenario"),
+])
+def test_a_fault_the_harness_cannot_inject_is_refused(tmp_path, database, matrix_name, message):
+    result, _ = harness("bench", "--matrix", matrix_name, "--out", str(tmp_path / "run"),
+                        env={"BENCH_DATABASE_URL": database.admin_url})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()

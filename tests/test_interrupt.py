@@ -15,9 +15,12 @@ import pytest
 from harness import ROOT, procs, summary
 
 
-def start(*args):
+def start(*args, env=None, log=None):
+    """The harness in its own session; its output to `log` (a file: a pipe nobody reads
+    could fill up and stall the cleanup under test) or to a pipe."""
     return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                            stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def descendants(proc):
@@ -53,18 +56,74 @@ def assert_all_gone(processes, timeout=5.0):
 def bench_temp_dirs():
     import tempfile
 
-    return {d for d in os.listdir(tempfile.gettempdir()) if d.startswith("bench-pg-")}
+    return {d for d in os.listdir(tempfile.gettempdir()) if d.startswith(("bench-pg-", "bench-pgbouncer-", "bench-metrics-"))}
+
+
+def listeners(processes):
+    """The addresses the processes listen on."""
+    out = set()
+    for p in processes:
+        try:
+            out |= {c.laddr.ip for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            continue
+    return out
+
+
+# (phase, signal, what it leaves): each phase of a run, the processes it has started by then
+PHASES = [
+    ("cluster start", signal.SIGINT, "postgres"),
+    ("seeding", signal.SIGTERM, "postgres"),
+    ("server start", signal.SIGTERM, "gunicorn"),
+    ("warm-up", signal.SIGINT, "gunicorn"),
+    ("leak check", signal.SIGTERM, "gunicorn"),
+    ("report", signal.SIGINT, None),
+]
+
+
+@pytest.mark.parametrize("phase, sig, started", PHASES, ids=[p[0].replace(" ", "-") for p in PHASES])
+def test_a_signal_in_each_phase_leaves_no_process_and_keeps_the_run(tmp_path, phase, sig, started):
+    """BENCH_HOLD_PHASE holds the run inside the phase (harness.phase), with that phase's
+    processes started; the signal comes then."""
+    out, log_path = tmp_path / "run", tmp_path / "harness.log"
+    temp_before = bench_temp_dirs()
+    with open(log_path, "w") as log:
+        proc = start("bench", "--matrix", "smoke-safety", "--out", str(out), "--set", "duration_s=2",
+                     env={"BENCH_HOLD_PHASE": phase}, log=log)
+    wait_for(lambda: f"holding in phase {phase}" in log_path.read_text(), 120)
+    if started:
+        assert running(proc, started)
+    children = descendants(proc)
+    proc.send_signal(sig)
+    assert proc.wait(20) == 130, log_path.read_text()[-2000:]
+    assert_all_gone(children)
+    assert bench_temp_dirs() == temp_before
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "incomplete" and info["ended_utc"]
+    assert info["interrupted_in"].startswith(phase)
+    rows = summary.read(out / "summary.csv")
+    assert len(rows) == 2
+    if phase == "report":  # every cell finished: their results stand; no half-written report or plot
+        assert {r["status"] for r in rows} == {"ok"}
+        assert not (out / "report.html").exists()
+        assert list(out.glob("*.png")) and not list(out.rglob("*.tmp"))
+    else:
+        assert rows[0]["status"] == "incomplete" and rows[1]["status"] == "incomplete"
+    assert f"interrupted in {phase}" in log_path.read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_cell_leaves_no_process_and_keeps_the_run(tmp_path, sig):
     out = tmp_path / "run"
     temp_before = bench_temp_dirs()
-    proc = start("bench", "--matrix", "smoke", "--out", str(out), "--set", "duration_s=30")
+    with open(tmp_path / "harness.log", "w") as log:
+        proc = start("bench", "--matrix", "smoke", "--out", str(out), "--set", "duration_s=30", log=log)
     # mid-cell: Locust is running under the first cell
     wait_for(lambda: running(proc, "locust"), 60)
     assert running(proc, "gunicorn")
     children = descendants(proc)
+    # every listener of the run (PostgreSQL, gunicorn) is on loopback
+    assert listeners(children) == {"127.0.0.1"}
     proc.send_signal(sig)
     assert proc.wait(15) == 130
     assert_all_gone(children)
@@ -75,11 +134,15 @@ def test_signal_mid_cell_leaves_no_process_and_keeps_the_run(tmp_path, sig):
     assert len(rows) == 4 and {r["status"] for r in rows} == {"incomplete"}
 
 
-def test_serve_prints_urls_and_ctrl_c_stops_both(tmp_path):
+@pytest.mark.parametrize("backend, sig", [("geventpool", signal.SIGINT), ("pgbouncer", signal.SIGTERM)])
+def test_serve_prints_urls_and_a_signal_stops_everything(tmp_path, backend, sig):
+    from harness import pgbouncer
     from harness.postgres import free_port
 
+    if backend == "pgbouncer" and pgbouncer.find() is None:
+        pytest.fail(pgbouncer.INSTALL_HINT)  # .ci/run installs it: its absence is a broken set-up
     port = free_port()
-    proc = start("serve", "--port", str(port))
+    proc = start("serve", "--port", str(port), "--backend", backend)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -89,10 +152,13 @@ def test_serve_prints_urls_and_ctrl_c_stops_both(tmp_path):
     assert f"app:      http://127.0.0.1:{port}/" in text
     assert "database: postgres://bench@127.0.0.1:" in text
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-        assert json.loads(response.read())["pool_limit"] == 4
+        assert json.loads(response.read())["pool_limit"] == (4 if backend == "geventpool" else None)
     assert running(proc, "postgres")
+    if backend == "pgbouncer":
+        assert running(proc, "pgbouncer")
     children = descendants(proc)
-    proc.send_signal(signal.SIGINT)
+    assert listeners(children) == {"127.0.0.1"}
+    proc.send_signal(sig)
     assert proc.wait(15) == 130
     assert_all_gone(children)
     assert not procs.group_members(proc.pid)

@@ -20,7 +20,7 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
 
 
 @pytest.mark.parametrize("name, limit_s", [("default", 300), ("smoke", 60), ("backends", 600), ("safety", 600),
-                                           ("smoke-safety", 60)])
+                                           ("smoke-safety", 60), ("faults", 900), ("smoke-faults", 80)])
 def test_named_matrices_fit_their_time_budget(name, limit_s):
     from harness.bench import CELL_OVERHEAD_S
 
@@ -79,7 +79,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, full, smoke, smoke-safety"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, smoke, smoke-faults, smoke-safety"):
         SPEC.cells("nope")
 
 
@@ -106,12 +106,20 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
         assert params.client_connections == params.streams + probes
 
 
-def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones():
+def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_and_the_faults():
     cells = SPEC.cells("full")
-    short = {"quick-stream", "smoke-stream"}
+    short = {"quick-stream", "smoke-stream"} | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
     assert {(c.backend.name, c.variant, c.scenario) for c in cells} == {
         (b, v, s) for b in SPEC.backends for v in SPEC.variants for s in SPEC.scenarios if s not in short}
     assert len(cells) == len(SPEC.backends) * len(SPEC.variants) * (len(SPEC.scenarios) - len(short))
+
+
+def test_faults_matrix_is_every_backend_and_fault_with_and_without_release():
+    cells = SPEC.cells("faults")
+    assert {(c.backend.name, c.variant, c.params.fault) for c in cells} == {
+        (b, v, f) for b in SPEC.backends for v in ("hold", "release") for f in matrix.FAULTS if f != "none"}
+    for c in cells:  # without the fault the pool serves every stream and the probes
+        assert c.params.streams < c.params.pool_max and 0 < c.params.fault_at_s < c.params.duration_s
 
 
 def test_safety_matrix_is_every_backend_and_release_call_under_atomic_requests():

@@ -1,0 +1,108 @@
+"""Faults as scenarios (pg-restart, worker-kill, client-abort) and the leak check after every
+cell, on real PostgreSQL, gunicorn and Locust."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from harness import ROOT, postgres, summary
+from harness.bench import leak_check
+from harness.sampler import Sampler
+from harness.server import Server
+from tests.conftest import SPEC
+from tests.test_stream_release import in_use, open_stream, wait_for
+
+
+@pytest.fixture(scope="module")
+def pool_server(database, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("leaks")
+    params = SPEC.params("slow-server", {"pool_max": 4, "seed_rows": 2000})
+    with Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
+                directory / "server.log") as server:
+        with Sampler(directory / "timeline.csv", database.admin_url, database.app_user, database.app_db,
+                     server.url) as sampler:
+            yield server, sampler
+
+
+def test_the_leak_check_counts_a_connection_still_in_use_then_backends_beyond_the_idle_pool(pool_server):
+    server, sampler = pool_server
+    conn, response = open_stream(server, "hold")  # holds its connection for 2 s
+    try:
+        wait_for(lambda: in_use(server) == 1)
+        assert leak_check(sampler, idle_allowance=4, timeout_s=0.3, since=time.time()) == \
+            {"leaked_conns": 1, "settle_s": ""}
+        response.read()
+    finally:
+        conn.close()
+    settled = leak_check(sampler, idle_allowance=4, timeout_s=5, since=time.time())
+    assert settled["leaked_conns"] == 0 and 0 <= settled["settle_s"] < 5
+    # the pool keeps the stream's connection open, idle: beyond an allowance of none, it counts
+    assert leak_check(sampler, idle_allowance=0, timeout_s=0.3, since=time.time())["leaked_conns"] >= 1
+
+
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults") / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke-faults", "--out", str(out),
+                             "--set", "duration_s=8", "--set", "fault_at_s=3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["fault"]: r for r in summary.read(out / "summary.csv")}
+    assert set(rows) == {"pg-restart", "worker-kill", "client-abort"}
+    return out, rows, result.stderr
+
+
+def cell_dir(out, row):
+    return out / row["cell"] / f"r{row['repeat']}"
+
+
+@pytest.mark.parametrize("fault", ["pg-restart", "worker-kill", "client-abort"])
+def test_every_fault_cell_recovers_and_gives_every_connection_back(fault_run, fault):
+    _, rows, stderr = fault_run
+    row = rows[fault]
+    assert row["status"] == "ok"
+    assert 2.9 <= float(row["fault_s"]) <= 4.0
+    assert row["recovery_s"] != "" and 0 <= float(row["recovery_s"]) < 3
+    assert row["leaked_conns"] == "0" and row["settle_s"] != ""
+    assert row["hung_requests"] == "0"
+    assert f"{fault} at {row['fault_s']} s" in " ".join(stderr.split())
+
+
+def test_pg_restart_ends_every_session_and_the_cluster_comes_back(fault_run):
+    out, rows, _ = fault_run
+    record = json.loads((cell_dir(out, rows["pg-restart"]) / "fault.json").read_text())
+    log = (out / "postgres.log").read_text()
+    assert log.count("database system is ready to accept connections") == 2
+    assert "terminating connection due to administrator command" in log
+    assert record["unix_s"] - record["test_start_unix"] == pytest.approx(float(rows["pg-restart"]["fault_s"]), abs=0.5)
+
+
+def test_worker_kill_kills_the_worker_and_its_streams_fail(fault_run):
+    out, rows, _ = fault_run
+    row = rows["worker-kill"]
+    record = json.loads((cell_dir(out, row) / "fault.json").read_text())
+    assert not psutil.pid_exists(record["worker_pid"])
+    assert (cell_dir(out, row) / "server.log").read_text().count("Booting worker") == 2
+    assert int(row["failures_after_fault"]) >= 1 and int(row["stream_failures"]) >= 1
+    assert row["fault_failure"]  # the commonest failure after the fault, named
+
+
+def test_client_abort_disconnects_the_streams_and_the_server_returns_their_connections(fault_run):
+    out, rows, _ = fault_run
+    row = rows["client-abort"]
+    directory = cell_dir(out, row)
+    fault_unix = json.loads((directory / "fault.json").read_text())["unix_s"]
+    aborted = [r for r in summary.read_requests(directory) if r["request_type"] == "ABORTED"]
+    assert len(aborted) == int(row["streams_aborted"]) >= 1 and row["failures_after_fault"] == "0"
+    for r in aborted:  # cut mid-stream, at the fault
+        assert 0 < int(r["response_length"]) < 9 * 1024
+        assert float(r["start_unix_s"]) + r["response_time_ms"] / 1000 == pytest.approx(fault_unix, abs=0.5)
+    # hold keeps a stream's connection to its end: the aborted ones came back within a chunk's delay
+    returns = [e for e in summary.read_accounting(directory)
+               if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5]
+    assert len(returns) >= len(aborted)
