@@ -22,9 +22,33 @@ def bench(matrix, out, *args):
     return out, rows, result
 
 
+def files_outside_the_run():
+    """Every file of the checkout but the environments and caches, and the home directory's
+    entries, with their modification times."""
+    import os
+
+    skip = {".git", ".venv", ".venv-pg3", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    found = {}
+    for top, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            path = os.path.join(top, name)
+            found[path] = os.stat(path).st_mtime_ns
+    home = os.path.expanduser("~")
+    found.update({os.path.join(home, n): os.stat(os.path.join(home, n)).st_mtime_ns for n in os.listdir(home)})
+    return found
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return bench("smoke", tmp_path_factory.mktemp("bench") / "smoke")
+    before = files_outside_the_run()
+    result = bench("smoke", tmp_path_factory.mktemp("bench") / "smoke")
+    result[2].written_outside = sorted(set(files_outside_the_run().items()) - set(before.items()))
+    return result
+
+
+def test_a_run_writes_only_into_its_run_directory_and_the_temporary_directory(run):
+    assert run[2].written_outside == []
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +72,8 @@ def test_every_cell_ran(run):
         # every stream answered 200 left its audit row (no ATOMIC_REQUESTS here)
         assert int(row["writes_expected"]) >= int(row["streams_completed"]) > 0
         assert int(row["lost_writes"]) == 0
+        # once the clients have gone, every connection is back: none in use, the idle pool only
+        assert row["leaked_conns"] == "0" and float(row["settle_s"]) < 5
 
 
 def test_hold_pins_a_connection_for_the_whole_stream(run):

@@ -63,6 +63,21 @@ def test_headline_is_each_variant_against_hold_of_its_backend_and_scenario():
     assert table["g/close-old/s"]["probe_p99_ms"][1] is None  # failed: no ratio
 
 
+def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
+    from harness import bench, html_report
+    from rich.console import Console
+
+    rows = [{"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
+            {"cell": "g/release/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
+            {"cell": "g/release/s", "repeat": 2, "status": "ok", "leaked_conns": "2"}]
+    labels = [compare.label(cell, values) for cell, values in compare.headline(rows)]
+    assert labels == ["g/hold/s", f"g/release/s {compare.LEAK_MARK}"]
+    console = Console(record=True, width=250)
+    bench.print_headline(rows, console)
+    assert f"g/release/s {compare.LEAK_MARK}" in console.export_text()
+    assert f"<code>g/release/s</code> <span class=bad>{compare.LEAK_MARK}</span>" in html_report._headline(rows)
+
+
 def test_more_is_better_where_more_is_better():
     base = compare.Side(["ok"] * 3, [10, 11, 12])
     more = compare.Side(["ok"] * 3, [20, 21, 22])

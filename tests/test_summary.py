@@ -107,3 +107,42 @@ def test_without_an_audit_file_lost_writes_are_unknown_not_zero(tmp_path):
         (tmp_path / name).write_bytes((CELL / name).read_bytes())
     row = summary.summarize(tmp_path, variant="hold", window=WINDOW)
     assert row["lost_writes"] == "" and row["writes_expected"] == ""
+
+
+def test_a_killed_worker_gives_back_what_it_held_and_stops_waiting_when_it_dies():
+    """worker-kill: accounting-100.csv's worker killed at 1001.0 held two connections (checked
+    out at 1000.001 and 1000.102) and had two requests waiting (since 1000.2 and 1000.3); what
+    it logged later is dropped."""
+    events = summary.read_accounting(CELL, killed=(100, 1001.0))
+    assert max(e["unix_s"] for e in events) == 1001.0
+    ended = [e for e in events if e["detail"] == "worker killed"]
+    assert [(e["event"], e["hold_ms"] or e["wait_ms"]) for e in ended] == [
+        ("return", "999.000"), ("return", "898.000"), ("acquire_error", "800.000"), ("acquire_error", "700.000")]
+    assert summary.pool_peaks(events, 1001.01, 1009.0) == (0, 0)  # nothing in use or waiting after
+    # killed at 1002.5: 2 checked out (backends 11, 12), one acquire (6 is later) - none waiting
+    events = summary.read_accounting(CELL, killed=(100, 1002.5))
+    assert sorted((e["event"], e["backend_pid"]) for e in events if e["detail"] == "worker killed") == \
+        [("return", "11"), ("return", "12")]
+    assert summary.pool_peaks(events, 1002.6, 1009.0) == (0, 0)
+    assert not any(still for _, _, still in summary.acquire_waits(events, 1000.0, 1009.0))
+
+
+def _request(kind, name, start, ms, failure=""):
+    return {"request_type": kind, "name": name, "start_unix_s": str(start), "response_time_ms": ms, "failure": failure}
+
+
+def test_recovery_is_from_the_fault_to_the_first_probe_answered_after_which_none_failed():
+    from harness import faults
+
+    probes = [_request("GET", "/probe/", 99.0, 10), _request("GET", "/probe/", 100.0, 300, "ConnectionResetError"),
+              _request("GET", "/probe/", 100.2, 100), _request("GET", "/probe/", 100.4, 200, "HTTP 500"),
+              _request("GET", "/probe/", 100.6, 50), _request("GET", "/probe/", 100.8, 40)]
+    streams = [_request("STREAM", "/stream/hold/", 98.0, 2500, "HTTPParseError: Incomplete response."),
+               _request("STREAM", "/stream/hold/", 98.0, 1000, "HTTP 500"),  # ended before the fault
+               _request("GET", "/stream/hold/", 100.1, 5, "HTTP 500")]  # counted as its STREAM row
+    result = faults.after_fault(probes + streams, 100.1, "/stream/hold/")
+    assert result == {"failures_after_fault": 3, "recovery_s": 0.55,
+                      "fault_failure": "1x ConnectionResetError"}
+    assert faults.after_fault(probes[:4], 100.1, "/stream/hold/")["recovery_s"] == ""  # the last probe failed
+    assert faults.after_fault(probes[:1] + probes[4:], 100.1, "/stream/hold/") == \
+        {"failures_after_fault": 0, "recovery_s": 0.55, "fault_failure": ""}
