@@ -5,7 +5,6 @@ it runs as BENCH_PG_USER then. Where it is not installed, backends that need it 
 import os
 import shutil
 import socket
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,7 +40,7 @@ class PgBouncer(procs.Service):
             raise CellError(INSTALL_HINT)
         target = urlsplit(self.db.app_url)
         user = run_as()
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
+        self.tmp = Path(self.make_tmp("bench-pgbouncer-"))
         self.tmp.chmod(0o755)
         port = free_port()
         (self.tmp / "userlist.txt").write_text(f'"{target.username}" ""\n')

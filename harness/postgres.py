@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -136,7 +135,7 @@ class Cluster(procs.Service):
     def start(self) -> Database:
         bindir, source = find_binaries()
         user = run_as()
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.tmp = Path(self.make_tmp("bench-pg-"))
         self.tmp.chmod(0o755)
         if user is not None and source == "embedded":
             bindir = _copy_embedded(bindir, self.tmp / "pg")

@@ -1,15 +1,36 @@
 """Child processes that always end: each runs in its own session (process group), and
-stopping signals the whole group, then kills whatever is left."""
+stopping signals the whole group, then kills whatever is left. Should the command itself die
+without stopping them, its guardian (harness/guard.py) kills them."""
 
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 
 import psutil
 
-from harness import CellError
+from harness import ROOT, CellError
+
+_guardian = None
+
+
+def guard(kind, value, done=False):
+    """Tell this command's guardian to look after a process group or directory (kind "group"
+    or "dir"), or that it is gone (done=True). The guardian starts with the first."""
+    global _guardian
+    if _guardian is None or _guardian.poll() is not None:
+        if done:
+            return
+        _guardian = subprocess.Popen([sys.executable, "-m", "harness.guard"], stdin=subprocess.PIPE, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, start_new_session=True, text=True)
+    try:
+        _guardian.stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
+        _guardian.stdin.flush()
+    except OSError:  # it died: nothing left to tell
+        pass
 
 
 def spawn(cmd, log_path, env=None, cwd=None, user=None):
@@ -19,7 +40,7 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
         kwargs = {}
         if user is not None:
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [str(c) for c in cmd],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -29,6 +50,8 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
             start_new_session=True,
             **kwargs,
         )
+        guard("group", proc.pid)
+        return proc
     finally:
         if log is not None:
             log.close()
@@ -49,6 +72,7 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     _signal_group(proc.pid, signal.SIGKILL)
     code = proc.wait()
     _wait_group_gone(proc.pid, 5.0)
+    guard("group", proc.pid, done=True)
     if interrupted is not None:
         raise interrupted
     return code
@@ -138,6 +162,12 @@ class Service:
     def start(self):
         raise NotImplementedError
 
+    def make_tmp(self, prefix):
+        """The service's temporary directory (self.tmp), removed by stop() or the guardian."""
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        guard("dir", self.tmp)
+        return self.tmp
+
     def stop(self):
         try:
             if self.proc is not None:
@@ -146,4 +176,5 @@ class Service:
         finally:
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+                guard("dir", self.tmp, done=True)
                 self.tmp = None

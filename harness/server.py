@@ -7,7 +7,6 @@ variables that benchapp/settings.py and benchapp/gunicorn.conf.py read.
 import json
 import os
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -89,7 +88,7 @@ class Server(procs.Service):
 
     def start(self):
         if self.params.workers > 1:  # removed by stop(), like any Service's directory
-            self.tmp = tempfile.mkdtemp(prefix="bench-metrics-")
+            self.make_tmp("bench-metrics-")
             self.env["PROMETHEUS_MULTIPROC_DIR"] = self.tmp
         self.proc = procs.spawn(
             [python_for(self.backend.env), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],

@@ -162,3 +162,17 @@ def test_serve_prints_urls_and_a_signal_stops_everything(tmp_path, backend, sig)
     assert proc.wait(15) == 130
     assert_all_gone(children)
     assert not procs.group_members(proc.pid)
+
+
+def test_a_killed_run_leaves_nothing_either_its_guardian_stops_everything(tmp_path):
+    """SIGKILL cannot be handled: harness/guard.py, which outlives the run, kills what it started."""
+    temp_before = bench_temp_dirs()
+    with open(tmp_path / "harness.log", "w") as log:
+        proc = start("bench", "--matrix", "smoke", "--out", str(tmp_path / "run"), "--set", "duration_s=30", log=log)
+    wait_for(lambda: running(proc, "locust"), 60)
+    children = [c for c in descendants(proc) if "harness.guard" not in " ".join(c.cmdline())]
+    assert running(proc, "gunicorn") and running(proc, "postgres")
+    proc.kill()
+    assert proc.wait(5) == -signal.SIGKILL
+    assert_all_gone(children)
+    wait_for(lambda: bench_temp_dirs() == temp_before, 5)
