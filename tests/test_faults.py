@@ -2,7 +2,6 @@
 cell, on real PostgreSQL, gunicorn and Locust."""
 
 import json
-import os
 import subprocess
 import sys
 import time
