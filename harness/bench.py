@@ -118,6 +118,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             cluster = db = external  # one throwaway cluster at a time, restarted when
             seeded = None               # a cell needs another max_connections
             for i, cell in enumerate(cells):
+                label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 if external is None and (cluster is None or cluster.max_connections != cell.params.db_max_connections):
                     if cluster is not None:
                         cluster.stop()
@@ -125,7 +126,6 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                     stack.callback(cluster.stop)
                     db, seeded = cluster.start(), None
                 info["database"] = db.describe()
-                label = f"cell {i + 1}/{len(cells)} {cell.name}"
                 if seeded != cell.params.seed_rows and not host:  # an app of its own is seeded by its owner
                     harness.phase("seeding")
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
@@ -137,6 +137,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                 _report_cell(console, label, rows[i])
             label = None
         info["status"] = "complete"  # every cell ran; the report says so, once written
+        harness.PHASE["name"] = "report"
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         tables = Console(width=None if sys.stdout.isatty() else 200)
         print_table(rows, tables)
