@@ -22,7 +22,7 @@ def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
         env = {"BENCH_ADMIN_DATABASE_URL": database.admin_url, "PATH": "/usr/bin:/bin"}
         result = subprocess.run(
             [sys.executable, "-m", "harness", "bench", "--matrix", "smoke-safety", "--out", str(out),
-             "--host", app.url, "--database-url", database.app_url],
+             "--host", app.url, "--database-url", database.app_url, "--set", "duration_s=4", "--set", "probe_timeout_s=1"],
             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert app.proc.poll() is None  # the harness left the app alone

@@ -20,7 +20,7 @@ from harness.server import Server
 from tests.conftest import SPEC, app_backends
 from tests.facts import PERSISTENT, POOLED, releases_on_a_server
 
-CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 1000
+CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 700
 STREAM_MS = (CHUNKS - 1) * DELAY_MS
 VARIANTS = ["hold", "close-old", "force-close", "guarded-close", "release"]
 
