@@ -119,7 +119,9 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             seeded = None               # a cell needs another max_connections
             for i, cell in enumerate(cells):
                 label = f"cell {i + 1}/{len(cells)} {cell.name}"
-                if external is None and (cluster is None or cluster.max_connections != cell.params.db_max_connections):
+                harness.PHASE["name"] = "cell start"
+                if external is None and (cluster is None or cluster.max_connections != cell.params.db_max_connections
+                                         or cluster.proc is None or cluster.proc.poll() is not None):  # a failed restart
                     if cluster is not None:
                         cluster.stop()
                     cluster = postgres.Cluster(cell.params.db_max_connections, os.path.join(run_dir, "postgres.log"))
@@ -237,6 +239,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
+            procs.forget(locust)
             locust = None
             harness.phase("leak check")
             leaks = leak_check(sampler, capacity or 0, cell.params.settle_s, since=load_ended)

@@ -63,11 +63,12 @@ class Injector:
 
 def kill_worker(arbiter_pid: int) -> int:
     """SIGKILL to the oldest worker of the gunicorn arbiter `arbiter_pid`; its pid."""
-    workers = psutil.Process(arbiter_pid).children()
-    if not workers:
-        raise CellError("worker-kill: gunicorn has no worker to kill")
-    victim = min(workers, key=lambda p: p.create_time())
-    victim.kill()
+    try:
+        workers = psutil.Process(arbiter_pid).children()
+        victim = min(workers, key=lambda p: p.create_time())
+        victim.kill()
+    except (psutil.Error, ValueError) as exc:
+        raise CellError(f"worker-kill: no gunicorn worker to kill ({exc!r})") from None
     return victim.pid
 
 

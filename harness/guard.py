@@ -20,11 +20,10 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watched = {"group": set(), "dir": set()}
     for line in sys.stdin:
-        words = line.rstrip("\n").split(" ", 2)
-        if words[0] == "done" and len(words) == 3:
-            watched.get(words[1], set()).discard(words[2])
-        elif len(words) == 2 and words[0] in watched:
-            watched[words[0]].add(words[1])
+        done = line.startswith("done ")
+        kind, _, value = line.removeprefix("done ").rstrip("\n").partition(" ")  # a path may have spaces
+        if kind in watched and value:
+            (watched[kind].discard if done else watched[kind].add)(value)
     for pgid in watched["group"]:
         try:
             os.killpg(int(pgid), signal.SIGKILL)

@@ -213,9 +213,9 @@ def check_params(values: dict, where: str) -> Params:
         out[name] = number_type(value)
     params = Params(**out)
     check_pool_fits(params, params.db_max_connections, where)
-    if params.fault != "none" and params.fault_at_s >= params.duration_s:
+    if params.fault != "none" and not 0 < params.fault_at_s < params.duration_s:
         raise UsageError(f"fault_at_s={params.fault_at_s:g} in {where} is not inside duration_s={params.duration_s}: "
-                         f"inject the {params.fault} earlier or run longer")
+                         f"inject the {params.fault} after the start and before the end, or run longer")
     if params.client_connections > params.worker_connections * params.workers:
         raise UsageError(
             f"streams={params.streams} in {where} and up to "

@@ -156,6 +156,7 @@ class Cluster(procs.Service):
             code = "a timeout after 120 s"
         if code != 0:
             raise CellError(f"initdb failed with {code}; see {self.log_path}:\n{procs.tail(self.log_path)}")
+        procs.forget(self.proc)
         self.proc = None
 
         self.port = self.port or free_port()

@@ -26,6 +26,8 @@ def guard(kind, value, done=False):
             return
         _guardian = subprocess.Popen([sys.executable, "-m", "harness.guard"], stdin=subprocess.PIPE, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, start_new_session=True, text=True)
+    if kind == "start":
+        return
     try:
         _guardian.stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
         _guardian.stdin.flush()
@@ -40,6 +42,7 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
         kwargs = {}
         if user is not None:
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        guard("start", "")  # the guardian first: nothing may run unguarded
         proc = subprocess.Popen(
             [str(c) for c in cmd],
             stdout=log,
@@ -50,7 +53,12 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
             start_new_session=True,
             **kwargs,
         )
-        guard("group", proc.pid)
+        try:
+            guard("group", proc.pid)
+        except BaseException:  # interrupted before the caller could track it
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         return proc
     finally:
         if log is not None:
@@ -76,6 +84,11 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     if interrupted is not None:
         raise interrupted
     return code
+
+
+def forget(proc):
+    """`proc`'s group has ended by itself: the guardian need not look after it any more."""
+    guard("group", proc.pid, done=True)
 
 
 def _signal_group(pgid, sig):

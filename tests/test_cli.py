@@ -49,7 +49,10 @@ def harness(*args, env=None):
     (["bench", "--set", "fault=disk-full"], {},
      "fault='disk-full' in scenario slow-server is unknown: use one of none, pg-restart, worker-kill, client-abort"),
     (["bench", "--set", "fault=worker-kill", "--set", "fault_at_s=30"], {},
-     "fault_at_s=30 in scenario slow-server is not inside duration_s=30: inject the worker-kill earlier or run longer"),
+     "fault_at_s=30 in scenario slow-server is not inside duration_s=30: inject the worker-kill after the start "
+     "and before the end, or run longer"),
+    (["bench", "--set", "fault=client-abort", "--set", "fault_at_s=0"], {},
+     "fault_at_s=0 in scenario slow-server is not inside duration_s=30"),
     (["bench", "--matrix-file", "/nonexistent/m.toml"], {}, "MATRIX_FILE=/nonexistent/m.toml not found"),
     (["bench", "--matrix-file", "Makefile"], {}, "MATRIX_FILE=Makefile is not valid TOML"),
     (["bench", "--matrix-file", "pyproject.toml"], {}, "MATRIX_FILE=pyproject.toml needs a non-empty [defaults] table"),
