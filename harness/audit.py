@@ -6,26 +6,19 @@ has ended) into the cell's audit.csv; summary.py counts the ones missing as lost
 import csv
 import os
 
-import psycopg2
+from harness import runinfo, summary
+from harness.postgres import admin_cursor
 
-from harness import summary
 
-
-def export(cell_dir, admin_url, stream_name):
-    """Write audit.csv: the audit rows PostgreSQL has for the streams that got a 200."""
-    ids = sorted(summary.answered_ids(summary.read_requests(cell_dir), stream_name))
-    conn = psycopg2.connect(admin_url, connect_timeout=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT request_id, variant, created FROM benchapp_auditevent "
-                        "WHERE request_id = ANY(%s) ORDER BY created", (ids,))
-            rows = cur.fetchall()
-    finally:
-        conn.close()
-    path = os.path.join(cell_dir, summary.AUDIT_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+def export(cell_dir, admin_url, requests, stream_name):
+    """Write audit.csv: the audit rows PostgreSQL has for the streams that got a 200
+    (`requests`: the cell's, summary.read_requests)."""
+    ids = sorted(summary.answered_ids(requests, stream_name))
+    with admin_cursor(admin_url) as cur:
+        cur.execute("SELECT request_id, variant, created FROM benchapp_auditevent "
+                    "WHERE request_id = ANY(%s) ORDER BY created", (ids,))
+        rows = cur.fetchall()
+    with runinfo.replacing(os.path.join(cell_dir, summary.AUDIT_FILE)) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["request_id", "variant", "created"])
         writer.writerows((rid, variant, created.isoformat()) for rid, variant, created in rows)
-    os.replace(tmp, path)

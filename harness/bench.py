@@ -21,7 +21,7 @@ from rich.table import Table
 import harness
 from harness import (CellError, UsageError, audit, compare, envs, faults, html_report, matrix, pgbouncer, postgres,
                      procs, runinfo, summary)
-from harness.load import locust_command, test_start, test_window
+from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness import server as server_module
 from harness.server import Server, prepare_database
@@ -67,7 +67,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     env_names = sorted({c.backend.env for c in cells})
     for env in env_names:
         envs.python_for(env, console)
-    if any(c.backend.via == "pgbouncer" for c in cells) and pgbouncer.find() is None:
+    if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
     info = {
@@ -193,7 +193,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
     os.makedirs(cell_dir)
     row = _identity(run_id, cell, "incomplete")
     row["db_limit"] = db.max_connections
-    if cell.backend.via == "pgbouncer" and pgbouncer.find() is None and not host:
+    if _lacks_pgbouncer(cell, host):
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
         return row
     measure = None
@@ -223,27 +223,27 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
                 if elapsed > limit:
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
-                injector.poll(test_start(cell_dir))
+                injector.poll()
                 time.sleep(0.1)
             # distributed: the workers are the master's children, and write their logs as they end
             if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
                 raise CellError("Locust's worker processes did not end after its master")
             load_ended = time.time()
             window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
-            if cell.params.fault == "client-abort":
-                faults.record_client_abort(cell_dir, window[0], cell.params.fault_at_s)
+            injector.finish(window[0])
             capacity = _pool_capacity(cell, server.health.get("pool_limit"))
+            requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
             measure = functools.partial(
                 summary.summarize,
                 cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=capacity,
-                postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user)
+                postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             procs.forget(locust)
             locust = None
             harness.phase("leak check")
             leaks = leak_check(sampler, capacity or 0, cell.params.settle_s, since=load_ended)
-            audit.export(cell_dir, db.admin_url, f"/stream/{cell.variant}/")
+            audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"
@@ -282,6 +282,11 @@ def leak_check(sampler, idle_allowance, timeout_s, since):
         time.sleep(0.05)
 
 
+def _lacks_pgbouncer(cell, host):
+    """The cell needs a PgBouncer the harness would start, and there is none: it is skipped."""
+    return cell.backend.via == "pgbouncer" and not host and pgbouncer.find() is None
+
+
 def _pool_capacity(cell, pool_limit):
     """The most PostgreSQL connections the configuration should use: PgBouncer's pool, or the
     app's pool in each worker; None for backends without a pool."""
@@ -310,9 +315,15 @@ def _report_cell(console, label, row):
         f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
         f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
         f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
-        + (f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered "
-           + (f"in {row['recovery_s']} s" if row["recovery_s"] != "-" else "never") if row.get("fault", "-") != "-" else "")
+        + _fault_text(row)
     )
+
+
+def _fault_text(row):
+    if row.get("fault", "-") == "-":
+        return ""
+    recovered = "never" if row["recovery_s"] == "-" else f"in {row['recovery_s']} s"
+    return f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered {recovered}"
 
 
 def _progress(console):
@@ -328,7 +339,7 @@ def print_headline(rows, console):
     table.add_column("cell", no_wrap=True)
     for _, title in compare.HEADLINE:
         table.add_column(title, justify="right")
-    for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
+    for cell, values in compare.headline(rows):
         table.add_row(compare.label(cell, values), *(side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
                               for side, r in (values[m] for m, _ in compare.HEADLINE)))
     console.print(table)

@@ -193,17 +193,12 @@ def serve(args):
 def ui(args):
     """The app and Locust's web UI with this project's users and the database pool panel."""
     from harness import procs
-    from harness.load import LOCUSTFILES
+    from harness.load import LOCUSTFILES, load_options
 
     with _app(args, "ui") as (spec, params, db, server, stack, log_dir):
         command = [
             sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
-            "--host", server.url, "--web-host", "127.0.0.1", "--web-port", str(args.web_port),
-            "-u", str(params.streams + 1), "-r", str(max(1, round((params.streams + 1) / max(params.spawn_s, 1)))),
-            "--chunks", str(params.chunks), "--chunk-bytes", str(params.chunk_bytes),
-            "--delay-ms", str(params.delay_ms), "--read-rate-bps", str(params.read_rate_bps),
-            "--stream-timeout-s", str(params.stream_timeout_s), "--probe-rate", str(params.probe_rate),
-            "--probe-timeout-s", str(params.probe_timeout_s),
+            "--host", server.url, "--web-host", "127.0.0.1", "--web-port", args.web_port, *load_options(params),
             "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
             "--panel-csv", str(log_dir / "pool_panel.csv"),
         ]

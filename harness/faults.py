@@ -22,6 +22,7 @@ import time
 import psutil
 
 from harness import CellError, UsageError
+from harness.load import test_start
 
 FILE = "fault.json"
 
@@ -40,15 +41,19 @@ def refuse_unsupported(cells, own_cluster: bool, own_server: bool):
 
 class Injector:
     """Polled while the cell's load runs: once the test has run `fault_at_s`, injects the
-    harness's part of the fault (pg-restart, worker-kill) and writes fault.json."""
+    harness's part of the fault (pg-restart, worker-kill) and writes fault.json; finish()
+    records the fault the clients make themselves (client-abort)."""
 
     def __init__(self, cell, cell_dir, cluster=None, server=None):
         self.params, self.cell_dir = cell.params, cell_dir
         self.cluster, self.server = cluster, server
         self.done = self.params.fault in ("none", "client-abort")  # the client aborts by itself
 
-    def poll(self, test_start_unix):
-        if self.done or test_start_unix is None or time.time() < test_start_unix + self.params.fault_at_s:
+    def poll(self):
+        if self.done:
+            return
+        test_start_unix = test_start(self.cell_dir)
+        if test_start_unix is None or time.time() < test_start_unix + self.params.fault_at_s:
             return
         self.done = True
         record = {"fault": self.params.fault, "test_start_unix": test_start_unix, "unix_s": time.time()}
@@ -60,6 +65,14 @@ class Injector:
             record["detail"] = f"SIGKILL to gunicorn worker {record['worker_pid']}"
         write(self.cell_dir, record)
 
+    def finish(self, test_start_unix):
+        """After the load: the client's fault happened at the test's start plus fault_at_s
+        (the Locust users' timer starts with the test)."""
+        if self.params.fault == "client-abort":
+            write(self.cell_dir, {"fault": "client-abort", "test_start_unix": test_start_unix,
+                                  "unix_s": test_start_unix + self.params.fault_at_s,
+                                  "detail": "every stream in progress disconnected"})
+
 
 def kill_worker(arbiter_pid: int) -> int:
     """SIGKILL to the oldest worker of the gunicorn arbiter `arbiter_pid`; its pid."""
@@ -70,13 +83,6 @@ def kill_worker(arbiter_pid: int) -> int:
     except (psutil.Error, ValueError) as exc:
         raise CellError(f"worker-kill: no gunicorn worker to kill ({exc!r})") from None
     return victim.pid
-
-
-def record_client_abort(cell_dir, test_start_unix, at_s):
-    """The client's fault happens at the test's start plus fault_at_s (the Locust users'
-    timer starts with the test)."""
-    write(cell_dir, {"fault": "client-abort", "test_start_unix": test_start_unix,
-                     "unix_s": test_start_unix + at_s, "detail": "every stream in progress disconnected"})
 
 
 def write(cell_dir, record):

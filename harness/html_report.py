@@ -58,7 +58,7 @@ def _metadata(info) -> str:
 def _headline(rows) -> str:
     """Flagged: lost writes, and a metric at least twice hold's in the bad direction."""
     lines = []
-    for cell, values in compare.headline(rows, [m for m, _ in compare.HEADLINE]):
+    for cell, values in compare.headline(rows):
         label = compare.label(cell, values)
         line = [f"<code>{_e(cell)}</code>" + (f" <span class=bad>{_e(compare.LEAK_MARK)}</span>" if label != cell else "")]
         for metric, _ in compare.HEADLINE:

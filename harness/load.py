@@ -5,20 +5,31 @@ import os
 import sys
 
 from harness import ROOT
-from harness.matrix import Cell
+from harness.matrix import Cell, Params
 
 WINDOW_FILE = "test_window.json"
 LOCUSTFILES = [ROOT / "locustfiles" / "slow_stream.py", ROOT / "locustfiles" / "probe.py"]
 
 
+def load_options(p: Params) -> list:
+    """The users, their spawn rate and the project's options for parameters `p`: for a cell,
+    and as the defaults of make ui's form."""
+    users = p.streams + 1  # the stream clients and one ProbeUser (fixed_count = 1)
+    return [
+        "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
+        "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
+        "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
+        "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
+        *(["--abort-at-s", p.fault_at_s] if p.fault == "client-abort" else []),
+    ]
+
+
 def locust_command(cell: Cell, host: str, cell_dir) -> list:
     p = cell.params
-    users = p.streams + 1  # the stream clients and one ProbeUser (fixed_count = 1)
     return [
         sys.executable, "-m", "locust",
         "-f", ",".join(str(f) for f in LOCUSTFILES),
-        "--headless", "--host", host,
-        "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
+        "--headless", "--host", host, *load_options(p),
         # distributed (Locust's --processes): the master stops the workers gracefully itself
         *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 else
           ["--processes", p.locust_workers, "--distributed-run-time-s", p.duration_s,
@@ -28,10 +39,6 @@ def locust_command(cell: Cell, host: str, cell_dir) -> list:
         # Streams keep their load on while the last probes are answered or time out.
         "--stop-timeout", str(p.grace_s),
         "--variant", cell.variant,
-        "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
-        "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
-        "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
-        *(["--abort-at-s", p.fault_at_s] if p.fault == "client-abort" else []),
         "--request-log", f"{cell_dir}/requests.csv",
         "--window-file", f"{cell_dir}/{WINDOW_FILE}",
     ]
@@ -47,22 +54,25 @@ def _master_on_loopback():
             "--master-port", port]
 
 
-def test_start(cell_dir):
-    """When the Locust test started (unix s), once it has; None before."""
+def _window_times(cell_dir) -> dict:
+    """What the Locust test has written of its window so far ({} before it starts)."""
     try:
         with open(os.path.join(cell_dir, WINDOW_FILE)) as f:
-            return json.load(f)["test_start_unix"]
-    except (OSError, ValueError, KeyError):
-        return None
+            return json.load(f)
+    except (OSError, ValueError):  # not yet there, or being written
+        return {}
+
+
+def test_start(cell_dir):
+    """When the Locust test started (unix s), once it has; None before."""
+    return _window_times(cell_dir).get("test_start_unix")
 
 
 def test_window(cell_dir, fallback):
     """((start, stop), grace_end) in unix seconds from the Locust test, or `fallback` for
     what it did not say. grace_end: when the last probes were settled."""
-    try:
-        with open(os.path.join(cell_dir, WINDOW_FILE)) as f:
-            times = json.load(f)
-        window = (times["test_start_unix"], times["test_stop_unix"])
-        return window, times.get("grace_end_unix", window[1])
-    except (OSError, ValueError, KeyError):
+    times = _window_times(cell_dir)
+    if "test_start_unix" not in times or "test_stop_unix" not in times:
         return fallback, fallback[1]
+    window = (times["test_start_unix"], times["test_stop_unix"])
+    return window, times.get("grace_end_unix", window[1])

@@ -166,7 +166,7 @@ class Cluster(procs.Service):
                          *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
         self._user = user
         admin_url = self._run_postgres(phase="cluster start")
-        with _admin(admin_url) as cur:
+        with admin_cursor(admin_url) as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
         db = Database(
@@ -176,7 +176,6 @@ class Cluster(procs.Service):
         )
         inspect(db)
         return db
-
 
     def _run_postgres(self, phase=None) -> str:
         self.proc = procs.spawn(self._command, self.log_path, user=self._user, cwd=self.tmp)
@@ -222,7 +221,7 @@ def external() -> Database | None:
 
 
 def inspect(db: Database):
-    with _admin(db.admin_url) as cur:
+    with admin_cursor(db.admin_url) as cur:
         cur.execute("SHOW server_version")
         db.version = cur.fetchone()[0]
         cur.execute("SHOW max_connections")
@@ -237,7 +236,9 @@ def redact(url: str) -> str:
     return url
 
 
-class _admin:
+class admin_cursor:
+    """`with admin_cursor(url) as cur:` an autocommit cursor on a connection closed after."""
+
     def __init__(self, url):
         self.conn = psycopg2.connect(url, connect_timeout=5)
         self.conn.autocommit = True

@@ -17,19 +17,22 @@ from harness import ROOT, CellError
 _guardian = None
 
 
-def guard(kind, value, done=False):
-    """Tell this command's guardian to look after a process group or directory (kind "group"
-    or "dir"), or that it is gone (done=True). The guardian starts with the first."""
+def _start_guardian():
+    """This command's guardian, started the first time."""
     global _guardian
     if _guardian is None or _guardian.poll() is not None:
-        if done:
-            return
         _guardian = subprocess.Popen([sys.executable, "-m", "harness.guard"], stdin=subprocess.PIPE, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, start_new_session=True, text=True)
-    if kind == "start":
-        return
+    return _guardian
+
+
+def guard(kind, value, done=False):
+    """Tell this command's guardian to look after a process group or directory (kind "group"
+    or "dir"), or that it is gone (done=True)."""
+    if done and (_guardian is None or _guardian.poll() is not None):
+        return  # nothing to forget
     try:
-        _guardian.stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
+        _start_guardian().stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
         _guardian.stdin.flush()
     except OSError:  # it died: nothing left to tell
         pass
@@ -42,7 +45,7 @@ def spawn(cmd, log_path, env=None, cwd=None, user=None):
         kwargs = {}
         if user is not None:
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
-        guard("start", "")  # the guardian first: nothing may run unguarded
+        _start_guardian()  # first: nothing may run unguarded
         proc = subprocess.Popen(
             [str(c) for c in cmd],
             stdout=log,
@@ -80,7 +83,7 @@ def stop(proc, sig=signal.SIGTERM, timeout=10.0):
     _signal_group(proc.pid, signal.SIGKILL)
     code = proc.wait()
     _wait_group_gone(proc.pid, 5.0)
-    guard("group", proc.pid, done=True)
+    forget(proc)
     if interrupted is not None:
         raise interrupted
     return code

@@ -206,12 +206,12 @@ def connections_opened(postgres_log, user, start, end):
 
 
 def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
-              postgres_log=None, app_user="bench", probe_name="/probe/"):
+              postgres_log=None, app_user="bench", probe_name="/probe/", requests=None):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
     when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers."""
     start, end = window
     stream_name = f"/stream/{variant}/"
-    requests = read_requests(cell_dir)
+    requests = read_requests(cell_dir) if requests is None else requests
     fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]

@@ -46,6 +46,16 @@ def admin(database):
     conn.close()
 
 
+def app_server(database, log_dir, scenario="slow-server", backend="geventpool", **overrides):
+    """A Server (not started) of `backend` with the scenario's parameters on the session's
+    seeded database; `with app_server(...) as server:` starts and stops it."""
+    from harness.postgres import free_port
+    from harness.server import Server
+
+    params = SPEC.params(scenario, {"seed_rows": 2000, **overrides})
+    return Server(SPEC.backends[backend], params, database.app_url, free_port(), log_dir / "server.log")
+
+
 def app_backends(cur, database):
     cur.execute(
         "SELECT pid, state, query FROM pg_stat_activity "

@@ -8,20 +8,17 @@ import time
 
 import pytest
 
-from harness import ROOT, postgres, summary
+from harness import ROOT, summary
 from harness.bench import leak_check
 from harness.sampler import Sampler
-from harness.server import Server
-from tests.conftest import SPEC
+from tests.conftest import app_server
 from tests.test_stream_release import in_use, open_stream, wait_for
 
 
 @pytest.fixture(scope="module")
 def pool_server(database, tmp_path_factory):
     directory = tmp_path_factory.mktemp("leaks")
-    params = SPEC.params("slow-server", {"pool_max": 4, "seed_rows": 2000})
-    with Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
-                directory / "server.log") as server:
+    with app_server(database, directory, pool_max=4) as server:
         with Sampler(directory / "timeline.csv", database.admin_url, database.app_user, database.app_db,
                      server.url) as sampler:
             yield server, sampler

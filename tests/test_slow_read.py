@@ -6,18 +6,13 @@ import time
 
 import pytest
 
-from harness import postgres
 from harness.sampler import read_metrics
-from harness.server import Server
-from tests.conftest import SPEC
+from tests.conftest import SPEC, app_server
 
 
 @pytest.fixture(scope="module")
 def server(database, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("slow-read")
-    params = SPEC.params("slow-read", {"pool_max": 1, "seed_rows": 2000})
-    with Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
-                directory / "server.log") as s:
+    with app_server(database, tmp_path_factory.mktemp("slow-read"), "slow-read", pool_max=1) as s:
         yield s
 
 

@@ -17,7 +17,7 @@ import pytest
 from harness import pgbouncer, postgres
 from harness.sampler import read_metrics
 from harness.server import Server
-from tests.conftest import SPEC, app_backends
+from tests.conftest import SPEC, app_backends, app_server
 from tests.facts import PERSISTENT, POOLED, releases_on_a_server
 
 CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 700
@@ -152,9 +152,7 @@ def test_connection_is_pinned_only_while_not_released(server, admin, database, v
 def test_harness_refuses_an_unpatched_server(database, tmp_path):
     from harness import CellError
 
-    params = SPEC.params("slow-server", {"pool_max": 1, "seed_rows": 2000})
-    server = Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
-                    tmp_path / "server.log")
+    server = app_server(database, tmp_path, pool_max=1)
     server.env["BENCH_PSYCOGREEN"] = "0"
     with pytest.raises(CellError, match="not gevent-patched"):
         with server:
