@@ -30,11 +30,13 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench serve ui matrix table compare report test lock clean
+.PHONY: help venv bench capacity serve ui matrix table compare report test lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
+	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
+	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
@@ -54,9 +56,15 @@ $(VENV)/.installed: requirements/bench.txt
 
 venv: $(VENV)/.installed
 
+# bench and capacity: the database URL through the environment, not the command line
+RUN_ARGS = --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
+DB_ENV = $(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)')
+
 bench: venv
-	$(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)') \
-	$(PY) -m harness bench --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
+	$(DB_ENV) $(PY) -m harness bench $(RUN_ARGS)
+
+capacity: venv
+	$(DB_ENV) $(PY) -m harness capacity $(RUN_ARGS)
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

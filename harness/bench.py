@@ -19,8 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import harness
-from harness import (CellError, UsageError, audit, compare, envs, faults, html_report, matrix, pgbouncer, postgres,
-                     procs, runinfo, summary)
+from harness import (CellError, UsageError, audit, capacity, compare, envs, faults, html_report, matrix, pgbouncer,
+                     postgres, procs, runinfo, summary)
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness import server as server_module
@@ -41,14 +41,18 @@ FAULT_COLUMNS = [("fault_s", "fault at s"), ("failures_after_fault", "failed aft
                  ("recovery_s", "recovery s")]
 
 
-def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None, matrix_file=None):
+def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None, matrix_file=None,
+        search=False):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
-    cells then run with the backend that app reports, and nothing is started."""
+    cells then run with the backend that app reports, and nothing is started. `search`: make
+    capacity: each cell is a step load searching its breaking point (harness/capacity.py)."""
     console = console or Console(stderr=True)
     spec = matrix.load(matrix_file)
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
+    if search:
+        capacity.refuse_unsupported(cells)
     app_health = None
     if host:
         if not os.environ.get("BENCH_DATABASE_URL"):
@@ -96,6 +100,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
                "samples its /metrics"] if host else []),
         ],
+        "kind": "capacity" if search else "bench",
         "matrix_file": spec.raw,
         "cells": [
             {"cell": c.name, "repeat": c.repeat, "path": str(c.path), "params": vars(c.params),
@@ -104,11 +109,12 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         ],
     }
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-    summary_path = os.path.join(run_dir, "summary.csv")
+    summary_path = os.path.join(run_dir, "capacity.csv" if search else "summary.csv")
+    write_rows = capacity.write_verdicts if search else summary.write
     rows = [_identity(run_id, c, "incomplete") for c in cells]
-    summary.write(summary_path, rows)
+    write_rows(summary_path, rows)
 
-    planned = [c.params.duration_s + CELL_OVERHEAD_S for c in cells]
+    planned = [(capacity.planned_s(c.params) if search else c.params.duration_s) + CELL_OVERHEAD_S for c in cells]
     console.print(f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
                   f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}")
     label = harness.PHASE["name"] = None  # the cell running, and its phase
@@ -134,19 +140,24 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                     seeded = cell.params.seed_rows
                 progress.update(task, description=label, completed=sum(planned[:i]))
                 rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host,
-                                    cluster=None if external is not None else cluster)
-                summary.write(summary_path, rows)
+                                    cluster=None if external is not None else cluster,
+                                    search_s=planned[i] if search else None)
+                write_rows(summary_path, rows)
                 _report_cell(console, label, rows[i])
             label = None
         info["status"] = "complete"  # every cell ran; the report says so, once written
         harness.PHASE["name"] = "report"
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         tables = Console(width=None if sys.stdout.isatty() else 200)
-        print_table(rows, tables)
-        print_headline(rows, tables)
-        console.print(f"summary: {os.path.relpath(summary_path)}")
+        if search:
+            capacity.print_table(rows, tables)
+        else:
+            print_table(rows, tables)
+            print_headline(rows, tables)
+        console.print(f"{'capacity' if search else 'summary'}: {os.path.relpath(summary_path)}")
         try:
-            console.print(f"report:  {os.path.relpath(html_report.write(run_dir))}")
+            console.print(f"{'plots' if search else 'report'}:  " + ", ".join(
+                os.path.relpath(f) for f in (capacity.plot_run(run_dir, rows) if search else [html_report.write(run_dir)])))
         except Exception as exc:  # the run's results stand without their report
             console.print(f"[red]report.html not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
     except KeyboardInterrupt:
@@ -166,7 +177,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     finally:
         info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-        summary.write(summary_path, rows)
+        write_rows(summary_path, rows)
     return run_dir, rows
 
 
@@ -188,7 +199,9 @@ def external_cells(cells, backend):
     return list(out.values())
 
 
-def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None):
+def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None, search_s=None):
+    """One cell: a fixed load for duration_s, or (search_s: its longest time) make capacity's
+    step load."""
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
     row = _identity(run_id, cell, "incomplete")
@@ -213,14 +226,20 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             sampler = stack.enter_context(Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url,
                                                   db.app_user, db.app_db, server.url))
             start = time.time()
-            locust = procs.spawn(locust_command(cell, server.url, cell_dir), os.path.join(cell_dir, "locust.log"))
+            shape = None if search_s is None else [
+                *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
+            locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape), os.path.join(cell_dir, "locust.log"))
             harness.phase("load")
+            stack.enter_context(capacity.CpuSampler(os.path.join(cell_dir, capacity.CPU_FILE), {
+                "loadgen": locust.pid, **({"server": server.proc.pid} if not host else {}),
+                **({"postgres": cluster.proc.pid} if cluster is not None else {})}))
             injector = faults.Injector(cell, cell_dir, cluster, server)
             # the run, then probes settling and streams ending (each up to the grace period)
-            limit = cell.params.duration_s + 2 * cell.params.grace_s + 60
+            planned = search_s or cell.params.duration_s + CELL_OVERHEAD_S
+            limit = planned + 2 * cell.params.grace_s + 60
             while locust.poll() is None:
                 elapsed = time.time() - start
-                progress.update(task, completed=done_before + min(elapsed, cell.params.duration_s + CELL_OVERHEAD_S))
+                progress.update(task, completed=done_before + min(elapsed, planned))
                 if elapsed > limit:
                     raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
                 injector.poll()
@@ -231,22 +250,26 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             load_ended = time.time()
             window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
             injector.finish(window[0])
-            capacity = _pool_capacity(cell, server.health.get("pool_limit"))
+            pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
             measure = functools.partial(
                 summary.summarize,
-                cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=capacity,
+                cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=pool_capacity,
                 postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
+            if search_s is not None:
+                measure = functools.partial(capacity.measure, cell_dir, cell, pool_capacity, requests)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             procs.forget(locust)
             locust = None
             harness.phase("leak check")
-            leaks = leak_check(sampler, capacity or 0, cell.params.settle_s, since=load_ended)
+            leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
             audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"
+        if search_s is not None:
+            capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
         if sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
     except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
@@ -309,6 +332,9 @@ def _report_cell(console, label, row):
         console.print(f"{label}: [{colour}]{row['status']}[/] {row.get('error', '')}")
         return
     row = {k: ("-" if v == "" else v) for k, v in row.items()}
+    if "max_streams_ok" in row:
+        console.print(capacity.cell_text(label, row))
+        return
     console.print(
         f"{label}: ok; conn hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
         f"{row['probe_failures']}/{row['probe_requests']} probes failed, "

@@ -1,4 +1,4 @@
-"""Command line: python -m harness {bench,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
+"""Command line: python -m harness {bench,capacity,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
 
 import argparse
 import contextlib
@@ -9,7 +9,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, runinfo
+from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, procs, runinfo
 
 PANEL = ROOT / "locustfiles" / "pool_panel.py"
 
@@ -23,15 +23,19 @@ def _parser():
     overrides.add_argument("--matrix-file", default=None,
                            help="read backends, variants, scenarios and matrices from this file (default matrix.toml)")
 
-    bench = sub.add_parser("bench", parents=[overrides], help="run a named matrix and write a run directory")
-    bench.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
-    bench.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
-    bench.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
-    bench.add_argument("--host", default=None,
-                       help="an app something else started (e.g. docker compose): run against it, start nothing; "
-                            "needs --database-url")
-    bench.add_argument("--database-url", default=None,
-                       help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster")
+    run = argparse.ArgumentParser(add_help=False, parents=[overrides])
+    run.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
+    run.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+    run.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
+    run.add_argument("--host", default=None,
+                     help="an app something else started (e.g. docker compose): run against it, start nothing; "
+                          "needs --database-url")
+    run.add_argument("--database-url", default=None,
+                     help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster")
+    sub.add_parser("bench", parents=[run], help="run a named matrix and write a run directory")
+    sub.add_parser("capacity", parents=[run],
+                   help="each cell of a named matrix under a step load of slow streams until an objective "
+                        "breaks (capacity_* and slo_* in matrix.toml); writes capacity.csv and plots")
 
     serve = sub.add_parser("serve", parents=[overrides],
                            help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
@@ -92,14 +96,15 @@ def main(argv=None):
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     try:
-        if args.command == "bench":
+        if args.command in ("bench", "capacity"):
             from harness import bench
 
             overrides = matrix.parse_overrides(args.overrides)
             if args.database_url:
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
+            procs.raise_fd_limit()
             _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host,
-                                matrix_file=args.matrix_file)
+                                matrix_file=args.matrix_file, search=args.command == "capacity")
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "serve":
             return serve(args)

@@ -9,14 +9,15 @@ from harness.matrix import Cell, Params
 
 WINDOW_FILE = "test_window.json"
 LOCUSTFILES = [ROOT / "locustfiles" / "slow_stream.py", ROOT / "locustfiles" / "probe.py"]
+STEP_SHAPE = ROOT / "locustfiles" / "step_shape.py"
 
 
-def load_options(p: Params) -> list:
+def load_options(p: Params, users=True) -> list:
     """The users, their spawn rate and the project's options for parameters `p`: for a cell,
-    and as the defaults of make ui's form."""
-    users = p.streams + 1  # the stream clients and one ProbeUser (fixed_count = 1)
+    and as the defaults of make ui's form. users=False: a load shape sets the users."""
+    users = p.streams + 1 if users else None  # the stream clients and one ProbeUser (fixed_count = 1)
     return [
-        "-u", users, "-r", users / p.spawn_s if p.spawn_s else users,
+        *(["-u", users, "-r", users / p.spawn_s if p.spawn_s else users] if users else []),
         "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
         "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
         "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
@@ -24,16 +25,19 @@ def load_options(p: Params) -> list:
     ]
 
 
-def locust_command(cell: Cell, host: str, cell_dir) -> list:
+def locust_command(cell: Cell, host: str, cell_dir, shape_options=None) -> list:
+    """`shape_options`: run the capacity search's step shape (locustfiles/step_shape.py) with
+    these options instead of a fixed number of users for duration_s."""
     p = cell.params
+    shaped = shape_options is not None
     return [
         sys.executable, "-m", "locust",
-        "-f", ",".join(str(f) for f in LOCUSTFILES),
-        "--headless", "--host", host, *load_options(p),
+        "-f", ",".join(str(f) for f in LOCUSTFILES + ([STEP_SHAPE] if shaped else [])),
+        "--headless", "--host", host, *load_options(p, users=not shaped), *(shape_options or []),
         # distributed (Locust's --processes): the master stops the workers gracefully itself
-        *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 else
-          ["--processes", p.locust_workers, "--distributed-run-time-s", p.duration_s,
-           *_master_on_loopback()]),
+        *([] if shaped or p.locust_workers == 1 else ["--distributed-run-time-s", p.duration_s]),
+        *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 and not shaped else []),
+        *(["--processes", p.locust_workers, *_master_on_loopback()] if p.locust_workers > 1 else []),
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
         "--only-summary", "--exit-code-on-error", "0",
         # Streams keep their load on while the last probes are answered or time out.

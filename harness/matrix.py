@@ -45,6 +45,12 @@ class Params:
     settle_s: float = _limits(0, 600, "seconds")
     fault: str = field(metadata={"limits": None, "choices": FAULTS})
     fault_at_s: float = _limits(0, 86_400, "seconds")
+    capacity_start: int = _limits(1, 1_000_000, "clients")
+    capacity_growth: float = _limits(1.01, 100, "times the previous step")
+    capacity_max: int = _limits(1, 1_000_000, "clients")
+    capacity_step_s: float = _limits(1, 86_400, "seconds")
+    slo_probe_p99_ms: float = _limits(0.1, 3_600_000, "milliseconds")
+    slo_failures: int = _limits(0, 1_000_000_000, "failed requests")
 
     @property
     def grace_s(self) -> int:
@@ -216,14 +222,20 @@ def check_params(values: dict, where: str) -> Params:
     if params.fault != "none" and not 0 < params.fault_at_s < params.duration_s:
         raise UsageError(f"fault_at_s={params.fault_at_s:g} in {where} is not inside duration_s={params.duration_s}: "
                          f"inject the {params.fault} after the start and before the end, or run longer")
+    check_connections(params, where)
+    return params
+
+
+def check_connections(params: Params, where: str, streams="streams"):
+    """The server must accept every client connection Locust may open (`streams`: the
+    parameter that sets the streams, for the message)."""
     if params.client_connections > params.worker_connections * params.workers:
         raise UsageError(
-            f"streams={params.streams} in {where} and up to "
+            f"{streams}={params.streams} in {where} and up to "
             f"{params.client_connections - params.streams} probes in flight are more than the server "
             f"accepts (worker_connections={params.worker_connections} x workers={params.workers}): "
-            "raise worker_connections or lower streams"
+            f"raise worker_connections or lower {streams}"
         )
-    return params
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -3,6 +3,7 @@ stopping signals the whole group, then kills whatever is left. Should the comman
 without stopping them, its guardian (harness/guard.py) kills them."""
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,15 @@ def guard(kind, value, done=False):
         _guardian.stdin.flush()
     except OSError:  # it died: nothing left to tell
         pass
+
+
+def raise_fd_limit():
+    """Let this process and everything it starts (Locust, gunicorn) open as many files as the
+    system allows: a stream is a socket on each side, and a soft limit of 1024 is common."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def spawn(cmd, log_path, env=None, cwd=None, user=None):

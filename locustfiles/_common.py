@@ -129,17 +129,19 @@ def stop_distributed_run(environment, **_):
     if not run_time or not isinstance(runner, MasterRunner):
         return
 
-    def stop_then_quit():
-        gevent.sleep(run_time)
-        workers = [client.id for client in runner.clients.all]
-        runner.stop()  # tells the workers to stop and waits for their users (up to --stop-timeout)
-        # a stopped worker leaves the master's list until it is ready again, so quit() would not
-        # reach it: tell each to quit first
-        for worker in workers:
-            runner.server.send_to_client(Message("quit", None, worker))
-        runner.quit()
+    gevent.spawn_later(run_time, stop_then_quit, runner)
 
-    gevent.spawn(stop_then_quit)
+
+def stop_then_quit(runner: MasterRunner):
+    """End a distributed headless test as -t ends one in a single process: every worker's users
+    stop within --stop-timeout and their last statistics reach the master, then all quit."""
+    workers = [client.id for client in runner.clients.all]
+    runner.stop()  # tells the workers to stop and waits for their users (up to --stop-timeout)
+    # a stopped worker leaves the master's list until it is ready again, so quit() would not
+    # reach it: tell each to quit first
+    for worker in workers:
+        runner.server.send_to_client(Message("quit", None, worker))
+    runner.quit()
 
 
 def settle_probes(environment):

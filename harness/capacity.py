@@ -1,0 +1,387 @@
+"""`python -m harness capacity`: each cell's breaking point under a step load of slow streams.
+
+Locust runs locustfiles/step_shape.py (a LoadTestShape): the streams rise step by step
+(capacity_start, ×capacity_growth, up to capacity_max) and the test stops one step after the
+shape sees an objective broken. Here every step is judged again, exactly, from the request
+log, the sampler's timeline and the processes' CPU time:
+
+- probe p99 of the probes started in the step's hold, failed ones included, above slo_probe_p99_ms;
+- failed requests (probes, and streams that ended in the step) above slo_failures;
+- connections in use above the pool's limit (pool_max per worker, or PgBouncer's pool);
+- the load generator itself at its limit: its processes busy 90% of a core or more each, or
+  fewer than 90% of the step's streams open on average. The server is then not what broke:
+  the cell's answer is a lower bound (more Locust workers, or another machine, go further).
+
+max_streams_ok is the streams of the last step before the first broken one. Per cell:
+steps.csv (every step), capacity.csv (the verdict), capacity.png; per run: capacity.csv
+(every cell) and capacity.png (every cell's max_streams_ok).
+"""
+
+import bisect
+import csv
+import json
+import os
+import threading
+import time
+from dataclasses import replace
+
+import psutil
+
+from harness import UsageError, matrix, procs, runinfo, summary
+from harness.summary import percentile
+
+STEPS_FILE = "steps.json"  # written by the shape
+CPU_FILE = "cpu.csv"
+LOADGEN_BUSY = 0.9  # a Locust process this busy (cores) limits the load, not the server
+OPEN_SHORT = 0.9    # ... as do fewer open streams than this share of the step's
+
+STEP_COLUMNS = [
+    "step", "streams", "streams_open", "start_unix", "full_unix", "end_unix", "probes", "probe_failures",
+    "probe_p50_ms", "probe_p99_ms", "stream_failures", "streams_completed", "peak_pool_in_use",
+    "peak_pool_waiting", "peak_db_backends", "loadgen_cores", "server_cores", "postgres_cores",
+    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "broken",
+]
+VERDICT_COLUMNS = [
+    "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "max_streams_ok",
+    "broken_objective", "broken_at_streams", "broken_detail", "steps", "highest_streams", "slo_probe_p99_ms",
+    "slo_failures", "pool_capacity", "stream_design_ms", "probe_p99_ms_at_max_ok",
+    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "leaked_conns", "settle_s", "error",
+]
+
+
+def levels(p):
+    """The streams of each step for parameters `p` (the shape computes the same)."""
+    out = [min(p.capacity_start, p.capacity_max)]
+    while out[-1] < p.capacity_max:
+        out.append(min(p.capacity_max, max(out[-1] + 1, int(out[-1] * p.capacity_growth + 0.5))))
+    return out
+
+
+def planned_s(p):
+    """The longest a cell can take: every step's ramp (one stream's length) and hold."""
+    return len(levels(p)) * (p.stream_s + p.capacity_step_s + 1)
+
+
+def shape_options(p):
+    return ["--step-levels", ",".join(str(n) for n in levels(p)), "--step-ramp-s", p.stream_s, "--step-hold-s", p.capacity_step_s,
+            "--slo-probe-p99-ms", p.slo_probe_p99_ms, "--slo-failures", p.slo_failures]
+
+
+# ---------------------------------------------------------------- CPU time
+
+def group_cpu_s(pgid):
+    """CPU seconds (user + system) used so far by process group `pgid`: its live processes, and
+    the children they have reaped (an ended PostgreSQL backend, a restarted worker)."""
+    total = 0.0
+    for p in procs.group_members(pgid):
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class CpuSampler(threading.Thread):
+    """Every `interval` seconds, the CPU seconds each named process group has used: cpu.csv."""
+
+    def __init__(self, path, groups, interval=1.0):
+        super().__init__(name="cpu", daemon=True)
+        self.path, self.groups, self.interval = path, groups, interval
+        self.stop_event = threading.Event()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(10)
+
+    def run(self):
+        with open(self.path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups)])
+            while True:
+                writer.writerow([f"{time.time():.3f}",
+                                 *(f"{group_cpu_s(pgid):.3f}" for pgid in self.groups.values())])
+                f.flush()
+                if self.stop_event.wait(self.interval):
+                    return
+
+
+def _cores(cpu_rows, name, start, end):
+    """Cores `name` used on average between the first sample at or after `start` and the last
+    at or before `end` (None with fewer than two samples there)."""
+    inside = [r for r in cpu_rows if start <= r["unix_s"] <= end and r.get(f"{name}_cpu_s") not in (None, "")]
+    if len(inside) < 2 or inside[-1]["unix_s"] <= inside[0]["unix_s"]:
+        return None
+    used = float(inside[-1][f"{name}_cpu_s"]) - float(inside[0][f"{name}_cpu_s"])
+    return max(used, 0.0) / (inside[-1]["unix_s"] - inside[0]["unix_s"])
+
+
+# ---------------------------------------------------------------- judging the steps
+
+def _open_streams(requests, start, end):
+    """The streams open on average between `start` and `end` (unix s), from the client's view:
+    from sending the request to the body's end (STREAM, UNFINISHED or ABORTED)."""
+    if end <= start:
+        return 0.0
+    total = 0.0
+    for r in requests:
+        if r["request_type"] in ("STREAM", "UNFINISHED", "ABORTED") and r["start_unix_s"]:
+            s = float(r["start_unix_s"])
+            e = s + r["response_time_ms"] / 1000
+            total += max(0.0, min(e, end) - max(s, start))
+    return total / (end - start)
+
+
+def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers):
+    """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
+    lists the objectives it broke, separated by '; '."""
+    probes = sorted((float(r["start_unix_s"]), r) for r in requests
+                    if r["request_type"] == "GET" and r["name"] == "/probe/" and r["start_unix_s"])
+    probe_starts = [t for t, _ in probes]
+    ended = [(float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r) for r in requests
+             if r["request_type"] == "STREAM" and r["start_unix_s"]]
+    samples = [{**s, "unix_s": float(s["unix_s"])} for s in timeline]
+    rows = []
+    for step in steps:
+        if "end_unix" not in step or "full_unix" not in step:
+            continue  # the test stopped during it
+        start, full, end = step["start_unix"], step["full_unix"], step["end_unix"]
+        # the probes of the step's hold (its steady state); the ramp's transient (the first
+        # connections of a test, say) is not the level's
+        in_step = [r for _, r in probes[bisect.bisect_left(probe_starts, full):bisect.bisect_left(probe_starts, end)]]
+        times = [r["response_time_ms"] for r in in_step]
+        streams_ended = [r for t, r in ended if start <= t < end]
+        peaks = {}
+        for column in ("pool_in_use", "pool_waiting", "db_backends"):
+            values = [int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")]
+            peaks[column] = max(values) if values else ""
+        opened = _open_streams(requests, full, end)
+        row = {
+            "step": step["step"], "streams": step["streams"], "streams_open": round(opened, 1),
+            "start_unix": f"{start:.3f}", "full_unix": f"{full:.3f}", "end_unix": f"{end:.3f}",
+            "probes": len(times), "probe_failures": sum(1 for r in in_step if r["failure"]),
+            "probe_p50_ms": _round(percentile(times, 50)), "probe_p99_ms": _round(percentile(times, 99)),
+            "stream_failures": sum(1 for r in streams_ended if r["failure"]),
+            "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
+            "peak_pool_in_use": peaks["pool_in_use"], "peak_pool_waiting": peaks["pool_waiting"],
+            "peak_db_backends": peaks["db_backends"],
+        }
+        for name in ("loadgen", "server", "postgres"):
+            cores = _cores(cpu_rows, name, full, end)
+            row[f"{name}_cores"] = "" if cores is None else round(cores, 3)
+        for name in ("loadgen", "server"):
+            cores = row[f"{name}_cores"]
+            row[f"{name}_core_pct_per_1k_streams"] = (
+                round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else "")
+        broken = []
+        if times and row["probe_p99_ms"] > p.slo_probe_p99_ms:
+            broken.append(f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms")
+        failures = row["probe_failures"] + row["stream_failures"]
+        if failures > p.slo_failures:
+            broken.append(f"{failures} failed requests > {p.slo_failures}")
+        if pool_capacity and peaks["pool_in_use"] != "" and peaks["pool_in_use"] > pool_capacity:
+            broken.append(f"{peaks['pool_in_use']} connections in use > pool limit {pool_capacity}")
+        busy = row["loadgen_cores"]
+        if busy != "" and busy / locust_workers >= LOADGEN_BUSY:
+            broken.append(f"load generator busy: {busy:.2f} cores for {locust_workers} Locust process(es)")
+        elif opened < OPEN_SHORT * step["streams"]:
+            broken.append(f"load generator short: {opened:.0f} of {step['streams']} streams open")
+        row["broken"] = "; ".join(broken)
+        rows.append(row)
+    return rows
+
+
+def _round(value):
+    return "" if value is None else round(value, 1)
+
+
+def verdict(step_rows, p, stopped_early):
+    """max_streams_ok, and the first objective broken with the streams at which it broke."""
+    first = next((r for r in step_rows if r["broken"]), None)
+    before = [r for r in step_rows if first is None or r["step"] < first["step"]]
+    best = before[-1] if before else None
+    out = {
+        "max_streams_ok": best["streams"] if best else 0,
+        "steps": len(step_rows),
+        "highest_streams": step_rows[-1]["streams"] if step_rows else "",
+        "probe_p99_ms_at_max_ok": best["probe_p99_ms"] if best else "",
+        "loadgen_core_pct_per_1k_streams": best["loadgen_core_pct_per_1k_streams"] if best else "",
+        "server_core_pct_per_1k_streams": best["server_core_pct_per_1k_streams"] if best else "",
+    }
+    if first is not None:
+        objective = first["broken"].split(";")[0]
+        out.update(broken_objective=_objective(objective), broken_at_streams=first["streams"],
+                   broken_detail=first["broken"])
+    elif step_rows and step_rows[-1]["streams"] >= p.capacity_max:
+        out.update(broken_objective="none", broken_detail=f"every step held, up to capacity_max={p.capacity_max}")
+    else:
+        out.update(broken_objective="none",
+                   broken_detail="the test ended before a broken step was confirmed" if stopped_early
+                   else "no step finished")
+    return out
+
+
+def _objective(text):
+    """The short name of a broken objective's description."""
+    for prefix, name in (("probe p99", "probe_p99"), ("load generator", "load_generator")):
+        if text.startswith(prefix):
+            return name
+    return "failed_requests" if "failed requests" in text else "pool_limit"
+
+
+def read_steps(cell_dir):
+    try:
+        with open(os.path.join(cell_dir, STEPS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def read_cpu(cell_dir):
+    return [{**r, "unix_s": float(r["unix_s"])} for r in summary.read(os.path.join(cell_dir, CPU_FILE))]
+
+
+def measure(cell_dir, cell, pool_capacity, requests):
+    """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
+    p = cell.params
+    steps = read_steps(cell_dir)
+    rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), read_cpu(cell_dir), p,
+                       pool_capacity, p.locust_workers)
+    write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
+    result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
+    result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)
+    plot_cell(os.path.join(cell_dir, "capacity.png"), cell.name, rows, p, pool_capacity)
+    return result
+
+
+def refuse_unsupported(cells):
+    """make capacity sets the streams itself and injects no faults."""
+    for cell in cells:
+        if cell.params.fault != "none":
+            raise UsageError(f"make capacity injects no faults, and cell {cell.name} has fault={cell.params.fault}: "
+                             "choose a MATRIX without fault scenarios, or SET=fault=none")
+        if cell.params.capacity_start > cell.params.capacity_max:
+            raise UsageError(f"capacity_start={cell.params.capacity_start} in {cell.name} is above "
+                             f"capacity_max={cell.params.capacity_max}: lower capacity_start or raise capacity_max")
+        matrix.check_connections(replace(cell.params, streams=cell.params.capacity_max), cell.name, "capacity_max")
+
+
+def write_csv(path, columns, rows):
+    with runinfo.replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+
+
+def write_verdicts(path, rows):
+    write_csv(path, VERDICT_COLUMNS, rows)
+
+
+# ---------------------------------------------------------------- tables and plots
+
+def cell_text(label, row):
+    broke = (f"broke at {row['broken_at_streams']}: {row['broken_detail']}" if row["broken_objective"] != "none"
+             else row["broken_detail"])
+    return (f"{label}: ok; max streams ok {row['max_streams_ok']} ({broke}); probe p99 there "
+            f"{row['probe_p99_ms_at_max_ok']} ms; leaked conns {row['leaked_conns']}")
+
+
+def print_table(rows, console):
+    from rich.table import Table
+
+    table = Table(title="capacity: the most concurrent slow streams each cell served within its objectives "
+                        "(every column: capacity.csv)")
+    for title in ("cell", "status", "max streams ok", "broke at", "first objective broken", "probe p99 ms at max ok",
+                  "loadgen % core /1k streams", "server % core /1k streams", "leaked conns"):
+        table.add_column(title, justify="left" if title in ("cell", "first objective broken") else "right",
+                         no_wrap=title == "cell")
+    for r in rows:
+        table.add_row(r["cell"], r["status"], str(r.get("max_streams_ok", "")), str(r.get("broken_at_streams", "")),
+                      r.get("broken_detail", "") or r.get("error", ""), str(r.get("probe_p99_ms_at_max_ok", "")),
+                      str(r.get("loadgen_core_pct_per_1k_streams", "")), str(r.get("server_core_pct_per_1k_streams", "")),
+                      str(r.get("leaked_conns", "")))
+    console.print(table)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cell(path, name, rows, p, pool_capacity):
+    """Probe p99 and connections against the step's streams, the objective and the break marked."""
+    if not rows:
+        return None
+    plt = _plt()
+    from harness.plots import _save
+
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    x = [r["streams"] for r in rows]
+    p99 = [r["probe_p99_ms"] if r["probe_p99_ms"] != "" else float("nan") for r in rows]
+    top.plot(x, p99, "o-", color="tab:purple", label="probe p99")
+    top.axhline(p.slo_probe_p99_ms, color="tab:red", linestyle="--", label=f"objective {p.slo_probe_p99_ms:g} ms")
+    top.set_yscale("log")
+    top.set_ylabel("probe p99, ms (log)")
+    for r in rows:
+        if r["broken"]:
+            top.axvline(r["streams"], color="0.5", linestyle=":")
+            top.annotate("broken", (r["streams"], top.get_ylim()[1]), fontsize=8, ha="right", va="top", rotation=90)
+            break
+    top.legend(fontsize=8)
+    top.set_title(name, fontsize=10)
+    for column, label, colour in (("peak_pool_in_use", "peak in use", "tab:blue"),
+                                  ("peak_pool_waiting", "peak waiting", "tab:red"),
+                                  ("peak_db_backends", "peak PG backends", "tab:green")):
+        ys = [r[column] if r[column] != "" else float("nan") for r in rows]
+        bottom.plot(x, ys, "o-", color=colour, label=label)
+    if pool_capacity:
+        bottom.axhline(pool_capacity, color="tab:blue", linestyle="--", label=f"pool limit {pool_capacity}")
+    bottom.set_ylabel("connections (peak in step)")
+    bottom.set_xlabel("concurrent slow streams (step)")
+    bottom.set_xscale("log", base=2)
+    bottom.set_xticks(x, [str(n) for n in x], fontsize=8)
+    bottom.minorticks_off()
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir, rows):
+    """capacity.png of the run: every cell's max_streams_ok; returns the files written."""
+    done = [r for r in rows if r["status"] == "ok"]
+    written = [os.path.join(run_dir, r["cell"], f"r{r['repeat']}", "capacity.png") for r in done]
+    written = [f for f in written if os.path.exists(f)]
+    if not done:
+        return written
+    plt = _plt()
+    from harness.plots import _save
+
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(done) + 1.5))
+    labels = [r["cell"] + (f" r{r['repeat']}" if int(r["repeat"]) > 1 else "") for r in done]
+    values = [int(r["max_streams_ok"]) for r in done]
+    colours = ["tab:orange" if r["broken_objective"] == "load_generator" else
+               "tab:green" if r["broken_objective"] == "none" else "tab:blue" for r in done]
+    ax.barh(labels, [max(v, 0.5) for v in values], color=colours)
+    for y, (v, r) in enumerate(zip(values, done)):
+        ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
+    ax.set_xscale("log", base=2)
+    ax.invert_yaxis()
+    ax.set_xlabel("max concurrent slow streams within the objectives (log; orange: the load generator's limit, "
+                  "green: nothing broke)", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    path = os.path.join(run_dir, "capacity.png")
+    _save(fig, path)
+    plt.close(fig)
+    return [path, *written]
