@@ -17,6 +17,7 @@ WORKERS ?=
 HOST    ?=
 DATABASE_URL ?=
 SCENARIO ?=
+VARIANT ?=
 RUN     ?=
 TABLE   ?=
 RUNS    ?=
@@ -30,13 +31,15 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity serve ui matrix table compare report test lock clean
+.PHONY: help venv bench capacity peer serve ui matrix table compare report test lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
+	@echo "make peer [BACKEND=geventpool-bounded] [VARIANT=release] [SCENARIO=peer-slow-read] [SET=...]"
+	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
@@ -65,6 +68,9 @@ bench: venv
 
 capacity: venv
 	$(DB_ENV) $(PY) -m harness capacity $(RUN_ARGS)
+
+peer: venv
+	$(PY) -m harness peer $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(OUT),--out $(OUT)) $(SETS)
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

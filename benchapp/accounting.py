@@ -5,6 +5,7 @@
 `_close()` (a return: closed, or given back to the pool). It keeps Prometheus metrics for
 live sampling (/metrics) and, when BENCH_ACCOUNTING_DIR is set, appends one exact line per
 event to `accounting-<pid>.csv` there, from which the harness computes peaks and percentiles.
+BENCH_ACCOUNTING=0 turns all of it off (the wrapper then only passes the calls on).
 """
 
 import contextvars
@@ -114,6 +115,8 @@ class AccountingMixin:
         return None
 
     def get_new_connection(self, conn_params):
+        if not settings.BENCH_ACCOUNTING:
+            return super().get_new_connection(conn_params)
         route = current_route.get()
         acquire_id = next(_acquire_ids)  # pairs this acquire with its checkout or error
         counts.add(waiting=1)
@@ -143,6 +146,8 @@ class AccountingMixin:
         return conn
 
     def _close(self):
+        if not settings.BENCH_ACCOUNTING:
+            return super()._close()
         holder = self._bench_holder
         try:
             super()._close()

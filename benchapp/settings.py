@@ -54,6 +54,8 @@ BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "geventpool")
 BENCH_SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "10000"))
 # Where each worker appends one line per connection checkout and return (exact accounting).
 BENCH_ACCOUNTING_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
+# BENCH_ACCOUNTING=0: no connection accounting at all (metrics or log), to measure its cost.
+BENCH_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 
 LOGGING = {
     "version": 1,

@@ -165,6 +165,7 @@ def healthz(request):
             "psycopg2_gevent_patched": patched,
             "pid": os.getpid(),
             "variants": list(VARIANTS),
+            "accounting": settings.BENCH_ACCOUNTING,
         }
     )
 

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 import harness
-from harness import (CellError, UsageError, audit, capacity, compare, envs, faults, html_report, matrix, pgbouncer,
+from harness import (CellError, UsageError, audit, capacity, compare, cpu, envs, faults, html_report, matrix, pgbouncer,
                      postgres, procs, runinfo, summary)
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
@@ -187,7 +187,7 @@ def _identity(run_id, cell, status):
         "run_id": run_id, "cell": cell.name, "backend": cell.backend.name, "variant": cell.variant,
         "scenario": cell.scenario, "repeat": cell.repeat, "status": status, "streams": p.streams,
         "pool_max": p.pool_max, "duration_s": p.duration_s,
-        "stream_design_ms": round(p.stream_s * 1000, 1),
+        "stream_design_ms": round(p.stream_s * 1000, 1), "instrument": p.instrument,
     }
 
 
@@ -223,14 +223,14 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
                                                     os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
             server.verify(cell.variant)
-            sampler = stack.enter_context(Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url,
-                                                  db.app_user, db.app_db, server.url))
+            sampler = None if not cell.params.instrument else stack.enter_context(
+                Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db, server.url))
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
             locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape), os.path.join(cell_dir, "locust.log"))
             harness.phase("load")
-            stack.enter_context(capacity.CpuSampler(os.path.join(cell_dir, capacity.CPU_FILE), {
+            stack.enter_context(cpu.CpuSampler(os.path.join(cell_dir, cpu.FILE), {
                 "loadgen": locust.pid, **({"server": server.proc.pid} if not host else {}),
                 **({"postgres": cluster.proc.pid} if cluster is not None else {})}))
             injector = faults.Injector(cell, cell_dir, cluster, server)
@@ -263,14 +263,15 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             procs.forget(locust)
             locust = None
             harness.phase("leak check")
-            leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
+            leaks = {} if sampler is None else leak_check(sampler, pool_capacity or 0, cell.params.settle_s,
+                                                          since=load_ended)
             audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"
         if search_s is not None:
             capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
-        if sampler.errors:
+        if sampler is not None and sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
     except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
         row["status"] = "failed"

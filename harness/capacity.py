@@ -21,17 +21,12 @@ import bisect
 import csv
 import json
 import os
-import threading
-import time
 from dataclasses import replace
 
-import psutil
-
-from harness import UsageError, matrix, procs, runinfo, summary
+from harness import UsageError, cpu, matrix, runinfo, summary
 from harness.summary import percentile
 
 STEPS_FILE = "steps.json"  # written by the shape
-CPU_FILE = "cpu.csv"
 LOADGEN_BUSY = 0.9  # a Locust process this busy (cores) limits the load, not the server
 OPEN_SHORT = 0.9    # ... as do fewer open streams than this share of the step's
 
@@ -67,62 +62,9 @@ def shape_options(p):
             "--slo-probe-p99-ms", p.slo_probe_p99_ms, "--slo-failures", p.slo_failures]
 
 
-# ---------------------------------------------------------------- CPU time
-
-def group_cpu_s(pgid):
-    """CPU seconds (user + system) used so far by process group `pgid`: its live processes, and
-    the children they have reaped (an ended PostgreSQL backend, a restarted worker)."""
-    total = 0.0
-    for p in procs.group_members(pgid):
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
-
-
-class CpuSampler(threading.Thread):
-    """Every `interval` seconds, the CPU seconds each named process group has used: cpu.csv."""
-
-    def __init__(self, path, groups, interval=1.0):
-        super().__init__(name="cpu", daemon=True)
-        self.path, self.groups, self.interval = path, groups, interval
-        self.stop_event = threading.Event()
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.join(10)
-
-    def run(self):
-        with open(self.path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups)])
-            while True:
-                writer.writerow([f"{time.time():.3f}",
-                                 *(f"{group_cpu_s(pgid):.3f}" for pgid in self.groups.values())])
-                f.flush()
-                if self.stop_event.wait(self.interval):
-                    return
-
-
-def _cores(cpu_rows, name, start, end):
-    """Cores `name` used on average between the first sample at or after `start` and the last
-    at or before `end` (None with fewer than two samples there)."""
-    inside = [r for r in cpu_rows if start <= r["unix_s"] <= end and r.get(f"{name}_cpu_s") not in (None, "")]
-    if len(inside) < 2 or inside[-1]["unix_s"] <= inside[0]["unix_s"]:
-        return None
-    used = float(inside[-1][f"{name}_cpu_s"]) - float(inside[0][f"{name}_cpu_s"])
-    return max(used, 0.0) / (inside[-1]["unix_s"] - inside[0]["unix_s"])
-
-
 # ---------------------------------------------------------------- judging the steps
 
-def _open_streams(requests, start, end):
+def open_streams(requests, start, end):
     """The streams open on average between `start` and `end` (unix s), from the client's view:
     from sending the request to the body's end (STREAM, UNFINISHED or ABORTED)."""
     if end <= start:
@@ -139,8 +81,9 @@ def _open_streams(requests, start, end):
 def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
     lists the objectives it broke, separated by '; '."""
-    probes = sorted((float(r["start_unix_s"]), r) for r in requests
-                    if r["request_type"] == "GET" and r["name"] == "/probe/" and r["start_unix_s"])
+    probes = sorted(((float(r["start_unix_s"]), r) for r in requests
+                     if r["request_type"] == "GET" and r["name"] == "/probe/" and r["start_unix_s"]),
+                    key=lambda item: item[0])
     probe_starts = [t for t, _ in probes]
     ended = [(float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r) for r in requests
              if r["request_type"] == "STREAM" and r["start_unix_s"]]
@@ -159,7 +102,7 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
         for column in ("pool_in_use", "pool_waiting", "db_backends"):
             values = [int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")]
             peaks[column] = max(values) if values else ""
-        opened = _open_streams(requests, full, end)
+        opened = open_streams(requests, full, end)
         row = {
             "step": step["step"], "streams": step["streams"], "streams_open": round(opened, 1),
             "start_unix": f"{start:.3f}", "full_unix": f"{full:.3f}", "end_unix": f"{end:.3f}",
@@ -171,7 +114,7 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             "peak_db_backends": peaks["db_backends"],
         }
         for name in ("loadgen", "server", "postgres"):
-            cores = _cores(cpu_rows, name, full, end)
+            cores = cpu.cores(cpu_rows, name, full, end)
             row[f"{name}_cores"] = "" if cores is None else round(cores, 3)
         for name in ("loadgen", "server"):
             cores = row[f"{name}_cores"]
@@ -241,15 +184,11 @@ def read_steps(cell_dir):
         return []
 
 
-def read_cpu(cell_dir):
-    return [{**r, "unix_s": float(r["unix_s"])} for r in summary.read(os.path.join(cell_dir, CPU_FILE))]
-
-
 def measure(cell_dir, cell, pool_capacity, requests):
     """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
     p = cell.params
     steps = read_steps(cell_dir)
-    rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), read_cpu(cell_dir), p,
+    rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), cpu.read(cell_dir), p,
                        pool_capacity, p.locust_workers)
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))

@@ -1,4 +1,4 @@
-"""Command line: python -m harness {bench,capacity,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
+"""Command line: python -m harness {bench,capacity,peer,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
 
 import argparse
 import contextlib
@@ -71,6 +71,14 @@ def _parser():
     ui.add_argument("--log-dir", default=None,
                     help="where the session's logs and pool_panel.csv go (default results/ui/<UTC time>; must not exist)")
 
+    peer = sub.add_parser("peer", parents=[overrides],
+                          help="the same slow-read load from slowhttptest (slow-read mode) and from this "
+                               "project's slow client, one after the other: what each costs (peer.csv)")
+    peer.add_argument("--backend", default="geventpool-bounded", help="backend from matrix.toml (default geventpool-bounded)")
+    peer.add_argument("--variant", default="release", help="variant from matrix.toml (default release)")
+    peer.add_argument("--scenario", default="peer-slow-read", help="parameters from this scenario (default peer-slow-read)")
+    peer.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
@@ -106,6 +114,13 @@ def main(argv=None):
             _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host,
                                 matrix_file=args.matrix_file, search=args.command == "capacity")
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
+        if args.command == "peer":
+            from harness import peer
+
+            procs.raise_fd_limit()
+            peer.run(args.backend, args.variant, args.scenario, matrix.parse_overrides(args.overrides), args.out,
+                     args.matrix_file)
+            return 0
         if args.command == "serve":
             return serve(args)
         if args.command == "ui":

@@ -45,6 +45,7 @@ class Params:
     settle_s: float = _limits(0, 600, "seconds")
     fault: str = field(metadata={"limits": None, "choices": FAULTS})
     fault_at_s: float = _limits(0, 86_400, "seconds")
+    instrument: bool = field(metadata={"limits": None})  # the app's connection accounting and the sampler
     capacity_start: int = _limits(1, 1_000_000, "clients")
     capacity_growth: float = _limits(1.01, 100, "times the previous step")
     capacity_max: int = _limits(1, 1_000_000, "clients")
@@ -145,9 +146,21 @@ class Matrix:
 
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
         values = dict(self.defaults)
-        values.update({k: v for k, v in self.scenarios[scenario].items() if k != "description"})
+        values.update(self.scenario_values(scenario))
         values.update(overrides or {})
         return check_params(values, f"scenario {scenario}")
+
+
+    def scenario_values(self, scenario: str, seen=()) -> dict:
+        """A scenario's own parameters, on top of those of the scenario it names as `base`."""
+        table = self.scenarios[scenario]
+        base = table.get("base")
+        if base is not None and (base not in self.scenarios or base in seen or base == scenario):
+            raise UsageError(f"{self.path.name}: [scenarios.{scenario}] has base = {base!r}, which is "
+                             + ("part of a loop" if base in self.scenarios else "not a declared scenario"))
+        values = {} if base is None else self.scenario_values(base, (*seen, scenario))
+        values.update({k: v for k, v in table.items() if k not in ("description", "base")})
+        return values
 
 
 def parts(spec: dict) -> list[dict]:

@@ -22,7 +22,7 @@ import glob
 import math
 import os
 
-from harness import faults, runinfo
+from harness import cpu, faults, runinfo
 
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
@@ -45,6 +45,9 @@ COLUMNS = [
     # the fault (harness/faults.py), seconds after the load started; failed probes and
     # streams from then on; seconds until probes answered again for good; the commonest failure
     "fault", "fault_s", "failures_after_fault", "recovery_s", "fault_failure", "streams_aborted",
+    # probes answered without failure per second of the measured time; the cores (CPU seconds per
+    # second) the load generator, the server and PostgreSQL used then (harness/cpu.py)
+    "probe_ok_per_s", "loadgen_cores", "server_cores", "postgres_cores", "instrument",
 ]
 
 
@@ -229,6 +232,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     holds = stream_holds(events, start, end)
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
+    cpu_rows = cpu.read(cell_dir)
     timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv"))
                 if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
@@ -250,6 +254,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "stream_ttfb_p99_ms": _ms(percentile(ttfb, 99)),
         "stream_total_p50_ms": _ms(percentile(ok_streams, 50)),
         "probe_requests": len(probes),
+        "probe_ok_per_s": round(sum(1 for r in probes if not r["failure"]) / (end - start), 2) if end > start else "",
         "probe_failures": sum(1 for r in probes if r["failure"]),
         "probe_p50_ms": _ms(percentile(probe_ms, 50)),
         "probe_p95_ms": _ms(percentile(probe_ms, 95)),
@@ -274,6 +279,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
         "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
         "measured_s": round(end - start, 2),
+        **{f"{name}_cores": "" if c is None else round(c, 3)
+           for name in ("loadgen", "server", "postgres") for c in [cpu.cores(cpu_rows, name, start, end)]},
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",

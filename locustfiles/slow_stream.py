@@ -10,11 +10,15 @@ stops records UNFINISHED instead, saying whether it had received anything: it is
 completed nor failed, and leaving it out would hide the longest waits. With --stop-timeout a
 stream goes on after the test begins stopping, until it ends or the timeout.
 
+Each client waits a random part of a second before its first stream: Locust starts a
+second's new users at once, and independent clients would not all arrive at that instant.
+
 With --abort-at-s, every stream in progress that many seconds after the test starts is
 disconnected mid-stream (the client closes its socket, as a browser does when its user
 leaves) and records ABORTED, not a failure; the user then starts a new stream.
 """
 
+import random
 import time
 import uuid
 
@@ -58,6 +62,12 @@ class SlowStreamUser(FastHttpUser):
         timeout = environment.parsed_options.stream_timeout_s
         self.network_timeout = self.connection_timeout = timeout
         super().__init__(environment)
+
+    def on_start(self):
+        # Locust starts each second's new users at the same instant; independent clients do
+        # not arrive together, and a herd of them would queue for the pool only because the
+        # load generator batched them (and again each time their streams restart together).
+        gevent.sleep(random.random())
 
     @task
     def stream(self):
