@@ -9,6 +9,7 @@ BENCH_ACCOUNTING=0 turns all of it off (the wrapper then only passes the calls o
 """
 
 import contextvars
+import gc
 import itertools
 import os
 import threading
@@ -46,6 +47,11 @@ HOLD = Histogram(
     buckets=SECONDS_BUCKETS,
 )
 DB_ERRORS = Counter("bench_db_errors", "Requests that failed with a django.db.Error", ["route"])
+GC_PAUSE = Histogram(
+    "bench_gc_pause_seconds", "Pauses of the worker for Python's garbage collector, by generation", ["generation"],
+    buckets=SECONDS_BUCKETS,
+)
+GC_LOGGED_S = 0.01  # a pause this long or longer also goes to the accounting log ("gc" event)
 
 EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,acquire_id,detail\n"
 
@@ -179,6 +185,26 @@ def _backend_pid(conn):
         return conn.info.backend_pid
     except Exception:  # a closed or broken connection
         return ""
+
+
+_gc_started = []
+
+
+def _gc_pause(phase, info):
+    """gc.callbacks: every collection's pause; the whole worker (every greenlet) waits for it."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+        return
+    if not _gc_started or not settings.BENCH_ACCOUNTING:
+        return
+    took = time.perf_counter() - _gc_started.pop()
+    GC_PAUSE.labels(str(info["generation"])).observe(took)
+    if took >= GC_LOGGED_S:
+        event_log.write("gc", "gc", hold_ms=_fmt_ms(took), detail=f"generation {info['generation']}, "
+                        f"{info['collected']} collected")
+
+
+gc.callbacks.append(_gc_pause)
 
 
 def record_db_error(exc):

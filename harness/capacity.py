@@ -33,7 +33,7 @@ OPEN_SHORT = 0.9    # ... as do fewer open streams than this share of the step's
 STEP_COLUMNS = [
     "step", "streams", "streams_open", "start_unix", "full_unix", "end_unix", "probes", "probe_failures",
     "probe_p50_ms", "probe_p99_ms", "stream_failures", "streams_completed", "peak_pool_in_use",
-    "peak_pool_waiting", "peak_db_backends", "loadgen_cores", "server_cores", "postgres_cores",
+    "peak_pool_waiting", "peak_db_backends", "server_gc_pause_max_ms", "loadgen_cores", "server_cores", "postgres_cores",
     "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "broken",
 ]
 VERDICT_COLUMNS = [
@@ -78,9 +78,11 @@ def open_streams(requests, start, end):
     return total / (end - start)
 
 
-def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers):
+def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers, accounting=()):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
-    lists the objectives it broke, separated by '; '."""
+    lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
+    its garbage collector's pauses."""
+    gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
     probes = sorted(((float(r["start_unix_s"]), r) for r in requests
                      if r["request_type"] == "GET" and r["name"] == "/probe/" and r["start_unix_s"]),
                     key=lambda item: item[0])
@@ -112,6 +114,8 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
             "peak_pool_in_use": peaks["pool_in_use"], "peak_pool_waiting": peaks["pool_waiting"],
             "peak_db_backends": peaks["db_backends"],
+            # logged from 10 ms (benchapp/accounting.py); a whole worker stops meanwhile
+            "server_gc_pause_max_ms": max((ms for t, ms in gc_pauses if full <= t <= end), default=""),
         }
         for name in ("loadgen", "server", "postgres"):
             cores = cpu.cores(cpu_rows, name, full, end)
@@ -189,7 +193,7 @@ def measure(cell_dir, cell, pool_capacity, requests):
     p = cell.params
     steps = read_steps(cell_dir)
     rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), cpu.read(cell_dir), p,
-                       pool_capacity, p.locust_workers)
+                       pool_capacity, p.locust_workers, summary.read_accounting(cell_dir))
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)

@@ -12,6 +12,8 @@ from harness import ROOT, UsageError
 MATRIX_FILE = ROOT / "matrix.toml"
 # What a scenario's `fault` may be: harness/faults.py injects them (matrix.toml says what each does).
 FAULTS = ("none", "pg-restart", "worker-kill", "client-abort")
+# The server's garbage collector: Python's defaults, or tuned (benchapp/gunicorn.conf.py).
+SERVER_GC = ("default", "tuned")
 
 
 def _limits(low, high, unit):
@@ -46,6 +48,7 @@ class Params:
     fault: str = field(metadata={"limits": None, "choices": FAULTS})
     fault_at_s: float = _limits(0, 86_400, "seconds")
     instrument: bool = field(metadata={"limits": None})  # the app's connection accounting and the sampler
+    server_gc: str = field(metadata={"limits": None, "choices": SERVER_GC})
     capacity_start: int = _limits(1, 1_000_000, "clients")
     capacity_growth: float = _limits(1.01, 100, "times the previous step")
     capacity_max: int = _limits(1, 1_000_000, "clients")

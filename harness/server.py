@@ -42,6 +42,7 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
         BENCH_SEED_ROWS=str(params.seed_rows),
         BENCH_ACCOUNTING_DIR=str(accounting_dir) if params.instrument else "",
         BENCH_ACCOUNTING="1" if params.instrument else "0",
+        BENCH_GC=params.server_gc,
         BENCH_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT_S),
     )
     # With several workers, Server.start() adds PROMETHEUS_MULTIPROC_DIR, so that /metrics

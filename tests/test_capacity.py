@@ -126,8 +126,8 @@ def search(tmp_path_factory):
     result = subprocess.run(
         [sys.executable, "-m", "harness", "capacity", "--matrix-file", str(matrix_file), "--matrix", "two",
          "--out", str(out),
-         "--set", "pool_max=2", "--set", "capacity_max=16", "--set", "capacity_step_s=2", "--set", "chunks=4",
-         "--set", "delay_ms=300", "--set", "probe_rate=20", "--set", "slo_probe_p99_ms=500"],
+         "--set", "pool_max=2", "--set", "capacity_max=16", "--set", "capacity_step_s=2", "--set", "chunks=6",
+         "--set", "delay_ms=400", "--set", "probe_rate=20", "--set", "slo_probe_p99_ms=300"],
         cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}

@@ -20,7 +20,7 @@ def harness(*args, env=None):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, smoke"),
+    (["bench", "--matrix", "nope"], {}, "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke"),
     (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
     (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
     (["bench", "--set", "duration_s"], {}, "--set 'duration_s' must look like key=value"),
@@ -54,13 +54,23 @@ def harness(*args, env=None):
     (["bench", "--set", "fault=client-abort", "--set", "fault_at_s=0"], {},
      "fault_at_s=0 in scenario slow-server is not inside duration_s=30"),
     (["bench", "--matrix-file", "/nonexistent/m.toml"], {}, "MATRIX_FILE=/nonexistent/m.toml not found"),
+    (["capacity", "--matrix", "smoke-faults"], {},
+     "make capacity injects no faults, and cell geventpool/hold/pg-restart has fault=pg-restart"),
+    (["capacity", "--matrix", "smoke", "--set", "capacity_start=64", "--set", "capacity_max=32"], {},
+     "capacity_start=64 in geventpool/hold/smoke-stream is above capacity_max=32"),
+    (["capacity", "--matrix", "smoke", "--set", "capacity_max=2000"], {},
+     "capacity_max=2000 in geventpool/hold/smoke-stream and up to 45 probes in flight are more than the server "
+     "accepts (worker_connections=1000 x workers=1): raise worker_connections or lower capacity_max"),
+    (["capacity", "--set", "capacity_growth=1"], {}, "capacity_growth=1 in scenario slow-server is too small: use at least 1.01"),
+    (["peer", "--set", "read_rate_bps=4096"], {}, "read_rate_bps=4096 in scenario peer-slow-read: slowhttptest reads at most 576"),
+    (["peer", "--scenario", "nope"], {}, "SCENARIO=nope is unknown"),
     (["bench", "--matrix-file", "Makefile"], {}, "MATRIX_FILE=Makefile is not valid TOML"),
     (["bench", "--matrix-file", "pyproject.toml"], {}, "MATRIX_FILE=pyproject.toml needs a non-empty [defaults] table"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_starts(tmp_path, args, env, message):
     out = tmp_path / "run"
     before = set(os.listdir(ROOT / "results"))
-    result, took = harness(*args, *(["--out", str(out)] if args[0] == "bench" else []), env=env)
+    result, took = harness(*args, *(["--out", str(out)] if args[0] in ("bench", "capacity", "peer") else []), env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert message in result.stderr

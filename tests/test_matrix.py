@@ -1,9 +1,12 @@
 """matrix.toml is the one place backends, variants, scenarios and matrices are declared."""
 
+import re
+from dataclasses import replace
+
 import pytest
 
 from benchapp.variants import VARIANTS
-from harness import UsageError, matrix
+from harness import ROOT, UsageError, matrix
 from tests.conftest import SPEC
 
 
@@ -136,3 +139,16 @@ def test_backends_matrix_covers_every_backend_and_release_call():
     calls = {"hold", "close-old", "force-close", "release"}
     assert {(c.backend.name, c.variant) for c in cells} >= {(b, v) for b in SPEC.backends for v in calls}
     assert {c.backend.name for c in cells if c.scenario == "burst"} >= {"geventpool", "geventpool-bounded", "native-pool"}
+
+
+def test_a_scenario_starts_from_its_base_and_a_missing_or_looping_base_is_refused(tmp_path):
+    on, off = SPEC.params("overhead"), SPEC.params("overhead-off")
+    assert off == replace(on, instrument=False)
+    assert on.streams == SPEC.scenarios["overhead"]["streams"] != SPEC.defaults["streams"]
+    text = (ROOT / "matrix.toml").read_text()
+    for extra, message in (('\n[scenarios.x]\nbase = "nope"\n', "[scenarios.x] has base = 'nope', which is not a declared scenario"),
+                           ('\n[scenarios.x]\nbase = "y"\n[scenarios.y]\nbase = "x"\n', "which is part of a loop")):
+        path = tmp_path / "m.toml"
+        path.write_text(text + extra)
+        with pytest.raises(UsageError, match=re.escape(message)):
+            matrix.load(path)
