@@ -9,6 +9,7 @@
 - /metrics: the connection accounting in Prometheus text format; no database.
 """
 
+import gc
 import itertools
 import os
 import random
@@ -166,6 +167,8 @@ def healthz(request):
             "pid": os.getpid(),
             "variants": list(VARIANTS),
             "accounting": settings.BENCH_ACCOUNTING,
+            # BENCH_GC=tuned (gunicorn.conf.py): objects frozen out of the collections, thresholds
+            "gc": {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()},
         }
     )
 

@@ -41,8 +41,9 @@ def stream(start, seconds, failure="", kind="STREAM"):
             "response_time_ms": seconds * 1000, "failure": failure}
 
 
-def judge(steps, requests, timeline=(), cpu=(), pool_capacity=4, workers=1, **p):
-    return capacity.judge_steps(steps, list(requests), list(timeline), list(cpu), params(**p), pool_capacity, workers)
+def judge(steps, requests, timeline=(), cpu=(), pool_capacity=4, workers=1, accounting=(), **p):
+    return capacity.judge_steps(steps, list(requests), list(timeline), list(cpu), params(**p), pool_capacity, workers,
+                                list(accounting))
 
 
 def held(streams, start):
@@ -63,7 +64,9 @@ def test_a_step_is_judged_on_its_own_probes_failures_and_peaks():
     timeline = [{"unix_s": "105", "pool_in_use": "2", "pool_waiting": "0", "db_backends": "2"},
                 {"unix_s": "115", "pool_in_use": "4", "pool_waiting": "3", "db_backends": "4"},
                 {"unix_s": "125", "pool_in_use": "5", "pool_waiting": "0", "db_backends": "5"}]
-    rows = judge(steps, requests, timeline, slo_probe_p99_ms=50, slo_failures=0)
+    pauses = [{"event": "gc", "unix_s": t, "hold_ms": ms} for t, ms in ((105, "12.5"), (106, "40.0"), (130, "300.1"))]
+    rows = judge(steps, requests, timeline, accounting=pauses, slo_probe_p99_ms=50, slo_failures=0)
+    assert [r["server_gc_pause_max_ms"] for r in rows] == [40.0, "", 300.1]
     assert [r["probes"] for r in rows] == [90, 100, 50]
     assert [r["probe_p99_ms"] for r in rows] == [5, 80, 5]
     assert [r["stream_failures"] for r in rows] == [0, 0, 1]
