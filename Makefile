@@ -38,7 +38,7 @@ help:
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
-	@echo "make peer [BACKEND=geventpool-bounded] [VARIANT=release] [SCENARIO=peer-slow-read] [SET=...]"
+	@echo "make peer [BACKEND=stock] [VARIANT=release] [SCENARIO=peer-slow-read] [SET=...]"
 	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"

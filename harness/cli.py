@@ -74,7 +74,7 @@ def _parser():
     peer = sub.add_parser("peer", parents=[overrides],
                           help="the same slow-read load from slowhttptest (slow-read mode) and from this "
                                "project's slow client, one after the other: what each costs (peer.csv)")
-    peer.add_argument("--backend", default="geventpool-bounded", help="backend from matrix.toml (default geventpool-bounded)")
+    peer.add_argument("--backend", default="stock", help="backend from matrix.toml (default stock)")
     peer.add_argument("--variant", default="release", help="variant from matrix.toml (default release)")
     peer.add_argument("--scenario", default="peer-slow-read", help="parameters from this scenario (default peer-slow-read)")
     peer.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")

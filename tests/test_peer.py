@@ -31,6 +31,7 @@ def test_both_clients_hold_every_connection_and_their_cpu_is_measured(tmp_path):
     assert set(rows) == {"slowhttptest", "locust"}
     for row in rows.values():
         assert 95 <= float(row["streams_open"]) <= 100, row  # every connection held through the measured part
+        assert row["streams_closed"] == "0", row
         assert float(row["client_cores"]) > 0 and float(row["server_cores"]) >= 0
     ratio = float(rows["locust"]["client_cores"]) / float(rows["slowhttptest"]["client_cores"])
     assert float(rows["locust"]["client_cpu_ratio_to_slowhttptest"]) == pytest.approx(ratio, abs=0.01)
