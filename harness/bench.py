@@ -263,7 +263,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             procs.forget(locust)
             locust = None
             harness.phase("leak check")
-            leaks = {} if sampler is None else leak_check(sampler, pool_capacity or 0, cell.params.settle_s,
+            leaks = {"leaked_conns": "", "settle_s": ""} if sampler is None else leak_check(sampler, pool_capacity or 0, cell.params.settle_s,
                                                           since=load_ended)
             audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
