@@ -7,7 +7,8 @@ log, the sampler's timeline and the processes' CPU time:
 
 - probe p99 of the probes started in the step's hold, failed ones included, above slo_probe_p99_ms;
 - failed requests (probes, and streams that ended in the step) above slo_failures;
-- connections in use above the pool's limit (pool_max per worker, or PgBouncer's pool);
+- PostgreSQL connections of the app above the pool's limit (pool_max per worker, or PgBouncer's
+  pool), as bench's overshoot;
 - the load generator itself at its limit: its processes busy 90% of a core or more each, or
   fewer than 90% of the step's streams open on average. The server is then not what broke:
   the cell's answer is a lower bound (more Locust workers, or another machine, go further).
@@ -21,7 +22,8 @@ import bisect
 import csv
 import json
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
+from types import SimpleNamespace
 
 from harness import UsageError, cpu, matrix, runinfo, summary
 from harness.summary import percentile
@@ -130,8 +132,10 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
         failures = row["probe_failures"] + row["stream_failures"]
         if failures > p.slo_failures:
             broken.append(f"{failures} failed requests > {p.slo_failures}")
-        if pool_capacity and peaks["pool_in_use"] != "" and peaks["pool_in_use"] > pool_capacity:
-            broken.append(f"{peaks['pool_in_use']} connections in use > pool limit {pool_capacity}")
+        # PostgreSQL's view, as bench's overshoot: an app pool's connections in use are among
+        # them, and behind PgBouncer only its server pool is (the app's side is not pooled)
+        if pool_capacity and peaks["db_backends"] != "" and peaks["db_backends"] > pool_capacity:
+            broken.append(f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}")
         busy = row["loadgen_cores"]
         if busy != "" and busy / locust_workers >= LOADGEN_BUSY:
             broken.append(f"load generator busy: {busy:.2f} cores for {locust_workers} Locust process(es)")
@@ -199,6 +203,28 @@ def measure(cell_dir, cell, pool_capacity, requests):
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)
     plot_cell(os.path.join(cell_dir, "capacity.png"), cell.name, rows, p, pool_capacity)
     return result
+
+
+def rejudge(run_dir):
+    """make report RUN=<a capacity run>: every finished cell judged again from its raw files
+    (steps.csv, capacity.csv and the plots rewritten); returns the files written."""
+    with open(os.path.join(run_dir, "run.json")) as f:
+        info = json.load(f)
+    known = {f.name for f in fields(matrix.Params)}
+    defaults = {k: v for k, v in matrix.load().defaults.items() if k in known}  # parameters newer than the run
+    params = {(c["cell"], c["repeat"]): matrix.Params(**{**defaults, **c["params"]}) for c in info["cells"]}
+    path = os.path.join(run_dir, "capacity.csv")
+    rows = summary.read(path)
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        cell = SimpleNamespace(name=row["cell"], params=params[(row["cell"], int(row["repeat"]))])
+        cell_dir = os.path.join(run_dir, row["cell"], f"r{row['repeat']}")
+        row.update(measure(cell_dir, cell, int(row["pool_capacity"]) if row["pool_capacity"] else None,
+                           summary.read_requests(cell_dir)))
+        write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
+    write_verdicts(path, rows)
+    return [path, *plot_run(run_dir, rows)]
 
 
 def refuse_unsupported(cells):

@@ -59,7 +59,8 @@ def _parser():
                          help="exit 1 if a cell's new/base ratio of METRIC is beyond RATIO (METRIC<RATIO "
                               "for metrics where more is better), or a cell newly fails (repeatable)")
 
-    report = sub.add_parser("report", help="write report.html (and the plots) of a run")
+    report = sub.add_parser("report", help="write report.html (and the plots) of a run; of a capacity run, "
+                                           "judge its steps again and rewrite capacity.csv and the plots")
     report.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
 
     ui = sub.add_parser("ui", parents=[overrides],
@@ -140,9 +141,13 @@ def main(argv=None):
 
             return compare.run(args.runs, args.format, args.metrics, args.fail_on)
         if args.command == "report":
-            from harness import html_report
+            from harness import capacity, html_report
 
-            print(html_report.write(args.run or runinfo.newest_runs(1)[0]))
+            run_dir = args.run or runinfo.newest_runs(1)[0]
+            if runinfo.read_json(os.path.join(run_dir, "run.json")).get("kind") == "capacity":
+                print("\n".join(capacity.rejudge(run_dir)))
+            else:
+                print(html_report.write(run_dir))
             return 0
         if args.command == "matrix":
             for cell in matrix.load(args.matrix_file).cells(args.matrix):

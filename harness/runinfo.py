@@ -106,6 +106,15 @@ def replacing(path):
             os.remove(tmp)
 
 
+def read_json(path) -> dict:
+    """A run's JSON file; {} if it is not there or not JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def write_json(path, data):
     with replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)

@@ -73,7 +73,7 @@ def test_a_step_is_judged_on_its_own_probes_failures_and_peaks():
     assert [r["peak_pool_in_use"] for r in rows] == [2, 4, 5]
     assert rows[0]["broken"] == ""
     assert rows[1]["broken"] == "probe p99 80 ms > 50 ms"
-    assert rows[2]["broken"].split("; ") == ["1 failed requests > 0", "5 connections in use > pool limit 4"]
+    assert rows[2]["broken"].split("; ") == ["1 failed requests > 0", "5 PostgreSQL connections > pool limit 4"]
     v = capacity.verdict(rows, params(capacity_max=8), stopped_early=False)
     assert (v["max_streams_ok"], v["broken_objective"], v["broken_at_streams"]) == (2, "probe_p99", 4)
 
@@ -164,3 +164,14 @@ def test_a_search_writes_its_verdicts_and_plots(search):
     assert (search.out / "capacity.png").stat().st_size > 10_000
     assert json.loads((search.out / "run.json").read_text())["kind"] == "capacity"
     assert "max streams ok" in search.stdout
+
+
+def test_make_report_judges_a_capacity_run_again_from_its_raw_files(search):
+    path = search.out / "capacity.csv"
+    before = summary.read(path)
+    path.write_text(path.read_text().replace(before[0]["max_streams_ok"] + ",", "999,", 1))  # spoil a verdict
+    result = subprocess.run([sys.executable, "-m", "harness", "report", str(search.out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert summary.read(path) == before
+    assert str(path) in result.stdout
