@@ -168,9 +168,10 @@ def verdict(step_rows, p, stopped_early):
         out.update(broken_objective=_objective(objective), broken_at_streams=first["streams"],
                    broken_detail=first["broken"])
     elif step_rows and step_rows[-1]["streams"] >= p.capacity_max:
-        out.update(broken_objective="none", broken_detail=f"every step held, up to capacity_max={p.capacity_max}")
+        out.update(broken_objective="none", broken_at_streams="",
+                   broken_detail=f"every step held, up to capacity_max={p.capacity_max}")
     else:
-        out.update(broken_objective="none",
+        out.update(broken_objective="none", broken_at_streams="",
                    broken_detail="the test ended before a broken step was confirmed" if stopped_early
                    else "no step finished")
     return out
