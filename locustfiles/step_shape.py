@@ -6,8 +6,9 @@ capacity_growth and capacity_max). A step's new streams start over --step-ramp-s
 gives one stream's length: new streams then arrive at the new level's steady rate), and the
 step then holds for --step-hold-s. The ProbeUser (fixed_count = 1) runs throughout.
 
-At the end of each step the shape judges it from Locust's own statistics: the probes'
-p99 against --slo-probe-p99-ms and the failed requests against --slo-failures. Those figures
+At the end of each step the shape judges it from Locust's own statistics, as the harness
+does: the p99 of the probes of its hold against --slo-probe-p99-ms, and the requests failed
+since it began against --slo-failures. Those figures
 are what Locust has received by then (a probe still in flight is not in them; distributed,
 the workers report every few seconds), so the shape runs one more step after the first that
 breaks, then stops the test as -t would; the harness judges every step again, exactly, from the request
@@ -83,10 +84,13 @@ class StepLoadShape(LoadTestShape):
         if "full_unix" not in step:
             if self.get_current_user_count() >= step["streams"] + 1:  # its streams and the probe
                 step["full_unix"] = now
+                step["_held"] = _Snapshot(self.runner.stats)  # the probes are judged from here on
                 self._write(o)
         elif now - step["full_unix"] >= o.step_hold_s:
             step["end_unix"] = now
-            probes, p99, failures = _Snapshot(self.runner.stats).since(step.pop("_snapshot"))
+            now_stats = _Snapshot(self.runner.stats)
+            probes, p99, _ = now_stats.since(step.pop("_held"))
+            failures = now_stats.since(step.pop("_snapshot"))[2]
             step.update(live_probes=probes, live_probe_p99_ms=p99, live_failures=failures)
             if self.broken_at is None and ((p99 is not None and p99 > o.slo_probe_p99_ms) or failures > o.slo_failures):
                 self.broken_at = len(self.steps) - 1
