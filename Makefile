@@ -90,8 +90,11 @@ compare: venv
 report: venv
 	$(PY) -m harness report $(RUN)
 
+# Two pytest workers (pytest-xdist), each with its own throwaway PostgreSQL; tests/conftest.py
+# keeps each module on one worker, and the modules that write into the checkout on the same one.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Re-pin requirements/<env>.txt from requirements/<env>.in, each in a scratch environment.
 LOCK_ENVS ?= bench pg3

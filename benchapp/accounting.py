@@ -17,7 +17,13 @@ import time
 import weakref
 
 from django.conf import settings
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, Counter, Gauge, Histogram
+
+# /metrics is read ten times a second while a cell runs (harness/sampler.py): only this
+# module's metrics. The default collectors cost more than all of them: the process collector
+# lists /proc/self/fd, one entry per open stream.
+for _collector in (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR):
+    REGISTRY.unregister(_collector)
 
 # The URL name of the request being served by this greenlet ("stream", "probe", ...).
 current_route = contextvars.ContextVar("bench_route", default="other")

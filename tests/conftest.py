@@ -12,6 +12,10 @@ from harness.server import prepare_database
 
 SPEC = matrix.load()
 
+# matplotlib builds its font cache in the home directory the first time it is used: before any
+# test, not while test_bench_smoke checks that a run writes nothing there
+import matplotlib.font_manager  # noqa: E402,F401
+
 # A terminated test run tears its fixtures down (and so stops its PostgreSQL) like Ctrl-C.
 signal.signal(signal.SIGTERM, signal.default_int_handler)
 
@@ -63,6 +67,20 @@ def app_backends(cur, database):
         (database.app_user, database.app_db),
     )
     return cur.fetchall()
+
+
+# Modules that write into the checkout (results/) or the home directory (Chromium's profile,
+# check-jsonschema's cache), or check that nothing else does: they run one after another on one
+# pytest-xdist worker. Every other module keeps to one worker too, so that its module-scoped
+# servers and runs start once.
+CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group("checkout" if module in CHECKOUT else module))
 
 
 def pytest_report_header(config):
