@@ -347,8 +347,9 @@ def plot_run(run_dir, rows):
         ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
     ax.set_xscale("log", base=2)
     ax.invert_yaxis()
-    ax.set_xlabel("max concurrent slow streams within the objectives (log; orange: the load generator's limit, "
-                  "green: nothing broke)", fontsize=8)
+    ax.set_xlabel("max concurrent slow streams within the objectives (log)", fontsize=8)
+    ax.set_title("blue: an objective broke; green: nothing broke up to capacity_max;\n"
+                 "orange: the load generator's own limit (a lower bound)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     path = os.path.join(run_dir, "capacity.png")
