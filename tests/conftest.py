@@ -2,7 +2,9 @@
 and a seeded database for the servers the tests start."""
 
 import os
+import shutil
 import signal
+import tempfile
 
 import psycopg2
 import pytest
@@ -11,6 +13,20 @@ from harness import matrix, postgres
 from harness.server import prepare_database
 
 SPEC = matrix.load()
+
+# pytest-xdist: each worker's runs keep their temporary directories (throwaway clusters, ...) in
+# one of its own, so that a test looking for what a run left behind sees its own worker's only.
+WORKER_TMP = None
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    WORKER_TMP = tempfile.mkdtemp(prefix=f"bench-tests-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.chmod(WORKER_TMP, 0o1777)  # PostgreSQL runs as another user when the tests run as root
+    os.environ["TMPDIR"] = WORKER_TMP
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def pytest_sessionfinish(session):
+    if WORKER_TMP:
+        shutil.rmtree(WORKER_TMP, ignore_errors=True)
 
 # matplotlib builds its font cache in the home directory the first time it is used: before any
 # test, not while test_bench_smoke checks that a run writes nothing there
