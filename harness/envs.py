@@ -6,6 +6,7 @@ their own environment, built on demand from requirements/<name>.txt:
 - any other name: .venv-<name>, rebuilt when its requirements file changes.
 """
 
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -29,6 +30,18 @@ def python_for(name: str, console=None) -> str:
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return str(python)
+    # one builder at a time (two runs, or two test workers, may need it at once); the others
+    # wait, then find it built
+    with open(ROOT / f".venv-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists() and stamp.exists() and stamp.read_text() == digest:
+            return str(python)
+        _build(name, venv, python, requirements, console)
+        stamp.write_text(digest)
+    return str(python)
+
+
+def _build(name, venv, python, requirements, console):
     if console is not None:
         console.print(f"building the {name!r} environment ({venv.name}) from {requirements.relative_to(ROOT)}")
     for cmd in ([sys.executable, "-m", "venv", "--clear", str(venv)],
@@ -37,8 +50,6 @@ def python_for(name: str, console=None) -> str:
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
-    stamp.write_text(digest)
-    return str(python)
 
 
 def freeze(name: str) -> dict:

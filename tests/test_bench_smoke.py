@@ -32,6 +32,8 @@ def files_outside_the_run():
     for top, dirs, files in os.walk(ROOT):
         dirs[:] = [d for d in dirs if d not in skip]
         for name in files:
+            if name.startswith(".venv-"):  # a server environment's build lock (harness/envs.py)
+                continue
             path = os.path.join(top, name)
             found[path] = os.stat(path).st_mtime_ns
     home = os.path.expanduser("~")

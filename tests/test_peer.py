@@ -33,8 +33,14 @@ def test_both_clients_hold_every_connection_and_their_cpu_is_measured(tmp_path):
     for row in rows.values():
         assert 95 <= float(row["streams_open"]) <= 100, row  # every connection held through the measured part
         assert row["streams_closed"] == "0", row
-        assert float(row["client_cores"]) > 0 and float(row["server_cores"]) >= 0
-    ratio = float(rows["locust"]["client_cores"]) / float(rows["slowhttptest"]["client_cores"])
-    assert float(rows["locust"]["client_cpu_ratio_to_slowhttptest"]) == pytest.approx(ratio, abs=0.01)
+        assert row["client_cores"] != "" and float(row["server_cores"]) >= 0, row  # sampled
+    # ours reads each connection ten times a second: measurable even at 100 (slowhttptest's one
+    # read a second may stay under the CPU clock's 10 ms ticks)
+    ours, theirs = float(rows["locust"]["client_cores"]), float(rows["slowhttptest"]["client_cores"])
+    assert ours > 0
+    if theirs > 0:
+        assert float(rows["locust"]["client_cpu_ratio_to_slowhttptest"]) == pytest.approx(ours / theirs, abs=0.01)
+    else:
+        assert rows["locust"]["client_cpu_ratio_to_slowhttptest"] == ""
     flat = result.stderr.replace("\n", "")
     assert "│ locust" in flat and os.path.relpath(out / "peer.csv", ROOT) in flat  # the table, and where it went
