@@ -159,7 +159,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             console.print(f"{'plots' if search else 'report'}:  " + ", ".join(
                 os.path.relpath(f) for f in (capacity.plot_run(run_dir, rows) if search else [html_report.write(run_dir)])))
         except Exception as exc:  # the run's results stand without their report
-            console.print(f"[red]report.html not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
+            what = "the capacity plots" if search else "report.html"
+            console.print(f"[red]{what} not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
     except KeyboardInterrupt:
         info["status"] = "incomplete"
         info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
@@ -252,27 +253,30 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             injector.finish(window[0])
             pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
-            measure = functools.partial(
-                summary.summarize,
-                cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=pool_capacity,
-                postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
             if search_s is not None:
                 measure = functools.partial(capacity.measure, cell_dir, cell, pool_capacity, requests)
+            else:
+                measure = functools.partial(
+                    summary.summarize,
+                    cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=pool_capacity,
+                    postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             procs.forget(locust)
             locust = None
             harness.phase("leak check")
-            leaks = {"leaked_conns": "", "settle_s": ""} if sampler is None else leak_check(sampler, pool_capacity or 0, cell.params.settle_s,
-                                                          since=load_ended)
+            if sampler is None:  # instrument=false: nothing to check against
+                leaks = {"leaked_conns": "", "settle_s": ""}
+            else:
+                leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
             audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"
-        if search_s is not None:
-            capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
         if sampler is not None and sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
+        if search_s is not None:
+            capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
     except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
         row["status"] = "failed"
         row["error"] = _one_line(exc)

@@ -36,7 +36,7 @@ STEP_COLUMNS = [
     "step", "streams", "streams_open", "start_unix", "full_unix", "end_unix", "probes", "probe_failures",
     "probe_p50_ms", "probe_p99_ms", "stream_failures", "streams_completed", "peak_pool_in_use",
     "peak_pool_waiting", "peak_db_backends", "server_gc_pause_max_ms", "loadgen_cores", "server_cores", "postgres_cores",
-    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "broken",
+    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "broken_objective", "broken",
 ]
 VERDICT_COLUMNS = [
     "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "max_streams_ok",
@@ -126,22 +126,24 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             cores = row[f"{name}_cores"]
             row[f"{name}_core_pct_per_1k_streams"] = (
                 round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else "")
-        broken = []
+        broken = []  # (objective, what happened)
         if times and row["probe_p99_ms"] > p.slo_probe_p99_ms:
-            broken.append(f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms")
+            broken.append(("probe_p99", f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms"))
         failures = row["probe_failures"] + row["stream_failures"]
         if failures > p.slo_failures:
-            broken.append(f"{failures} failed requests > {p.slo_failures}")
+            broken.append(("failed_requests", f"{failures} failed requests > {p.slo_failures}"))
         # PostgreSQL's view, as bench's overshoot: an app pool's connections in use are among
         # them, and behind PgBouncer only its server pool is (the app's side is not pooled)
         if pool_capacity and peaks["db_backends"] != "" and peaks["db_backends"] > pool_capacity:
-            broken.append(f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}")
+            broken.append(("pool_limit", f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}"))
         busy = row["loadgen_cores"]
         if busy != "" and busy / locust_workers >= LOADGEN_BUSY:
-            broken.append(f"load generator busy: {busy:.2f} cores for {locust_workers} Locust process(es)")
+            broken.append(("load_generator", f"load generator busy: {busy:.2f} cores for {locust_workers} "
+                                             "Locust process(es)"))
         elif opened < OPEN_SHORT * step["streams"]:
-            broken.append(f"load generator short: {opened:.0f} of {step['streams']} streams open")
-        row["broken"] = "; ".join(broken)
+            broken.append(("load_generator", f"load generator short: {opened:.0f} of {step['streams']} streams open"))
+        row["broken_objective"] = broken[0][0] if broken else ""
+        row["broken"] = "; ".join(text for _, text in broken)
         rows.append(row)
     return rows
 
@@ -164,8 +166,7 @@ def verdict(step_rows, p, stopped_early):
         "server_core_pct_per_1k_streams": best["server_core_pct_per_1k_streams"] if best else "",
     }
     if first is not None:
-        objective = first["broken"].split(";")[0]
-        out.update(broken_objective=_objective(objective), broken_at_streams=first["streams"],
+        out.update(broken_objective=first["broken_objective"], broken_at_streams=first["streams"],
                    broken_detail=first["broken"])
     elif step_rows and step_rows[-1]["streams"] >= p.capacity_max:
         out.update(broken_objective="none", broken_at_streams="",
@@ -175,14 +176,6 @@ def verdict(step_rows, p, stopped_early):
                    broken_detail="the test ended before a broken step was confirmed" if stopped_early
                    else "no step finished")
     return out
-
-
-def _objective(text):
-    """The short name of a broken objective's description."""
-    for prefix, name in (("probe p99", "probe_p99"), ("load generator", "load_generator")):
-        if text.startswith(prefix):
-            return name
-    return "failed_requests" if "failed requests" in text else "pool_limit"
 
 
 def read_steps(cell_dir):
@@ -209,8 +202,7 @@ def measure(cell_dir, cell, pool_capacity, requests):
 def rejudge(run_dir):
     """make report RUN=<a capacity run>: every finished cell judged again from its raw files
     (steps.csv, capacity.csv and the plots rewritten); returns the files written."""
-    with open(os.path.join(run_dir, "run.json")) as f:
-        info = json.load(f)
+    info = runinfo.read_json(os.path.join(run_dir, "run.json"))
     known = {f.name for f in fields(matrix.Params)}
     defaults = {k: v for k, v in matrix.load().defaults.items() if k in known}  # parameters newer than the run
     params = {(c["cell"], c["repeat"]): matrix.Params(**{**defaults, **c["params"]}) for c in info["cells"]}
@@ -278,21 +270,11 @@ def print_table(rows, console):
     console.print(table)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_cell(path, name, rows, p, pool_capacity):
     """Probe p99 and connections against the step's streams, the objective and the break marked."""
     if not rows:
         return None
-    plt = _plt()
-    from harness.plots import _save
+    from harness.plots import _save, plt  # matplotlib, set up for files, once it is needed
 
     fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
     x = [r["streams"] for r in rows]
@@ -334,8 +316,7 @@ def plot_run(run_dir, rows):
     written = [f for f in written if os.path.exists(f)]
     if not done:
         return written
-    plt = _plt()
-    from harness.plots import _save
+    from harness.plots import _save, plt
 
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(done) + 1.5))
     labels = [r["cell"] + (f" r{r['repeat']}" if int(r["repeat"]) > 1 else "") for r in done]

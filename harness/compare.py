@@ -7,14 +7,13 @@ has at least MIN_REPEATS repeats, the two spreads do not overlap, and the median
 more than THRESHOLD; with a single repeat nothing is (run REPEAT=3 to tell change from noise).
 """
 
-import json
 import math
 import os
 import statistics
 import sys
 from dataclasses import dataclass, field
 
-from harness import UsageError, summary
+from harness import UsageError, runinfo, summary
 
 # metric -> +1 when more is better, -1 when less is better
 METRICS = {
@@ -88,11 +87,7 @@ def load(path) -> tuple[str, list[dict], dict]:
         raise UsageError(f"{path} is neither a run directory with a summary.csv nor a summary.csv: "
                          "name one under results/")
     rows = summary.read(csv_path)
-    info_path = os.path.join(os.path.dirname(csv_path), "run.json")
-    info = {}
-    if os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
+    info = runinfo.read_json(os.path.join(os.path.dirname(csv_path), "run.json"))
     label = info.get("run_id") or os.path.basename(os.path.dirname(os.path.abspath(csv_path)))
     return label, rows, info
 
@@ -310,8 +305,6 @@ def print_text(console, base_label, new_label, rows, only_base, only_new, change
 def run(paths, fmt="text", metrics=None, fail_on=(), console=None):
     """The command: compare every run in `paths` with the first; the exit status."""
     from rich.console import Console
-
-    from harness import runinfo
 
     rules = parse_fail_on(fail_on)
     for metric in metrics or []:

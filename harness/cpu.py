@@ -8,22 +8,24 @@ import time
 
 import psutil
 
-from harness import procs
 
 FILE = "cpu.csv"
 
 
-def group_cpu_s(pgid):
-    """CPU seconds (user + system) used so far by process group `pgid`: its live processes, and
-    the children they have reaped (an ended PostgreSQL backend, a restarted worker)."""
-    total = 0.0
-    for p in procs.group_members(pgid):
+def groups_cpu_s(pgids):
+    """{pgid: CPU seconds (user + system) used so far by that process group}: its live
+    processes, and the children they have reaped (an ended PostgreSQL backend, a restarted
+    worker). One pass over the processes, whatever the number of groups."""
+    totals = dict.fromkeys(pgids, 0.0)
+    for p in psutil.process_iter():
         try:
-            t = p.cpu_times()
-        except psutil.Error:
+            pgid = os.getpgid(p.pid)
+            if pgid in totals and p.status() != psutil.STATUS_ZOMBIE:
+                t = p.cpu_times()
+                totals[pgid] += t.user + t.system + t.children_user + t.children_system
+        except (ProcessLookupError, psutil.Error):
             continue
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+    return totals
 
 
 class CpuSampler(threading.Thread):
@@ -47,8 +49,8 @@ class CpuSampler(threading.Thread):
             writer = csv.writer(f)
             writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups)])
             while True:
-                writer.writerow([f"{time.time():.3f}",
-                                 *(f"{group_cpu_s(pgid):.3f}" for pgid in self.groups.values())])
+                used = groups_cpu_s(self.groups.values())
+                writer.writerow([f"{time.time():.3f}", *(f"{used[pgid]:.3f}" for pgid in self.groups.values())])
                 f.flush()
                 if self.stop_event.wait(self.interval):
                     return
@@ -64,9 +66,9 @@ def cores(cpu_rows, name, start, end):
     return max(used, 0.0) / (inside[-1]["unix_s"] - inside[0]["unix_s"])
 
 
-def read(cell_dir):
-    """cpu.csv's samples, unix_s a number; none without the file."""
-    path = os.path.join(cell_dir, FILE)
+def read(cell_dir, name=FILE):
+    """A CpuSampler's samples (cpu.csv), unix_s a number; none without the file."""
+    path = os.path.join(cell_dir, name)
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:

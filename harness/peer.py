@@ -16,7 +16,6 @@ load): its probe's, and any connection's that ended. So its probe comes only onc
 slowhttptest's connections closed (streams_closed) says its CPU figure is the bug's.
 """
 
-import csv
 import os
 import shutil
 import signal
@@ -24,8 +23,8 @@ import sys
 import time
 from contextlib import ExitStack
 
-from harness import ROOT, UsageError, capacity, cpu, matrix, pgbouncer, postgres, procs, runinfo, summary
-from harness.load import WINDOW_FILE, test_window
+from harness import ROOT, CellError, UsageError, capacity, cpu, matrix, pgbouncer, postgres, procs, runinfo, summary
+from harness.load import WINDOW_FILE, load_options, test_window
 from harness.server import Server, prepare_database
 
 INSTALL_HINT = ("slowhttptest is not installed: install it (Debian/Ubuntu: sudo apt-get install slowhttptest) "
@@ -96,7 +95,8 @@ def run(backend="stock", variant="release", scenario="peer-slow-read", overrides
                 _wait_idle(server, p)
         base = rows[0]["client_cores"]
         for row in rows:
-            row["client_cpu_ratio_to_slowhttptest"] = (round(row["client_cores"] / base, 2) if base else "")
+            row["client_cpu_ratio_to_slowhttptest"] = (round(row["client_cores"] / base, 2)
+                                                       if base and row["client_cores"] != "" else "")
         capacity.write_csv(os.path.join(run_dir, "peer.csv"), COLUMNS, rows)
         info["status"] = "complete"
         _print(rows, console)
@@ -120,12 +120,12 @@ def _slowhttptest(tool, p, url, run_dir):
 
 
 def _locust(p, host, variant, run_dir):
+    """The slow clients alone (no probe user): `streams` users, the stream options as for a cell."""
     return [sys.executable, "-m", "locust", "-f", ROOT / "locustfiles" / "slow_stream.py", "--headless",
             "--host", host, "-u", p.streams, "-r", p.streams / p.spawn_s if p.spawn_s else p.streams,
-            "-t", f"{p.duration_s}s", "--stop-timeout", 0, "--only-summary", "--exit-code-on-error", 0,
-            "--variant", variant, "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
-            "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
-            "--request-log", os.path.join(run_dir, "requests.csv"), "--window-file", os.path.join(run_dir, WINDOW_FILE)]
+            *load_options(p, users=False), "-t", f"{p.duration_s}s", "--stop-timeout", 0, "--only-summary",
+            "--exit-code-on-error", 0, "--variant", variant, "--request-log", os.path.join(run_dir, "requests.csv"),
+            "--window-file", os.path.join(run_dir, WINDOW_FILE)]
 
 
 def _measure(client, command, p, run_dir, server):
@@ -136,7 +136,7 @@ def _measure(client, command, p, run_dir, server):
         with cpu.CpuSampler(cpu_path, {"client": proc.pid, "server": server.proc.pid}):
             while proc.poll() is None:
                 if time.time() - start > p.duration_s + p.spawn_s + 60:
-                    raise UsageError(f"{client} still running {p.duration_s + p.spawn_s + 60} s after it started")
+                    raise CellError(f"{client} still running {p.duration_s + p.spawn_s + 60} s after it started")
                 time.sleep(0.2)
             procs.wait_group_exit(proc.pid, timeout=10)
         procs.forget(proc)
@@ -152,8 +152,7 @@ def _measure(client, command, p, run_dir, server):
     else:
         begin, end = start + p.spawn_s + 1, start + p.duration_s
         opened, closed = _slowhttptest_connected(os.path.join(run_dir, "slowhttptest.csv"), p.spawn_s + 1, p.duration_s)
-    with open(cpu_path, newline="") as f:
-        cpu_rows = [{**r, "unix_s": float(r["unix_s"])} for r in csv.DictReader(f)]
+    cpu_rows = cpu.read(run_dir, os.path.basename(cpu_path))
     row = {"client": client, "streams": p.streams, "streams_open": round(opened, 1), "streams_closed": closed,
            "read_rate_bps": p.read_rate_bps,
            "measured_s": round(end - begin, 1)}
@@ -178,10 +177,11 @@ def _wait_idle(server, p, timeout=30):
     """Until the server has seen the last client's connections go (its CPU idle), so that the
     next client is measured alone."""
     deadline = time.time() + timeout
-    before = cpu.group_cpu_s(server.proc.pid)
+    pgid = server.proc.pid
+    before = cpu.groups_cpu_s([pgid])[pgid]
     while time.time() < deadline:
         time.sleep(1)
-        now = cpu.group_cpu_s(server.proc.pid)
+        now = cpu.groups_cpu_s([pgid])[pgid]
         if now - before < 0.02:
             return
         before = now

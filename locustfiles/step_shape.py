@@ -16,16 +16,15 @@ log. Each step's times go to --steps-file (JSON), rewritten as the steps go.
 """
 
 import json
-import math
 import time
 
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner
+from locust.stats import calculate_response_time_percentile
 
 import _common  # noqa: F401  (registers the project's options and the request log)
 
 PROBE = ("/probe/", "GET")
-NOT_FAILURES = ("UNFINISHED", "ABORTED")  # neither is the server's doing (slow_stream.py)
 
 
 @events.init_command_line_parser.add_listener
@@ -45,27 +44,21 @@ def add_options(parser):
 
 
 class _Snapshot:
-    """Locust's statistics at one moment: the probes' response time histogram and requests,
-    and the failures of everything but UNFINISHED and ABORTED."""
+    """Locust's statistics at one moment: the probes' response time histogram and count, and
+    the failed requests as the harness counts them (probes, and whole streams)."""
 
     def __init__(self, stats):
         probe = stats.entries.get(PROBE)
         self.probe_times = dict(probe.response_times) if probe else {}
-        self.probes = probe.num_requests + probe.num_failures if probe else 0
-        self.failures = sum(e.num_failures for (name, kind), e in stats.entries.items() if kind not in NOT_FAILURES)
+        self.probes = probe.num_requests if probe else 0  # failed ones included
+        self.failures = sum(e.num_failures for (name, kind), e in stats.entries.items()
+                            if (name, kind) == PROBE or kind == "STREAM")
 
     def since(self, earlier):
         """(probes, their p99 in ms or None, failures) between `earlier` and this snapshot."""
         times = {ms: n - earlier.probe_times.get(ms, 0) for ms, n in self.probe_times.items()}
         count = sum(times.values())
-        p99 = None
-        if count:
-            rank, seen = math.ceil(0.99 * count), 0
-            for ms in sorted(times):
-                seen += times[ms]
-                if seen >= rank:
-                    p99 = ms
-                    break
+        p99 = calculate_response_time_percentile(times, count, 0.99) if count else None
         return self.probes - earlier.probes, p99, self.failures - earlier.failures
 
 
