@@ -150,7 +150,10 @@ def test_holding_breaks_once_the_streams_take_the_pool_and_releasing_holds_every
     for s in steps:  # the shape held every level: the streams were open, the pool never over its size
         assert float(s["streams_open"]) >= 0.9 * int(s["streams"]), s
         assert int(s["peak_pool_in_use"]) <= 2 and s["broken"] == ""
-        assert float(s["server_cores"]) > 0 and float(s["loadgen_cores"]) > 0
+        assert float(s["server_cores"]) >= 0 and float(s["loadgen_cores"]) >= 0  # measured, not empty
+    # a short step can fall inside one tick of the CPU clock (10 ms): the cell's steps together cannot
+    for group in ("server_cores", "loadgen_cores"):
+        assert sum(float(s[group]) for s in steps) > 0, group
     # the shape stopped hold one step after the break it saw, not at capacity_max
     hold_steps = json.loads((search.out / "geventpool" / "hold" / "smoke-stream" / "r1" / "steps.json").read_text())
     assert [s["streams"] for s in hold_steps] == [1, 2, 4]
