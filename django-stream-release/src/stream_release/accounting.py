@@ -1,0 +1,220 @@
+"""Connection accounting: who holds a database connection, who waits for one, for how long.
+
+Enabled by a settings change only, for any backend a DATABASES entry names (Django's own,
+its native pool, django-db-geventpool's psycopg2 and psycopg 3 backends, your own):
+
+    from stream_release.accounting import accounted
+    DATABASES = accounted({...})        # every entry; or accounted(DATABASES, "default")
+
+`accounted()` sets each entry's ENGINE to "stream_release.db" and keeps the original as
+ACCOUNTED_ENGINE; that backend builds a subclass of the original's DatabaseWrapper with
+`AccountingMixin` first. It counts at the two points every backend shares:
+`get_new_connection()` (a checkout: a new connection, or one taken from a pool) and `_close()`
+(a return: closed, or given back to the pool). It keeps Prometheus metrics
+(stream_release.metrics) and, when the setting STREAM_RELEASE_EVENT_LOG_DIR names a
+directory, appends one exact line per event to `accounting-<pid>.csv` there.
+STREAM_RELEASE_ACCOUNTING = False turns all of it off (the wrapper then only passes calls on).
+"""
+
+import contextvars
+import itertools
+import os
+import threading
+import time
+import weakref
+
+from django.conf import settings
+
+from stream_release import metrics
+
+ENGINE = "stream_release.db"
+
+# The URL name of the request being served ("stream", "probe", ...), set by
+# stream_release.middleware.StreamReleaseMiddleware: checkouts made later while streaming keep it.
+current_route = contextvars.ContextVar("stream_release_route", default="other")
+
+EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,acquire_id,detail\n"
+
+
+def enabled() -> bool:
+    return getattr(settings, "STREAM_RELEASE_ACCOUNTING", True)
+
+
+def accounted(databases: dict, *aliases: str) -> dict:
+    """A copy of DATABASES with connection accounting on the named aliases (all by default)."""
+    out = {}
+    for alias, entry in databases.items():
+        entry = dict(entry)
+        if (not aliases or alias in aliases) and entry.get("ENGINE") != ENGINE:
+            entry["ACCOUNTED_ENGINE"] = entry.get("ENGINE") or "django.db.backends.dummy"
+            entry["ENGINE"] = ENGINE
+        out[alias] = entry
+    return out
+
+
+class _EventLog:
+    """One CSV per process, line-buffered so that a killed worker loses nothing written."""
+
+    def __init__(self):
+        self._file = None
+        self._opened = None  # (pid, directory) of self._file
+        self._lock = threading.RLock()  # a finalizer may write while this thread writes
+
+    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
+        directory = getattr(settings, "STREAM_RELEASE_EVENT_LOG_DIR", "")
+        if not directory:
+            return
+        with self._lock:
+            if self._opened != (os.getpid(), directory):  # a forked worker, or another directory
+                path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
+                self._file = open(path, "a", buffering=1, encoding="utf-8")
+                if self._file.tell() == 0:
+                    self._file.write(EVENT_LOG_HEADER)
+                self._opened = (os.getpid(), directory)
+            detail = detail.replace('"', "'").replace("\n", " ")
+            self._file.write(
+                f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},{acquire_id},"{detail}"\n'
+            )
+
+
+event_log = _EventLog()
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
+
+
+class _Counts:
+    """In-process counts behind the gauges; a lock keeps them exact under threads too."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
+
+    def add(self, in_use=0, waiting=0):
+        with self.lock:
+            self.in_use += in_use
+            self.waiting += waiting
+            self.in_use_peak = max(self.in_use_peak, self.in_use)
+            self.waiting_peak = max(self.waiting_peak, self.waiting)
+            metrics.IN_USE.set(self.in_use)
+            metrics.WAITING.set(self.waiting)
+            metrics.IN_USE_PEAK.set(self.in_use_peak)
+            metrics.WAITING_PEAK.set(self.waiting_peak)
+
+
+counts = _Counts()
+_acquire_ids = itertools.count(1)
+
+
+def backend_pid(conn):
+    """The PostgreSQL backend pid of a DB-API connection, read from libpq without a round
+    trip ("" for another database, or a closed or broken connection)."""
+    try:
+        return conn.info.backend_pid
+    except Exception:
+        return ""
+
+
+def pool_limit(wrapper):
+    """The most connections this process may hold for `wrapper`'s alias, or None when the
+    backend sets no limit."""
+    own = getattr(wrapper, "pool_limit", None)
+    if callable(own):
+        return own()
+    options = wrapper.settings_dict.get("OPTIONS", {})
+    if any(c.__module__.startswith("django_db_geventpool.") for c in type(wrapper).__mro__):
+        return int(options.get("MAX_CONNS", 4))  # the library's default
+    pool = options.get("pool")
+    if pool is True:
+        return 4  # psycopg_pool's default size
+    if isinstance(pool, dict):
+        return pool.get("max_size") or pool.get("min_size", 4)
+    return None
+
+
+class AccountingMixin:
+    """First in the bases of a DatabaseWrapper: `class W(AccountingMixin, Base)`.
+    stream_release.db builds that class for any ENGINE; subclass it yourself only for a
+    backend you write."""
+
+    _sr_holder = None  # [checkout] where checkout is [perf_counter, route, backend pid]
+
+    def get_new_connection(self, conn_params):
+        if not enabled():
+            return super().get_new_connection(conn_params)
+        route = current_route.get()
+        acquire_id = next(_acquire_ids)  # pairs this acquire with its checkout or error
+        counts.add(waiting=1)
+        event_log.write("acquire", route, acquire_id=acquire_id)
+        started = time.perf_counter()
+        try:
+            conn = super().get_new_connection(conn_params)
+        except BaseException as exc:
+            counts.add(waiting=-1)
+            metrics.ACQUIRE_ERRORS.labels(route).inc()
+            event_log.write("acquire_error", route, fmt_ms(time.perf_counter() - started), acquire_id=acquire_id,
+                            detail=f"{type(exc).__name__}: {exc}")
+            raise
+        waited = time.perf_counter() - started
+        counts.add(in_use=1, waiting=-1)
+        metrics.CHECKOUTS.labels(route).inc()
+        metrics.ACQUIRE_WAIT.labels(route).observe(waited)
+        pid = backend_pid(conn)
+        if self._sr_holder is None:
+            self._sr_holder = [None]
+            # A persistent connection whose thread or greenlet ends is never closed by Django:
+            # it goes when the garbage collector takes its wrapper, and is counted as returned then.
+            weakref.finalize(self, _collected, self._sr_holder)
+        self._sr_holder[0] = [time.perf_counter(), route, pid]
+        event_log.write("checkout", route, fmt_ms(waited), backend_pid=pid, acquire_id=acquire_id)
+        return conn
+
+    def _close(self):
+        if not enabled():
+            return super()._close()
+        holder = self._sr_holder
+        try:
+            super()._close()
+        finally:
+            if holder is not None:
+                _returned(holder[0])
+                holder[0] = None
+
+
+def _collected(holder):
+    _returned(holder[0], "garbage-collected")
+
+
+def _returned(checkout, detail=""):
+    """Count a checkout [perf_counter, route, pid] as returned, once."""
+    if not checkout:
+        return
+    started, route, pid = checkout
+    checkout.clear()
+    held = time.perf_counter() - started
+    counts.add(in_use=-1)
+    metrics.HOLD.labels(route).observe(held)
+    event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
+
+
+_classes = {}
+_classes_lock = threading.Lock()
+
+
+def accounted_class(base):
+    """The subclass of DatabaseWrapper `base` with AccountingMixin first (one per base)."""
+    with _classes_lock:
+        if base not in _classes:
+            _classes[base] = type(base.__name__, (AccountingMixin, base), {
+                "__module__": ENGINE + ".base",
+                "__qualname__": f"Accounted{base.__name__}",
+                "__doc__": f"{base.__module__}.{base.__qualname__} with connection accounting",
+            })
+        return _classes[base]
+
+
+def record_db_error(exc):
+    route = current_route.get()
+    metrics.DB_ERRORS.labels(route).inc()
+    event_log.write("db_error", route, detail=f"{type(exc).__name__}: {exc}")

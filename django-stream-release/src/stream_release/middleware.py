@@ -1,0 +1,139 @@
+"""The production detector: which streaming responses pin a database connection.
+
+    MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware", ...]   # first
+
+When a streaming response starts sending its body while one of the request's connections is
+still checked out outside an atomic block, it logs one warning (logger "stream_release":
+the view, the alias, how long the connection has been held) and counts it in the counter
+stream_release_pinned_streams_total{alias, view}; when the body ends it records how long the
+stream held the connection in stream_release_pinned_stream_hold_seconds (metrics need the
+`metrics` extra). It also labels the request with its URL name for the connection
+accounting (stream_release.accounting) and counts requests that failed with a database error.
+
+What it costs: nothing on a response that is not streaming but one attribute check; on a
+streaming one, a look at each initialized connection before the first chunk, and at the
+pinned ones after each chunk (docs: the measured cost per request).
+"""
+
+import logging
+import time
+
+from asgiref.sync import sync_to_async
+from django.db import Error, connections
+from django.db.backends.signals import connection_created
+
+from stream_release import accounting, metrics
+
+logger = logging.getLogger("stream_release")
+
+
+def _stamp(sender, connection, **kwargs):
+    """When a connection was checked out: Django sends connection_created at every connect(),
+    which for a pool is every checkout."""
+    connection._stream_release_since = time.monotonic()
+
+
+connection_created.connect(_stamp, dispatch_uid="stream_release.checkout_time")
+
+
+def view_name(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return request.path
+    func = getattr(match.func, "view_class", match.func)
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def _held_outside_atomic():
+    """[(alias, wrapper)] of this thread's connections checked out outside an atomic block."""
+    return [(c.alias, c) for c in connections.all(initialized_only=True)
+            if c.connection is not None and not c.in_atomic_block]
+
+
+class _PinnedStream:
+    """One streaming response: its pinned connections, found at its first chunk."""
+
+    def __init__(self, view):
+        self.view = view
+        self.pinned = {}  # alias -> [wrapper, checked out at (monotonic), given back at or None]
+
+    def first_chunk(self):
+        now = time.monotonic()
+        for alias, conn in _held_outside_atomic():
+            self.pinned[alias] = [conn, getattr(conn, "_stream_release_since", now), None]
+        if not self.pinned:
+            return
+        held = ", ".join(f"{alias!r} (checked out {1000 * (now - since):.0f} ms ago)"
+                         for alias, (_, since, _) in self.pinned.items())
+        logger.warning(
+            "%s started streaming its body with database connection %s: it stays checked out until the "
+            "last chunk is sent. Give it back first: stream_release.ReleasingStreamingHttpResponse",
+            self.view, held)
+        for alias in self.pinned:
+            metrics.PINNED_STREAMS.labels(alias, self.view).inc()
+
+    def after_chunk(self):
+        now = time.monotonic()
+        for entry in self.pinned.values():
+            conn, _, given_back = entry
+            if given_back is None and conn.connection is None:
+                entry[2] = now
+
+    def ended(self):
+        now = time.monotonic()
+        for alias, (_, since, given_back) in self.pinned.items():
+            held = (given_back or now) - since
+            metrics.PINNED_HOLD.labels(alias).observe(held)
+            if accounting.enabled():
+                accounting.event_log.write("pinned_stream", accounting.current_route.get(),
+                                           hold_ms=accounting.fmt_ms(held), detail=f"{self.view} {alias}")
+
+    def watch(self, content):
+        try:
+            first = True
+            for chunk in content:
+                if first:
+                    self.first_chunk()
+                    first = False
+                elif self.pinned:
+                    self.after_chunk()
+                yield chunk
+        finally:
+            self.ended()
+
+    async def awatch(self, content):
+        # the request's connections live in its thread (thread-sensitive), not the event loop's
+        try:
+            first = True
+            async for chunk in content:
+                if first:
+                    await sync_to_async(self.first_chunk, thread_sensitive=True)()
+                    first = False
+                elif self.pinned:
+                    await sync_to_async(self.after_chunk, thread_sensitive=True)()
+                yield chunk
+        finally:
+            self.ended()
+
+
+class StreamReleaseMiddleware:
+    """Put it first in MIDDLEWARE (see the module's documentation)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        accounting.current_route.set("other")
+        response = self.get_response(request)
+        if response.streaming:
+            stream = _PinnedStream(view_name(request))
+            content = response.streaming_content
+            response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        accounting.current_route.set(request.resolver_match.url_name or "other")
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, Error):
+            accounting.record_db_error(exception)

@@ -1,0 +1,22 @@
+"""Settings of the package's test project. SQLite in a file by default (Django is the only
+dependency; an in-memory database could not be closed, and closing is what is tested);
+STREAM_RELEASE_TEST_DATABASE, a JSON DATABASES entry, runs the same tests on another
+database (the repository's suite does, on PostgreSQL with each backend)."""
+
+import json
+import os
+import tempfile
+
+from stream_release.accounting import accounted
+
+SECRET_KEY = "tests-only"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
+INSTALLED_APPS = ["tests"]
+MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"]
+
+_sqlite = os.path.join(tempfile.gettempdir(), f"stream-release-tests-{os.getpid()}.sqlite3")
+_entry = json.loads(os.environ.get("STREAM_RELEASE_TEST_DATABASE", "null")) or {
+    "ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}}
+DATABASES = accounted({"default": _entry})

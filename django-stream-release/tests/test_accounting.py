@@ -1,0 +1,77 @@
+"""stream_release.accounting: any ENGINE wrapped by a settings change, checkouts and returns
+counted exactly, the event log written."""
+
+import csv
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections
+from django.db.utils import ConnectionHandler, load_backend
+
+from stream_release.accounting import AccountingMixin, accounted, counts, pool_limit
+
+
+def test_accounted_wraps_each_entry_once_and_keeps_its_engine():
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}, "other": {"ENGINE": "x.y"}}
+    wrapped = accounted(databases)
+    assert wrapped["default"] == {"ENGINE": "stream_release.db", "ACCOUNTED_ENGINE": "django.db.backends.sqlite3"}
+    assert accounted(wrapped) == wrapped
+    assert accounted(databases, "other")["default"] == databases["default"]
+    assert databases["default"] == {"ENGINE": "django.db.backends.sqlite3"}  # a copy
+
+
+def test_the_wrapper_is_the_named_backends_with_the_mixin_first():
+    wrapper = connections["default"]
+    base = load_backend(wrapper.settings_dict["ACCOUNTED_ENGINE"]).DatabaseWrapper
+    assert type(wrapper).__mro__[1:3] == (AccountingMixin, base)
+    assert type(wrapper).__qualname__ == f"Accounted{base.__name__}"
+
+
+def test_an_entry_without_the_engine_to_account_for_is_refused():
+    handler = ConnectionHandler({"default": {"ENGINE": "stream_release.db"}})
+    with pytest.raises(ImproperlyConfigured, match=r"ENGINE 'stream_release.db' needs ACCOUNTED_ENGINE"):
+        handler["default"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_checkout_and_return_is_counted_and_logged(tmp_path, settings):
+    connection.close()
+    settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
+    before = counts.in_use
+    for _ in range(3):
+        connection.ensure_connection()
+        assert counts.in_use == before + 1
+        connection.close()
+        assert counts.in_use == before
+    (log,) = tmp_path.glob("accounting-*.csv")
+    events = [row["event"] for row in csv.DictReader(log.open())]
+    assert events == ["acquire", "checkout", "return"] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switched_off_it_passes_calls_on_and_counts_nothing(tmp_path, settings):
+    settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
+    settings.STREAM_RELEASE_ACCOUNTING = False
+    connection.close()
+    before = counts.in_use_peak, counts.in_use
+    connection.ensure_connection()
+    assert connection.connection is not None
+    connection.close()
+    assert (counts.in_use_peak, counts.in_use) == before and not list(tmp_path.iterdir())
+
+
+def wrapper(options, *bases):
+    """An object with what pool_limit() reads of a DatabaseWrapper: its classes and OPTIONS."""
+    obj = type("DatabaseWrapper", bases or (object,), {})()
+    obj.settings_dict = {"OPTIONS": options}
+    return obj
+
+
+def test_pool_limit_knows_the_pools():
+    assert pool_limit(wrapper({})) is None
+    assert pool_limit(wrapper({"pool": True})) == 4
+    assert pool_limit(wrapper({"pool": {"min_size": 2, "max_size": 8}})) == 8
+    assert pool_limit(wrapper({"pool": {"min_size": 2}})) == 2
+    geventpool = type("DatabaseWrapper", (), {"__module__": "django_db_geventpool.backends.postgresql_psycopg2.base"})
+    assert pool_limit(wrapper({}, geventpool)) == 4
+    assert pool_limit(wrapper({"MAX_CONNS": 9}, geventpool)) == 9

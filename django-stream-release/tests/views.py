@@ -1,0 +1,66 @@
+"""The views the tests stream from: each returns a body of the rows 0..9 ("0\n1\n...").
+They are the shapes that pin a connection, and their fixes."""
+
+from django.db import connection
+from django.http import StreamingHttpResponse
+
+from stream_release import ReleasingStreamingHttpResponse, abatches, batches
+from tests.models import Row
+
+
+def _lines(numbers):
+    return (f"{n}\n".encode() for n in numbers)
+
+
+def query_then_stream(request):
+    """Queries, then a plain StreamingHttpResponse: holds the connection for the whole body."""
+    numbers = list(Row.objects.order_by("n").values_list("n", flat=True))
+    return StreamingHttpResponse(_lines(numbers))
+
+
+def iterator(request):
+    """Streams queryset.iterator(): a cursor, and its connection, open for the whole body."""
+    return StreamingHttpResponse(_lines(row.n for row in Row.objects.order_by("n").iterator(chunk_size=3)))
+
+
+def guarded_close(request):
+    """The usual guard: closes only outside an atomic block, so in a test's transaction (and
+    under ATOMIC_REQUESTS) it never releases."""
+    numbers = list(Row.objects.order_by("n").values_list("n", flat=True))
+    if not connection.in_atomic_block:
+        connection.close()
+    return StreamingHttpResponse(_lines(numbers))
+
+
+def no_database(request):
+    return StreamingHttpResponse(_lines(range(10)))
+
+
+def release(request):
+    numbers = list(Row.objects.order_by("n").values_list("n", flat=True))
+    return ReleasingStreamingHttpResponse(_lines(numbers))
+
+
+def release_batches(request):
+    rows = (row for batch in batches(Row.objects.all(), 3, key="n") for row in batch)
+    return ReleasingStreamingHttpResponse(_lines(row.n for row in rows))
+
+
+async def async_release_batches(request):
+    async def body():
+        async for batch in abatches(Row.objects.all(), 3, key="n"):
+            for row in batch:
+                yield f"{row.n}\n".encode()
+
+    return ReleasingStreamingHttpResponse(body())
+
+
+VIEWS = {
+    "query-then-stream": query_then_stream,
+    "iterator": iterator,
+    "guarded-close": guarded_close,
+    "no-database": no_database,
+    "release": release,
+    "release-batches": release_batches,
+    "async-release-batches": async_release_batches,
+}
