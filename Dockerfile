@@ -10,6 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /bench
 COPY requirements/bench.txt requirements/bench.txt
 RUN pip install --no-cache-dir -r requirements/bench.txt
+COPY django-stream-release django-stream-release
+RUN pip install --no-cache-dir --no-deps ./django-stream-release
 
 COPY matrix.toml ./
 COPY benchapp benchapp

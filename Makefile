@@ -31,7 +31,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity peer serve ui matrix table compare report test lock clean
+.PHONY: help venv bench capacity peer serve ui matrix table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -47,14 +47,19 @@ help:
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
+	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
 	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  which variant releases on which backend"
 	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
 
-$(VENV)/.installed: requirements/bench.txt
+# The package (django-stream-release/) is installed editable: benchapp uses it as a user's project would.
+PACKAGE := django-stream-release
+
+$(VENV)/.installed: requirements/bench.txt $(PACKAGE)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: PYTHON=$(PYTHON) is Python %d.%d; this project needs 3.11 or newer: make PYTHON=python3.11 ..." % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e $(PACKAGE)
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -96,6 +101,9 @@ TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
+package: venv
+	$(PY) -m build --outdir dist $(PACKAGE)
+
 # Re-pin requirements/<env>.txt from requirements/<env>.in, each in a scratch environment.
 LOCK_ENVS ?= bench pg3
 lock:
@@ -109,5 +117,5 @@ lock:
 	done; rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .venv-* .pytest_cache
+	rm -rf $(VENV) .venv-* .pytest_cache dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -8,6 +8,8 @@ import json
 import os
 from urllib.parse import unquote, urlsplit
 
+from stream_release.accounting import accounted
+
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -16,7 +18,7 @@ def _database(url: str) -> dict:
     if parts.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"BENCH_DATABASE_URL must start with postgres://, got {url!r}")
     return {
-        "ENGINE": os.environ.get("BENCH_DB_ENGINE", "benchapp.db.geventpool"),
+        "ENGINE": os.environ.get("BENCH_DB_ENGINE", "django_db_geventpool.backends.postgresql_psycopg2"),
         "NAME": unquote(parts.path.lstrip("/")) or "bench",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
@@ -40,22 +42,27 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = ["benchapp"]
-MIDDLEWARE = ["benchapp.accounting.RouteMiddleware"]
 
-DATABASES = {
+# Where each worker appends one line per connection checkout and return (exact accounting).
+STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
+# BENCH_ACCOUNTING=0: no connection accounting (metrics or log) and no detector, to measure their cost.
+STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
+
+# The package's detector: a warning for each stream that starts sending with a connection
+# checked out; it also labels checkouts with the URL name for the accounting.
+MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"] if STREAM_RELEASE_ACCOUNTING else []
+
+# Connection accounting on whatever backend BENCH_DB_ENGINE names, as in a user's project.
+DATABASES = accounted({
     "default": _database(
         os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench")
     )
-}
+})
 
 # Shown by /healthz so that a run can tell which configuration answered.
 BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "geventpool")
 # Rows `python -m benchapp seed` writes and /probe/ looks up.
 BENCH_SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "10000"))
-# Where each worker appends one line per connection checkout and return (exact accounting).
-BENCH_ACCOUNTING_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
-# BENCH_ACCOUNTING=0: no connection accounting at all (metrics or log), to measure its cost.
-BENCH_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 
 LOGGING = {
     "version": 1,

@@ -4,7 +4,7 @@ has written its audit row and run its queries. Each function is the code a view 
 `export` (benchapp.views.Export) offers the body three ways: page_chunks() from the rows the
 view already fetched (no database while streaming), cursor_chunks() from one cursor kept open
 for the whole stream, batch_chunks() from one query per chunk with the connection given back
-after each (benchapp.release.batches).
+after each (stream_release.batches).
 
 To add a variant, write one function here under @variant("its-name") and add one
 [variants.its-name] table to matrix.toml.
@@ -13,7 +13,7 @@ To add a variant, write one function here under @variant("its-name") and add one
 from django.db import close_old_connections, connection
 from django.http import StreamingHttpResponse
 
-from benchapp.release import ReleasingStreamingHttpResponse
+from stream_release import ReleasingStreamingHttpResponse
 
 VARIANTS = {}
 

@@ -22,9 +22,10 @@ from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from benchapp.accounting import _backend_pid
+from stream_release import batches
+from stream_release.accounting import backend_pid, pool_limit
+
 from benchapp.models import CATEGORIES, AuditEvent, Item
-from benchapp.release import batches
 from benchapp.variants import VARIANTS
 
 # (name, default, lowest, highest): the stream's shape, from the query string.
@@ -68,13 +69,13 @@ def stream(request, variant):
     items = Item.objects.filter(category=category, in_stock=True)
     totals = items.aggregate(n=Count("id"), value=Sum("price_cents"), avg=Avg("price_cents"))
     page = list(items.order_by("-price_cents", "id").values_list("sku", "name", "price_cents")[:50])
-    backend_pid = _backend_pid(connection.connection) if connection.connection else ""
+    pid = backend_pid(connection.connection) if connection.connection else ""
 
     header = f"# category {category}: {totals['n']} items, {totals['value']} cents\n"
     response = make_response(Export(header + _csv(page), **shape))
     response["Content-Type"] = "text/csv; charset=utf-8"
     response["X-Request-Id"] = request_id
-    response["X-Bench-Backend-Pid"] = str(backend_pid)
+    response["X-Bench-Backend-Pid"] = str(pid)
     response["X-Bench-Body-Bytes"] = str(shape["chunks"] * shape["chunk_bytes"])
     return response
 
@@ -126,7 +127,7 @@ class Export:
         return self._paced(texts())
 
     def batch_chunks(self):
-        """One query of BATCH_ROWS rows per chunk (benchapp.release.batches), the connection
+        """One query of BATCH_ROWS rows per chunk (stream_release.batches), the connection
         given back after each."""
 
         def texts():
@@ -142,7 +143,7 @@ class Export:
 def probe(request):
     sku = f"SKU{random.randrange(settings.BENCH_SEED_ROWS):08d}"
     row = Item.objects.filter(sku=sku).values("id", "sku", "price_cents").first()
-    pid = _backend_pid(connection.connection) if connection.connection else None
+    pid = backend_pid(connection.connection) if connection.connection else None
     return JsonResponse({"item": row, "backend_pid": pid})
 
 
@@ -158,15 +159,15 @@ def healthz(request):
         {
             "status": "ok",
             "backend": settings.BENCH_BACKEND,
-            "engine": conn.settings_dict["ENGINE"],
+            "engine": conn.settings_dict.get("ACCOUNTED_ENGINE", conn.settings_dict["ENGINE"]),
             "vendor": conn.vendor,
-            "pool_limit": conn.pool_limit() if hasattr(conn, "pool_limit") else None,
+            "pool_limit": pool_limit(conn),
             "conn_max_age": conn.settings_dict["CONN_MAX_AGE"],
             "driver": type(conn).Database.__name__,  # psycopg2 or psycopg (3)
             "psycopg2_gevent_patched": patched,
             "pid": os.getpid(),
             "variants": list(VARIANTS),
-            "accounting": settings.BENCH_ACCOUNTING,
+            "accounting": settings.STREAM_RELEASE_ACCOUNTING,
             # BENCH_GC=tuned (gunicorn.conf.py): objects frozen out of the collections, thresholds
             "gc": {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()},
         }

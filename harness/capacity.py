@@ -116,7 +116,7 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
             "peak_pool_in_use": peaks["pool_in_use"], "peak_pool_waiting": peaks["pool_waiting"],
             "peak_db_backends": peaks["db_backends"],
-            # logged from 10 ms (benchapp/accounting.py); a whole worker stops meanwhile
+            # logged from 10 ms (benchapp/instrument.py); a whole worker stops meanwhile
             "server_gc_pause_max_ms": max((ms for t, ms in gc_pauses if full <= t <= end), default=""),
         }
         for name in ("loadgen", "server", "postgres"):

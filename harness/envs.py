@@ -4,6 +4,9 @@ their own environment, built on demand from requirements/<name>.txt:
 
 - "bench": this environment (.venv: the harness, Locust, the psycopg2 server stack);
 - any other name: .venv-<name>, rebuilt when its requirements file changes.
+
+Each has django-stream-release (PACKAGE) installed editable, as `make` does for .venv: the app
+uses it as a user's project would.
 """
 
 import fcntl
@@ -15,6 +18,7 @@ import sys
 from harness import ROOT, CellError, UsageError
 
 REQUIREMENTS = ROOT / "requirements"
+PACKAGE = ROOT / "django-stream-release"
 
 
 def python_for(name: str, console=None) -> str:
@@ -27,7 +31,7 @@ def python_for(name: str, console=None) -> str:
     venv = ROOT / f".venv-{name}"
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    digest = hashlib.sha256(requirements.read_bytes() + (PACKAGE / "pyproject.toml").read_bytes()).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return str(python)
     # one builder at a time (two runs, or two test workers, may need it at once); the others
@@ -46,7 +50,9 @@ def _build(name, venv, python, requirements, console):
         console.print(f"building the {name!r} environment ({venv.name}) from {requirements.relative_to(ROOT)}")
     for cmd in ([sys.executable, "-m", "venv", "--clear", str(venv)],
                 [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 "-r", str(requirements)]):
+                 "-r", str(requirements)],
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                 "-e", str(PACKAGE)]):
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")

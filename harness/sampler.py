@@ -33,9 +33,9 @@ WHERE backend_type = 'client backend' AND usename = %s AND datname = %s
 """
 
 METRICS = {
-    "bench_db_connections_in_use": "pool_in_use",
-    "bench_db_connections_waiting": "pool_waiting",
-    "bench_db_checkouts_total": "pool_checkouts_total",
+    "stream_release_connections_in_use": "pool_in_use",
+    "stream_release_connections_waiting": "pool_waiting",
+    "stream_release_checkouts_total": "pool_checkouts_total",
 }
 
 

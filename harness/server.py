@@ -143,7 +143,7 @@ class Server(procs.Service):
             if status != 200 or not json.loads(body).get("item"):
                 raise CellError(f"/probe/ answered {status}: {body[:200]!r} (is the table seeded?)")
         status, body, _ = get(f"{self.url}/metrics")
-        if p.instrument and (status != 200 or b"bench_db_connections_in_use" not in body):
+        if p.instrument and (status != 200 or b"stream_release_connections_in_use" not in body):
             raise CellError(f"/metrics answered {status} without the connection accounting")
 
 

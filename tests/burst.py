@@ -25,7 +25,7 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 
-from benchapp.accounting import counts  # noqa: E402
+from stream_release.accounting import counts  # noqa: E402
 
 greenlets, hold_s = int(sys.argv[1]), float(sys.argv[2])
 started = time.time()  # backends of an earlier process may still be ending: not counted

@@ -53,7 +53,7 @@ def django_db_modify_db_settings(database):
 
     port = database.admin_url.rsplit(":", 1)[1].split("/")[0]
     settings.DATABASES["default"].update(
-        ENGINE="django.db.backends.postgresql", HOST="127.0.0.1", PORT=port, USER="postgres",
+        ACCOUNTED_ENGINE="django.db.backends.postgresql", HOST="127.0.0.1", PORT=port, USER="postgres",
         NAME="bench", OPTIONS={},
     )
 

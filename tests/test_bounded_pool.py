@@ -19,7 +19,7 @@ def burst(database, engine, options, greenlets=500, hold_s=0.05):
 
 
 def test_plain_geventpool_overshoots_its_limit_under_a_burst(database):
-    out = burst(database, "benchapp.db.geventpool", {"MAX_CONNS": 4})
+    out = burst(database, "django_db_geventpool.backends.postgresql_psycopg2", {"MAX_CONNS": 4})
     # counted in the accounting, and by the connections themselves in pg_stat_activity
     assert out["peak_in_use"] > 4 * 2 and out["peak_backends"] > 4 * 2 and out["backend_pids"] > 4 * 2
 

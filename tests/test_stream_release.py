@@ -165,7 +165,7 @@ def test_harness_refuses_an_unpatched_server(database, tmp_path):
 @pytest.mark.parametrize("variant", ["cursor-hold", "release-per-batch"])
 def test_a_stream_that_reads_rows_as_it_goes_holds_a_connection_per_batch_or_throughout(server, variant):
     """cursor-hold reads one QuerySet.iterator() cursor chunk by chunk; release-per-batch
-    fetches each chunk's rows with benchapp.release.batches(), giving the connection back
+    fetches each chunk's rows with stream_release.batches(), giving the connection back
     after each: its holds follow query time, cursor-hold's the stream's."""
     backend = server.backend.name
     since = len(stream_events(server))

@@ -69,4 +69,4 @@ def test_healthz_and_metrics_touch_no_database(client, django_assert_num_queries
         metrics = client.get("/metrics").content.decode()
     assert health["backend"] == "geventpool"
     assert health["variants"] == list(VARIANTS)
-    assert "bench_db_connections_in_use" in metrics
+    assert "stream_release_connections_in_use" in metrics

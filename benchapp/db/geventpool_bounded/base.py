@@ -18,7 +18,6 @@ import psycopg2
 from django_db_geventpool.backends.postgresql_psycopg2 import base
 from gevent.lock import BoundedSemaphore
 
-from benchapp.accounting import AccountingMixin
 
 
 class PoolTimeout(psycopg2.OperationalError):
@@ -68,11 +67,8 @@ class BoundedPool(base.PostgresConnectionPool):
             self.release(item)
 
 
-class DatabaseWrapper(AccountingMixin, base.DatabaseWrapper):
+class DatabaseWrapper(base.DatabaseWrapper):
     pool_class = BoundedPool
-
-    def pool_limit(self):
-        return int(self.settings_dict["OPTIONS"].get("MAX_CONNS", 4))
 
     def get_connection_params(self):
         return {**super().get_connection_params(), "ALIAS": self.alias}

@@ -1,0 +1,46 @@
+"""The benchmark's own instrumentation beside the package's connection accounting
+(stream_release.accounting): garbage-collector pauses, and a /metrics registry cut to what the
+sampler reads. Installed by benchapp.apps.BenchAppConfig.ready()."""
+
+import gc
+import time
+
+from django.conf import settings
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, Histogram
+from stream_release import accounting
+from stream_release.metrics import SECONDS_BUCKETS
+
+GC_PAUSE = Histogram(
+    "bench_gc_pause_seconds", "Pauses of the worker for Python's garbage collector, by generation", ["generation"],
+    buckets=SECONDS_BUCKETS,
+)
+GC_LOGGED_S = 0.01  # a pause this long or longer also goes to the accounting log ("gc" event)
+
+_gc_started = []
+
+
+def _gc_pause(phase, info):
+    """gc.callbacks: every collection's pause; the whole worker (every greenlet) waits for it."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+        return
+    if not _gc_started or not settings.STREAM_RELEASE_ACCOUNTING:
+        return
+    took = time.perf_counter() - _gc_started.pop()
+    GC_PAUSE.labels(str(info["generation"])).observe(took)
+    if took >= GC_LOGGED_S:
+        accounting.event_log.write("gc", "gc", hold_ms=accounting.fmt_ms(took),
+                                   detail=f"generation {info['generation']}, {info['collected']} collected")
+
+
+def install():
+    # /metrics is read ten times a second while a cell runs (harness/sampler.py): only the
+    # accounting's metrics and the GC pauses. The default collectors cost more than all of them:
+    # the process collector lists /proc/self/fd, one entry per open stream.
+    for collector in (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR):
+        try:
+            REGISTRY.unregister(collector)
+        except KeyError:  # already done
+            pass
+    if _gc_pause not in gc.callbacks:
+        gc.callbacks.append(_gc_pause)
