@@ -184,3 +184,16 @@ def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
         assert all(per_worker), "both workers made requests"
     info = json.loads((out / "run.json").read_text())
     assert info["cells"][0]["params"]["locust_workers"] == 2
+
+
+def test_the_detector_warns_in_the_server_log_for_holding_streams_only(run):
+    """django-stream-release's middleware, as benchapp's settings install it."""
+    out, rows, _ = run
+    warning = "started streaming its body with database connection 'default'"
+    logs = {v: (out / "geventpool" / v / "smoke-stream" / "r1" / "server.log").read_text() for v in rows}
+    held = logs["hold"].count(warning)
+    # one warning per stream that started sending with its connection checked out
+    assert held >= int(rows["hold"]["streams_completed"]) > 0
+    assert "benchapp.views.stream" in logs["hold"] and "'default' (checked out " in logs["hold"]
+    for variant in RELEASING:
+        assert warning not in logs[variant], variant

@@ -189,7 +189,14 @@ class Watch:
         return execute(sql, params, many, context)
 
     def _request_started(self, **kwargs):
+        from django.db import connections
+
         self.uses.clear()
+        # ATOMIC_REQUESTS: the request's transaction uses the connection even if the view does
+        # not (and in a test the connection may be open already, so no connect shows it)
+        for alias in connections:
+            if connections[alias].settings_dict.get("ATOMIC_REQUESTS"):
+                self.uses[alias] += 1
 
     def _connected(self, sender, connection, **kwargs):
         # opening a connection is a use too: ATOMIC_REQUESTS opens one for a view that never queries

@@ -1,0 +1,111 @@
+"""django-stream-release as people install it, and its own tests on every backend.
+
+- `make package`'s wheel and sdist, the wheel installed into a clean virtual environment with
+  only Django, pytest and pytest-django: the package's test suite passes there against the
+  installed wheel (SQLite; its plugin test runs `pytest --fail-on-pinned-streams` on views
+  that pin and views that release), and `pip install ./django-stream-release` works too;
+- the same test suite on the session's PostgreSQL with each backend the server runs, in that
+  backend's own environment, through the accounting wrapper."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from harness import ROOT
+from harness.envs import PACKAGE, python_for
+from tests.conftest import SPEC
+
+# what the clean environment gets besides the package: its one dependency, and the test tools
+CLEAN_ENV = ["Django==5.2.19", "pytest==9.2.0", "pytest-django==4.14.0"]
+
+
+def package_env(**extra):
+    """The environment for the package's own pytest: its settings (pytest-django would take
+    this session's DJANGO_SETTINGS_MODULE over its ini), nothing of this checkout on the path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    return {**env, **extra}
+
+
+def run(cmd, **kwargs):
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=kwargs.pop("timeout", 300), **kwargs)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))}:\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "build", "--outdir", str(out), str(PACKAGE)], cwd=ROOT)
+    (wheel,) = out.glob("django_stream_release-*.whl")
+    (sdist,) = out.glob("django_stream_release-*.tar.gz")
+    return wheel, sdist
+
+
+@pytest.fixture(scope="module")
+def clean_venv(tmp_path_factory, dist):
+    venv = tmp_path_factory.mktemp("clean") / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *CLEAN_ENV, str(dist[0])])
+    return python
+
+
+def test_the_wheel_holds_the_package_and_its_pytest_entry_point(dist):
+    wheel, _ = dist
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "stream_release/__init__.py" in names and "stream_release/pytest_plugin.py" in names
+    assert not [n for n in names if n.startswith("tests/")]
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pytest11]\nstream_release = stream_release.pytest_plugin" in text
+
+
+def test_the_wheel_installs_with_django_as_its_only_dependency(clean_venv):
+    listed = json.loads(run([clean_venv, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]).stdout)
+    names = {p["name"].lower() for p in listed}
+    assert "django-stream-release" in names
+    assert not names & {"prometheus-client", "psycopg2-binary", "psycopg", "gevent"}
+    where = run([clean_venv, "-c", "import stream_release; print(stream_release.__file__)"], cwd="/").stdout
+    assert "site-packages" in where
+
+
+def test_the_package_tests_pass_against_the_installed_wheel(clean_venv):
+    result = run([clean_venv, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"], cwd=PACKAGE, timeout=600,
+                 env=package_env())
+    assert " passed" in result.stdout and " failed" not in result.stdout
+    # the one skip is the metrics extra, not installed here, and it says so
+    assert "SKIPPED [1]" in result.stdout and "the metrics extra is not installed" in result.stdout
+
+
+def test_pip_installs_the_folder_too(clean_venv):
+    run([clean_venv, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--force-reinstall", str(PACKAGE)])
+    version = run([clean_venv, "-c", "import stream_release; print(stream_release.__version__)"], cwd="/").stdout
+    assert version.strip() == dist_version()
+
+
+def dist_version():
+    text = (PACKAGE / "src" / "stream_release" / "__init__.py").read_text()
+    return text.split('__version__ = "', 1)[1].split('"', 1)[0]
+
+
+# Each backend the server runs in-process (PgBouncer's runs stock-persistent's code)
+BACKENDS = [name for name, b in SPEC.backends.items() if not b.via]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_the_package_tests_pass_on_postgresql_with_each_backend(backend_name, database):
+    backend = SPEC.backends[backend_name]
+    port = database.admin_url.rsplit(":", 1)[1].split("/")[0]
+    entry = {"ENGINE": backend.engine, "NAME": "bench_package", "HOST": "127.0.0.1", "PORT": port,
+             "USER": "postgres", "CONN_MAX_AGE": backend.conn_max_age,
+             "OPTIONS": backend.django_options(SPEC.params("slow-server"))}
+    # this checkout on the path for benchapp's own backend (geventpool-bounded); the package's
+    # folder comes first (its pytest's pythonpath), so that `tests` is the package's
+    result = run([python_for(backend.env), "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=PACKAGE,
+                 env=package_env(STREAM_RELEASE_TEST_DATABASE=json.dumps(entry), PYTHONPATH=str(ROOT)), timeout=600)
+    assert " passed" in result.stdout and " failed" not in result.stdout
