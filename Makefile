@@ -31,7 +31,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity peer serve ui matrix table compare report test package lock clean
+.PHONY: help venv bench capacity peer detector-cost serve ui matrix table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -40,6 +40,8 @@ help:
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
 	@echo "make peer [BACKEND=stock] [VARIANT=release] [SCENARIO=peer-slow-read] [SET=...]"
 	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
+	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
+	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
@@ -76,6 +78,11 @@ capacity: venv
 
 peer: venv
 	$(PY) -m harness peer $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(OUT),--out $(OUT)) $(SETS)
+
+REQUESTS ?=
+REPEATS ?=
+detector-cost: venv
+	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
 
 serve: venv
 	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

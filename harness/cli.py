@@ -80,6 +80,13 @@ def _parser():
     peer.add_argument("--scenario", default="peer-slow-read", help="parameters from this scenario (default peer-slow-read)")
     peer.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
 
+    cost = sub.add_parser("detector-cost", parents=[overrides],
+                          help="what django-stream-release's detector middleware costs per request (detector_cost.csv)")
+    cost.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
+    cost.add_argument("--requests", type=int, default=300, help="requests per batch (default 300)")
+    cost.add_argument("--repeats", type=int, default=11, help="batches per kind of request and handler (default 11)")
+    cost.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
@@ -121,6 +128,11 @@ def main(argv=None):
             procs.raise_fd_limit()
             peer.run(args.backend, args.variant, args.scenario, matrix.parse_overrides(args.overrides), args.out,
                      args.matrix_file)
+            return 0
+        if args.command == "detector-cost":
+            from harness import detector_cost
+
+            detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
             return 0
         if args.command == "serve":
             return serve(args)
