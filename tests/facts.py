@@ -1,4 +1,4 @@
-"""What ../shared/FACTS.md says about each release variant, as rules the tests measure
+"""What docs/facts.md says about each release variant, as rules the tests measure
 against: on gunicorn (test_stream_release.py) and under each test mode
 (test_release_modes.py)."""
 

@@ -8,7 +8,7 @@ settings (the same BENCH_* variables as the server), on the session's PostgreSQL
 Test modes: pytest-django's django_db and django_db(transaction=True), Django's TestCase and
 TransactionTestCase, each with ATOMIC_REQUESTS off and on. Each test records what it
 observed in BENCH_MODES_OUT (JSON lines) instead of asserting it: the outer test compares the
-whole table with what ../shared/FACTS.md says. Django's TestCase classes run through
+whole table with what docs/facts.md says. Django's TestCase classes run through
 unittest inside a pytest test, so that an error in their own set-up or tear-down is
 recorded too.
 

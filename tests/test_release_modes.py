@@ -1,7 +1,7 @@
 """Each variant under each test mode and ATOMIC_REQUESTS setting, per backend, on a real
 PostgreSQL: tests/release_modes.py run in the backend's own Python environment with the
 server's settings (harness.server.server_env). tests/facts.py says what
-../shared/FACTS.md reports, as rules; every observed outcome is compared with it."""
+docs/facts.md reports, as rules; every observed outcome is compared with it."""
 
 import json
 import subprocess

@@ -3,7 +3,7 @@ while a stream's body is still being sent, is its connection checked out (the se
 accounting) and unusable by anyone else (PostgreSQL's pg_stat_activity, and a probe)? After
 the stream ends, is it back?
 
-tests/facts.py says what ../shared/FACTS.md reports; these tests measure it."""
+tests/facts.py says what docs/facts.md reports; these tests measure it."""
 
 import csv
 import http.client
