@@ -71,7 +71,7 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
     console.print(f"[bold]{run_id}[/]: the detector's cost per request, {repeats} repeats of {requests} requests "
                   f"per kind and handler; results in {os.path.relpath(run_dir)}")
-    try:
+    with runinfo.recording(run_dir, info):
         with contextlib.nullcontext(external) if external else \
                 postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log")) as db:
             prepare_database(spec.backends[backend], p, db.app_url, os.path.join(run_dir, "prepare.log"))
@@ -85,18 +85,8 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
         rows = [{"backend": backend, "requests_per_batch": requests, "repeats": repeats, **row}
                 for row in json.loads(result.stdout)]
         capacity.write_csv(os.path.join(run_dir, "detector_cost.csv"), COLUMNS, rows)
-        info["status"] = "complete"
-        _print(rows, console)
-        console.print(f"detector cost: {os.path.relpath(os.path.join(run_dir, 'detector_cost.csv'))}")
-    except KeyboardInterrupt:
-        info["status"] = "incomplete"
-        raise
-    except BaseException as exc:
-        info["status"], info["error"] = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise
-    finally:
-        info["ended_utc"] = runinfo.utc_now().isoformat()
-        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    _print(rows, console)
+    console.print(f"detector cost: {os.path.relpath(os.path.join(run_dir, 'detector_cost.csv'))}")
     return run_dir, rows
 
 

@@ -78,7 +78,7 @@ def run(backend="stock", variant="release", scenario="peer-slow-read", overrides
     console.print(f"[bold]{run_id}[/]: slowhttptest, then this project's slow client: {p.streams} connections "
                   f"reading {p.read_rate_bps} B/s each for {p.duration_s} s; results in {os.path.relpath(run_dir)}")
     rows = []
-    try:
+    with runinfo.recording(run_dir, info):
         with ExitStack() as stack:
             db = external or stack.enter_context(postgres.Cluster(p.db_max_connections,
                                                                    os.path.join(run_dir, "postgres.log")))
@@ -98,18 +98,8 @@ def run(backend="stock", variant="release", scenario="peer-slow-read", overrides
             row["client_cpu_ratio_to_slowhttptest"] = (round(row["client_cores"] / base, 2)
                                                        if base and row["client_cores"] != "" else "")
         capacity.write_csv(os.path.join(run_dir, "peer.csv"), COLUMNS, rows)
-        info["status"] = "complete"
-        _print(rows, console)
-        console.print(f"peer: {os.path.relpath(os.path.join(run_dir, 'peer.csv'))}")
-    except KeyboardInterrupt:
-        info["status"] = "incomplete"
-        raise
-    except BaseException as exc:
-        info["status"], info["error"] = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise
-    finally:
-        info["ended_utc"] = runinfo.utc_now().isoformat()
-        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    _print(rows, console)
+    console.print(f"peer: {os.path.relpath(os.path.join(run_dir, 'peer.csv'))}")
     return run_dir, rows
 
 

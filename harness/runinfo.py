@@ -106,6 +106,25 @@ def replacing(path):
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def recording(run_dir, info):
+    """`with recording(run_dir, info):` the run's work; run.json then says how it ended:
+    "complete" (the block ran through), "incomplete" (interrupted) or "failed" with the error's
+    first line, and when."""
+    try:
+        yield info
+        info["status"] = "complete"
+    except KeyboardInterrupt:
+        info["status"] = "incomplete"
+        raise
+    except BaseException as exc:
+        info["status"], info["error"] = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise
+    finally:
+        info["ended_utc"] = utc_now().isoformat()
+        write_json(os.path.join(run_dir, "run.json"), info)
+
+
 def read_json(path) -> dict:
     """A run's JSON file; {} if it is not there or not JSON."""
     try:
