@@ -17,6 +17,7 @@ pinned ones after each chunk (docs: the measured cost per request).
 
 import logging
 import time
+import weakref
 
 from asgiref.sync import sync_to_async
 from django.db import Error, connections
@@ -51,16 +52,18 @@ def _held_outside_atomic():
 
 
 class _PinnedStream:
-    """One streaming response: its pinned connections, found at its first chunk."""
+    """One streaming response: its pinned connections, found at its first chunk. It keeps no
+    reference to a connection's wrapper: a persistent connection goes when its thread or
+    greenlet does, and a reference here would keep it until the garbage collector ran."""
 
     def __init__(self, view):
         self.view = view
-        self.pinned = {}  # alias -> [wrapper, checked out at (monotonic), given back at or None]
+        self.pinned = {}  # alias -> [weakref to the wrapper, checked out at (monotonic), given back at or None]
 
     def first_chunk(self):
         now = time.monotonic()
         for alias, conn in _held_outside_atomic():
-            self.pinned[alias] = [conn, getattr(conn, "_stream_release_since", now), None]
+            self.pinned[alias] = [weakref.ref(conn), getattr(conn, "_stream_release_since", now), None]
         if not self.pinned:
             return
         held = ", ".join(f"{alias!r} (checked out {1000 * (now - since):.0f} ms ago)"
@@ -75,8 +78,8 @@ class _PinnedStream:
     def after_chunk(self):
         now = time.monotonic()
         for entry in self.pinned.values():
-            conn, _, given_back = entry
-            if given_back is None and conn.connection is None:
+            conn, _, given_back = entry[0](), entry[1], entry[2]
+            if given_back is None and (conn is None or conn.connection is None):
                 entry[2] = now
 
     def ended(self):
@@ -87,6 +90,7 @@ class _PinnedStream:
             if accounting.enabled():
                 accounting.event_log.write("pinned_stream", accounting.current_route.get(),
                                            hold_ms=accounting.fmt_ms(held), detail=f"{self.view} {alias}")
+        self.pinned.clear()
 
     def watch(self, content):
         try:
