@@ -28,15 +28,20 @@ def python_for(name: str, console=None) -> str:
     if not requirements.is_file():
         raise UsageError(f"environment {name!r} has no {requirements.relative_to(ROOT)}: "
                          "fix the backend's env in matrix.toml")
-    venv = ROOT / f".venv-{name}"
+    return _built(name, ROOT / f".venv-{name}", [requirements], console)
+
+
+def _built(name, venv, requirements, console):
+    """The python of `venv`, built from the requirement files and the package (editable) unless
+    it was built from the same files already."""
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
-    digest = hashlib.sha256(requirements.read_bytes() + (PACKAGE / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256(b"".join(r.read_bytes() for r in [*requirements, PACKAGE / "pyproject.toml"])).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return str(python)
     # one builder at a time (two runs, or two test workers, may need it at once); the others
     # wait, then find it built
-    with open(ROOT / f".venv-{name}.lock", "w") as lock:
+    with open(f"{venv}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if python.exists() and stamp.exists() and stamp.read_text() == digest:
             return str(python)
@@ -47,10 +52,11 @@ def python_for(name: str, console=None) -> str:
 
 def _build(name, venv, python, requirements, console):
     if console is not None:
-        console.print(f"building the {name!r} environment ({venv.name}) from {requirements.relative_to(ROOT)}")
+        console.print(f"building the {name!r} environment ({venv.name}) from "
+                      f"{', '.join(str(r) for r in requirements)}")
     for cmd in ([sys.executable, "-m", "venv", "--clear", str(venv)],
                 [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 "-r", str(requirements)],
+                 *(arg for r in requirements for arg in ("-r", str(r)))],
                 [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
                  "-e", str(PACKAGE)]):
         result = subprocess.run(cmd, capture_output=True, text=True)

@@ -22,24 +22,33 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
                accounting_dir: str = "") -> dict:
     """The server's whole BENCH_* configuration; any BENCH_* in the harness's own
     environment is dropped, so a run is exactly what run.json records."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = gunicorn_env(params, database_url, port, accounting_dir)
     env.update(
         DJANGO_SETTINGS_MODULE="benchapp.settings",
         PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
         BENCH_BACKEND=backend.name,
-        BENCH_DATABASE_URL=database_url,
         BENCH_DB_ENGINE=backend.engine,
         BENCH_CONN_MAX_AGE=str(backend.conn_max_age),
         BENCH_DB_OPTIONS=json.dumps(backend.django_options(params)),
         BENCH_DISABLE_SERVER_SIDE_CURSORS="0" if backend.server_side_cursors else "1",
         BENCH_ATOMIC_REQUESTS="1" if params.atomic_requests else "0",
+        BENCH_SEED_ROWS=str(params.seed_rows),
+    )
+    return env
+
+
+def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: str = "") -> dict:
+    """What every server the harness starts reads (benchapp/gunicorn.conf.py, the accounting),
+    whatever app it serves; the harness's own BENCH_* dropped."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        BENCH_DATABASE_URL=database_url,
         BENCH_HOST="127.0.0.1",
         BENCH_PORT=str(port),
         BENCH_WORKERS=str(params.workers),
         BENCH_WORKER_CONNECTIONS=str(params.worker_connections),
-        BENCH_SEED_ROWS=str(params.seed_rows),
         BENCH_ACCOUNTING_DIR=str(accounting_dir) if params.instrument else "",
         BENCH_ACCOUNTING="1" if params.instrument else "0",
         BENCH_GC=params.server_gc,
@@ -93,21 +102,27 @@ class Server(procs.Service):
             self.make_tmp("bench-metrics-")
             self.env["PROMETHEUS_MULTIPROC_DIR"] = self.tmp
         self.proc = procs.spawn(
-            [python_for(self.backend.env), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
-            self.log_path, env=self.env, cwd=ROOT,
+            [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
+            self.log_path, env=self.env, cwd=self.cwd,
         )
         phase("server start")
         self.health = procs.wait_ready(self.proc, self._health, "gunicorn", self.log_path, timeout=30)
         self.check_health(self.health)
         return self
 
+    cwd = ROOT
+    health_path = "/healthz"
+
+    def python(self):
+        return python_for(self.backend.env)
+
     def _health(self):
         try:
-            status, body, _ = get(f"{self.url}/healthz", timeout=2)
+            status, body, _ = get(f"{self.url}{self.health_path}", timeout=2)
         except OSError:
             return None  # not listening yet
         if status != 200:
-            raise CellError(f"/healthz answered {status}:\n{procs.tail(self.log_path)}")
+            raise CellError(f"{self.health_path} answered {status}:\n{procs.tail(self.log_path)}")
         return json.loads(body)
 
     def check_health(self, health: dict):
