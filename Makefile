@@ -17,6 +17,7 @@ WORKERS ?=
 HOST    ?=
 DATABASE_URL ?=
 SCENARIO ?=
+TARGET  ?=
 VARIANT ?=
 RUN     ?=
 TABLE   ?=
@@ -43,6 +44,7 @@ help:
 	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
 	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
 	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make serve TARGET=path/to/target.toml [PORT=8000]  your own Django project instead, with the accounting and the detector"
 	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
 	@echo "make compare [RUNS='base new'] [FORMAT=md] [METRIC=probe_p99_ms] [FAIL_ON='probe_p99_ms>1.2']"
@@ -85,7 +87,8 @@ detector-cost: venv
 	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
 
 serve: venv
-	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
+	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	    $(if $(TARGET),--target $(TARGET))
 
 ui: venv
 	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)

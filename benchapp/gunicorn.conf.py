@@ -2,7 +2,8 @@
 # Read from the same BENCH_* environment variables as benchapp/settings.py (.env.example).
 import os
 
-wsgi_app = "benchapp.wsgi:application"
+# BENCH_WSGI_APP: a target's own application (harness/target.py), served the same way
+wsgi_app = os.environ.get("BENCH_WSGI_APP", "benchapp.wsgi:application")
 bind = f"{os.environ.get('BENCH_HOST', '127.0.0.1')}:{os.environ.get('BENCH_PORT', '8000')}"
 worker_class = "gevent"
 workers = int(os.environ.get("BENCH_WORKERS", "1"))

@@ -42,6 +42,9 @@ def _parser():
     serve.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    serve.add_argument("--target", default=None,
+                       help="serve your own Django project, described by this target.toml (harness/target.py), "
+                            "instead of benchapp")
 
     table = sub.add_parser("table", help="Markdown tables of a run: which variant releases on which backend")
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
@@ -219,7 +222,44 @@ def _app(args, command):
         yield spec, params, db, server, stack, log_dir
 
 
+@contextlib.contextmanager
+def _target_app(args):
+    """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port."""
+    from harness import target as targets
+    from harness.server import TargetServer, check_target_imports, prepare_target
+
+    target = targets.load(args.target)
+    spec = matrix.load(args.matrix_file)
+    params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
+    if not 1 <= args.port <= 65535 or not postgres.port_is_free(args.port):
+        raise UsageError(f"PORT={args.port} is in use or invalid: choose another, e.g. PORT={args.port + 1}")
+    check_target_imports(target)
+    external = postgres.preflight()
+    log_dir = ROOT / "results" / "serve"
+    os.makedirs(log_dir, exist_ok=True)
+    with ExitStack() as stack:
+        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
+        prepare_target(target, params, db.app_url, log_dir / "prepare.log")
+        server = stack.enter_context(TargetServer(target, params, db.app_url, args.port, log_dir / "server.log",
+                                                  accounting_dir=log_dir))
+        server.verify()
+        print(f"app:      {server.url}/  (target {target.name}: {target.settings}, "
+              f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})")
+        for stream in target.streams:
+            print(f"          {server.url}{stream.path}   (stream {stream.name})")
+        print(f"          {server.url}{target.probe}   (probe)   {server.url}/__stream_release__/metrics")
+        print(f"log:      {log_dir / 'server.log'}  (the detector's warnings)")
+        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
+        yield server
+
+
 def serve(args):
+    if args.target:
+        with _target_app(args) as server:
+            print("Ctrl-C stops both.", flush=True)
+            while server.proc.poll() is None:
+                time.sleep(0.5)
+            raise CellError(f"gunicorn exited with {server.proc.returncode}")
     with _app(args, "serve") as (_, _, _, server, _, _):
         print("Ctrl-C stops both.", flush=True)
         while server.proc.poll() is None:

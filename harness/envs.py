@@ -31,6 +31,17 @@ def python_for(name: str, console=None) -> str:
     return _built(name, ROOT / f".venv-{name}", [requirements], console)
 
 
+def python_for_target(target, console=None) -> str:
+    """A target's server environment: this one when it names no requirements; else
+    .venv-target-<name>-<hash of its path>, built from its requirements and the server stack
+    (requirements/target-server.txt), rebuilt when either changes."""
+    if target.requirements is None:
+        return sys.executable
+    key = hashlib.sha256(str(target.project).encode()).hexdigest()[:8]
+    return _built(f"target {target.name}", ROOT / f".venv-target-{target.name}-{key}",
+                  [target.requirements, REQUIREMENTS / "target-server.txt"], console)
+
+
 def _built(name, venv, requirements, console):
     """The python of `venv`, built from the requirement files and the package (editable) unless
     it was built from the same files already."""

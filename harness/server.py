@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 
 from harness import ROOT, CellError, phase, procs
-from harness.envs import python_for
+from harness.envs import python_for, python_for_target
 from harness.matrix import Backend, Params
 
 
@@ -160,6 +160,106 @@ class Server(procs.Service):
         status, body, _ = get(f"{self.url}/metrics")
         if p.instrument and (status != 200 or b"stream_release_connections_in_use" not in body):
             raise CellError(f"/metrics answered {status} without the connection accounting")
+
+
+class TargetServer(Server):
+    """A target's own project (harness/target.py) on the same gunicorn gevent worker, with the
+    harness's settings shim (harness/target_app/): its database, the accounting, the detector."""
+
+    health_path = "/__stream_release__/healthz"
+
+    def __init__(self, target, params: Params, database_url: str, port: int, log_path, accounting_dir=""):
+        self.target, self.params = target, params
+        self.port, self.log_path = port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**gunicorn_env(params, database_url, port, accounting_dir), **target.env()}
+        self.cwd = target.project
+        self.health = {}
+
+    def python(self):
+        return python_for_target(self.target)
+
+    def check_health(self, health: dict):
+        if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
+            raise CellError("the target's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen "
+                            "installed in its environment?): every query would block the whole worker")
+
+    def verify(self, stream=None, warmup_probes: int = 10):
+        """Each stream answers 200 and the probe uses the database (a checkout in the accounting)."""
+        from harness.sampler import read_metrics
+
+        for s in self.target.streams if stream is None else [stream]:
+            status, body, _ = get(f"{self.url}{s.path}", timeout=120)
+            if status != 200:
+                raise CellError(f"TARGET={self.target.file}: stream {s.name!r} ({s.path}) answered {status} on "
+                                f"warm-up, not 200: {body[:200]!r}")
+        phase("warm-up")
+        before = read_metrics(self.url + "/__stream_release__").get("pool_checkouts_total", 0)
+        for _ in range(warmup_probes):
+            status, body, _ = get(f"{self.url}{self.target.probe}")
+            if status != 200:
+                raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} answered {status}, not 200")
+        after = read_metrics(self.url + "/__stream_release__").get("pool_checkouts_total", 0)
+        if self.params.instrument and after == before:
+            raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} never touched the database "
+                            "(no connection checked out): point target.probe.path at a view that queries it")
+
+
+def prepare_target(target, params: Params, database_url: str, log_path):
+    """The project's own migrations, then its setup commands, in its directory with the shim's
+    settings ("python" in a command is the target's environment's)."""
+    import shlex
+
+    python = python_for_target(target)
+    env = {**gunicorn_env(params, database_url, 0), **target.env()}
+    for command in ["python manage.py migrate --no-input", *target.setup]:
+        argv = shlex.split(command)
+        if argv and argv[0] == "python":
+            argv[0] = python
+        result = subprocess.run(argv, env=env, cwd=target.project, capture_output=True, text=True)
+        with open(log_path, "a") as log:
+            log.write(f"$ {command}\n{result.stdout}{result.stderr}")
+        if result.returncode != 0:
+            raise CellError(f"TARGET={target.file}: {command!r} failed in {target.project}:\n{result.stderr[-2000:]}")
+
+
+_IMPORT_CHECK = """
+import importlib, sys
+try:
+    import django
+    django.setup()
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}".splitlines()[0]); sys.exit(3)
+module, _, attribute = sys.argv[1].partition(":")
+try:
+    getattr(importlib.import_module(module), attribute)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}".splitlines()[0]); sys.exit(4)
+"""
+
+
+def check_target_imports(target):
+    """The target's settings and WSGI application import in its environment (no database is
+    touched), or UsageError naming the key."""
+    from harness import UsageError
+
+    env = {**gunicorn_env(default_params(), "postgres://nobody@127.0.0.1:1/none", 0), **target.env()}
+    result = subprocess.run([python_for_target(target), "-c", _IMPORT_CHECK, target.wsgi], env=env,
+                            cwd=target.project, capture_output=True, text=True)
+    why = result.stdout.strip() or (result.stderr.strip().splitlines() or ["no message"])[-1]
+    if result.returncode == 3:
+        raise UsageError(f"TARGET={target.file}: target.settings={target.settings!r} does not import ({why}): "
+                         "fix the module path, or add what it needs to target.requirements")
+    if result.returncode != 0:
+        raise UsageError(f"TARGET={target.file}: target.wsgi={target.wsgi!r} does not import ({why}): "
+                         "fix the module path, or add what it needs to target.requirements")
+
+
+def default_params():
+    from harness import matrix
+
+    spec = matrix.load()
+    return spec.params(next(iter(spec.scenarios)))
 
 
 class ExternalApp(Server):

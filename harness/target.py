@@ -1,0 +1,140 @@
+"""A target: a Django project of your own, described by a short TOML file, which the harness
+runs as it runs benchapp (make serve TARGET=path/to/target.toml).
+
+    [target]
+    project = "mysite"                   # the directory with manage.py, relative to this file
+    settings = "mysite.settings"
+    wsgi = "mysite.wsgi:application"
+    requirements = "requirements.txt"    # optional: installed into the target's own environment
+    setup = ["python manage.py loaddata demo.json"]   # optional, after migrate, in the project
+    [[target.streams]]
+    name = "export"                      # kebab-case: it names the cells
+    path = "/reports/export.csv"
+    [target.probe]
+    path = "/api/health/db/"             # a view that uses the database
+
+The project's code is not changed and its files are not written to: the server runs with the
+settings of harness/target_app/bench_target_settings.py, which imports the project's settings
+and changes only what a measurement needs (the database the harness gives it, the connection
+accounting and the detector of django-stream-release, two URLs of the harness's own).
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import ROOT, UsageError
+
+TARGET_APP = ROOT / "harness" / "target_app"
+NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Target:
+    file: Path
+    project: Path
+    settings: str
+    wsgi: str
+    streams: tuple
+    probe: str
+    requirements: Path | None = None
+    setup: tuple = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    def env(self) -> dict:
+        """What the target's processes (manage.py, gunicorn) need besides the app's BENCH_*
+        settings: its settings through the harness's shim, the project and the shim on the path."""
+        return {
+            "DJANGO_SETTINGS_MODULE": "bench_target_settings",
+            "BENCH_TARGET_SETTINGS": self.settings,
+            "BENCH_WSGI_APP": self.wsgi,
+            "PYTHONPATH": f"{self.project}:{TARGET_APP}",
+        }
+
+
+def _fail(file, key, problem, fix):
+    raise UsageError(f"TARGET={file}: {key} {problem}: {fix}")
+
+
+def load(file) -> Target:
+    """The target file, checked: a bad key gets one line naming it and the fix."""
+    path = Path(file)
+    if not path.is_file():
+        raise UsageError(f"TARGET={file} does not exist: give the path of your target.toml")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"TARGET={file} is not valid TOML ({exc}): fix the file") from None
+    table = data.get("target")
+    if not isinstance(table, dict):
+        _fail(file, "[target]", "is missing", "start the file with a [target] table (see harness/target.py)")
+    unknown = set(table) - {"project", "settings", "wsgi", "requirements", "setup", "streams", "probe"}
+    if unknown:
+        _fail(file, f"[target] {', '.join(sorted(unknown))}", "is not a key of a target",
+              "use project, settings, wsgi, requirements, setup, streams and probe")
+
+    def text(key, pattern=None, what=""):
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            _fail(file, f"target.{key}", "is missing", f"set it to {what}")
+        if pattern and not pattern.fullmatch(value):
+            _fail(file, f"target.{key}={value!r}", "is not a dotted module path", f"set it to {what}")
+        return value
+
+    project = (path.parent / text("project", what="the directory that holds manage.py")).resolve()
+    if not (project / "manage.py").is_file():
+        _fail(file, f"target.project={table['project']!r}", f"has no manage.py ({project})",
+              "point it at the directory that holds manage.py, relative to the target file")
+    settings = text("settings", DOTTED, 'your settings module, e.g. "mysite.settings"')
+    wsgi = text("wsgi", what='your WSGI application, e.g. "mysite.wsgi:application"')
+    module, _, attribute = wsgi.partition(":")
+    if not DOTTED.fullmatch(module) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", attribute):
+        _fail(file, f"target.wsgi={wsgi!r}", "is not module:attribute", 'write it as "mysite.wsgi:application"')
+    requirements = None
+    if "requirements" in table:
+        requirements = (path.parent / text("requirements", what="a pip requirements file")).resolve()
+        if not requirements.is_file():
+            _fail(file, f"target.requirements={table['requirements']!r}", f"does not exist ({requirements})",
+                  "give a pip requirements file relative to the target file, or leave the key out")
+    setup = table.get("setup", [])
+    if not isinstance(setup, list) or not all(isinstance(c, str) and c.strip() for c in setup):
+        _fail(file, "target.setup", "is not a list of commands", 'write setup = ["python manage.py loaddata demo.json"]')
+    streams = table.get("streams")
+    if not isinstance(streams, list) or not streams:
+        _fail(file, "[[target.streams]]", "is missing", 'add one per streaming URL: name = "export", path = "/export/"')
+    seen = []
+    for i, stream in enumerate(streams):
+        where = f"target.streams[{i}]"
+        if not isinstance(stream, dict) or set(stream) - {"name", "path"}:
+            _fail(file, where, "has keys other than name and path", "give each stream a name and a path only")
+        name, url = stream.get("name"), stream.get("path")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            _fail(file, f"{where}.name={name!r}", "is not a kebab-case name", 'name it like "export" or "orders-csv"')
+        if name in seen:
+            _fail(file, f"{where}.name={name!r}", "is used twice", "give every stream a name of its own")
+        seen.append(name)
+        _check_path(file, f"{where}.path", url)
+    probe = table.get("probe")
+    if not isinstance(probe, dict) or set(probe) != {"path"}:
+        _fail(file, "[target.probe]", "is missing or has keys other than path",
+              'add [target.probe] with path = "/a/view/that/queries/the/database/"')
+    _check_path(file, "target.probe.path", probe["path"])
+    return Target(file=path.resolve(), project=project, settings=settings, wsgi=wsgi,
+                  streams=tuple(Stream(s["name"], s["path"]) for s in streams), probe=probe["path"],
+                  requirements=requirements, setup=tuple(setup))
+
+
+def _check_path(file, key, url):
+    if not isinstance(url, str) or not url.startswith("/") or any(c.isspace() for c in url):
+        _fail(file, f"{key}={url!r}", "is not a URL path", 'write the path the app serves, from "/", e.g. "/export/"')

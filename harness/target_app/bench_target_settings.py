@@ -1,0 +1,38 @@
+"""The settings a target (harness/target.py) runs with: its own (BENCH_TARGET_SETTINGS), with
+only what a measurement needs changed. Put on the path by the harness; nothing of the
+project is written to.
+
+- DATABASES["default"]: the harness's PostgreSQL (BENCH_DATABASE_URL); the project's ENGINE
+  and OPTIONS are kept when they name a PostgreSQL backend, else Django's postgresql backend
+  is used (and /__stream_release__/healthz says so); then django-stream-release's accounting.
+- MIDDLEWARE: django-stream-release's detector first.
+- ROOT_URLCONF: bench_target_urls, the project's URLs plus the harness's two.
+- ALLOWED_HOSTS: 127.0.0.1 added; DEBUG off (Django's query log would grow without end).
+"""
+
+import importlib
+import os
+from urllib.parse import unquote, urlsplit
+
+from stream_release.accounting import accounted
+
+_own = importlib.import_module(os.environ["BENCH_TARGET_SETTINGS"])
+globals().update({k: v for k, v in vars(_own).items() if k.isupper()})
+
+_url = urlsplit(os.environ["BENCH_DATABASE_URL"])
+_default = dict(globals().get("DATABASES", {}).get("default", {}))
+BENCH_TARGET_OWN_ENGINE = _default.get("ENGINE", "")
+if "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
+    _default = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
+_default.update(NAME=unquote(_url.path.lstrip("/")), USER=unquote(_url.username or ""),
+                PASSWORD=unquote(_url.password or ""), HOST=_url.hostname or "", PORT=str(_url.port or ""))
+DATABASES = accounted({**globals().get("DATABASES", {}), "default": _default})
+
+MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware",
+              *[m for m in globals().get("MIDDLEWARE", []) if m != "stream_release.middleware.StreamReleaseMiddleware"]]
+BENCH_TARGET_URLCONF = globals().get("ROOT_URLCONF")
+ROOT_URLCONF = "bench_target_urls"
+ALLOWED_HOSTS = [*globals().get("ALLOWED_HOSTS", []), "127.0.0.1", "localhost"]
+DEBUG = False
+STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
+STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"

@@ -1,0 +1,41 @@
+"""The target's URLs, and the harness's two: /__stream_release__/metrics (the accounting's
+Prometheus metrics, which the sampler reads) and /__stream_release__/healthz (what answers:
+the backend, its pool limit, whether psycopg2 is gevent-patched; no database)."""
+
+import os
+
+from django.conf import settings
+from django.db import connections
+from django.http import HttpResponse, JsonResponse
+from django.urls import include, path
+from stream_release.accounting import pool_limit
+
+
+def metrics(request):
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def healthz(request):
+    conn = connections["default"]
+    try:
+        import psycopg2.extensions
+
+        patched = psycopg2.extensions.get_wait_callback() is not None
+    except ImportError:
+        patched = None
+    return JsonResponse({
+        "status": "ok", "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
+        "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"), "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
+        "pool_limit": pool_limit(conn), "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
+        "driver": type(conn).Database.__name__, "psycopg2_gevent_patched": patched, "pid": os.getpid(),
+        "accounting": settings.STREAM_RELEASE_ACCOUNTING,
+    })
+
+
+urlpatterns = [
+    path("__stream_release__/metrics", metrics, name="stream-release-metrics"),
+    path("__stream_release__/healthz", healthz, name="stream-release-healthz"),
+    *([path("", include(settings.BENCH_TARGET_URLCONF))] if settings.BENCH_TARGET_URLCONF else []),
+]

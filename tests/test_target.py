@@ -1,0 +1,109 @@
+"""A target: your own Django project under the harness (harness/target.py). The target file's
+refusals, and `python -m harness serve --target` on a project made by `django-admin
+startproject` (tests/target_project.py): its migrations run, its views served with the
+accounting and the detector, whose warnings name the views that pin a connection."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from harness import ROOT, UsageError, target
+from tests import target_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return target_project.make(tmp_path_factory.mktemp("target"))
+
+
+def test_a_good_target_file_loads(project):
+    t = target.load(project)
+    assert t.project == project.parent / "mysite" and t.settings == "mysite.settings"
+    assert [s.name for s in t.streams] == ["iterator", "query", "released"] and t.probe == "/health/db/"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[target.probe]\npath = \"/health/db/\"\n", ""), "[target.probe] is missing or has keys other than path"),
+    (('project = "mysite"', 'project = "elsewhere"'), "target.project='elsewhere' has no manage.py"),
+    (('name = "query"', 'name = "Query CSV"'), "target.streams[1].name='Query CSV' is not a kebab-case name"),
+    (('name = "query"', 'name = "iterator"'), "target.streams[1].name='iterator' is used twice"),
+    (('path = "/exports/query.csv"', 'path = "exports/query.csv"'), "target.streams[1].path='exports/query.csv' is not a URL path"),
+    (('settings = "mysite.settings"\n', ""), "target.settings is missing"),
+    (('wsgi = "mysite.wsgi:application"', 'wsgi = "mysite.wsgi"'), "target.wsgi='mysite.wsgi' is not module:attribute"),
+    (("[target]", "[target]\nport = 1"), "[target] port is not a key of a target"),
+])
+def test_a_bad_target_file_is_refused_in_one_line_naming_the_key(project, tmp_path, change, message):
+    bad = project.with_name(f"bad-{abs(hash(message))}.toml")
+    text = project.read_text()
+    assert change[0] in text
+    bad.write_text(text.replace(change[0], change[1], 1))
+    with pytest.raises(UsageError) as raised:
+        target.load(bad)
+    text = str(raised.value)
+    assert text.startswith(f"TARGET={bad}: {message}") and "\n" not in text
+    assert len(text.split(": ")) >= 3  # the key, the problem, then the fix
+
+
+def serve(project, *args):
+    from harness.postgres import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--target", str(project), "--port", str(port),
+                             *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, port
+
+
+def test_settings_that_do_not_import_are_refused_before_anything_starts(project):
+    bad = project.with_name("bad-settings.toml")
+    bad.write_text(project.read_text().replace('settings = "mysite.settings"', 'settings = "mysite.nosuch"'))
+    proc, _ = serve(bad)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.strip().startswith(f"error: TARGET={bad}: target.settings='mysite.nosuch' does not import "
+                                  "(ModuleNotFoundError: No module named 'mysite.nosuch')")
+
+
+def test_a_probe_that_never_touches_the_database_is_refused(project):
+    bad = project.with_name("bad-probe.toml")
+    bad.write_text(project.read_text().replace('path = "/health/db/"', 'path = "/health/"'))
+    proc, _ = serve(bad)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert "the probe /health/ never touched the database" in err
+
+
+def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
+    before = {p: os.stat(p).st_mtime_ns for p in project.parent.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
+    proc, port = serve(project)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops both" in line:
+                break
+        assert f"http://127.0.0.1:{port}/exports/query.csv   (stream query)" in "".join(lines), "".join(lines)
+        base = f"http://127.0.0.1:{port}"
+        health = json.loads(urllib.request.urlopen(f"{base}/__stream_release__/healthz", timeout=5).read())
+        assert health["engine"] == "django.db.backends.postgresql" and "sqlite3" in health["own_engine"]
+        assert health["psycopg2_gevent_patched"] is True
+        for path in ("/exports/iterator.csv", "/exports/query.csv", "/exports/released.csv"):
+            body = urllib.request.urlopen(base + path, timeout=30).read().decode()
+            assert body.splitlines()[0] == "1,customer 0,0" and len(body.splitlines()) == 20, path
+        metrics = urllib.request.urlopen(f"{base}/__stream_release__/metrics", timeout=5).read().decode()
+        assert "stream_release_pinned_streams_total" in metrics
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode == 130
+    log = (ROOT / "results" / "serve" / "server.log").read_text()
+    warned = {line.split(" started streaming")[0] for line in log.splitlines() if " started streaming its body" in line}
+    # each pinning view warned (warm-up and the requests above), the released one never
+    assert warned == {"shop.views.iterator_export", "shop.views.query_export"}
+    after = {p: os.stat(p).st_mtime_ns for p in project.parent.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
+    assert after == before  # the project's files are left untouched
