@@ -36,6 +36,7 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_wor
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
+	@echo "make bench TARGET=path/to/target.toml [MATRIX=target]  your own Django project: each of its streams under the matrix's scenarios"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
@@ -69,7 +70,7 @@ $(VENV)/.installed: requirements/bench.txt $(PACKAGE)/pyproject.toml
 venv: $(VENV)/.installed
 
 # bench and capacity: the database URL through the environment, not the command line
-RUN_ARGS = --matrix $(MATRIX) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
+RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
 DB_ENV = $(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)')
 
 bench: venv

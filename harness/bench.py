@@ -21,6 +21,7 @@ from rich.table import Table
 import harness
 from harness import (CellError, UsageError, audit, capacity, compare, cpu, envs, faults, html_report, matrix, pgbouncer,
                      postgres, procs, runinfo, summary)
+from harness import target as targets
 from harness.load import locust_command, test_window
 from harness.sampler import Sampler
 from harness import server as server_module
@@ -42,15 +43,23 @@ FAULT_COLUMNS = [("fault_s", "fault at s"), ("failures_after_fault", "failed aft
 
 
 def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None, matrix_file=None,
-        search=False):
+        search=False, target=None):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
     cells then run with the backend that app reports, and nothing is started. `search`: make
-    capacity: each cell is a step load searching its breaking point (harness/capacity.py)."""
+    capacity: each cell is a step load searching its breaking point (harness/capacity.py).
+    `target`: a target file (harness/target.py): your own project instead of benchapp, one
+    cell per stream and scenario of the matrix, with the backend its settings name."""
     console = console or Console(stderr=True)
     spec = matrix.load(matrix_file)
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
+    if target:
+        if host or search:
+            raise UsageError(f"TARGET={target} goes with neither HOST nor make capacity (yet): run make bench TARGET=")
+        target = targets.load(target)
+        server_module.check_target_imports(target)
+        cells = target_cells(cells, target)
     if search:
         capacity.refuse_unsupported(cells)
     app_health = None
@@ -68,9 +77,11 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     if external is not None:
         for cell in cells:
             matrix.check_pool_fits(cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections")
-    env_names = sorted({c.backend.env for c in cells})
+    env_names = sorted({c.backend.env for c in cells} - {OWN.env})
     for env in env_names:
         envs.python_for(env, console)
+    if target:
+        envs.python_for_target(target, console)
     if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
@@ -101,6 +112,9 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                "samples its /metrics"] if host else []),
         ],
         "kind": "capacity" if search else "bench",
+        "target": None if not target else {
+            "file": str(target.file), "project": str(target.project), "settings": target.settings,
+            "wsgi": target.wsgi, "streams": {st.name: st.path for st in target.streams}, "probe": target.probe},
         "matrix_file": spec.raw,
         "cells": [
             {"cell": c.name, "repeat": c.repeat, "path": str(c.path), "params": vars(c.params),
@@ -111,7 +125,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
     summary_path = os.path.join(run_dir, "capacity.csv" if search else "summary.csv")
     write_rows = capacity.write_verdicts if search else summary.write
-    rows = [_identity(run_id, c, "incomplete") for c in cells]
+    rows = [_identity(run_id, c, "incomplete", target) for c in cells]
     write_rows(summary_path, rows)
 
     planned = [(capacity.planned_s(c.params) if search else c.params.duration_s) + CELL_OVERHEAD_S for c in cells]
@@ -134,14 +148,18 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                     stack.callback(cluster.stop)
                     db, seeded = cluster.start(), None
                 info["database"] = db.describe()
-                if seeded != cell.params.seed_rows and not host:  # an app of its own is seeded by its owner
+                if target and seeded is None:  # the project's own migrations and setup, once per cluster
+                    harness.phase("seeding")
+                    server_module.prepare_target(target, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
+                    seeded = "target"
+                elif seeded != cell.params.seed_rows and not host and not target:  # an app of its own is seeded by its owner
                     harness.phase("seeding")
                     prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
                     seeded = cell.params.seed_rows
                 progress.update(task, description=label, completed=sum(planned[:i]))
                 rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host,
                                     cluster=None if external is not None else cluster,
-                                    search_s=planned[i] if search else None)
+                                    search_s=planned[i] if search else None, target=target)
                 write_rows(summary_path, rows)
                 _report_cell(console, label, rows[i])
             label = None
@@ -182,14 +200,32 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     return run_dir, rows
 
 
-def _identity(run_id, cell, status):
+def _identity(run_id, cell, status, target=None):
     p = cell.params
-    return {
+    row = {
         "run_id": run_id, "cell": cell.name, "backend": cell.backend.name, "variant": cell.variant,
         "scenario": cell.scenario, "repeat": cell.repeat, "status": status, "streams": p.streams,
         "pool_max": p.pool_max, "duration_s": p.duration_s,
         "stream_design_ms": round(p.stream_s * 1000, 1), "instrument": p.instrument,
     }
+    if target:  # its streams' shape and its pool are its own: not the matrix's
+        row.update(target=target.name, stream_path=target.stream(cell.variant).path, pool_max="", stream_design_ms="")
+    return row
+
+
+# A target's cells run with the backend its own settings name (/__stream_release__/healthz says which)
+OWN = matrix.Backend(name="own", description="the backend the target's own settings name", engine="",
+                     conn_max_age=0, options={}, driver="", env="target")
+
+
+def target_cells(cells, target):
+    """One cell per stream of the target and scenario and repeat of the matrix."""
+    out = {}
+    for c in cells:
+        for stream in target.streams:
+            out.setdefault((stream.name, c.scenario, c.repeat),
+                           matrix.Cell(OWN, stream.name, c.scenario, c.repeat, c.params))
+    return list(out.values())
 
 
 def external_cells(cells, backend):
@@ -200,12 +236,13 @@ def external_cells(cells, backend):
     return list(out.values())
 
 
-def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None, search_s=None):
+def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None, search_s=None,
+              target=None):
     """One cell: a fixed load for duration_s, or (search_s: its longest time) make capacity's
     step load."""
     cell_dir = os.path.join(run_dir, cell.path)
     os.makedirs(cell_dir)
-    row = _identity(run_id, cell, "incomplete")
+    row = _identity(run_id, cell, "incomplete", target)
     row["db_limit"] = db.max_connections
     if _lacks_pgbouncer(cell, host):
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
@@ -219,17 +256,27 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 if server.health.get("backend") != cell.backend.name:
                     raise CellError(f"HOST={host} now reports backend {server.health.get('backend')!r}, "
                                     f"not {cell.backend.name!r} as when the run began")
+            elif target:
+                server = stack.enter_context(server_module.TargetServer(
+                    target, cell.params, db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"),
+                    accounting_dir=cell_dir))
             else:
                 app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
                 server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
                                                     os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
-            server.verify(cell.variant)
+            stream = target.stream(cell.variant) if target else None
+            server.verify(stream or cell.variant)
+            paths = {} if not target else {"stream_path": stream.path, "probe_path": target.probe}
+            routes = ("stream", "probe") if not target else server.routes(stream.path, target.probe)
+            if target:
+                runinfo.write_json(os.path.join(cell_dir, summary.ROUTES_FILE), dict(zip(("stream", "probe"), routes)))
             sampler = None if not cell.params.instrument else stack.enter_context(
                 Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db, server.url))
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
-            locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape), os.path.join(cell_dir, "locust.log"))
+            locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape, **paths),
+                                 os.path.join(cell_dir, "locust.log"))
             harness.phase("load")
             stack.enter_context(cpu.CpuSampler(os.path.join(cell_dir, cpu.FILE), {
                 "loadgen": locust.pid, **({"server": server.proc.pid} if not host else {}),
@@ -259,7 +306,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 measure = functools.partial(
                     summary.summarize,
                     cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=pool_capacity,
-                    postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
+                    postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests,
+                    stream_name=paths.get("stream_path"), probe_name=paths.get("probe_path", "/probe/"), routes=routes)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             procs.forget(locust)
@@ -269,7 +317,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 leaks = {"leaked_conns": "", "settle_s": ""}
             else:
                 leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
-            audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
+            if not target:  # a target has no audit table: lost_writes stays empty, not 0
+                audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"

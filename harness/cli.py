@@ -24,7 +24,11 @@ def _parser():
                            help="read backends, variants, scenarios and matrices from this file (default matrix.toml)")
 
     run = argparse.ArgumentParser(add_help=False, parents=[overrides])
-    run.add_argument("--matrix", default="default", help="named matrix from matrix.toml (default: default)")
+    run.add_argument("--matrix", default=None,
+                     help="named matrix from matrix.toml (default: default; with --target: target)")
+    run.add_argument("--target", default=None,
+                     help="measure your own Django project, described by this target.toml (harness/target.py), "
+                          "instead of benchapp: one cell per stream of it and scenario of the matrix")
     run.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
     run.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
     run.add_argument("--host", default=None,
@@ -122,8 +126,9 @@ def main(argv=None):
             if args.database_url:
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
             procs.raise_fd_limit()
-            _, rows = bench.run(args.matrix, overrides, args.repeat, args.out, host=args.host,
-                                matrix_file=args.matrix_file, search=args.command == "capacity")
+            _, rows = bench.run(args.matrix or ("target" if args.target else "default"), overrides, args.repeat,
+                                args.out, host=args.host, matrix_file=args.matrix_file,
+                                search=args.command == "capacity", target=args.target)
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "peer":
             from harness import peer

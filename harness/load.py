@@ -25,9 +25,10 @@ def load_options(p: Params, users=True) -> list:
     ]
 
 
-def locust_command(cell: Cell, host: str, cell_dir, shape_options=None) -> list:
+def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_path=None, probe_path=None) -> list:
     """`shape_options`: run the capacity search's step shape (locustfiles/step_shape.py) with
-    these options instead of a fixed number of users for duration_s."""
+    these options instead of a fixed number of users for duration_s. `stream_path`, `probe_path`:
+    a target's own URLs (make bench TARGET=...)."""
     p = cell.params
     shaped = shape_options is not None
     return [
@@ -42,9 +43,11 @@ def locust_command(cell: Cell, host: str, cell_dir, shape_options=None) -> list:
         "--only-summary", "--exit-code-on-error", "0",
         # Streams keep their load on while the last probes are answered or time out.
         "--stop-timeout", str(p.grace_s),
-        "--variant", cell.variant,
+        *(["--variant", cell.variant] if not stream_path else []),
         "--request-log", f"{cell_dir}/requests.csv",
         "--window-file", f"{cell_dir}/{WINDOW_FILE}",
+        *(["--stream-path", stream_path] if stream_path else []),
+        *(["--probe-path", probe_path] if probe_path else []),
     ]
 
 

@@ -138,9 +138,10 @@ def probe_latency(run_dir, rows) -> str | None:
 def conn_hold(run_dir, cells) -> str | None:
     data = []
     for row, cell_dir, (start, stop) in cells:
-        holds = summary.stream_holds(summary.read_accounting(cell_dir), start or 0, stop or float("inf"))
+        holds = summary.stream_holds(summary.read_accounting(cell_dir), start or 0, stop or float("inf"),
+                                     summary.routes(cell_dir)[0])
         data.append((row, [max(h, 0.01) for h in holds]))  # log axis: a 0 ms hold drawn at 0.01
-    if not data:
+    if not any(h for _, h in data):
         return None
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.4))
     ax.boxplot([h or [float("nan")] for _, h in data], orientation="horizontal", whis=(0, 100), widths=0.6)

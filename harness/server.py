@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from harness import ROOT, CellError, phase, procs
@@ -183,6 +184,16 @@ class TargetServer(Server):
         if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
             raise CellError("the target's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen "
                             "installed in its environment?): every query would block the whole worker")
+
+    def routes(self, *paths):
+        """The routes the accounting labels these paths' checkouts with (their views' names)."""
+        query = "&".join(f"resolve={urllib.parse.quote(p, safe='')}" for p in paths)
+        status, body, _ = get(f"{self.url}{self.health_path}?{query}")
+        routes = json.loads(body).get("routes", {}) if status == 200 else {}
+        missing = [p for p in paths if not routes.get(p)]
+        if missing:
+            raise CellError(f"TARGET={self.target.file}: {', '.join(missing)} resolve(s) to no view of the project")
+        return tuple(routes[p] for p in paths)
 
     def verify(self, stream=None, warmup_probes: int = 10):
         """Each stream answers 200 and the probe uses the database (a checkout in the accounting)."""

@@ -48,6 +48,11 @@ COLUMNS = [
     # probes answered without failure per second of the measured time; the cores (CPU seconds per
     # second) the load generator, the server and PostgreSQL used then (harness/cpu.py)
     "probe_ok_per_s", "loadgen_cores", "server_cores", "postgres_cores", "instrument",
+    # streams of the load whose body started sending with a connection checked out outside an
+    # atomic block (django-stream-release's detector; every one the server ended, late ones too)
+    "streams_pinned",
+    # make bench TARGET=...: the project's name and the stream's path (empty for benchapp)
+    "target", "stream_path",
 ]
 
 
@@ -120,10 +125,20 @@ def _end_with_worker(events, worker, at):
     return sorted(kept + ended, key=lambda e: e["unix_s"])
 
 
-def stream_holds(events, start, end):
+ROUTES_FILE = "routes.json"  # a target's cell: the routes of its stream and probe (harness/bench.py)
+
+
+def routes(cell_dir) -> tuple:
+    """(stream route, probe route): what the accounting labels the cell's stream's and probe's
+    checkouts with; benchapp's URL names unless the cell says otherwise."""
+    found = runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE))
+    return found.get("stream", "stream"), found.get("probe", "probe")
+
+
+def stream_holds(events, start, end, route="stream"):
     """How long each streaming request held its connection (ms), for returns in [start, end]."""
     return [float(e["hold_ms"]) for e in events
-            if e["event"] == "return" and e["route"] == "stream" and start <= e["unix_s"] <= end]
+            if e["event"] == "return" and e["route"] == route and start <= e["unix_s"] <= end]
 
 
 def pool_peaks(events, start, end):
@@ -209,11 +224,15 @@ def connections_opened(postgres_log, user, start, end):
 
 
 def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
-              postgres_log=None, app_user="bench", probe_name="/probe/", requests=None):
+              postgres_log=None, app_user="bench", probe_name="/probe/", requests=None,
+              stream_name=None, routes=("stream", "probe")):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
-    when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers."""
+    when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers.
+    A target's cell names its stream's path (`stream_name`, as Locust names its requests) and
+    the routes the accounting labels its stream's and probe's checkouts with."""
     start, end = window
-    stream_name = f"/stream/{variant}/"
+    stream_name = stream_name or f"/stream/{variant}/"
+    stream_route, probe_route = routes
     requests = read_requests(cell_dir) if requests is None else requests
     fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
@@ -228,8 +247,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
                              if fault and "worker_pid" in fault else None)
     all_waits = acquire_waits(events, start, end)
     waits = [ms for _, ms, _ in all_waits]
-    probe_waits = [ms for route, ms, _ in all_waits if route == "probe"]
-    holds = stream_holds(events, start, end)
+    probe_waits = [ms for route, ms, _ in all_waits if route == probe_route]
+    holds = stream_holds(events, start, end, stream_route)
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
     cpu_rows = cpu.read(cell_dir)
@@ -285,6 +304,9 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",
         "streams_aborted": sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name),
+        # every stream of the load, however late it ended (the warm-up's came before the start)
+        "streams_pinned": sum(1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route
+                              and e["unix_s"] >= start) if events else "",
         **({"fault": fault["fault"], "fault_s": round(fault["unix_s"] - start, 2),
             **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name)} if fault else {}),
     }

@@ -52,6 +52,9 @@ class Target:
     def name(self) -> str:
         return self.project.name
 
+    def stream(self, name) -> Stream:
+        return next(s for s in self.streams if s.name == name)
+
     def env(self) -> dict:
         """What the target's processes (manage.py, gunicorn) need besides the app's BENCH_*
         settings: its settings through the harness's shim, the project and the shim on the path."""

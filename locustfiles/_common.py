@@ -41,6 +41,15 @@ def add_options(parser):
             env_var="BENCH_" + name.upper(), help=f"{text} (default {DEFAULTS[name]})",
         )
     parser.add_argument(
+        "--stream-path", default="", env_var="BENCH_STREAM_PATH",
+        help="stream this path of your own app as it is (make bench TARGET=...) instead of /stream/<variant>/ "
+             "(default: none)",
+    )
+    parser.add_argument(
+        "--probe-path", default="/probe/", env_var="BENCH_PROBE_PATH",
+        help="the probe's path: a view that uses the database (default /probe/)",
+    )
+    parser.add_argument(
         "--abort-at-s", type=float, default=0, env_var="BENCH_ABORT_AT_S",
         help="the client-abort fault: every stream in progress this many seconds after the test starts "
              "disconnects mid-stream (default 0: never)",

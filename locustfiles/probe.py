@@ -41,7 +41,8 @@ class ProbeUser(FastHttpUser):
 
     @task
     def tick(self):
-        self.inflight.spawn(self.client.get, "/probe/", name="/probe/")
+        path = self.environment.parsed_options.probe_path
+        self.inflight.spawn(self.client.get, path, name=path)
 
     def on_stop(self):
         self.inflight.join(timeout=self.environment.parsed_options.probe_timeout_s + 1)

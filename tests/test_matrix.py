@@ -82,7 +82,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, target, target-smoke"):
         SPEC.cells("nope")
 
 
@@ -112,7 +112,8 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
 def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_the_faults_capacity_and_peer():
     cells = SPEC.cells("full")
     short = ({"quick-stream", "smoke-stream", "capacity-5000", "peer-slow-read", "overhead", "overhead-off"}
-             | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"})
+             | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
+             | set(SPEC.matrices["target"]["scenarios"]))  # a target's own streams, not benchapp's
     assert {(c.backend.name, c.variant, c.scenario) for c in cells} == {
         (b, v, s) for b in SPEC.backends for v in SPEC.variants for s in SPEC.scenarios if s not in short}
     assert len(cells) == len(SPEC.backends) * len(SPEC.variants) * (len(SPEC.scenarios) - len(short))

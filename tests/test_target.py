@@ -107,3 +107,40 @@ def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
     assert warned == {"shop.views.iterator_export", "shop.views.query_export"}
     after = {p: os.stat(p).st_mtime_ns for p in project.parent.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
     assert after == before  # the project's files are left untouched
+
+
+@pytest.fixture(scope="module")
+def bench_run(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("target-bench") / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix",
+                             "target-smoke", "--out", str(out), "--set", "duration_s=6", "--set", "streams=4",
+                             "--set", "spawn_s=1"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from harness import summary
+
+    return out, {r["variant"]: r for r in summary.read(out / "summary.csv")}
+
+
+def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
+    out, rows = bench_run
+    assert sorted(rows) == ["iterator", "query", "released"]
+    for name, row in rows.items():
+        assert row["status"] == "ok" and row["target"] == "mysite" and row["backend"] == "own", row
+        assert int(row["streams_completed"]) > 0 and int(row["stream_failures"]) == 0
+        assert row["lost_writes"] == row["writes_expected"] == ""  # no audit table: unknown, not 0
+        total, held = float(row["stream_total_p50_ms"]), float(row["conn_hold_p50_ms"])
+        if name == "released":
+            assert held < total / 20 and row["streams_pinned"] == "0", row
+        else:  # held for about the whole stream (20 rows 50 ms apart), each stream a pinned one
+            assert held > total / 2 and int(row["streams_pinned"]) >= int(row["streams_completed"]), row
+    info = json.loads((out / "run.json").read_text())
+    assert info["target"]["settings"] == "mysite.settings" and info["status"] == "complete"
+
+
+def test_the_report_and_compare_work_on_a_target_run(bench_run):
+    out, _ = bench_run
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "conn-hold.png").exists()
+    result = subprocess.run([sys.executable, "-m", "harness", "compare", str(out), str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "own/query/own-slow-read" in result.stdout

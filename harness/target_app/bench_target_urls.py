@@ -7,7 +7,7 @@ import os
 from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse, JsonResponse
-from django.urls import include, path
+from django.urls import Resolver404, include, path, resolve
 from stream_release.accounting import pool_limit
 
 
@@ -18,7 +18,14 @@ def metrics(request):
 
 
 def healthz(request):
+    """?resolve=<path>: also the route the accounting labels that path's checkouts with."""
     conn = connections["default"]
+    routes = {}
+    for url in request.GET.getlist("resolve"):
+        try:
+            routes[url] = resolve(url.split("?", 1)[0]).view_name
+        except Resolver404:
+            routes[url] = None
     try:
         import psycopg2.extensions
 
@@ -30,7 +37,7 @@ def healthz(request):
         "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"), "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
         "pool_limit": pool_limit(conn), "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
         "driver": type(conn).Database.__name__, "psycopg2_gevent_patched": patched, "pid": os.getpid(),
-        "accounting": settings.STREAM_RELEASE_ACCOUNTING,
+        "accounting": settings.STREAM_RELEASE_ACCOUNTING, "routes": routes,
     })
 
 

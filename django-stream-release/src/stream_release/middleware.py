@@ -136,7 +136,8 @@ class StreamReleaseMiddleware:
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        accounting.current_route.set(request.resolver_match.url_name or "other")
+        # the URL's name ("namespace:name"), or the view's dotted path when it has none
+        accounting.current_route.set(request.resolver_match.view_name or "other")
 
     def process_exception(self, request, exception):
         if isinstance(exception, Error):
