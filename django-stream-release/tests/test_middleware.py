@@ -63,3 +63,4 @@ def test_the_counters_when_prometheus_client_is_there(warnings):
     stream("/release/")
     assert value("stream_release_pinned_streams_total", labels) == before + 1
     assert value("stream_release_pinned_stream_hold_seconds_count", {"alias": "default"}) == held_before + 1
+

@@ -3,6 +3,7 @@ Django once): what `--fail-on-pinned-streams` reports for each view of tests/vie
 each test mode and ATOMIC_REQUESTS setting. The expected outcomes are the table in the
 package's README: this test reads it, so the documentation cannot drift from the behaviour."""
 
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -123,3 +124,29 @@ def test_not_streaming(assert_stream_releases):
     result.stdout.fnmatch_lines(["*stream_release: 1 streaming response(s) held a database connection*",
                                  "*tests.views.query_then_stream started sending its body holding*"])
     result.stdout.fnmatch_lines(["*takes a streaming response made during the test, got HttpResponse*"])
+
+
+def test_sqlite_in_memory_is_said_by_the_plugin_and_never_reported_by_the_detector(pytester, monkeypatch):
+    """Django never closes an in-memory SQLite connection: no release can be seen, and no other
+    request ever waits for it."""
+    monkeypatch.setenv("STREAM_RELEASE_TEST_DATABASE", json.dumps(
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "TEST": {"NAME": ":memory:"}}))
+    pytester.makepyfile(test_detector='''
+import logging
+import pytest
+from tests.models import Row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_warning(client, caplog):
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+    with caplog.at_level(logging.WARNING, logger="stream_release"):
+        assert b"".join(client.get("/query-then-stream/")).startswith(b"0\\n")
+    assert caplog.records == []
+''')
+    result, got = run(pytester, "--fail-on-pinned-streams", "-k", "django_db_transaction and release-off")
+    assert got == {("release", "off", "django_db(transaction=True)"): ("passes", "")}
+    result.stdout.fnmatch_lines(["stream_release: 'default' is SQLite in memory, where Django never closes a "
+                                 "connection*"])
+    detector = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", "test_detector.py")
+    detector.assert_outcomes(passed=1)

@@ -46,9 +46,15 @@ def view_name(request) -> str:
 
 
 def _held_outside_atomic():
-    """[(alias, wrapper)] of this thread's connections checked out outside an atomic block."""
+    """[(alias, wrapper)] of this thread's connections checked out outside an atomic block. Not
+    SQLite's in-memory databases: Django never closes those (closing would destroy the data),
+    so they are open whatever the view does, and no other request waits for them."""
     return [(c.alias, c) for c in connections.all(initialized_only=True)
-            if c.connection is not None and not c.in_atomic_block]
+            if c.connection is not None and not c.in_atomic_block and not _in_memory(c)]
+
+
+def _in_memory(conn):
+    return conn.vendor == "sqlite" and conn.is_in_memory_db()
 
 
 class _PinnedStream:

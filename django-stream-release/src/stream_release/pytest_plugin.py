@@ -43,8 +43,21 @@ def _fails(config) -> bool:
 
 
 def pytest_report_header(config):
-    if _fails(config):
-        return "stream_release: failing tests whose streaming responses hold a database connection"
+    if not _fails(config):
+        return None
+    lines = ["stream_release: failing tests whose streaming responses hold a database connection"]
+    try:
+        from django.db import connections
+
+        in_memory = [alias for alias in connections if connections[alias].vendor == "sqlite"
+                     and (connections[alias].settings_dict.get("TEST", {}).get("NAME") or ":memory:") == ":memory:"]
+    except Exception:  # Django not configured (yet): nothing to say
+        in_memory = []
+    if in_memory:
+        lines.append(f"stream_release: {', '.join(map(repr, in_memory))} is SQLite in memory, where Django never "
+                     "closes a connection, so close() and release cannot be seen: give it a file "
+                     "(DATABASES[...]['TEST']['NAME']) or test on PostgreSQL")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True)
