@@ -271,7 +271,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             if target:
                 runinfo.write_json(os.path.join(cell_dir, summary.ROUTES_FILE), dict(zip(("stream", "probe"), routes)))
             sampler = None if not cell.params.instrument else stack.enter_context(
-                Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db, server.url))
+                Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db,
+                        server.metrics_base))
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]

@@ -114,6 +114,11 @@ class Server(procs.Service):
     cwd = ROOT
     health_path = "/healthz"
 
+    @property
+    def metrics_base(self):
+        """Where /metrics (the accounting, for the sampler) is served."""
+        return self.url
+
     def python(self):
         return python_for(self.backend.env)
 
@@ -169,6 +174,10 @@ class TargetServer(Server):
 
     health_path = "/__stream_release__/healthz"
 
+    @property
+    def metrics_base(self):
+        return f"{self.url}/__stream_release__"
+
     def __init__(self, target, params: Params, database_url: str, port: int, log_path, accounting_dir=""):
         self.target, self.params = target, params
         self.port, self.log_path = port, log_path
@@ -205,12 +214,12 @@ class TargetServer(Server):
                 raise CellError(f"TARGET={self.target.file}: stream {s.name!r} ({s.path}) answered {status} on "
                                 f"warm-up, not 200: {body[:200]!r}")
         phase("warm-up")
-        before = read_metrics(self.url + "/__stream_release__").get("pool_checkouts_total", 0)
+        before = read_metrics(self.metrics_base).get("pool_checkouts_total", 0)
         for _ in range(warmup_probes):
             status, body, _ = get(f"{self.url}{self.target.probe}")
             if status != 200:
                 raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} answered {status}, not 200")
-        after = read_metrics(self.url + "/__stream_release__").get("pool_checkouts_total", 0)
+        after = read_metrics(self.metrics_base).get("pool_checkouts_total", 0)
         if self.params.instrument and after == before:
             raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} never touched the database "
                             "(no connection checked out): point target.probe.path at a view that queries it")

@@ -128,6 +128,7 @@ def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
         assert row["status"] == "ok" and row["target"] == "mysite" and row["backend"] == "own", row
         assert int(row["streams_completed"]) > 0 and int(row["stream_failures"]) == 0
         assert row["lost_writes"] == row["writes_expected"] == ""  # no audit table: unknown, not 0
+        assert row["leaked_conns"] == "0" and int(row["timeline_samples"]) > 0  # the sampler read its metrics
         total, held = float(row["stream_total_p50_ms"]), float(row["conn_hold_p50_ms"])
         if name == "released":
             assert held < total / 20 and row["streams_pinned"] == "0", row
