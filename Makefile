@@ -92,7 +92,8 @@ serve: venv
 	    $(if $(TARGET),--target $(TARGET))
 
 ui: venv
-	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS)
+	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	    $(if $(TARGET),--target $(TARGET))
 
 matrix: venv
 	$(PY) -m harness matrix --matrix $(MATRIX) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))

@@ -78,6 +78,9 @@ def _parser():
     ui.add_argument("--web-port", type=int, default=8089, help="the web UI's port on 127.0.0.1 (default 8089)")
     ui.add_argument("--log-dir", default=None,
                     help="where the session's logs and pool_panel.csv go (default results/ui/<UTC time>; must not exist)")
+    ui.add_argument("--target", default=None,
+                    help="your own Django project, described by this target.toml (harness/target.py), instead of "
+                         "benchapp: the form streams its first stream (change the path there)")
 
     peer = sub.add_parser("peer", parents=[overrides],
                           help="the same slow-read load from slowhttptest (slow-read mode) and from this "
@@ -228,19 +231,23 @@ def _app(args, command):
 
 
 @contextlib.contextmanager
-def _target_app(args):
-    """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port."""
+def _target_app(args, command="serve"):
+    """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port,
+    for `serve` and `ui`; yields (target, params, db, server, stack, log_dir)."""
     from harness import target as targets
     from harness.server import TargetServer, check_target_imports, prepare_target
 
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
-    if not 1 <= args.port <= 65535 or not postgres.port_is_free(args.port):
-        raise UsageError(f"PORT={args.port} is in use or invalid: choose another, e.g. PORT={args.port + 1}")
+    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
+        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
+            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={port + 1}")
     check_target_imports(target)
     external = postgres.preflight()
-    log_dir = ROOT / "results" / "serve"
+    log_dir = ROOT / "results" / command
+    if command == "ui":
+        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
     os.makedirs(log_dir, exist_ok=True)
     with ExitStack() as stack:
         db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
@@ -255,12 +262,12 @@ def _target_app(args):
         print(f"          {server.url}{target.probe}   (probe)   {server.url}/__stream_release__/metrics")
         print(f"log:      {log_dir / 'server.log'}  (the detector's warnings)")
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
-        yield server
+        yield target, params, db, server, stack, log_dir
 
 
 def serve(args):
     if args.target:
-        with _target_app(args) as server:
+        with _target_app(args) as (_, _, _, server, _, _):
             print("Ctrl-C stops both.", flush=True)
             while server.proc.poll() is None:
                 time.sleep(0.5)
@@ -277,12 +284,15 @@ def ui(args):
     from harness import procs
     from harness.load import LOCUSTFILES, load_options
 
-    with _app(args, "ui") as (spec, params, db, server, stack, log_dir):
+    app = _target_app(args, "ui") if args.target else _app(args, "ui")
+    with app as (subject, params, db, server, stack, log_dir):
+        # a target's own paths: the form streams its first stream, the probe is its own
+        paths = [] if not args.target else ["--stream-path", subject.streams[0].path, "--probe-path", subject.probe]
         command = [
             sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
             "--host", server.url, "--web-host", "127.0.0.1", "--web-port", args.web_port, *load_options(params),
-            "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
-            "--panel-csv", str(log_dir / "pool_panel.csv"),
+            *paths, "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
+            "--panel-csv", str(log_dir / "pool_panel.csv"), "--panel-metrics-url", server.metrics_base,
         ]
         # the superuser URL (a password, perhaps) through the environment, not the command line
         env = {**os.environ, "BENCH_PANEL_ADMIN_URL": db.admin_url}

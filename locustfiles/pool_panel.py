@@ -44,17 +44,19 @@ def add_options(parser):
                         help="the app's database, whose backends the panel counts")
     parser.add_argument("--panel-csv", default="", env_var="BENCH_PANEL_CSV", include_in_web_ui=False,
                         help="where the panel's samples are written (CSV)")
+    parser.add_argument("--panel-metrics-url", default="", env_var="BENCH_PANEL_METRICS_URL", include_in_web_ui=False,
+                        help="where the app's /metrics is, without /metrics (default: the host)")
     parser.add_argument("--panel-interval-s", type=float, default=1.0, env_var="BENCH_PANEL_INTERVAL_S",
                         include_in_web_ui=False, help="seconds between the panel's samples")
 
 
 class Panel:
-    def __init__(self, environment, admin_url, app_user, app_db, csv_path, interval):
+    def __init__(self, environment, admin_url, app_user, app_db, csv_path, interval, metrics_url=""):
         self.environment, self.interval, self.csv_path = environment, interval, csv_path
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()  # the panel's queries must not block Locust's users
-        self.sampler = Sampler(None, admin_url, app_user, app_db, environment.host).connect()
+        self.sampler = Sampler(None, admin_url, app_user, app_db, metrics_url or environment.host).connect()
         self.samples = collections.deque(maxlen=3600)
         self.file = open(csv_path, "w", newline="", buffering=1)
         self.writer = csv.writer(self.file)
@@ -91,7 +93,7 @@ def start_panel(environment, **_):
         return
     csv_path = options.panel_csv or os.path.join(os.getcwd(), "pool_panel.csv")
     panel = Panel(environment, options.panel_admin_url, options.panel_app_user, options.panel_app_db, csv_path,
-                  options.panel_interval_s)
+                  options.panel_interval_s, options.panel_metrics_url)
     environment.events.quitting.add_listener(lambda **_: (panel.greenlet.kill(block=False), panel.file.close()))
 
     web_ui.template_args["extended_tabs"] = [{"title": "Database pool", "key": TAB}]

@@ -145,3 +145,35 @@ def test_the_report_and_compare_work_on_a_target_run(bench_run):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "own/query/own-slow-read" in result.stdout
+
+
+def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(project, tmp_path):
+    import time
+    import urllib.parse
+
+    from harness.postgres import free_port
+
+    port, web_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--target", str(project), "--port", str(port),
+                             "--web-port", str(web_port), "--log-dir", str(tmp_path / "ui")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("Locust:"):
+                break
+        web = f"http://127.0.0.1:{web_port}"
+        form = urllib.parse.urlencode({"user_count": 3, "spawn_rate": 3, "host": f"http://127.0.0.1:{port}"}).encode()
+        urllib.request.urlopen(f"{web}/swarm", data=form, timeout=10).read()
+        deadline = time.monotonic() + 30
+        while True:  # the panel's samples show the target's pool in use: its metrics are read
+            samples = json.loads(urllib.request.urlopen(f"{web}/bench/pool", timeout=5).read())["samples"]
+            if any(s.get("pool_in_use") not in ("", None, 0) for s in samples):
+                break
+            assert time.monotonic() < deadline, samples[-3:]
+            time.sleep(0.5)
+        stats = json.loads(urllib.request.urlopen(f"{web}/stats/requests", timeout=5).read())["stats"]
+        assert {"/exports/iterator.csv", "/health/db/"} <= {s["name"] for s in stats}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode == 130
