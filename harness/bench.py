@@ -55,8 +55,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
     if target:
-        if host or search:
-            raise UsageError(f"TARGET={target} goes with neither HOST nor make capacity (yet): run make bench TARGET=")
+        if host:
+            raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
         target = targets.load(target)
         server_module.check_target_imports(target)
         cells = target_cells(cells, target)
@@ -269,7 +269,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             paths = {} if not target else {"stream_path": stream.path, "probe_path": target.probe}
             routes = ("stream", "probe") if not target else server.routes(stream.path, target.probe)
             if target:
-                runinfo.write_json(os.path.join(cell_dir, summary.ROUTES_FILE), dict(zip(("stream", "probe"), routes)))
+                runinfo.write_json(os.path.join(cell_dir, summary.ROUTES_FILE),
+                                   {**dict(zip(("stream", "probe"), routes)), **paths})
             sampler = None if not cell.params.instrument else stack.enter_context(
                 Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db,
                         server.metrics_base))

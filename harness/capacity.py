@@ -80,13 +80,14 @@ def open_streams(requests, start, end):
     return total / (end - start)
 
 
-def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers, accounting=()):
+def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers, accounting=(),
+                probe_name="/probe/"):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
     lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
     its garbage collector's pauses."""
     gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
     probes = sorted(((float(r["start_unix_s"]), r) for r in requests
-                     if r["request_type"] == "GET" and r["name"] == "/probe/" and r["start_unix_s"]),
+                     if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]),
                     key=lambda item: item[0])
     probe_starts = [t for t, _ in probes]
     ended = [(float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r) for r in requests
@@ -191,7 +192,8 @@ def measure(cell_dir, cell, pool_capacity, requests):
     p = cell.params
     steps = read_steps(cell_dir)
     rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), cpu.read(cell_dir), p,
-                       pool_capacity, p.locust_workers, summary.read_accounting(cell_dir))
+                       pool_capacity, p.locust_workers, summary.read_accounting(cell_dir),
+                       probe_name=summary.probe_path(cell_dir))
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)

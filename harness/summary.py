@@ -125,7 +125,7 @@ def _end_with_worker(events, worker, at):
     return sorted(kept + ended, key=lambda e: e["unix_s"])
 
 
-ROUTES_FILE = "routes.json"  # a target's cell: the routes of its stream and probe (harness/bench.py)
+ROUTES_FILE = "routes.json"  # a target's cell: its stream's and probe's routes and paths (harness/bench.py)
 
 
 def routes(cell_dir) -> tuple:
@@ -133,6 +133,11 @@ def routes(cell_dir) -> tuple:
     checkouts with; benchapp's URL names unless the cell says otherwise."""
     found = runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE))
     return found.get("stream", "stream"), found.get("probe", "probe")
+
+
+def probe_path(cell_dir) -> str:
+    """The path the cell's probe requested (and Locust names its requests by)."""
+    return runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE)).get("probe_path", "/probe/")
 
 
 def stream_holds(events, start, end, route="stream"):

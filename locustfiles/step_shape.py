@@ -24,7 +24,6 @@ from locust.stats import calculate_response_time_percentile
 
 import _common  # noqa: F401  (registers the project's options and the request log)
 
-PROBE = ("/probe/", "GET")
 
 
 @events.init_command_line_parser.add_listener
@@ -47,7 +46,8 @@ class _Snapshot:
     """Locust's statistics at one moment: the probes' response time histogram and count, and
     the failed requests as the harness counts them (probes, and whole streams)."""
 
-    def __init__(self, stats):
+    def __init__(self, stats, probe_path):
+        PROBE = (probe_path, "GET")
         probe = stats.entries.get(PROBE)
         self.probe_times = dict(probe.response_times) if probe else {}
         self.probes = probe.num_requests if probe else 0  # failed ones included
@@ -77,11 +77,11 @@ class StepLoadShape(LoadTestShape):
         if "full_unix" not in step:
             if self.get_current_user_count() >= step["streams"] + 1:  # its streams and the probe
                 step["full_unix"] = now
-                step["_held"] = _Snapshot(self.runner.stats)  # the probes are judged from here on
+                step["_held"] = _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path)  # the probes are judged from here on
                 self._write(o)
         elif now - step["full_unix"] >= o.step_hold_s:
             step["end_unix"] = now
-            now_stats = _Snapshot(self.runner.stats)
+            now_stats = _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path)
             probes, p99, _ = now_stats.since(step.pop("_held"))
             failures = now_stats.since(step.pop("_snapshot"))[2]
             step.update(live_probes=probes, live_probe_p99_ms=p99, live_failures=failures)
@@ -102,7 +102,7 @@ class StepLoadShape(LoadTestShape):
 
     def _begin(self, index, o):
         self.steps.append({"step": index + 1, "streams": self.levels[index], "start_unix": time.time(),
-                           "_snapshot": _Snapshot(self.runner.stats)})
+                           "_snapshot": _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path)})
         self._write(o)
 
     def _write(self, o):

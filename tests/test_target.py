@@ -177,3 +177,19 @@ def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(proje
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 130
+
+
+def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_path):
+    from harness import summary
+
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "capacity", "--target", str(project), "--matrix",
+                             "target-smoke", "--out", str(out), "--set", "capacity_max=2", "--set", "capacity_step_s=2",
+                             "--set", "slo_probe_p99_ms=5000"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
+    assert sorted(rows) == ["iterator", "query", "released"] and {r["status"] for r in rows.values()} == {"ok"}
+    for name in rows:
+        steps = summary.read(out / "own" / name / "own-slow-read" / "r1" / "steps.csv")
+        assert [int(s["streams"]) for s in steps] == [1, 2]
+        assert all(int(s["probes"]) > 0 and s["probe_p99_ms"] != "" for s in steps), steps  # /health/db/, judged
