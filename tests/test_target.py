@@ -193,3 +193,33 @@ def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_
         steps = summary.read(out / "own" / name / "own-slow-read" / "r1" / "steps.csv")
         assert [int(s["streams"]) for s in steps] == [1, 2]
         assert all(int(s["probes"]) > 0 and s["probe_p99_ms"] != "" for s in steps), steps  # /health/db/, judged
+
+
+def test_a_target_with_requirements_gets_its_own_environment_built_once(project, tmp_path):
+    import shutil
+
+    from harness import envs
+
+    requirements = project.parent / "requirements.txt"
+    requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n")
+    with_requirements = project.with_name("with-requirements.toml")
+    with_requirements.write_text(project.read_text().replace('wsgi = "mysite.wsgi:application"',
+                                                             'wsgi = "mysite.wsgi:application"\nrequirements = "requirements.txt"'))
+    t = target.load(with_requirements)
+    python = envs.python_for_target(t)
+    venv = os.path.dirname(os.path.dirname(python))
+    try:
+        assert os.path.basename(venv).startswith(".venv-target-mysite-") and python != sys.executable
+        stamp = os.path.join(venv, ".installed")
+        built = os.stat(stamp).st_mtime_ns
+        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns == built  # not built again
+        listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
+        names = {p["name"].lower() for p in json.loads(listed)}
+        assert {"django", "psycopg2-binary", "gunicorn", "gevent", "psycogreen", "django-stream-release"} <= names
+        requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n# changed\n")
+        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns != built  # rebuilt
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+        if os.path.exists(f"{venv}.lock"):
+            os.remove(f"{venv}.lock")
+        requirements.unlink()
