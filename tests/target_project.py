@@ -92,6 +92,22 @@ urlpatterns = [
 ]
 '''
 
+# the project's own test of its exports (a transactional test flushes the seeded rows: it writes its own)
+TESTS = '''
+import pytest
+
+from shop.models import Order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize("path", ["/exports/iterator.csv", "/exports/query.csv", "/exports/released.csv"])
+def test_export(client, path):
+    Order.objects.all().delete()
+    Order.objects.bulk_create(Order(customer=f"customer {i}", cents=100 * i) for i in range(20))
+    assert len(b"".join(client.get(path)).splitlines()) == 20
+'''
+
 TARGET = '''
 [target]
 project = "mysite"
@@ -127,7 +143,9 @@ def make(directory: Path) -> Path:
                        (shop / "migrations" / "0001_initial.py", MIGRATION), (shop / "urls.py", URLS)):
         path.write_text(textwrap.dedent(text).lstrip())
     settings = project / "mysite" / "settings.py"
-    settings.write_text(settings.read_text().replace("INSTALLED_APPS = [", 'INSTALLED_APPS = [\n    "shop",'))
+    settings.write_text(settings.read_text().replace("INSTALLED_APPS = [", 'INSTALLED_APPS = [\n    "shop",')
+                        # its tests' database a file, as django-stream-release's README asks of SQLite
+                        + '\nDATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test_db.sqlite3"}\n')
     urls = project / "mysite" / "urls.py"
     urls.write_text(urls.read_text().replace("from django.urls import path", "from django.urls import include, path")
                     .replace("urlpatterns = [", 'urlpatterns = [\n    path("", include("shop.urls")),'))

@@ -223,3 +223,24 @@ def test_a_target_with_requirements_gets_its_own_environment_built_once(project,
         if os.path.exists(f"{venv}.lock"):
             os.remove(f"{venv}.lock")
         requirements.unlink()
+
+
+def test_the_plugin_tells_the_pinning_views_from_the_released_one_in_the_projects_tests(project):
+    """The project's own test of its exports (tests/target_project.py TESTS), run by its owner's
+    pytest with pytest-django and the package's plugin."""
+    directory = project.parent / "mysite"
+    (directory / "test_exports.py").write_text(target_project.TESTS.lstrip())
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    run = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ds", "mysite.settings", "-q", "-rf",
+           "test_exports.py"]
+    try:
+        plain = subprocess.run(run, cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+        assert plain.returncode == 0 and "3 passed" in plain.stdout, plain.stdout[-2000:]
+        strict = subprocess.run([*run, "--fail-on-pinned-streams"], cwd=directory, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert "2 failed, 1 passed" in strict.stdout, strict.stdout[-3000:]
+        failed = {line.split("[")[1].split("]")[0] for line in strict.stdout.splitlines() if line.startswith("FAILED")}
+        assert failed == {"/exports/iterator.csv", "/exports/query.csv"}
+        assert "shop.views.query_export started sending its body holding database connection 'default'" in strict.stdout
+    finally:
+        (directory / "test_exports.py").unlink()
