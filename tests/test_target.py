@@ -69,6 +69,15 @@ def test_settings_that_do_not_import_are_refused_before_anything_starts(project)
                                   "(ModuleNotFoundError: No module named 'mysite.nosuch')")
 
 
+def test_a_stream_that_does_not_answer_200_on_warm_up_is_refused(project):
+    bad = project.with_name("bad-stream.toml")
+    bad.write_text(project.read_text().replace('path = "/exports/query.csv"', 'path = "/exports/nosuch.csv"'))
+    proc, _ = serve(bad)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1, err
+    assert f"error: TARGET={bad}: stream 'query' (/exports/nosuch.csv) answered 404 on warm-up, not 200" in err
+
+
 def test_a_probe_that_never_touches_the_database_is_refused(project):
     bad = project.with_name("bad-probe.toml")
     bad.write_text(project.read_text().replace('path = "/health/db/"', 'path = "/health/"'))
