@@ -186,6 +186,22 @@ def main(argv=None):
         return 130
 
 
+def _check_ports(args):
+    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
+        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
+            other = port + 1 if 1 <= port < 65535 else 8001
+            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={other}")
+
+
+def _log_dir(args, command):
+    """serve keeps its logs in one place; each ui session gets its own (the panel's CSV is a result)."""
+    log_dir = ROOT / "results" / command
+    if command == "ui":
+        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
+    os.makedirs(log_dir, exist_ok=True)
+    return log_dir
+
+
 @contextlib.contextmanager
 def _app(args, command):
     """PostgreSQL (throwaway, or BENCH_DATABASE_URL), PgBouncer if the backend wants it, and the
@@ -199,21 +215,14 @@ def _app(args, command):
     if scenario not in spec.scenarios:
         raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
-    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
-        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
-            other = port + 1 if 1 <= port < 65535 else 8001
-            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={other}")
+    _check_ports(args)
     backend = spec.backends[args.backend]
     if backend.via == "pgbouncer" and pgbouncer.find() is None:
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
     if external is not None:
         matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
-    # serve keeps its logs in one place; each ui session gets its own (the panel's CSV is a result)
-    log_dir = ROOT / "results" / command
-    if command == "ui":
-        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
-    os.makedirs(log_dir, exist_ok=True)
+    log_dir = _log_dir(args, command)
 
     with ExitStack() as stack:
         db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
@@ -240,15 +249,10 @@ def _target_app(args, command="serve"):
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
-    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
-        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
-            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={port + 1}")
+    _check_ports(args)
     check_target_imports(target)
     external = postgres.preflight()
-    log_dir = ROOT / "results" / command
-    if command == "ui":
-        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
-    os.makedirs(log_dir, exist_ok=True)
+    log_dir = _log_dir(args, command)
     with ExitStack() as stack:
         db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
