@@ -46,6 +46,8 @@ def _parser():
     serve.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    serve.add_argument("--log-dir", default=None,
+                       help="where the logs go (default results/serve; kept between sessions, appended to)")
     serve.add_argument("--target", default=None,
                        help="serve your own Django project, described by this target.toml (harness/target.py), "
                             "instead of benchapp")
@@ -198,6 +200,8 @@ def _log_dir(args, command):
     log_dir = ROOT / "results" / command
     if command == "ui":
         log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
+    elif getattr(args, "log_dir", None):
+        log_dir = Path(args.log_dir).resolve()
     os.makedirs(log_dir, exist_ok=True)
     return log_dir
 

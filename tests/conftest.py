@@ -89,7 +89,7 @@ def app_backends(cur, database):
 # check-jsonschema's cache), or check that nothing else does: they run one after another on one
 # pytest-xdist worker. Every other module keeps to one worker too, so that its module-scoped
 # servers and runs start once.
-CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers", "test_target"}
+CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers"}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -30,7 +30,7 @@ def files_outside_the_run():
     skip = {".git", ".venv", ".venv-pg3", "__pycache__", ".pytest_cache", ".ruff_cache"}
     found = {}
     for top, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in skip]
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".venv-")]  # environments built on demand
         for name in files:
             if name.startswith(".venv-"):  # a server environment's build lock (harness/envs.py)
                 continue

@@ -50,11 +50,13 @@ def test_a_bad_target_file_is_refused_in_one_line_naming_the_key(project, tmp_pa
 
 
 def serve(project, *args):
+    """`harness serve --target`, its logs in a directory of the project's (not the checkout's)."""
     from harness.postgres import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--target", str(project), "--port", str(port),
-                             *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--log-dir", str(project.parent / "serve-logs"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     return proc, port
 
@@ -88,7 +90,8 @@ def test_a_probe_that_never_touches_the_database_is_refused(project):
 
 
 def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
-    before = {p: os.stat(p).st_mtime_ns for p in project.parent.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
+    mine = project.parent / "mysite"
+    before = {p: os.stat(p).st_mtime_ns for p in mine.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
     proc, port = serve(project)
     try:
         lines = []
@@ -110,11 +113,11 @@ def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 130
-    log = (ROOT / "results" / "serve" / "server.log").read_text()
+    log = (project.parent / "serve-logs" / "server.log").read_text()
     warned = {line.split(" started streaming")[0] for line in log.splitlines() if " started streaming its body" in line}
     # each pinning view warned (warm-up and the requests above), the released one never
     assert warned == {"shop.views.iterator_export", "shop.views.query_export"}
-    after = {p: os.stat(p).st_mtime_ns for p in project.parent.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
+    after = {p: os.stat(p).st_mtime_ns for p in mine.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
     assert after == before  # the project's files are left untouched
 
 
