@@ -1,0 +1,102 @@
+"""make bench, make capacity and a target's own environment on a project made by `django-admin
+startproject` (tests/target_project.py); the target file and make serve: test_target.py. Two
+modules, so that pytest-xdist can run their minutes on both workers."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness import ROOT, target
+from tests import target_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return target_project.make(tmp_path_factory.mktemp("target"))
+
+
+@pytest.fixture(scope="module")
+def bench_run(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("target-bench") / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix",
+                             "target-smoke", "--out", str(out), "--set", "duration_s=4", "--set", "streams=4",
+                             "--set", "spawn_s=1"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from harness import summary
+
+    return out, {r["variant"]: r for r in summary.read(out / "summary.csv")}
+
+
+def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
+    out, rows = bench_run
+    assert sorted(rows) == ["iterator", "query", "released"]
+    for name, row in rows.items():
+        assert row["status"] == "ok" and row["target"] == "mysite" and row["backend"] == "own", row
+        assert int(row["streams_completed"]) > 0 and int(row["stream_failures"]) == 0
+        assert row["lost_writes"] == row["writes_expected"] == ""  # no audit table: unknown, not 0
+        assert row["leaked_conns"] == "0" and int(row["timeline_samples"]) > 0  # the sampler read its metrics
+        total, held = float(row["stream_total_p50_ms"]), float(row["conn_hold_p50_ms"])
+        if name == "released":
+            assert held < total / 20 and row["streams_pinned"] == "0", row
+        else:  # held for about the whole stream (20 rows 50 ms apart), each stream a pinned one
+            assert held > total / 2 and int(row["streams_pinned"]) >= int(row["streams_completed"]), row
+    info = json.loads((out / "run.json").read_text())
+    assert info["target"]["settings"] == "mysite.settings" and info["status"] == "complete"
+
+
+def test_the_report_and_compare_work_on_a_target_run(bench_run):
+    out, _ = bench_run
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "conn-hold.png").exists()
+    result = subprocess.run([sys.executable, "-m", "harness", "compare", str(out), str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "own/query/own-slow-read" in result.stdout
+
+
+def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_path):
+    from harness import summary
+
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "capacity", "--target", str(project), "--matrix",
+                             "target-smoke", "--out", str(out), "--set", "capacity_max=2", "--set", "capacity_step_s=2",
+                             "--set", "slo_probe_p99_ms=5000"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
+    assert sorted(rows) == ["iterator", "query", "released"] and {r["status"] for r in rows.values()} == {"ok"}
+    for name in rows:
+        steps = summary.read(out / "own" / name / "own-slow-read" / "r1" / "steps.csv")
+        assert [int(s["streams"]) for s in steps] == [1, 2]
+        assert all(int(s["probes"]) > 0 and s["probe_p99_ms"] != "" for s in steps), steps  # /health/db/, judged
+
+
+def test_a_target_with_requirements_gets_its_own_environment_built_once(project, tmp_path):
+    import shutil
+
+    from harness import envs
+
+    requirements = project.parent / "requirements.txt"
+    requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n")
+    with_requirements = project.with_name("with-requirements.toml")
+    with_requirements.write_text(project.read_text().replace('wsgi = "mysite.wsgi:application"',
+                                                             'wsgi = "mysite.wsgi:application"\nrequirements = "requirements.txt"'))
+    t = target.load(with_requirements)
+    python = envs.python_for_target(t)
+    venv = os.path.dirname(os.path.dirname(python))
+    try:
+        assert os.path.basename(venv).startswith(".venv-target-mysite-") and python != sys.executable
+        stamp = os.path.join(venv, ".installed")
+        built = os.stat(stamp).st_mtime_ns
+        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns == built  # not built again
+        listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
+        names = {p["name"].lower() for p in json.loads(listed)}
+        assert {"django", "psycopg2-binary", "gunicorn", "gevent", "psycogreen", "django-stream-release"} <= names
+        requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n# changed\n")
+        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns != built  # rebuilt
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+        if os.path.exists(f"{venv}.lock"):
+            os.remove(f"{venv}.lock")
+        requirements.unlink()
