@@ -64,3 +64,21 @@ def test_the_counters_when_prometheus_client_is_there(warnings):
     assert value("stream_release_pinned_streams_total", labels) == before + 1
     assert value("stream_release_pinned_stream_hold_seconds_count", {"alias": "default"}) == held_before + 1
 
+
+
+def test_a_file_response_keeps_its_file_and_is_looked_at_when_it_goes(warnings):
+    """Not re-wrapped, so that a server's sendfile (wsgi.file_wrapper) still applies (called
+    without the test client, which re-wraps every streaming response itself)."""
+    from django.test import RequestFactory
+
+    from stream_release.middleware import StreamReleaseMiddleware
+    from tests.views import query_then_file
+
+    connection.close()
+    response = StreamReleaseMiddleware(query_then_file)(RequestFactory().get("/query-then-file/"))
+    assert response.file_to_stream is not None
+    assert b"".join(response) == b"".join(b"%d\n" % n for n in range(10))
+    response.close()
+    (record,) = warnings.records
+    assert record.getMessage().startswith("/query-then-file/ started streaming its body with database "
+                                          "connection 'default'")

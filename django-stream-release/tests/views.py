@@ -2,7 +2,7 @@
 They are the shapes that pin a connection, and their fixes."""
 
 from django.db import connection
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 
 from stream_release import ReleasingStreamingHttpResponse, abatches, batches
 from tests.models import Row
@@ -30,6 +30,14 @@ def guarded_close(request):
     if not connection.in_atomic_block:
         connection.close()
     return StreamingHttpResponse(_lines(numbers))
+
+
+def query_then_file(request):
+    """Queries, then a FileResponse, which the server may send with sendfile."""
+    import io
+
+    numbers = list(Row.objects.order_by("n").values_list("n", flat=True))
+    return FileResponse(io.BytesIO(b"".join(f"{n}\n".encode() for n in numbers)))
 
 
 def no_database(request):

@@ -135,10 +135,17 @@ class StreamReleaseMiddleware:
     def __call__(self, request):
         accounting.current_route.set("other")
         response = self.get_response(request)
-        if response.streaming:
-            stream = _PinnedStream(view_name(request))
-            content = response.streaming_content
-            response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
+        if not response.streaming:
+            return response
+        stream = _PinnedStream(view_name(request))
+        if getattr(response, "file_to_stream", None) is not None:
+            # a FileResponse the server may send with sendfile (wsgi.file_wrapper): re-wrapping its
+            # content would lose that, so its connections are looked at now, just before it goes
+            stream.first_chunk()
+            stream.pinned.clear()
+            return response
+        content = response.streaming_content
+        response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
