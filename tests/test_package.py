@@ -99,15 +99,28 @@ def dist_version():
 BACKENDS = ["stock", "stock-persistent", "geventpool", "native-pool"]
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_the_package_tests_pass_on_postgresql_with_each_backend(backend_name, database):
-    backend = SPEC.backends[backend_name]
+@pytest.fixture(scope="module")
+def postgres_runs(database):
+    """{backend: (returncode, output)} of the package's suite on each backend, run side by side
+    (each pytest makes test databases of its own)."""
     port = database.admin_url.rsplit(":", 1)[1].split("/")[0]
-    entry = {"ENGINE": backend.engine, "NAME": "bench_package", "HOST": "127.0.0.1", "PORT": port,
-             "USER": "postgres", "CONN_MAX_AGE": backend.conn_max_age,
-             "OPTIONS": backend.django_options(SPEC.params("slow-server"))}
-    # this checkout on the path for benchapp's own backend (geventpool-bounded); the package's
-    # folder comes first (its pytest's pythonpath), so that `tests` is the package's
-    result = run([python_for(backend.env), "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=PACKAGE,
-                 env=package_env(STREAM_RELEASE_TEST_DATABASE=json.dumps(entry), PYTHONPATH=str(ROOT)), timeout=600)
-    assert " passed" in result.stdout and " failed" not in result.stdout
+    procs = {}
+    for name in BACKENDS:
+        backend = SPEC.backends[name]
+        entry = {"ENGINE": backend.engine, "NAME": "bench_package", "HOST": "127.0.0.1", "PORT": port,
+                 "USER": "postgres", "CONN_MAX_AGE": backend.conn_max_age,
+                 "OPTIONS": backend.django_options(SPEC.params("slow-server"))}
+        # this checkout on the path too (benchapp's own backends); the package's folder comes first
+        # (its pytest's pythonpath), so that `tests` is the package's
+        procs[name] = subprocess.Popen(
+            [python_for(backend.env), "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=PACKAGE,
+            env=package_env(STREAM_RELEASE_TEST_DATABASE=json.dumps(entry), PYTHONPATH=str(ROOT)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
+    return {name: (procs[name].returncode, output) for name, output in outputs.items()}
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_the_package_tests_pass_on_postgresql_with_each_backend(backend_name, postgres_runs):
+    returncode, output = postgres_runs[backend_name]
+    assert returncode == 0 and " passed" in output and " failed" not in output, output[-4000:]
