@@ -58,8 +58,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         if host:
             raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
         target = targets.load(target)
-        server_module.check_target_imports(target)
         cells = target_cells(cells, target)
+        server_module.check_target_imports(target, cells[0].params)
     if search:
         capacity.refuse_unsupported(cells)
     app_health = None
@@ -267,8 +267,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             stream = target.stream(cell.variant) if target else None
             server.verify(stream or cell.variant)
             paths = {} if not target else {"stream_path": stream.path, "probe_path": target.probe}
-            routes = ("stream", "probe") if not target else server.routes(stream.path, target.probe)
-            if target:
+            if target:  # what the summary, the plots and the capacity judge read of the cell
+                routes = server.routes(stream.path, target.probe)
                 runinfo.write_json(os.path.join(cell_dir, summary.ROUTES_FILE),
                                    {**dict(zip(("stream", "probe"), routes)), **paths})
             sampler = None if not cell.params.instrument else stack.enter_context(
@@ -308,8 +308,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 measure = functools.partial(
                     summary.summarize,
                     cell_dir, variant=cell.variant, window=window, grace_end=grace_end, pool_capacity=pool_capacity,
-                    postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests,
-                    stream_name=paths.get("stream_path"), probe_name=paths.get("probe_path", "/probe/"), routes=routes)
+                    postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user, requests=requests)
             if locust.returncode != 0:
                 raise CellError(f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}")
             procs.forget(locust)

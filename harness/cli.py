@@ -254,7 +254,7 @@ def _target_app(args, command="serve"):
     spec = matrix.load(args.matrix_file)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    check_target_imports(target)
+    check_target_imports(target, params)
     external = postgres.preflight()
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:

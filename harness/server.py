@@ -258,12 +258,12 @@ except Exception as exc:
 """
 
 
-def check_target_imports(target):
+def check_target_imports(target, params: Params):
     """The target's settings and WSGI application import in its environment (no database is
     touched), or UsageError naming the key."""
     from harness import UsageError
 
-    env = {**gunicorn_env(default_params(), "postgres://nobody@127.0.0.1:1/none", 0), **target.env()}
+    env = {**gunicorn_env(params, "postgres://nobody@127.0.0.1:1/none", 0), **target.env()}
     result = subprocess.run([python_for_target(target), "-c", _IMPORT_CHECK, target.wsgi], env=env,
                             cwd=target.project, capture_output=True, text=True)
     why = result.stdout.strip() or (result.stderr.strip().splitlines() or ["no message"])[-1]
@@ -273,13 +273,6 @@ def check_target_imports(target):
     if result.returncode != 0:
         raise UsageError(f"TARGET={target.file}: target.wsgi={target.wsgi!r} does not import ({why}): "
                          "fix the module path, or add what it needs to target.requirements")
-
-
-def default_params():
-    from harness import matrix
-
-    spec = matrix.load()
-    return spec.params(next(iter(spec.scenarios)))
 
 
 class ExternalApp(Server):

@@ -140,6 +140,11 @@ def probe_path(cell_dir) -> str:
     return runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE)).get("probe_path", "/probe/")
 
 
+def stream_path(cell_dir) -> str | None:
+    """A target's stream path (Locust's name for its requests); None for benchapp's cells."""
+    return runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE)).get("stream_path")
+
+
 def stream_holds(events, start, end, route="stream"):
     """How long each streaming request held its connection (ms), for returns in [start, end]."""
     return [float(e["hold_ms"]) for e in events
@@ -229,15 +234,14 @@ def connections_opened(postgres_log, user, start, end):
 
 
 def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
-              postgres_log=None, app_user="bench", probe_name="/probe/", requests=None,
-              stream_name=None, routes=("stream", "probe")):
+              postgres_log=None, app_user="bench", requests=None):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
     when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers.
-    A target's cell names its stream's path (`stream_name`, as Locust names its requests) and
-    the routes the accounting labels its stream's and probe's checkouts with."""
+    A target's cell says its stream's and probe's paths and routes in its routes.json."""
     start, end = window
-    stream_name = stream_name or f"/stream/{variant}/"
-    stream_route, probe_route = routes
+    stream_name = stream_path(cell_dir) or f"/stream/{variant}/"
+    probe_name = probe_path(cell_dir)
+    stream_route, probe_route = routes(cell_dir)
     requests = read_requests(cell_dir) if requests is None else requests
     fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]

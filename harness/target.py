@@ -19,6 +19,7 @@ and changes only what a measurement needs (the database the harness gives it, th
 accounting and the detector of django-stream-release, two URLs of the harness's own).
 """
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class Target:
             "DJANGO_SETTINGS_MODULE": "bench_target_settings",
             "BENCH_TARGET_SETTINGS": self.settings,
             "BENCH_WSGI_APP": self.wsgi,
-            "PYTHONPATH": f"{self.project}:{TARGET_APP}",
+            "PYTHONPATH": os.pathsep.join((str(self.project), str(TARGET_APP))),
         }
 
 

@@ -61,31 +61,33 @@ def serve(project, *args):
     return proc, port
 
 
-def test_settings_that_do_not_import_are_refused_before_anything_starts(project):
-    bad = project.with_name("bad-settings.toml")
-    bad.write_text(project.read_text().replace('settings = "mysite.settings"', 'settings = "mysite.nosuch"'))
+def serve_changed(project, name, old, new):
+    """make serve TARGET= on a copy of the target file with `old` replaced by `new`: (the copy,
+    the exit code, stderr)."""
+    bad = project.with_name(f"bad-{name}.toml")
+    assert old in project.read_text()
+    bad.write_text(project.read_text().replace(old, new))
     proc, _ = serve(bad)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, err
+    _, err = proc.communicate(timeout=180)
+    return bad, proc.returncode, err
+
+
+def test_settings_that_do_not_import_are_refused_before_anything_starts(project):
+    bad, code, err = serve_changed(project, "settings", 'settings = "mysite.settings"', 'settings = "mysite.nosuch"')
+    assert code == 2, err
     assert err.strip().startswith(f"error: TARGET={bad}: target.settings='mysite.nosuch' does not import "
                                   "(ModuleNotFoundError: No module named 'mysite.nosuch')")
 
 
 def test_a_stream_that_does_not_answer_200_on_warm_up_is_refused(project):
-    bad = project.with_name("bad-stream.toml")
-    bad.write_text(project.read_text().replace('path = "/exports/query.csv"', 'path = "/exports/nosuch.csv"'))
-    proc, _ = serve(bad)
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 1, err
+    bad, code, err = serve_changed(project, "stream", 'path = "/exports/query.csv"', 'path = "/exports/nosuch.csv"')
+    assert code == 1, err
     assert f"error: TARGET={bad}: stream 'query' (/exports/nosuch.csv) answered 404 on warm-up, not 200" in err
 
 
 def test_a_probe_that_never_touches_the_database_is_refused(project):
-    bad = project.with_name("bad-probe.toml")
-    bad.write_text(project.read_text().replace('path = "/health/db/"', 'path = "/health/"'))
-    proc, _ = serve(bad)
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 1, err
+    _, code, err = serve_changed(project, "probe", 'path = "/health/db/"', 'path = "/health/"')
+    assert code == 1, err
     assert "the probe /health/ never touched the database" in err
 
 

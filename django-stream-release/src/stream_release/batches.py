@@ -24,6 +24,13 @@ def _check_size(size):
         raise ValueError(f"size must be at least 1, got {size}")
 
 
+def _next_page(queryset, rows, size, key):
+    """The query for the rows after `rows`, or None when `rows` was the last batch."""
+    if len(rows) < size:
+        return None
+    return queryset.order_by(key).filter(**{f"{key}__gt": _key_after(rows, key)})
+
+
 def batches(queryset, size, key="pk"):
     """Lists of up to `size` rows of `queryset` in `key` order (a unique, non-null field;
     rows are model instances, or dicts from values() that include `key`), one query per
@@ -36,9 +43,9 @@ def batches(queryset, size, key="pk"):
         if not rows:
             return
         yield rows
-        if len(rows) < size:
+        page = _next_page(queryset, rows, size, key)
+        if page is None:
             return
-        page = queryset.order_by(key).filter(**{f"{key}__gt": _key_after(rows, key)})
 
 
 async def abatches(queryset, size, key="pk"):
@@ -52,6 +59,6 @@ async def abatches(queryset, size, key="pk"):
         if not rows:
             return
         yield rows
-        if len(rows) < size:
+        page = _next_page(queryset, rows, size, key)
+        if page is None:
             return
-        page = queryset.order_by(key).filter(**{f"{key}__gt": _key_after(rows, key)})

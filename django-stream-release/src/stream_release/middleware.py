@@ -66,19 +66,22 @@ class _PinnedStream:
         self.view = view
         self.pinned = {}  # alias -> [weakref to the wrapper, checked out at (monotonic), given back at or None]
 
-    def first_chunk(self):
+    def first_chunk(self, record=True):
+        """Warn and count the connections held now; `record`: follow them to the body's end."""
         now = time.monotonic()
-        for alias, conn in _held_outside_atomic():
-            self.pinned[alias] = [weakref.ref(conn), getattr(conn, "_stream_release_since", now), None]
-        if not self.pinned:
+        pinned = {alias: [weakref.ref(conn), getattr(conn, "_stream_release_since", now), None]
+                  for alias, conn in _held_outside_atomic()}
+        if not pinned:
             return
+        if record:
+            self.pinned = pinned
         held = ", ".join(f"{alias!r} (checked out {1000 * (now - since):.0f} ms ago)"
-                         for alias, (_, since, _) in self.pinned.items())
+                         for alias, (_, since, _) in pinned.items())
         logger.warning(
             "%s started streaming its body with database connection %s: it stays checked out until the "
             "last chunk is sent. Give it back first: stream_release.ReleasingStreamingHttpResponse",
             self.view, held)
-        for alias in self.pinned:
+        for alias in pinned:
             metrics.PINNED_STREAMS.labels(alias, self.view).inc()
 
     def after_chunk(self):
@@ -141,8 +144,7 @@ class StreamReleaseMiddleware:
         if getattr(response, "file_to_stream", None) is not None:
             # a FileResponse the server may send with sendfile (wsgi.file_wrapper): re-wrapping its
             # content would lose that, so its connections are looked at now, just before it goes
-            stream.first_chunk()
-            stream.pinned.clear()
+            stream.first_chunk(record=False)
             return response
         content = response.streaming_content
         response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
