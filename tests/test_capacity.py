@@ -154,9 +154,14 @@ def test_holding_breaks_once_the_streams_take_the_pool_and_releasing_holds_every
     # a short step can fall inside one tick of the CPU clock (10 ms): the cell's steps together cannot
     for group in ("server_cores", "loadgen_cores"):
         assert sum(float(s[group]) for s in steps) > 0, group
-    # the shape stopped hold one step after the break it saw, not at capacity_max
+    # the shape stopped hold one step after the first break it saw live, not at capacity_max. It
+    # sees only the probes Locust has received: one still waiting for the pool at the end of the
+    # break's step counts in the next, so the live break can come a step after the exact one
     hold_steps = json.loads((search.out / "geventpool" / "hold" / "smoke-stream" / "r1" / "steps.json").read_text())
-    assert [s["streams"] for s in hold_steps] == [1, 2, 4]
+    live_broken = [i for i, s in enumerate(hold_steps)
+                   if (s["live_probe_p99_ms"] or 0) > 300 or s["live_failures"] > 0]
+    assert live_broken and live_broken[0] in (1, 2), hold_steps
+    assert [s["streams"] for s in hold_steps] == [1, 2, 4, 8][:live_broken[0] + 2], hold_steps
 
 
 def test_a_search_writes_its_verdicts_and_plots(search):
