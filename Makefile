@@ -111,7 +111,7 @@ report: venv
 # keeps each module on one worker, and the modules that write into the checkout on the same one.
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
 package: venv
 	$(PY) -m build --outdir dist $(PACKAGE)

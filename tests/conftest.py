@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import tempfile
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -92,11 +93,24 @@ def app_backends(cur, database):
 CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group("checkout" if module in CHECKOUT else module))
+def scope_of(nodeid: str) -> str:
+    """The unit of tests one pytest-xdist worker runs whole: "checkout", or the test's module."""
+    module = nodeid.split("::", 1)[0]
+    return "checkout" if Path(module).stem in CHECKOUT else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's own loadgroup cannot be used: it suffixes Item._nodeid with the group, which
+    pytest 9 no longer reads (Item.nodeid is built from Item._id), so every test became a unit of
+    its own and module-scoped runs started once per worker. xdist's loadscope with the scope
+    above does what loadgroup was meant to (tests/test_conftest.py checks it)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return scope_of(nodeid)
+
+    return ByModule(config, log)
 
 
 def pytest_report_header(config):
