@@ -7,7 +7,6 @@ PY     := $(VENV)/bin/python
 
 MATRIX  ?= default
 MATRIX_FILE ?=
-BACKEND ?= geventpool
 PORT    ?= 8000
 WEB_PORT ?= 8089
 OUT     ?=
@@ -36,7 +35,7 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_wor
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
-	@echo "make bench TARGET=path/to/target.toml [MATRIX=target]  your own Django project: each of its streams under the matrix's scenarios"
+	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
@@ -44,9 +43,9 @@ help:
 	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
 	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
 	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
-	@echo "make serve [BACKEND=geventpool] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
-	@echo "make serve TARGET=path/to/target.toml [PORT=8000]  your own Django project instead, with the accounting and the detector"
-	@echo "make ui [BACKEND=geventpool] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
+	@echo "make serve [BACKEND=geventpool, with TARGET= own] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make serve TARGET=path/to/target.toml [BACKEND=own] [PORT=8000]  your own Django project instead, with the accounting and the detector"
+	@echo "make ui [BACKEND=geventpool, with TARGET= own] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
 	@echo "make compare [RUNS='base new'] [FORMAT=md] [METRIC=probe_p99_ms] [FAIL_ON='probe_p99_ms>1.2']"
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
@@ -80,19 +79,19 @@ capacity: venv
 	$(DB_ENV) $(PY) -m harness capacity $(RUN_ARGS)
 
 peer: venv
-	$(PY) -m harness peer $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(OUT),--out $(OUT)) $(SETS)
+	$(PY) -m harness peer $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(VARIANT),--variant $(VARIANT)) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(OUT),--out $(OUT)) $(SETS)
 
 REQUESTS ?=
 REPEATS ?=
 detector-cost: venv
-	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
+	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
 
 serve: venv
-	$(PY) -m harness serve --backend $(BACKEND) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
 	    $(if $(TARGET),--target $(TARGET))
 
 ui: venv
-	$(PY) -m harness ui --backend $(BACKEND) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	$(PY) -m harness ui $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
 	    $(if $(TARGET),--target $(TARGET))
 
 matrix: venv

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import psycopg2
 from rich.console import Console
@@ -59,7 +60,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
         target = targets.load(target)
         cells = target_cells(cells, target)
-        server_module.check_target_imports(target, cells[0].params)
+        for backend in {c.backend.name: c.backend for c in cells}.values():
+            server_module.check_target_imports(target, backend, cells[0].params)
     if search:
         capacity.refuse_unsupported(cells)
     app_health = None
@@ -77,11 +79,14 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     if external is not None:
         for cell in cells:
             matrix.check_pool_fits(cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections")
-    env_names = sorted({c.backend.env for c in cells} - {OWN.env})
-    for env in env_names:
-        envs.python_for(env, console)
-    if target:
-        envs.python_for_target(target, console)
+    if not target and matrix.OWN.env in {c.backend.env for c in cells}:
+        raise UsageError(f"MATRIX={matrix_name} names backend {matrix.OWN.name!r}, a target's own: "
+                         "give TARGET=path/to/target.toml, or use a matrix of benchapp's backends")
+    pythons = {}  # each server environment the cells run in, built now: {its name: its python}
+    for backend in {c.backend.name: c.backend for c in cells}.values():
+        python = (envs.python_for_target(target, backend, console) if target
+                  else envs.python_for(backend.env, console))
+        pythons.setdefault(Path(python).parent.parent.name if target else backend.env, python)
     if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
@@ -96,7 +101,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "packages": runinfo.versions(),
-        "server_packages": {env: envs.freeze(env) for env in env_names},
+        "server_packages": {env: envs.freeze(python) for env, python in sorted(pythons.items())},
         "started_utc": runinfo.utc_now().isoformat(),
         "ended_utc": None,
         "database": None,
@@ -200,6 +205,9 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     return run_dir, rows
 
 
+HEALTH_FILE = "healthz.json"  # a cell's server as its health URL described it once started
+
+
 def _identity(run_id, cell, status, target=None):
     p = cell.params
     row = {
@@ -208,23 +216,20 @@ def _identity(run_id, cell, status, target=None):
         "pool_max": p.pool_max, "duration_s": p.duration_s,
         "stream_design_ms": round(p.stream_s * 1000, 1), "instrument": p.instrument,
     }
-    if target:  # its streams' shape and its pool are its own: not the matrix's
-        row.update(target=target.name, stream_path=target.stream(cell.variant).path, pool_max="", stream_design_ms="")
+    if target:  # its streams' shape is its own, and so is its pool unless a matrix backend is substituted in
+        row.update(target=target.name, stream_path=target.stream(cell.variant).path, stream_design_ms="",
+                   pool_max=p.pool_max if cell.backend is not matrix.OWN else "")
     return row
 
 
-# A target's cells run with the backend its own settings name (/__stream_release__/healthz says which)
-OWN = matrix.Backend(name="own", description="the backend the target's own settings name", engine="",
-                     conn_max_age=0, options={}, driver="", env="target")
-
-
 def target_cells(cells, target):
-    """One cell per stream of the target and scenario and repeat of the matrix."""
+    """One cell per stream of the target and backend, scenario and repeat of the matrix: the
+    backend its own settings name ("own"), or one of matrix.toml's substituted in."""
     out = {}
     for c in cells:
         for stream in target.streams:
-            out.setdefault((stream.name, c.scenario, c.repeat),
-                           matrix.Cell(OWN, stream.name, c.scenario, c.repeat, c.params))
+            out.setdefault((c.backend.name, stream.name, c.scenario, c.repeat),
+                           matrix.Cell(c.backend, stream.name, c.scenario, c.repeat, c.params))
     return list(out.values())
 
 
@@ -256,16 +261,15 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                 if server.health.get("backend") != cell.backend.name:
                     raise CellError(f"HOST={host} now reports backend {server.health.get('backend')!r}, "
                                     f"not {cell.backend.name!r} as when the run began")
-            elif target:
-                server = stack.enter_context(server_module.TargetServer(
-                    target, cell.params, db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"),
-                    accounting_dir=cell_dir))
             else:
                 app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
-                server = stack.enter_context(Server(cell.backend, cell.params, app_db.app_url, postgres.free_port(),
-                                                    os.path.join(cell_dir, "server.log"), accounting_dir=cell_dir))
+                args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))
+                server = stack.enter_context(server_module.TargetServer(target, *args, accounting_dir=cell_dir)
+                                             if target else Server(*args, accounting_dir=cell_dir))
             stream = target.stream(cell.variant) if target else None
             server.verify(stream or cell.variant)
+            # what answered: the backend, its engine and driver, its pool limit (a target's own, or substituted)
+            runinfo.write_json(os.path.join(cell_dir, HEALTH_FILE), server.health)
             paths = {} if not target else {"stream_path": stream.path, "probe_path": target.probe}
             if target:  # what the summary, the plots and the capacity judge read of the cell
                 routes = server.routes(stream.path, target.probe)

@@ -43,7 +43,8 @@ def _parser():
 
     serve = sub.add_parser("serve", parents=[overrides],
                            help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
-    serve.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
+    serve.add_argument("--backend", default=None,
+                       help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     serve.add_argument("--log-dir", default=None,
@@ -74,7 +75,8 @@ def _parser():
 
     ui = sub.add_parser("ui", parents=[overrides],
                         help="start PostgreSQL, the app and Locust's web UI with the pool panel; Ctrl-C stops all")
-    ui.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
+    ui.add_argument("--backend", default=None,
+                    help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
     ui.add_argument("--scenario", default=None, help="the form's defaults from this scenario (default: the first)")
     ui.add_argument("--port", type=int, default=8000, help="the app's port on 127.0.0.1 (default 8000)")
     ui.add_argument("--web-port", type=int, default=8089, help="the web UI's port on 127.0.0.1 (default 8089)")
@@ -213,6 +215,7 @@ def _app(args, command):
     from harness.server import Server, prepare_database
 
     spec = matrix.load(args.matrix_file)
+    args.backend = args.backend or "geventpool"
     if args.backend not in spec.backends:
         raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(spec.backends)}")
     scenario = args.scenario or next(iter(spec.scenarios))
@@ -252,18 +255,25 @@ def _target_app(args, command="serve"):
 
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
+    backends = {matrix.OWN.name: matrix.OWN, **spec.backends}
+    if (args.backend or matrix.OWN.name) not in backends:
+        raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(backends)}")
+    backend = backends[args.backend or matrix.OWN.name]
+    if backend.via == "pgbouncer" and pgbouncer.find() is None:
+        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    check_target_imports(target, params)
+    check_target_imports(target, backend, params)
     external = postgres.preflight()
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:
         db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
-        server = stack.enter_context(TargetServer(target, params, db.app_url, args.port, log_dir / "server.log",
-                                                  accounting_dir=log_dir))
+        app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
+        server = stack.enter_context(TargetServer(target, backend, params, app_db.app_url, args.port,
+                                                  log_dir / "server.log", accounting_dir=log_dir))
         server.verify()
-        print(f"app:      {server.url}/  (target {target.name}: {target.settings}, "
+        print(f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
               f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})")
         for stream in target.streams:
             print(f"          {server.url}{stream.path}   (stream {stream.name})")

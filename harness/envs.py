@@ -31,15 +31,24 @@ def python_for(name: str, console=None) -> str:
     return _built(name, ROOT / f".venv-{name}", [requirements], console)
 
 
-def python_for_target(target, console=None) -> str:
-    """A target's server environment: this one when it names no requirements; else
-    .venv-target-<name>-<hash of its path>, built from its requirements and the server stack
-    (requirements/target-server.txt), rebuilt when either changes."""
+def python_for_target(target, backend, console=None) -> str:
+    """A target's server environment for a backend (matrix.OWN: the one its settings name).
+
+    Without target.requirements: the backend's environment (this one for its own backend). With
+    them: .venv-target-<name>-<hash of its path>, built from its requirements and the server
+    stack (requirements/target-server.txt), or for a backend of another environment than "bench"
+    .venv-target-<name>-<hash>-<env>, from its requirements and requirements/<env>.txt; each
+    rebuilt when one of its files changes."""
+    env = "bench" if backend.env == "target" else backend.env
     if target.requirements is None:
-        return sys.executable
+        return python_for(env, console)
     key = hashlib.sha256(str(target.project).encode()).hexdigest()[:8]
-    return _built(f"target {target.name}", ROOT / f".venv-target-{target.name}-{key}",
-                  [target.requirements, REQUIREMENTS / "target-server.txt"], console)
+    stack = REQUIREMENTS / ("target-server.txt" if env == "bench" else f"{env}.txt")
+    if not stack.is_file():
+        raise UsageError(f"environment {env!r} has no {stack.relative_to(ROOT)}: fix the backend's env in matrix.toml")
+    suffix = "" if env == "bench" else f"-{env}"
+    return _built(f"target {target.name}{suffix}", ROOT / f".venv-target-{target.name}-{key}{suffix}",
+                  [target.requirements, stack], console)
 
 
 def _built(name, venv, requirements, console):
@@ -75,9 +84,9 @@ def _build(name, venv, python, requirements, console):
             raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
 
 
-def freeze(name: str) -> dict:
-    """{package: version} installed in a server environment."""
-    result = subprocess.run([python_for(name), "-m", "pip", "list", "--format=json",
+def freeze(python: str) -> dict:
+    """{package: version} installed in the environment of a server's `python`."""
+    result = subprocess.run([python, "-m", "pip", "list", "--format=json",
                              "--disable-pip-version-check"], capture_output=True, text=True)
     if result.returncode != 0:
         return {}

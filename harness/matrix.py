@@ -107,6 +107,13 @@ class Backend:
         return fill(self.options)
 
 
+# A target's (make bench TARGET=) own backend: the ENGINE, OPTIONS and CONN_MAX_AGE its settings
+# name, in its own environment. A matrix names it as "own"; any other backend a target's matrix
+# names is substituted into the target's settings (harness/target_app/bench_target_settings.py).
+OWN = Backend(name="own", description="the backend the target's own settings name", engine="",
+              conn_max_age=0, options={}, driver="", env="target")
+
+
 @dataclass(frozen=True)
 class Cell:
     backend: Backend
@@ -140,8 +147,9 @@ class Matrix:
             raise UsageError(f"MATRIX={matrix} is unknown: use one of {', '.join(self.matrices)}")
         spec = parts(self.matrices[matrix])
         params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
+        backends = {**self.backends, OWN.name: OWN}
         return [
-            Cell(self.backends[b], v, s, r, params[s])
+            Cell(backends[b], v, s, r, params[s])
             for r in range(1, repeat + 1)
             for part in spec
             for b, v, s in itertools.product(part["backends"], part["variants"], part["scenarios"])
@@ -311,7 +319,9 @@ def load(path: Path | None = None) -> Matrix:
     )
     for name in matrix.scenarios:
         matrix.params(name)
-    declared = {"backends": backends, "variants": matrix.variants, "scenarios": matrix.scenarios}
+    if OWN.name in backends:
+        raise UsageError(f"{label}: [backends.{OWN.name}] is reserved for a target's own backend: rename it")
+    declared = {"backends": {**backends, OWN.name: OWN}, "variants": matrix.variants, "scenarios": matrix.scenarios}
     for name, spec in matrix.matrices.items():
         for part, (key, known) in itertools.product(parts(spec), declared.items()):
             unknown = [item for item in _require(part, key, f"[matrices.{name}]", "list") if item not in known]

@@ -13,7 +13,7 @@ import urllib.request
 
 from harness import ROOT, CellError, phase, procs
 from harness.envs import python_for, python_for_target
-from harness.matrix import Backend, Params
+from harness.matrix import OWN, Backend, Params
 
 
 GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
@@ -27,15 +27,25 @@ def server_env(backend: Backend, params: Params, database_url: str, port: int,
     env.update(
         DJANGO_SETTINGS_MODULE="benchapp.settings",
         PYTHONPATH=str(ROOT),
-        BENCH_BACKEND=backend.name,
-        BENCH_DB_ENGINE=backend.engine,
-        BENCH_CONN_MAX_AGE=str(backend.conn_max_age),
-        BENCH_DB_OPTIONS=json.dumps(backend.django_options(params)),
-        BENCH_DISABLE_SERVER_SIDE_CURSORS="0" if backend.server_side_cursors else "1",
+        **backend_env(backend, params),
         BENCH_ATOMIC_REQUESTS="1" if params.atomic_requests else "0",
         BENCH_SEED_ROWS=str(params.seed_rows),
     )
     return env
+
+
+def backend_env(backend: Backend, params: Params) -> dict:
+    """The backend's DATABASES entry as BENCH_* variables (benchapp/settings.py, and a target's
+    settings shim when a matrix backend is substituted into it); only its name for a target's own."""
+    if backend is OWN:
+        return {"BENCH_BACKEND": backend.name}
+    return {
+        "BENCH_BACKEND": backend.name,
+        "BENCH_DB_ENGINE": backend.engine,
+        "BENCH_CONN_MAX_AGE": str(backend.conn_max_age),
+        "BENCH_DB_OPTIONS": json.dumps(backend.django_options(params)),
+        "BENCH_DISABLE_SERVER_SIDE_CURSORS": "0" if backend.server_side_cursors else "1",
+    }
 
 
 def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: str = "") -> dict:
@@ -133,20 +143,24 @@ class Server(procs.Service):
 
     def check_health(self, health: dict):
         if health.get("backend") != self.backend.name:
-            raise CellError(f"/healthz reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
-        if health.get("driver") != self.backend.driver:
+            raise CellError(f"{self.health_path} reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
+        self.check_driver(health)
+        limit = health.get("pool_limit")
+        if limit is not None and limit != self.params.pool_max:
+            raise CellError(f"{self.health_path} reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
+
+    def check_driver(self, health: dict):
+        if self.backend is not OWN and health.get("driver") != self.backend.driver:
             raise CellError(
                 f"the server runs on {health.get('driver')!r}, but backend {self.backend.name!r} declares "
                 f"{self.backend.driver!r}: its environment {self.backend.env!r} has the wrong driver"
             )
         if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
             raise CellError(
-                "the server's psycopg2 is not gevent-patched (psycogreen in post_fork): every query "
-                "would block the whole worker and the numbers would mean something else"
+                "the server's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen installed "
+                "in its environment?): every query would block the whole worker and the numbers would mean "
+                "something else"
             )
-        limit = health.get("pool_limit")
-        if limit is not None and limit != self.params.pool_max:
-            raise CellError(f"/healthz reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
 
     def verify(self, variant: str, warmup_probes: int = 10):
         """Check each endpoint answers as it should, the app accepts the cell's stream shape,
@@ -168,9 +182,20 @@ class Server(procs.Service):
             raise CellError(f"/metrics answered {status} without the connection accounting")
 
 
+def target_env(target, backend: Backend, params: Params, database_url: str, port: int = 0,
+               accounting_dir: str = "") -> dict:
+    """What a target's processes (manage.py, gunicorn) run with: its settings through the shim,
+    and the backend (its own, or a matrix backend substituted in)."""
+    env = {**gunicorn_env(params, database_url, port, accounting_dir), **target.env(), **backend_env(backend, params)}
+    if backend.engine.startswith("benchapp."):  # a backend of this project's own (geventpool-bounded)
+        env["PYTHONPATH"] += os.pathsep + str(ROOT)
+    return env
+
+
 class TargetServer(Server):
     """A target's own project (harness/target.py) on the same gunicorn gevent worker, with the
-    harness's settings shim (harness/target_app/): its database, the accounting, the detector."""
+    harness's settings shim (harness/target_app/): its database, the accounting, the detector,
+    and its own backend or one of matrix.toml's."""
 
     health_path = "/__stream_release__/healthz"
 
@@ -178,21 +203,23 @@ class TargetServer(Server):
     def metrics_base(self):
         return f"{self.url}/__stream_release__"
 
-    def __init__(self, target, params: Params, database_url: str, port: int, log_path, accounting_dir=""):
-        self.target, self.params = target, params
+    def __init__(self, target, backend: Backend, params: Params, database_url: str, port: int, log_path,
+                 accounting_dir=""):
+        self.target, self.backend, self.params = target, backend, params
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**gunicorn_env(params, database_url, port, accounting_dir), **target.env()}
+        self.env = target_env(target, backend, params, database_url, port, accounting_dir)
         self.cwd = target.project
         self.health = {}
 
     def python(self):
-        return python_for_target(self.target)
+        return python_for_target(self.target, self.backend)
 
     def check_health(self, health: dict):
-        if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
-            raise CellError("the target's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen "
-                            "installed in its environment?): every query would block the whole worker")
+        if self.backend is OWN:  # whatever its settings name: nothing to hold it to
+            self.check_driver(health)
+        else:
+            super().check_health(health)
 
     def routes(self, *paths):
         """The routes the accounting labels these paths' checkouts with (their views' names)."""
@@ -227,11 +254,11 @@ class TargetServer(Server):
 
 def prepare_target(target, params: Params, database_url: str, log_path):
     """The project's own migrations, then its setup commands, in its directory with the shim's
-    settings ("python" in a command is the target's environment's)."""
+    settings and its own backend ("python" in a command is the target's environment's)."""
     import shlex
 
-    python = python_for_target(target)
-    env = {**gunicorn_env(params, database_url, 0), **target.env()}
+    python = python_for_target(target, OWN)
+    env = target_env(target, OWN, params, database_url)
     for command in ["python manage.py migrate --no-input", *target.setup]:
         argv = shlex.split(command)
         if argv and argv[0] == "python":
@@ -258,20 +285,21 @@ except Exception as exc:
 """
 
 
-def check_target_imports(target, params: Params):
-    """The target's settings and WSGI application import in its environment (no database is
-    touched), or UsageError naming the key."""
+def check_target_imports(target, backend: Backend, params: Params):
+    """The target's settings and WSGI application import in the backend's environment, with the
+    backend substituted in (no database is touched), or UsageError naming the key."""
     from harness import UsageError
 
-    env = {**gunicorn_env(params, "postgres://nobody@127.0.0.1:1/none", 0), **target.env()}
-    result = subprocess.run([python_for_target(target), "-c", _IMPORT_CHECK, target.wsgi], env=env,
+    env = target_env(target, backend, params, "postgres://nobody@127.0.0.1:1/none")
+    result = subprocess.run([python_for_target(target, backend), "-c", _IMPORT_CHECK, target.wsgi], env=env,
                             cwd=target.project, capture_output=True, text=True)
     why = result.stdout.strip() or (result.stderr.strip().splitlines() or ["no message"])[-1]
+    where = "" if backend is OWN else f" with backend {backend.name}"
     if result.returncode == 3:
-        raise UsageError(f"TARGET={target.file}: target.settings={target.settings!r} does not import ({why}): "
+        raise UsageError(f"TARGET={target.file}: target.settings={target.settings!r} does not import{where} ({why}): "
                          "fix the module path, or add what it needs to target.requirements")
     if result.returncode != 0:
-        raise UsageError(f"TARGET={target.file}: target.wsgi={target.wsgi!r} does not import ({why}): "
+        raise UsageError(f"TARGET={target.file}: target.wsgi={target.wsgi!r} does not import{where} ({why}): "
                          "fix the module path, or add what it needs to target.requirements")
 
 

@@ -82,7 +82,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, target, target-smoke"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, target, target-backends, target-smoke"):
         SPEC.cells("nope")
 
 

@@ -123,6 +123,34 @@ def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
     assert after == before  # the project's files are left untouched
 
 
+def test_serve_substitutes_a_matrix_backend_into_the_projects_settings(project):
+    """native-pool: Django's own pool on psycopg 3, in that backend's environment (.venv-pg3)."""
+    proc, port = serve(project, "--backend", "native-pool", "--set", "pool_max=3")
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops both" in line:
+                break
+        assert "backend native-pool" in "".join(lines), "".join(lines) + proc.stderr.read() if proc.poll() else ""
+        base = f"http://127.0.0.1:{port}"
+        health = json.loads(urllib.request.urlopen(f"{base}/__stream_release__/healthz", timeout=5).read())
+        assert (health["backend"], health["driver"], health["pool_limit"]) == ("native-pool", "psycopg", 3), health
+        assert health["engine"] == "django.db.backends.postgresql" and "sqlite3" in health["own_engine"]
+        body = urllib.request.urlopen(f"{base}/exports/query.csv", timeout=30).read().decode()
+        assert len(body.splitlines()) == 20
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    assert proc.returncode == 130
+
+
+def test_an_unknown_backend_for_a_target_is_refused_naming_own(project):
+    proc, _ = serve(project, "--backend", "nosuch")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "error: BACKEND=nosuch is unknown: use one of own, stock," in err, err
+
+
 def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(project, tmp_path):
     import time
     import urllib.parse

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from harness import ROOT, target
+from harness.matrix import OWN
 from tests import target_project
 
 
@@ -20,21 +21,31 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bench_run(project, tmp_path_factory):
+    """The target on its own backend, and on geventpool-bounded (a matrix backend of this
+    project's own code) substituted in."""
     out = tmp_path_factory.mktemp("target-bench") / "run"
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix",
-                             "target-smoke", "--out", str(out), "--set", "duration_s=4", "--set", "streams=4",
-                             "--set", "spawn_s=1"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    matrix_file = out.with_name("matrix.toml")
+    matrix_file.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.two]\nbackends = ["own", "geventpool-bounded"]\n'
+                           'variants = ["hold"]\nscenarios = ["own-slow-read"]\n')
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix-file",
+                             str(matrix_file), "--matrix", "two", "--out", str(out), "--set", "duration_s=4",
+                             "--set", "streams=4", "--set", "spawn_s=1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     from harness import summary
 
-    return out, {r["variant"]: r for r in summary.read(out / "summary.csv")}
+    return out, {(r["backend"], r["variant"]): r for r in summary.read(out / "summary.csv")}
 
 
 def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
     out, rows = bench_run
-    assert sorted(rows) == ["iterator", "query", "released"]
-    for name, row in rows.items():
-        assert row["status"] == "ok" and row["target"] == "mysite" and row["backend"] == "own", row
+    assert sorted(rows) == [(b, s) for b in ("geventpool-bounded", "own") for s in ("iterator", "query", "released")]
+    for (backend, name), row in rows.items():
+        assert row["status"] == "ok" and row["target"] == "mysite", row
+        # the target's own pool is its own; a substituted backend's is the matrix's, and it held
+        assert row["pool_max"] == ("" if backend == "own" else "4"), row
+        if backend != "own":
+            assert 1 <= int(row["peak_pool_in_use"]) <= 4, row
         assert int(row["streams_completed"]) > 0 and int(row["stream_failures"]) == 0
         assert row["lost_writes"] == row["writes_expected"] == ""  # no audit table: unknown, not 0
         assert row["leaked_conns"] == "0" and int(row["timeline_samples"]) > 0  # the sampler read its metrics
@@ -45,6 +56,8 @@ def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
             assert held > total / 2 and int(row["streams_pinned"]) >= int(row["streams_completed"]), row
     info = json.loads((out / "run.json").read_text())
     assert info["target"]["settings"] == "mysite.settings" and info["status"] == "complete"
+    health = json.loads((out / "geventpool-bounded" / "query" / "own-slow-read" / "r1" / "healthz.json").read_text())
+    assert (health["backend"], health["engine"]) == ("geventpool-bounded", "benchapp.db.geventpool_bounded")
 
 
 def test_the_report_and_compare_work_on_a_target_run(bench_run):
@@ -83,18 +96,18 @@ def test_a_target_with_requirements_gets_its_own_environment_built_once(project,
     with_requirements.write_text(project.read_text().replace('wsgi = "mysite.wsgi:application"',
                                                              'wsgi = "mysite.wsgi:application"\nrequirements = "requirements.txt"'))
     t = target.load(with_requirements)
-    python = envs.python_for_target(t)
+    python = envs.python_for_target(t, OWN)
     venv = os.path.dirname(os.path.dirname(python))
     try:
         assert os.path.basename(venv).startswith(".venv-target-mysite-") and python != sys.executable
         stamp = os.path.join(venv, ".installed")
         built = os.stat(stamp).st_mtime_ns
-        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns == built  # not built again
+        assert envs.python_for_target(t, OWN) == python and os.stat(stamp).st_mtime_ns == built  # not built again
         listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
         names = {p["name"].lower() for p in json.loads(listed)}
         assert {"django", "psycopg2-binary", "gunicorn", "gevent", "psycogreen", "django-stream-release"} <= names
         requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n# changed\n")
-        assert envs.python_for_target(t) == python and os.stat(stamp).st_mtime_ns != built  # rebuilt
+        assert envs.python_for_target(t, OWN) == python and os.stat(stamp).st_mtime_ns != built  # rebuilt
     finally:
         shutil.rmtree(venv, ignore_errors=True)
         if os.path.exists(f"{venv}.lock"):

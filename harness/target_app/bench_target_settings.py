@@ -4,13 +4,16 @@ project is written to.
 
 - DATABASES["default"]: the harness's PostgreSQL (BENCH_DATABASE_URL); the project's ENGINE
   and OPTIONS are kept when they name a PostgreSQL backend, else Django's postgresql backend
-  is used (and /__stream_release__/healthz says so); then django-stream-release's accounting.
+  is used (and /__stream_release__/healthz says so). With BENCH_DB_ENGINE (a backend of
+  matrix.toml substituted in), its ENGINE, OPTIONS, CONN_MAX_AGE and server-side cursors
+  replace the project's. Then django-stream-release's accounting.
 - MIDDLEWARE: django-stream-release's detector first.
 - ROOT_URLCONF: bench_target_urls, the project's URLs plus the harness's two.
 - ALLOWED_HOSTS: 127.0.0.1 added; DEBUG off (Django's query log would grow without end).
 """
 
 import importlib
+import json
 import os
 from urllib.parse import unquote, urlsplit
 
@@ -22,8 +25,13 @@ globals().update({k: v for k, v in vars(_own).items() if k.isupper()})
 _url = urlsplit(os.environ["BENCH_DATABASE_URL"])
 _default = dict(globals().get("DATABASES", {}).get("default", {}))
 BENCH_TARGET_OWN_ENGINE = _default.get("ENGINE", "")
-if "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
+if os.environ.get("BENCH_DB_ENGINE"):
+    _default = {"ENGINE": os.environ["BENCH_DB_ENGINE"], "OPTIONS": json.loads(os.environ["BENCH_DB_OPTIONS"]),
+                "CONN_MAX_AGE": int(os.environ["BENCH_CONN_MAX_AGE"]),
+                "DISABLE_SERVER_SIDE_CURSORS": os.environ["BENCH_DISABLE_SERVER_SIDE_CURSORS"] == "1"}
+elif "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
     _default = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
+BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "own")
 _default.update(NAME=unquote(_url.path.lstrip("/")), USER=unquote(_url.username or ""),
                 PASSWORD=unquote(_url.password or ""), HOST=_url.hostname or "", PORT=str(_url.port or ""))
 DATABASES = accounted({**globals().get("DATABASES", {}), "default": _default})

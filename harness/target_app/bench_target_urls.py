@@ -1,6 +1,6 @@
 """The target's URLs, and the harness's two: /__stream_release__/metrics (the accounting's
 Prometheus metrics, which the sampler reads) and /__stream_release__/healthz (what answers:
-the backend, its pool limit, whether psycopg2 is gevent-patched; no database)."""
+the backend (own, or the matrix's substituted in), its pool limit, whether psycopg2 is gevent-patched; no database)."""
 
 import os
 
@@ -33,7 +33,7 @@ def healthz(request):
     except ImportError:
         patched = None
     return JsonResponse({
-        "status": "ok", "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
+        "status": "ok", "backend": settings.BENCH_BACKEND, "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
         "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"), "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
         "pool_limit": pool_limit(conn), "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
         "driver": type(conn).Database.__name__, "psycopg2_gevent_patched": patched, "pid": os.getpid(),
