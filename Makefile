@@ -43,9 +43,9 @@ help:
 	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
 	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
 	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
-	@echo "make serve [BACKEND=geventpool, with TARGET= own] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make serve [SERVER=gevent] [BACKEND=geventpool, with TARGET= own] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make serve TARGET=path/to/target.toml [BACKEND=own] [PORT=8000]  your own Django project instead, with the accounting and the detector"
-	@echo "make ui [BACKEND=geventpool, with TARGET= own] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
+	@echo "make ui [SERVER=gevent] [BACKEND=geventpool, with TARGET= own] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
 	@echo "make compare [RUNS='base new'] [FORMAT=md] [METRIC=probe_p99_ms] [FAIL_ON='probe_p99_ms>1.2']"
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
@@ -87,11 +87,11 @@ detector-cost: venv
 	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
 
 serve: venv
-	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
 	    $(if $(TARGET),--target $(TARGET))
 
 ui: venv
-	$(PY) -m harness ui $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
+	$(PY) -m harness ui $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
 	    $(if $(TARGET),--target $(TARGET))
 
 matrix: venv

@@ -2,11 +2,18 @@
 # Read from the same BENCH_* environment variables as benchapp/settings.py (.env.example).
 import os
 
-# BENCH_WSGI_APP: a target's own application (harness/target.py), served the same way
-wsgi_app = os.environ.get("BENCH_WSGI_APP", "benchapp.wsgi:application")
+# The server (matrix.toml's [servers]): gunicorn's worker class, and the app it serves, WSGI or
+# ASGI (uvicorn's worker). BENCH_WSGI_APP: a target's own application (harness/target.py).
+worker_class = os.environ.get("BENCH_WORKER_CLASS", "gevent")
+if os.environ.get("BENCH_APP_KIND", "wsgi") == "asgi":
+    wsgi_app = os.environ.get("BENCH_ASGI_APP", "benchapp.asgi:application")
+else:
+    wsgi_app = os.environ.get("BENCH_WSGI_APP", "benchapp.wsgi:application")
 bind = f"{os.environ.get('BENCH_HOST', '127.0.0.1')}:{os.environ.get('BENCH_PORT', '8000')}"
-worker_class = "gevent"
 workers = int(os.environ.get("BENCH_WORKERS", "1"))
+# gthread: the requests a worker serves at once, a thread each. Only there: gunicorn would turn
+# a sync worker with more than one thread into gthread.
+threads = int(os.environ.get("BENCH_THREADS", "1")) if worker_class == "gthread" else 1
 # The most concurrent clients one worker accepts; more wait in the listen backlog.
 worker_connections = int(os.environ.get("BENCH_WORKER_CONNECTIONS", "1000"))
 # After SIGTERM, streams still open after this many seconds are cut.
@@ -20,8 +27,8 @@ loglevel = os.environ.get("BENCH_GUNICORN_LOG_LEVEL", "info")
 def post_fork(server, worker):
     # psycopg2 blocks the whole worker on every query unless it yields to gevent.
     # BENCH_PSYCOGREEN=0 leaves it unpatched, to see that (the harness refuses to measure it).
-    if os.environ.get("BENCH_PSYCOGREEN", "1") == "0":
-        return
+    if os.environ.get("BENCH_PSYCOGREEN", "1") == "0" or worker_class != "gevent":
+        return  # no gevent hub under threads or an event loop: psycopg2 stays as it is
     try:
         import psycopg2  # noqa: F401
     except ImportError:

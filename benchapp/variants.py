@@ -6,6 +6,10 @@ view already fetched (no database while streaming), cursor_chunks() from one cur
 for the whole stream, batch_chunks() from one query per chunk with the connection given back
 after each (stream_release.batches).
 
+The async-* variants return an async iterator body (apage_chunks() and the others): Django
+serves it as it goes under ASGI; under WSGI it would consume it whole first, so matrix.toml
+runs them under ASGI servers only.
+
 To add a variant, write one function here under @variant("its-name") and add one
 [variants.its-name] table to matrix.toml.
 """
@@ -68,3 +72,30 @@ def cursor_hold(export):
 def release_per_batch(export):
     """Rows fetched one batch per chunk, the connection given back after each batch."""
     return ReleasingStreamingHttpResponse(export.batch_chunks())
+
+
+@variant("async-hold")
+def async_hold(export):
+    """An async body, nothing released: Django sends request_finished only from
+    response.close(), after the last chunk, so the request's connection is held to the end."""
+    return StreamingHttpResponse(export.apage_chunks())
+
+
+@variant("async-release")
+def async_release(export):
+    """An async body through the package: arelease_connections() in the request's thread when
+    the body starts."""
+    return ReleasingStreamingHttpResponse(export.apage_chunks())
+
+
+@variant("async-thread-query")
+def async_thread_query(export):
+    """An async body that queries a batch per chunk through sync_to_async(thread_sensitive=True):
+    the request's connection, used and kept until the end."""
+    return StreamingHttpResponse(export.athread_query_chunks())
+
+
+@variant("async-release-per-batch")
+def async_release_per_batch(export):
+    """An async body of stream_release.abatches(): the async ORM, released after each batch."""
+    return ReleasingStreamingHttpResponse(export.abatch_chunks())

@@ -9,6 +9,7 @@
 - /metrics: the connection accounting in Prometheus text format; no database.
 """
 
+import asyncio
 import gc
 import itertools
 import os
@@ -16,13 +17,14 @@ import random
 import time
 import uuid
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, connections
 from django.db.models import Avg, Count, Sum
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from stream_release import batches
+from stream_release import abatches, batches
 from stream_release.accounting import backend_pid, pool_limit
 
 from benchapp.models import CATEGORIES, AuditEvent, Item
@@ -106,12 +108,68 @@ class Export:
             following = next(texts)
             if following is not text:
                 text, repeated = following, following * (self.chunk_bytes // len(following) + 2)
-            start = i * self.chunk_bytes % len(text)
-            yield repeated[start:start + self.chunk_bytes]
+            yield self._chunk(i, text, repeated)
+
+    def _chunk(self, i, text, repeated):
+        start = i * self.chunk_bytes % len(text)
+        return repeated[start:start + self.chunk_bytes]
+
+    async def _apaced(self, texts):
+        """_paced() for an async body (ASGI): the waits are the event loop's, `texts` async."""
+        text = repeated = None
+        for i in range(self.chunks):
+            if i:
+                await asyncio.sleep(self.delay_ms / 1000)
+            following = await anext(texts)
+            if following is not text:
+                text, repeated = following, following * (self.chunk_bytes // len(following) + 2)
+            yield self._chunk(i, text, repeated)
 
     def page_chunks(self):
         """From the rows the view fetched; no database while streaming."""
         return self._paced(itertools.repeat(self.page))
+
+    def apage_chunks(self):
+        """page_chunks() as an async iterator."""
+
+        async def texts():
+            while True:
+                yield self.page
+
+        return self._apaced(texts())
+
+    def athread_query_chunks(self):
+        """An async body that queries BATCH_ROWS rows per chunk through
+        sync_to_async(thread_sensitive=True): in the request's thread, on its connection, which
+        nothing gives back until the response is closed."""
+        from asgiref.sync import sync_to_async
+
+        rows = Item.objects.order_by("pk").values_list(*self.ROW_FIELDS)
+
+        def page(offset):
+            return list(rows[offset:offset + self.BATCH_ROWS])
+
+        async def texts():
+            offset = 0
+            while True:
+                batch = await sync_to_async(page, thread_sensitive=True)(offset)
+                offset = offset + self.BATCH_ROWS if batch else 0
+                yield f"# rows from the request's thread\n{_csv(batch)}".encode() if batch else b"# end of table\n"
+
+        return self._apaced(texts())
+
+    def abatch_chunks(self):
+        """batch_chunks() as an async body: stream_release.abatches, the async ORM, the
+        connection given back after each batch."""
+
+        async def texts():
+            while True:
+                async for batch in abatches(Item.objects.values("pk", *self.ROW_FIELDS), self.BATCH_ROWS):
+                    rows = [[row[f] for f in self.ROW_FIELDS] for row in batch]
+                    yield f"# rows from a batch\n{_csv(rows)}".encode()
+                yield b"# end of table\n"
+
+        return self._apaced(texts())
 
     def cursor_chunks(self):
         """BATCH_ROWS rows per chunk from one QuerySet.iterator() cursor, reopened only when
@@ -159,6 +217,9 @@ def healthz(request):
         {
             "status": "ok",
             "backend": settings.BENCH_BACKEND,
+            # how it is served: BENCH_SERVER (gunicorn.conf.py's default, gevent), through ASGI or WSGI
+            "server": os.environ.get("BENCH_SERVER", "gevent"),
+            "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi",
             "engine": conn.settings_dict.get("ACCOUNTED_ENGINE", conn.settings_dict["ENGINE"]),
             "vendor": conn.vendor,
             "pool_limit": pool_limit(conn),

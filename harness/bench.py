@@ -5,6 +5,7 @@ Locust headless for the cell's duration, stop everything, summarize. summary.csv
 are rewritten after every cell, so an interrupted run keeps what finished.
 """
 
+import dataclasses
 import functools
 import os
 import signal
@@ -60,6 +61,10 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
         target = targets.load(target)
         cells = target_cells(cells, target)
+        asgi = sorted({c.server.name for c in cells if c.server.app != "wsgi"})
+        if asgi:
+            raise UsageError(f"TARGET={target.file} under server {asgi[0]}: a target is served as WSGI "
+                             "(target.wsgi) for now: use a matrix of WSGI servers")
         for backend in {c.backend.name: c.backend for c in cells}.values():
             server_module.check_target_imports(target, backend, cells[0].params)
     if search:
@@ -212,7 +217,7 @@ def _identity(run_id, cell, status, target=None):
     p = cell.params
     row = {
         "run_id": run_id, "cell": cell.name, "backend": cell.backend.name, "variant": cell.variant,
-        "scenario": cell.scenario, "repeat": cell.repeat, "status": status, "streams": p.streams,
+        "scenario": cell.scenario, "server": cell.server.name, "repeat": cell.repeat, "status": status, "streams": p.streams,
         "pool_max": p.pool_max, "duration_s": p.duration_s,
         "stream_design_ms": round(p.stream_s * 1000, 1), "instrument": p.instrument,
     }
@@ -228,8 +233,8 @@ def target_cells(cells, target):
     out = {}
     for c in cells:
         for stream in target.streams:
-            out.setdefault((c.backend.name, stream.name, c.scenario, c.repeat),
-                           matrix.Cell(c.backend, stream.name, c.scenario, c.repeat, c.params))
+            out.setdefault((c.server.name, c.backend.name, stream.name, c.scenario, c.repeat),
+                           dataclasses.replace(c, variant=stream.name))
     return list(out.values())
 
 
@@ -237,7 +242,7 @@ def external_cells(cells, backend):
     """One cell per variant, scenario and repeat, with the backend the external app reports."""
     out = {}
     for c in cells:
-        out.setdefault((c.variant, c.scenario, c.repeat), matrix.Cell(backend, c.variant, c.scenario, c.repeat, c.params))
+        out.setdefault((c.variant, c.scenario, c.repeat), dataclasses.replace(c, backend=backend))
     return list(out.values())
 
 
@@ -264,8 +269,9 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             else:
                 app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
                 args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))
-                server = stack.enter_context(server_module.TargetServer(target, *args, accounting_dir=cell_dir)
-                                             if target else Server(*args, accounting_dir=cell_dir))
+                server = stack.enter_context(
+                    server_module.TargetServer(target, *args, accounting_dir=cell_dir, server=cell.server)
+                    if target else Server(*args, accounting_dir=cell_dir, server=cell.server))
             stream = target.stream(cell.variant) if target else None
             server.verify(stream or cell.variant)
             # what answered: the backend, its engine and driver, its pool limit (a target's own, or substituted)

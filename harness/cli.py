@@ -43,6 +43,7 @@ def _parser():
 
     serve = sub.add_parser("serve", parents=[overrides],
                            help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
+    serve.add_argument("--server", default=None, help="server from matrix.toml (default gevent)")
     serve.add_argument("--backend", default=None,
                        help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
@@ -75,6 +76,7 @@ def _parser():
 
     ui = sub.add_parser("ui", parents=[overrides],
                         help="start PostgreSQL, the app and Locust's web UI with the pool panel; Ctrl-C stops all")
+    ui.add_argument("--server", default=None, help="server from matrix.toml (default gevent)")
     ui.add_argument("--backend", default=None,
                     help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
     ui.add_argument("--scenario", default=None, help="the form's defaults from this scenario (default: the first)")
@@ -223,7 +225,8 @@ def _app(args, command):
         raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    backend = spec.backends[args.backend]
+    backend, served = spec.backends[args.backend], _server(spec, args)
+    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
     if backend.via == "pgbouncer" and pgbouncer.find() is None:
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
@@ -236,14 +239,21 @@ def _app(args, command):
         prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(Server(backend, params, app_db.app_url, args.port,
-                                            None if command == "serve" else log_dir / "server.log"))
-        print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max})")
+                                            None if command == "serve" else log_dir / "server.log", server=served))
+        print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max}, server {served.name})")
         print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
               f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
         print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
         via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
         yield spec, params, db, server, stack, log_dir
+
+
+def _server(spec, args):
+    name = args.server or matrix.DEFAULT_SERVER
+    if name not in spec.servers:
+        raise UsageError(f"SERVER={name} is unknown: use one of {', '.join(spec.servers)}")
+    return spec.servers[name]
 
 
 @contextlib.contextmanager
@@ -263,6 +273,10 @@ def _target_app(args, command="serve"):
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
     _check_ports(args)
+    served = _server(spec, args)
+    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
+    if served.app != "wsgi":
+        raise UsageError(f"SERVER={served.name} serves ASGI: a target is served as WSGI (target.wsgi) for now")
     check_target_imports(target, backend, params)
     external = postgres.preflight()
     log_dir = _log_dir(args, command)
@@ -271,7 +285,7 @@ def _target_app(args, command="serve"):
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(TargetServer(target, backend, params, app_db.app_url, args.port,
-                                                  log_dir / "server.log", accounting_dir=log_dir))
+                                                  log_dir / "server.log", accounting_dir=log_dir, server=served))
         server.verify()
         print(f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
               f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})")

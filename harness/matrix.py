@@ -41,6 +41,7 @@ class Params:
     pool_timeout_s: float = _limits(0.1, 3_600, "seconds")
     seed_rows: int = _limits(1, 100_000_000, "rows")
     workers: int = _limits(1, 256, "processes")
+    threads: int = _limits(1, 10_000, "threads per worker (server gthread)")
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
     locust_workers: int = _limits(1, 256, "Locust worker processes")
     atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
@@ -93,6 +94,7 @@ class Backend:
     env: str
     via: str = ""  # "pgbouncer": the app connects through a PgBouncer the harness starts
     server_side_cursors: bool = True
+    servers: tuple = ()  # the servers it works under; empty: every one
 
     def django_options(self, params: Params) -> dict:
         """OPTIONS with every "{parameter}" string replaced by the cell's value."""
@@ -107,11 +109,33 @@ class Backend:
         return fill(self.options)
 
 
+@dataclass(frozen=True)
+class Server:
+    """How the app is served (matrix.toml's [servers]): gunicorn with `worker`, the app's WSGI or
+    ASGI application (`app`), in the backend's environment."""
+
+    name: str
+    description: str
+    worker: str
+    app: str  # "wsgi" or "asgi"
+
+    @property
+    def greenlets(self) -> bool:
+        """Requests are greenlets of one thread (psycopg2 must then yield to gevent)."""
+        return self.worker == "gevent"
+
+
+APPS = ("wsgi", "asgi")
+
+
 # A target's (make bench TARGET=) own backend: the ENGINE, OPTIONS and CONN_MAX_AGE its settings
 # name, in its own environment. A matrix names it as "own"; any other backend a target's matrix
 # names is substituted into the target's settings (harness/target_app/bench_target_settings.py).
 OWN = Backend(name="own", description="the backend the target's own settings name", engine="",
               conn_max_age=0, options={}, driver="", env="target")
+
+
+DEFAULT_SERVER = "gevent"  # a matrix that names no servers runs under this one
 
 
 @dataclass(frozen=True)
@@ -121,15 +145,22 @@ class Cell:
     scenario: str
     repeat: int
     params: Params
+    server: Server
 
     @property
     def name(self) -> str:
-        return f"{self.backend.name}/{self.variant}/{self.scenario}"
+        """<backend>/<variant>/<scenario>, and @<server> under any server but gevent (so the
+        names of runs from before there were servers still match)."""
+        return f"{self.backend.name}/{self.variant}/{self._scenario_at}"
+
+    @property
+    def _scenario_at(self) -> str:
+        return self.scenario if self.server.name == DEFAULT_SERVER else f"{self.scenario}@{self.server.name}"
 
     @property
     def path(self) -> Path:
         """Where the cell's files go inside the run directory."""
-        return Path(self.backend.name, self.variant, self.scenario, f"r{self.repeat}")
+        return Path(self.backend.name, self.variant, self._scenario_at, f"r{self.repeat}")
 
 
 @dataclass
@@ -140,6 +171,7 @@ class Matrix:
     variants: dict
     scenarios: dict
     matrices: dict
+    servers: dict = field(default_factory=dict)
     raw: dict = field(repr=False, default_factory=dict)
 
     def cells(self, matrix: str, overrides: dict | None = None, repeat: int = 1) -> list[Cell]:
@@ -148,12 +180,17 @@ class Matrix:
         spec = parts(self.matrices[matrix])
         params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
         backends = {**self.backends, OWN.name: OWN}
-        return [
-            Cell(backends[b], v, s, r, params[s])
+        cells = [
+            Cell(backends[b], v, s, r, params[s], self.servers[server])
             for r in range(1, repeat + 1)
             for part in spec
-            for b, v, s in itertools.product(part["backends"], part["variants"], part["scenarios"])
+            for server, b, v, s in itertools.product(part.get("servers", [DEFAULT_SERVER]), part["backends"],
+                                                     part["variants"], part["scenarios"])
         ]
+        for cell in cells:
+            check_pair(cell.backend, cell.server, f"MATRIX={matrix}")
+            check_variant(self, cell.variant, cell.server, f"MATRIX={matrix}")
+        return cells
 
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
         values = dict(self.defaults)
@@ -172,6 +209,22 @@ class Matrix:
         values = {} if base is None else self.scenario_values(base, (*seen, scenario))
         values.update({k: v for k, v in table.items() if k not in ("description", "base")})
         return values
+
+
+def check_pair(backend: Backend, server: Server, where: str):
+    """A backend runs only under the servers it declares (django-db-geventpool: gevent's)."""
+    if backend.servers and server.name not in backend.servers:
+        raise UsageError(f"{where}: backend {backend.name} does not work under server {server.name} "
+                         f"(only {', '.join(backend.servers)}): pick another backend or server")
+
+
+def check_variant(spec, variant: str, server: Server, where: str):
+    """A variant with `app` (an async body: "asgi") runs only under servers of that kind."""
+    app = spec.variants[variant].get("app")
+    if app and app != server.app:
+        fitting = ", ".join(n for n, s in spec.servers.items() if s.app == app)
+        raise UsageError(f"{where}: variant {variant} runs only under {app.upper()} servers, not {server.name}: "
+                         f"pick a server of {fitting}")
 
 
 def parts(spec: dict) -> list[dict]:
@@ -290,9 +343,19 @@ def load(path: Path | None = None) -> Matrix:
                                                   else "run from a checkout of this project")) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{label} is not valid TOML ({exc}): fix that line") from None
-    for section in ("defaults", "backends", "variants", "scenarios", "matrices"):
+    for section in ("defaults", "backends", "variants", "scenarios", "matrices", "servers"):
         if not isinstance(raw.get(section), dict) or not raw[section]:
             raise UsageError(f"{label} needs a non-empty [{section}] table")
+    servers = {}
+    for name, table in raw["servers"].items():
+        where = f"[servers.{name}]"
+        servers[name] = Server(name=name, description=table.get("description", ""),
+                               worker=_require(table, "worker", where, "gunicorn worker class"),
+                               app=_require(table, "app", where, "application kind (wsgi or asgi)"))
+        if servers[name].app not in APPS:
+            raise UsageError(f"{label}: {where} app = {servers[name].app!r}: use one of {', '.join(APPS)}")
+    if DEFAULT_SERVER not in servers:
+        raise UsageError(f"{label} needs [servers.{DEFAULT_SERVER}]: a matrix that names no servers runs under it")
     backends = {}
     for name, table in raw["backends"].items():
         where = f"[backends.{name}]"
@@ -306,8 +369,13 @@ def load(path: Path | None = None) -> Matrix:
             env=_require(table, "env", where, "environment name"),
             via=table.get("via", ""),
             server_side_cursors=table.get("server_side_cursors", True),
+            servers=tuple(table.get("servers", ())),
         )
         _check_placeholders(backends[name].options, where)
+        unknown = [s for s in backends[name].servers if s not in servers]
+        if unknown:
+            raise UsageError(f"{label}: {where} servers names {unknown[0]!r}, which is not declared: "
+                             f"use one of {', '.join(servers)}")
     matrix = Matrix(
         path=Path(path),
         defaults=raw["defaults"],
@@ -315,6 +383,7 @@ def load(path: Path | None = None) -> Matrix:
         variants=raw["variants"],
         scenarios=raw["scenarios"],
         matrices=raw["matrices"],
+        servers=servers,
         raw=raw,
     )
     for name in matrix.scenarios:
@@ -330,4 +399,9 @@ def load(path: Path | None = None) -> Matrix:
                     f"{label}: [matrices.{name}] names {key[:-1]} {unknown[0]!r}, which "
                     f"is not declared: use one of {', '.join(known)}"
                 )
+        for part in parts(spec):
+            unknown = [item for item in part.get("servers", []) if item not in servers]
+            if unknown:
+                raise UsageError(f"{label}: [matrices.{name}] names server {unknown[0]!r}, which is not "
+                                 f"declared: use one of {', '.join(servers)}")
     return matrix

@@ -1,6 +1,6 @@
 """The run's pictures (PNG, into the run directory), drawn with matplotlib from the raw files:
 
-- timeline-<backend>-<scenario>.png: per cell, connections in use, waiters and PostgreSQL
+- timeline-<backend>-<scenario>[@<server>].png: per cell, connections in use, waiters and PostgreSQL
   backends against the number of Locust users, over the cell's time; one panel per variant,
   one shared time axis;
 - probe-latency.png: per cell, probe latency percentiles (p50, p95, p99, max);
@@ -51,11 +51,12 @@ def _users(cell_dir):
 
 
 def timelines(run_dir, cells) -> list[str]:
-    """One figure per backend and scenario (cells: _cells()); returns the files written."""
+    """One figure per backend and scenario, and server (the scenario part of the cell's name,
+    <scenario>@<server>, says it; cells: _cells()); returns the files written."""
     repeats = max((int(r["repeat"]) for r, _, _ in cells), default=1)
     groups = {}
     for item in cells:
-        groups.setdefault((item[0]["backend"], item[0]["scenario"]), []).append(item)
+        groups.setdefault((item[0]["backend"], item[0]["cell"].split("/")[2]), []).append(item)
     written = []
     for (backend, scenario), items in groups.items():
         fig, axes = plt.subplots(len(items), 1, sharex=True, sharey=True, squeeze=False,

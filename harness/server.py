@@ -13,6 +13,7 @@ import urllib.request
 
 from harness import ROOT, CellError, phase, procs
 from harness.envs import python_for, python_for_target
+from harness import matrix
 from harness.matrix import OWN, Backend, Params
 
 
@@ -20,10 +21,10 @@ GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
 
 
 def server_env(backend: Backend, params: Params, database_url: str, port: int,
-               accounting_dir: str = "") -> dict:
+               accounting_dir: str = "", server: matrix.Server | None = None) -> dict:
     """The server's whole BENCH_* configuration; any BENCH_* in the harness's own
     environment is dropped, so a run is exactly what run.json records."""
-    env = gunicorn_env(params, database_url, port, accounting_dir)
+    env = gunicorn_env(params, database_url, port, accounting_dir, server)
     env.update(
         DJANGO_SETTINGS_MODULE="benchapp.settings",
         PYTHONPATH=str(ROOT),
@@ -48,11 +49,16 @@ def backend_env(backend: Backend, params: Params) -> dict:
     }
 
 
-def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: str = "") -> dict:
+def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: str = "",
+                 server: matrix.Server | None = None) -> dict:
     """What every server the harness starts reads (benchapp/gunicorn.conf.py, the accounting),
-    whatever app it serves; the harness's own BENCH_* dropped."""
+    whatever app it serves, under `server` (None: gunicorn.conf.py's own, gevent); the harness's
+    own BENCH_* dropped."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    if server is not None:
+        env.update(BENCH_SERVER=server.name, BENCH_WORKER_CLASS=server.worker, BENCH_APP_KIND=server.app,
+                   BENCH_THREADS=str(params.threads))
     env.update(
         PYTHONUNBUFFERED="1",
         BENCH_DATABASE_URL=database_url,
@@ -101,11 +107,11 @@ class Server(procs.Service):
     stop_timeout = GRACEFUL_TIMEOUT_S + 5  # SIGTERM: gunicorn's graceful shutdown
 
     def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
-                 log_path, accounting_dir=""):
-        self.backend, self.params = backend, params
+                 log_path, accounting_dir="", server: matrix.Server | None = None):
+        self.backend, self.params, self.server = backend, params, server
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = server_env(backend, params, database_url, port, accounting_dir)
+        self.env = server_env(backend, params, database_url, port, accounting_dir, server)
         self.health = {}
 
     def start(self):
@@ -119,7 +125,18 @@ class Server(procs.Service):
         phase("server start")
         self.health = procs.wait_ready(self.proc, self._health, "gunicorn", self.log_path, timeout=30)
         self.check_health(self.health)
+        self.check_worker()
         return self
+
+    def check_worker(self):
+        """gunicorn says which worker class it runs ("Using worker: ..."): the server's own."""
+        if self.server is None or self.log_path is None:
+            return
+        with open(self.log_path, errors="replace") as log:
+            used = [line.rsplit("Using worker: ", 1)[1].strip() for line in log if "Using worker: " in line]
+        if used != [self.server.worker]:
+            raise CellError(f"gunicorn runs worker {', '.join(used) or 'unknown'}, not {self.server.worker} "
+                            f"(server {self.server.name}):\n{procs.tail(self.log_path)}")
 
     cwd = ROOT
     health_path = "/healthz"
@@ -144,10 +161,18 @@ class Server(procs.Service):
     def check_health(self, health: dict):
         if health.get("backend") != self.backend.name:
             raise CellError(f"{self.health_path} reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
+        self.check_server(health)
         self.check_driver(health)
         limit = health.get("pool_limit")
         if limit is not None and limit != self.params.pool_max:
             raise CellError(f"{self.health_path} reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
+
+    def check_server(self, health: dict):
+        name = self.server.name if self.server else matrix.DEFAULT_SERVER
+        app = self.server.app if self.server else "wsgi"
+        if (health.get("server"), health.get("app")) != (name, app):
+            raise CellError(f"{self.health_path} reports server {health.get('server')!r} serving "
+                            f"{health.get('app')!r}, expected {name!r} serving {app!r}")
 
     def check_driver(self, health: dict):
         if self.backend is not OWN and health.get("driver") != self.backend.driver:
@@ -155,12 +180,15 @@ class Server(procs.Service):
                 f"the server runs on {health.get('driver')!r}, but backend {self.backend.name!r} declares "
                 f"{self.backend.driver!r}: its environment {self.backend.env!r} has the wrong driver"
             )
-        if health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
+        greenlets = self.server is None or self.server.greenlets
+        if greenlets and health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
             raise CellError(
                 "the server's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen installed "
                 "in its environment?): every query would block the whole worker and the numbers would mean "
                 "something else"
             )
+        if not greenlets and health.get("psycopg2_gevent_patched"):
+            raise CellError(f"psycopg2 is gevent-patched under server {self.server.name}, which has no gevent hub")
 
     def verify(self, variant: str, warmup_probes: int = 10):
         """Check each endpoint answers as it should, the app accepts the cell's stream shape,
@@ -183,10 +211,11 @@ class Server(procs.Service):
 
 
 def target_env(target, backend: Backend, params: Params, database_url: str, port: int = 0,
-               accounting_dir: str = "") -> dict:
+               accounting_dir: str = "", server: matrix.Server | None = None) -> dict:
     """What a target's processes (manage.py, gunicorn) run with: its settings through the shim,
     and the backend (its own, or a matrix backend substituted in)."""
-    env = {**gunicorn_env(params, database_url, port, accounting_dir), **target.env(), **backend_env(backend, params)}
+    env = {**gunicorn_env(params, database_url, port, accounting_dir, server), **target.env(),
+           **backend_env(backend, params)}
     if backend.engine.startswith("benchapp."):  # a backend of this project's own (geventpool-bounded)
         env["PYTHONPATH"] += os.pathsep + str(ROOT)
     return env
@@ -204,11 +233,11 @@ class TargetServer(Server):
         return f"{self.url}/__stream_release__"
 
     def __init__(self, target, backend: Backend, params: Params, database_url: str, port: int, log_path,
-                 accounting_dir=""):
-        self.target, self.backend, self.params = target, backend, params
+                 accounting_dir="", server: matrix.Server | None = None):
+        self.target, self.backend, self.params, self.server = target, backend, params, server
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = target_env(target, backend, params, database_url, port, accounting_dir)
+        self.env = target_env(target, backend, params, database_url, port, accounting_dir, server)
         self.cwd = target.project
         self.health = {}
 
@@ -217,6 +246,7 @@ class TargetServer(Server):
 
     def check_health(self, health: dict):
         if self.backend is OWN:  # whatever its settings name: nothing to hold it to
+            self.check_server(health)
             self.check_driver(health)
         else:
             super().check_health(health)

@@ -53,6 +53,8 @@ COLUMNS = [
     "streams_pinned",
     # make bench TARGET=...: the project's name and the stream's path (empty for benchapp)
     "target", "stream_path",
+    # how the app was served (matrix.toml's [servers]); empty in runs from before there were servers: gevent
+    "server",
 ]
 
 

@@ -40,6 +40,22 @@ def test_unknown_variant_is_a_404_listing_the_known_ones(client):
 BODIES = {v: (b"# category 7: 3 items, ", 3) for v in VARIANTS}  # audit row, aggregate, page
 BODIES["cursor-hold"] = (b"# rows from a cursor\n", 3 + 1)  # ... and one cursor, read as it goes
 BODIES["release-per-batch"] = (b"# rows from a batch\n", 3 + 5)  # ... and one query per chunk
+BODIES["async-thread-query"] = (b"# rows from the request's thread\n", 3 + 5)
+BODIES["async-release-per-batch"] = (b"# rows from a batch\n", 3 + 5)
+
+
+def body_of(response) -> bytes:
+    """The whole body; an async one (the async-* variants) read as an ASGI server would, its
+    sync_to_async calls in this thread, where the test's connection is."""
+    from asgiref.sync import async_to_sync
+
+    if not response.is_async:
+        return b"".join(response.streaming_content)
+
+    async def read():
+        return b"".join([part async for part in response.streaming_content])
+
+    return async_to_sync(read)()
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -48,7 +64,7 @@ def test_stream_body_has_exactly_the_requested_size(client, variant, django_asse
     with django_assert_num_queries(queries):
         response = client.get(f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7",
                               headers={"X-Request-Id": "req-1"})
-        body = b"".join(response.streaming_content)
+        body = body_of(response)
     assert response.status_code == 200
     assert len(body) == 500
     assert body.startswith(start)

@@ -17,6 +17,14 @@ def metrics(request):
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
+def served(request) -> dict:
+    """How the harness serves this process (BENCH_SERVER, gunicorn.conf.py's default gevent) and
+    whether the request came through ASGI or WSGI."""
+    from django.core.handlers.asgi import ASGIRequest
+
+    return {"server": os.environ.get("BENCH_SERVER", "gevent"), "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi"}
+
+
 def healthz(request):
     """?resolve=<path>: also the route the accounting labels that path's checkouts with."""
     conn = connections["default"]
@@ -33,7 +41,7 @@ def healthz(request):
     except ImportError:
         patched = None
     return JsonResponse({
-        "status": "ok", "backend": settings.BENCH_BACKEND, "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
+        "status": "ok", "backend": settings.BENCH_BACKEND, **served(request), "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
         "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"), "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
         "pool_limit": pool_limit(conn), "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
         "driver": type(conn).Database.__name__, "psycopg2_gevent_patched": patched, "pid": os.getpid(),

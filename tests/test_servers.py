@@ -1,0 +1,92 @@
+"""The server dimension (matrix.toml's [servers]): benchapp under gunicorn's gthread and sync
+workers and under uvicorn's ASGI worker, measured end to end (`python -m harness bench --matrix
+smoke-servers`): holding pins the connection on every server, the package's release releases on
+every server, and under ASGI a sync iterator is sent only once it is done."""
+
+import subprocess
+import sys
+
+import pytest
+
+from harness import ROOT, UsageError, matrix, summary
+from tests.conftest import SPEC
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("servers") / "run"
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke-servers", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {(r["server"], r["variant"]): r for r in summary.read(out / "summary.csv")}
+
+
+def ms(row, column):
+    return float(row[column])
+
+
+def test_every_cell_ran_under_its_server_and_says_so(rows):
+    assert sorted(rows) == sorted([(s, v) for s in ("gthread", "sync", "uvicorn") for v in ("hold", "release")]
+                                  + [("uvicorn", v) for v in ("async-hold", "async-release", "async-thread-query")])
+    for (server, variant), row in rows.items():
+        assert row["status"] == "ok", row
+        assert row["cell"] == f"stock/{variant}/smoke-server@{server}" and int(row["streams_completed"]) > 0, row
+        assert row["leaked_conns"] == "0", row
+
+
+@pytest.mark.parametrize("server", ["gthread", "sync", "uvicorn"])
+def test_hold_pins_and_release_releases_on_every_server(rows, server):
+    hold, release = rows[(server, "hold")], rows[(server, "release")]
+    assert ms(hold, "conn_hold_p50_ms") > ms(hold, "stream_total_p50_ms") / 2, hold
+    assert int(hold["streams_pinned"]) >= int(hold["streams_completed"]), hold
+    assert ms(release, "conn_hold_p50_ms") < ms(release, "stream_total_p50_ms") / 20, release
+    assert release["streams_pinned"] == "0", release
+
+
+def test_under_asgi_a_sync_iterator_is_sent_only_once_it_is_done_and_an_async_one_as_it_goes(rows):
+    for variant in ("hold", "release"):  # Django's __aiter__ consumes a sync iterator whole first
+        row = rows[("uvicorn", variant)]
+        assert ms(row, "stream_ttfb_p50_ms") > 0.9 * ms(row, "stream_total_p50_ms"), row
+    row = rows[("gthread", "hold")]  # under WSGI the same body streams (under sync, after its turn)
+    assert ms(row, "stream_ttfb_p50_ms") < ms(row, "stream_total_p50_ms") / 5, row
+    for variant in ("async-hold", "async-release", "async-thread-query"):
+        row = rows[("uvicorn", variant)]
+        assert ms(row, "stream_ttfb_p50_ms") < ms(row, "stream_total_p50_ms") / 5, row
+
+
+def test_async_bodies_hold_until_the_response_closes_unless_released(rows):
+    for variant in ("async-hold", "async-thread-query"):  # request_finished only from response.close()
+        row = rows[("uvicorn", variant)]
+        assert ms(row, "conn_hold_p50_ms") > ms(row, "stream_total_p50_ms") / 2, row
+    released = rows[("uvicorn", "async-release")]
+    assert ms(released, "conn_hold_p50_ms") < ms(released, "stream_total_p50_ms") / 20, released
+
+
+def test_a_sync_worker_serves_one_request_at_a_time_so_the_probes_wait_behind_the_streams(rows):
+    """Four streams and one sync worker: the probes queue behind whole streams, releasing or not."""
+    for variant in ("hold", "release"):
+        sync, threads = rows[("sync", variant)], rows[("gthread", variant)]
+        assert int(sync["probe_failures"]) > int(threads["probe_failures"]), (sync, threads)
+        assert ms(sync, "probe_p99_ms") > 2 * ms(threads, "probe_p99_ms"), (sync, threads)
+
+
+def test_a_backend_under_a_server_it_does_not_work_under_is_refused_in_one_line(tmp_path):
+    spec = tmp_path / "matrix.toml"
+    spec.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.bad]\nservers = ["uvicorn"]\n'
+                    'backends = ["geventpool"]\nvariants = ["hold"]\nscenarios = ["smoke-server"]\n')
+    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix-file", str(spec), "--matrix", "bad",
+                             "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: MATRIX=bad: backend geventpool does not work under server uvicorn (only gevent): "
+        "pick another backend or server"], result.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything started
+
+
+def test_an_async_variant_under_a_wsgi_server_and_an_unknown_server_are_refused():
+    with pytest.raises(UsageError, match="variant async-hold runs only under ASGI servers, not gthread: "
+                                         "pick a server of uvicorn"):
+        matrix.check_variant(SPEC, "async-hold", SPEC.servers["gthread"], "MATRIX=x")
+    result = subprocess.run([sys.executable, "-m", "harness", "serve", "--server", "nosuch"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "error: SERVER=nosuch is unknown: use one of gevent, gthread, sync, uvicorn" \
+        in result.stderr, result.stderr
