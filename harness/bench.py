@@ -78,7 +78,11 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
         if app_health["backend"] not in spec.backends:
             raise UsageError(f"HOST={host} reports backend {app_health['backend']!r}, not in matrix.toml: "
                              f"set its BENCH_BACKEND to one of {', '.join(spec.backends)}")
-        cells = external_cells(cells, spec.backends[app_health["backend"]])
+        served = app_health.get("server", matrix.DEFAULT_SERVER)  # an app from before there were servers: gevent
+        if served not in spec.servers:
+            raise UsageError(f"HOST={host} reports server {served!r}, not in matrix.toml: "
+                             f"set its BENCH_SERVER to one of {', '.join(spec.servers)}")
+        cells = external_cells(cells, spec.backends[app_health["backend"]], spec.servers[served])
     external = postgres.preflight()
     faults.refuse_unsupported(cells, own_cluster=external is None, own_server=not host)
     if external is not None:
@@ -238,11 +242,11 @@ def target_cells(cells, target):
     return list(out.values())
 
 
-def external_cells(cells, backend):
-    """One cell per variant, scenario and repeat, with the backend the external app reports."""
+def external_cells(cells, backend, server):
+    """One cell per variant, scenario and repeat, with the backend and server the external app reports."""
     out = {}
     for c in cells:
-        out.setdefault((c.variant, c.scenario, c.repeat), dataclasses.replace(c, backend=backend))
+        out.setdefault((c.variant, c.scenario, c.repeat), dataclasses.replace(c, backend=backend, server=server))
     return list(out.values())
 
 
@@ -263,9 +267,10 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
         with ExitStack() as stack:
             if host:
                 server = stack.enter_context(server_module.ExternalApp(host, cell.params))
-                if server.health.get("backend") != cell.backend.name:
-                    raise CellError(f"HOST={host} now reports backend {server.health.get('backend')!r}, "
-                                    f"not {cell.backend.name!r} as when the run began")
+                now = (server.health.get("backend"), server.health.get("server", matrix.DEFAULT_SERVER))
+                if now != (cell.backend.name, cell.server.name):
+                    raise CellError(f"HOST={host} now reports backend {now[0]!r} under server {now[1]!r}, not "
+                                    f"{cell.backend.name!r} under {cell.server.name!r} as when the run began")
             else:
                 app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
                 args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))

@@ -54,7 +54,7 @@ def _parser():
                        help="serve your own Django project, described by this target.toml (harness/target.py), "
                             "instead of benchapp")
 
-    table = sub.add_parser("table", help="Markdown tables of a run: which variant releases on which backend")
+    table = sub.add_parser("table", help="Markdown tables of a run: which variant releases on which backend (and server)")
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
     table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
     table.add_argument("--out", default=None, help="write to this file instead of printing")
@@ -158,7 +158,7 @@ def main(argv=None):
         if args.command == "table":
             from harness import report
 
-            text = report.release_table(args.run or runinfo.newest_runs(1)[0], args.scenario)
+            text = report.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
             if args.out:
                 with open(args.out, "w") as f:
                     f.write(text)

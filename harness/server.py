@@ -118,6 +118,8 @@ class Server(procs.Service):
         if self.params.workers > 1:  # removed by stop(), like any Service's directory
             self.make_tmp("bench-metrics-")
             self.env["PROMETHEUS_MULTIPROC_DIR"] = self.tmp
+        # where this start's lines begin in a log that may hold earlier ones (make serve's)
+        self.log_start = os.path.getsize(self.log_path) if self.log_path and os.path.exists(self.log_path) else 0
         self.proc = procs.spawn(
             [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
             self.log_path, env=self.env, cwd=self.cwd,
@@ -133,6 +135,7 @@ class Server(procs.Service):
         if self.server is None or self.log_path is None:
             return
         with open(self.log_path, errors="replace") as log:
+            log.seek(self.log_start)
             used = [line.rsplit("Using worker: ", 1)[1].strip() for line in log if "Using worker: " in line]
         if used != [self.server.worker]:
             raise CellError(f"gunicorn runs worker {', '.join(used) or 'unknown'}, not {self.server.worker} "

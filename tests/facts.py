@@ -12,7 +12,9 @@ PERSISTENT = {"stock-persistent", "pgbouncer"}
 # Test modes that wrap each test in a transaction: the view's connection is the test's.
 TEST_IN_ATOMIC = {"django_db", "TestCase"}
 TEST_MODES = ["django_db", "TestCase", "django_db(transaction=True)", "TransactionTestCase"]
-HELPER = {"release", "release-per-batch"}
+HELPER = {"release", "release-per-batch", "async-release", "async-release-per-batch"}
+# An async body keeps the request's connection until the response closes, like a sync one.
+HOLDING = {"hold", "cursor-hold", "async-hold", "async-thread-query"}
 NAIVE = {"close-old", "force-close"}
 
 
@@ -26,7 +28,7 @@ def expected(backend, variant, mode="gunicorn", atomic_requests=False):
         return "ok: held" if in_atomic_at_stream else "ok: released"
     if variant == "guarded-close":
         return "ok: held" if in_atomic_at_view else "ok: released"
-    if variant in ("hold", "cursor-hold"):
+    if variant in HOLDING:
         return "ok: held"
     assert variant in NAIVE, variant
     # inside an atomic block autocommit differs from the settings', so close-old closes too

@@ -53,6 +53,28 @@ def _released() -> bool:
     return raw is None or bool(raw.closed)
 
 
+def _read(response) -> tuple[bytes, bool]:
+    """(the body, whether no connection was held after any chunk). An async body (the async-*
+    variants) is read as an ASGI server reads it, its thread-sensitive calls in this thread,
+    where the request's connection is."""
+    if not response.is_async:
+        body, released = b"", True
+        for chunk in response.streaming_content:
+            body += chunk
+            released = released and _released()
+        return body, released
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    async def read():
+        body, released = b"", True
+        async for chunk in response.streaming_content:
+            body += chunk
+            released = released and await sync_to_async(_released, thread_sensitive=True)()
+        return body, released
+
+    return async_to_sync(read)()
+
+
 def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
     """Request an export, read its body, then look for its audit row: (outcome, the error's
     message). "released" means no connection was held after any chunk."""
@@ -64,10 +86,7 @@ def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
                                   headers={"X-Request-Id": request_id})
             assert response.status_code == 200, response.status_code
             phase = "stream"
-            body, released = b"", True
-            for chunk in response.streaming_content:
-                body += chunk
-                released = released and _released()
+            body, released = _read(response)
             assert len(body) == 48, len(body)
         phase = "check"
         found = AuditEvent.objects.filter(request_id=request_id).exists()

@@ -13,12 +13,17 @@ from tests.conftest import SPEC
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory):
+def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("servers") / "run"
     result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke-servers", "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {(r["server"], r["variant"]): r for r in summary.read(out / "summary.csv")}
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows(run):
+    return {(r["server"], r["variant"]): r for r in summary.read(run / "summary.csv")}
 
 
 def ms(row, column):
@@ -90,3 +95,15 @@ def test_an_async_variant_under_a_wsgi_server_and_an_unknown_server_are_refused(
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "error: SERVER=nosuch is unknown: use one of gevent, gthread, sync, uvicorn" \
         in result.stderr, result.stderr
+
+
+def test_make_table_on_a_servers_run_says_per_server_what_pins_and_what_is_buffered(run):
+    result = subprocess.run([sys.executable, "-m", "harness", "table", str(run)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = {tuple(c.strip(" `*") for c in line.split("|")[1:6]): line for line in result.stdout.splitlines()
+             if line.startswith("| `")}
+    assert lines[("uvicorn", "stock", "hold", "held for the stream", "buffered whole")]
+    assert lines[("uvicorn", "stock", "async-release", "released", "streamed")]
+    assert lines[("gthread", "stock", "hold", "held for the stream", "streamed")]
+    assert len(lines) == 9
