@@ -61,6 +61,16 @@ def serve(project, *args):
     return proc, port
 
 
+def serving(proc) -> str:
+    """What `harness serve` printed up to "Ctrl-C stops both" (its stderr too, if it ended)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops both" in line:
+            return "".join(lines)
+    return "".join(lines) + proc.stderr.read()
+
+
 def serve_changed(project, name, old, new):
     """make serve TARGET= on a copy of the target file with `old` replaced by `new`: (the copy,
     the exit code, stderr)."""
@@ -96,12 +106,8 @@ def test_serve_runs_the_project_with_the_accounting_and_the_detector(project):
     before = {p: os.stat(p).st_mtime_ns for p in mine.rglob("*") if p.is_file() and "__pycache__" not in str(p)}
     proc, port = serve(project)
     try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C stops both" in line:
-                break
-        assert f"http://127.0.0.1:{port}/exports/query.csv   (stream query)" in "".join(lines), "".join(lines)
+        banner = serving(proc)
+        assert f"http://127.0.0.1:{port}/exports/query.csv   (stream query)" in banner, banner
         base = f"http://127.0.0.1:{port}"
         health = json.loads(urllib.request.urlopen(f"{base}/__stream_release__/healthz", timeout=5).read())
         assert health["engine"] == "django.db.backends.postgresql" and "sqlite3" in health["own_engine"]
@@ -127,12 +133,8 @@ def test_serve_substitutes_a_matrix_backend_into_the_projects_settings(project):
     """native-pool: Django's own pool on psycopg 3, in that backend's environment (.venv-pg3)."""
     proc, port = serve(project, "--backend", "native-pool", "--set", "pool_max=3")
     try:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C stops both" in line:
-                break
-        assert "backend native-pool" in "".join(lines), "".join(lines) + proc.stderr.read() if proc.poll() else ""
+        banner = serving(proc)
+        assert "backend native-pool" in banner, banner
         base = f"http://127.0.0.1:{port}"
         health = json.loads(urllib.request.urlopen(f"{base}/__stream_release__/healthz", timeout=5).read())
         assert (health["backend"], health["driver"], health["pool_limit"]) == ("native-pool", "psycopg", 3), health
