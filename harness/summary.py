@@ -35,7 +35,7 @@ COLUMNS = [
     "db_limit", "overshoot", "pool_timeouts", "too_many_clients", "hung_requests", "conn_opened",
     # more, after the required ones
     "stream_design_ms", "streams_cut_at_stop", "streams_waiting_at_stop", "stream_wait_at_stop_max_ms",
-    "stream_ttfb_max_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
+    "stream_ttfb_max_ms", "stream_body_p50_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
     "measured_s", "timeline_samples", "error",
     # streams answered 200 whose view's audit row is not in PostgreSQL, of writes_expected
     "lost_writes", "writes_expected",
@@ -249,6 +249,11 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
+    # per whole stream, from its first byte to its last: near 0 when the server sent the body at once
+    first_byte = {r["request_id"]: r["response_time_ms"] for r in requests
+                  if r["request_type"] == "TTFB" and r["name"] == stream_name and r["request_id"]}
+    bodies = [r["response_time_ms"] - first_byte[r["request_id"]] for r in streams
+              if not r["failure"] and r["request_id"] in first_byte]
     unfinished = [r for r in requests if r["request_type"] == "UNFINISHED" and r["name"] == stream_name]
     never_started = [r for r in unfinished if r["response_length"] in ("", "0")]
     probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
@@ -283,6 +288,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "stream_ttfb_p50_ms": _ms(percentile(ttfb, 50)),
         "stream_ttfb_p99_ms": _ms(percentile(ttfb, 99)),
         "stream_total_p50_ms": _ms(percentile(ok_streams, 50)),
+        "stream_body_p50_ms": _ms(percentile(bodies, 50)),
         "probe_requests": len(probes),
         "probe_ok_per_s": round(sum(1 for r in probes if not r["failure"]) / (end - start), 2) if end > start else "",
         "probe_failures": sum(1 for r in probes if r["failure"]),

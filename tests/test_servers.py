@@ -52,7 +52,11 @@ def test_under_asgi_a_sync_iterator_is_sent_only_once_it_is_done_and_an_async_on
     for variant in ("hold", "release"):  # Django's __aiter__ consumes a sync iterator whole first
         row = rows[("uvicorn", variant)]
         assert ms(row, "stream_ttfb_p50_ms") > 0.9 * ms(row, "stream_total_p50_ms"), row
-    row = rows[("gthread", "hold")]  # under WSGI the same body streams (under sync, after its turn)
+        assert ms(row, "stream_body_p50_ms") < ms(row, "stream_total_p50_ms") / 20, row  # then all at once
+    for server in ("gthread", "sync"):  # under WSGI the same body streams (under sync, after its turn)
+        row = rows[(server, "hold")]
+        assert ms(row, "stream_body_p50_ms") > ms(row, "stream_total_p50_ms") / 5, row
+    row = rows[("gthread", "hold")]
     assert ms(row, "stream_ttfb_p50_ms") < ms(row, "stream_total_p50_ms") / 5, row
     for variant in ("async-hold", "async-release", "async-thread-query"):
         row = rows[("uvicorn", variant)]

@@ -39,6 +39,7 @@ def test_streams_count_only_whole_bodies(row):
     assert row["streams_waiting_at_stop"] == 1 and row["stream_wait_at_stop_max_ms"] == 7500.0
     assert row["stream_ttfb_p50_ms"] == 6.0 and row["stream_ttfb_p99_ms"] == 8.0
     assert row["stream_total_p50_ms"] == 2006.0
+    assert row["stream_body_p50_ms"] == 2000.0  # a1's first byte to its last; a2's body was cut short
 
 
 def test_probe_percentiles_include_the_failed_probe_at_its_time(row):
