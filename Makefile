@@ -36,6 +36,7 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_wor
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
+	@echo "make bench MATRIX=servers|servers-abort|servers-sse  gevent, gthread, sync and uvicorn (ASGI) side by side"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
@@ -108,9 +109,10 @@ report: venv
 
 # Two pytest workers (pytest-xdist), each with its own throwaway PostgreSQL; tests/conftest.py
 # keeps each module on one worker, and the modules that write into the checkout on the same one.
+# The 15 slowest steps are listed at the end: where the suite's minutes go.
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15 $(PYTEST_ARGS)
 
 package: venv
 	$(PY) -m build --outdir dist $(PACKAGE)
