@@ -1,4 +1,4 @@
-"""`make test`'s two pytest-xdist workers keep each module on one worker and the modules that
+"""`make test`'s pytest-xdist workers keep each module on one worker and the modules that
 write into the checkout on the same one (tests/conftest.py), so that a module's runs start once
 and nothing writes into the checkout while test_bench_smoke checks that nothing does."""
 
