@@ -217,18 +217,12 @@ def _app(args, command):
     from harness.server import Server, prepare_database
 
     spec = matrix.load(args.matrix_file)
-    args.backend = args.backend or "geventpool"
-    if args.backend not in spec.backends:
-        raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(spec.backends)}")
+    backend, served = _backend_and_server(args, spec.backends, "geventpool", spec)
     scenario = args.scenario or next(iter(spec.scenarios))
     if scenario not in spec.scenarios:
         raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    backend, served = spec.backends[args.backend], _server(spec, args)
-    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
-    if backend.via == "pgbouncer" and pgbouncer.find() is None:
-        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
     if external is not None:
         matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
@@ -249,11 +243,20 @@ def _app(args, command):
         yield spec, params, db, server, stack, log_dir
 
 
-def _server(spec, args):
-    name = args.server or matrix.DEFAULT_SERVER
-    if name not in spec.servers:
-        raise UsageError(f"SERVER={name} is unknown: use one of {', '.join(spec.servers)}")
-    return spec.servers[name]
+def _backend_and_server(args, backends, default, spec):
+    """BACKEND= (of `backends`, `default` when not given) and SERVER=, checked: known, a pair
+    that works, PgBouncer installed when the backend needs it."""
+    name = args.backend or default
+    if name not in backends:
+        raise UsageError(f"BACKEND={name} is unknown: use one of {', '.join(backends)}")
+    server = args.server or matrix.DEFAULT_SERVER
+    if server not in spec.servers:
+        raise UsageError(f"SERVER={server} is unknown: use one of {', '.join(spec.servers)}")
+    backend, served = backends[name], spec.servers[server]
+    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
+    if backend.via == "pgbouncer" and pgbouncer.find() is None:
+        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
+    return backend, served
 
 
 @contextlib.contextmanager
@@ -265,16 +268,9 @@ def _target_app(args, command="serve"):
 
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
-    backends = {matrix.OWN.name: matrix.OWN, **spec.backends}
-    if (args.backend or matrix.OWN.name) not in backends:
-        raise UsageError(f"BACKEND={args.backend} is unknown: use one of {', '.join(backends)}")
-    backend = backends[args.backend or matrix.OWN.name]
-    if backend.via == "pgbouncer" and pgbouncer.find() is None:
-        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
+    backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    served = _server(spec, args)
-    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
     if served.app != "wsgi":
         raise UsageError(f"SERVER={served.name} serves ASGI: a target is served as WSGI (target.wsgi) for now")
     check_target_imports(target, backend, params)

@@ -138,6 +138,11 @@ OWN = Backend(name="own", description="the backend the target's own settings nam
 DEFAULT_SERVER = "gevent"  # a matrix that names no servers runs under this one
 
 
+def default_server() -> "Server":
+    """matrix.toml's gevent: what a server started without one (make peer, the tests) runs under."""
+    return load().servers[DEFAULT_SERVER]
+
+
 @dataclass(frozen=True)
 class Cell:
     backend: Backend

@@ -108,10 +108,10 @@ class Server(procs.Service):
 
     def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
                  log_path, accounting_dir="", server: matrix.Server | None = None):
-        self.backend, self.params, self.server = backend, params, server
+        self.backend, self.params, self.server = backend, params, server or matrix.default_server()
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = server_env(backend, params, database_url, port, accounting_dir, server)
+        self.env = server_env(backend, params, database_url, port, accounting_dir, self.server)
         self.health = {}
 
     def start(self):
@@ -132,7 +132,7 @@ class Server(procs.Service):
 
     def check_worker(self):
         """gunicorn says which worker class it runs ("Using worker: ..."): the server's own."""
-        if self.server is None or self.log_path is None:
+        if self.log_path is None:
             return
         with open(self.log_path, errors="replace") as log:
             log.seek(self.log_start)
@@ -171,11 +171,9 @@ class Server(procs.Service):
             raise CellError(f"{self.health_path} reports pool_limit {limit}, expected pool_max={self.params.pool_max}")
 
     def check_server(self, health: dict):
-        name = self.server.name if self.server else matrix.DEFAULT_SERVER
-        app = self.server.app if self.server else "wsgi"
-        if (health.get("server"), health.get("app")) != (name, app):
+        if (health.get("server"), health.get("app")) != (self.server.name, self.server.app):
             raise CellError(f"{self.health_path} reports server {health.get('server')!r} serving "
-                            f"{health.get('app')!r}, expected {name!r} serving {app!r}")
+                            f"{health.get('app')!r}, expected {self.server.name!r} serving {self.server.app!r}")
 
     def check_driver(self, health: dict):
         if self.backend is not OWN and health.get("driver") != self.backend.driver:
@@ -183,7 +181,7 @@ class Server(procs.Service):
                 f"the server runs on {health.get('driver')!r}, but backend {self.backend.name!r} declares "
                 f"{self.backend.driver!r}: its environment {self.backend.env!r} has the wrong driver"
             )
-        greenlets = self.server is None or self.server.greenlets
+        greenlets = self.server.greenlets
         if greenlets and health.get("driver") == "psycopg2" and not health.get("psycopg2_gevent_patched"):
             raise CellError(
                 "the server's psycopg2 is not gevent-patched (psycogreen in post_fork: is psycogreen installed "
@@ -237,10 +235,11 @@ class TargetServer(Server):
 
     def __init__(self, target, backend: Backend, params: Params, database_url: str, port: int, log_path,
                  accounting_dir="", server: matrix.Server | None = None):
-        self.target, self.backend, self.params, self.server = target, backend, params, server
+        self.target, self.backend, self.params = target, backend, params
+        self.server = server or matrix.default_server()
         self.port, self.log_path = port, log_path
         self.url = f"http://127.0.0.1:{port}"
-        self.env = target_env(target, backend, params, database_url, port, accounting_dir, server)
+        self.env = target_env(target, backend, params, database_url, port, accounting_dir, self.server)
         self.cwd = target.project
         self.health = {}
 
