@@ -1,5 +1,5 @@
-"""CPU time of the processes a cell starts, sampled while it runs (cpu.csv): what the load
-generator, the server and PostgreSQL each cost."""
+"""CPU time and resident memory of the processes a cell starts, sampled while it runs (cpu.csv):
+what the load generator, the server and PostgreSQL each cost."""
 
 import csv
 import os
@@ -12,24 +12,36 @@ import psutil
 FILE = "cpu.csv"
 
 
-def groups_cpu_s(pgids):
-    """{pgid: CPU seconds (user + system) used so far by that process group}: its live
-    processes, and the children they have reaped (an ended PostgreSQL backend, a restarted
-    worker). One pass over the processes, whatever the number of groups."""
-    totals = dict.fromkeys(pgids, 0.0)
+MIB = 1024 * 1024
+
+
+def groups_usage(pgids):
+    """{pgid: (CPU seconds used so far, resident bytes now)} of each process group. CPU: user +
+    system of its live processes and of the children they have reaped (an ended PostgreSQL
+    backend, a restarted worker). Memory: the live processes' resident set sizes summed, pages
+    shared between them (a forked worker's) counted in each. One pass over the processes,
+    whatever the number of groups."""
+    totals = {pgid: [0.0, 0] for pgid in pgids}
     for p in psutil.process_iter():
         try:
             pgid = os.getpgid(p.pid)
             if pgid in totals and p.status() != psutil.STATUS_ZOMBIE:
                 t = p.cpu_times()
-                totals[pgid] += t.user + t.system + t.children_user + t.children_system
+                totals[pgid][0] += t.user + t.system + t.children_user + t.children_system
+                totals[pgid][1] += p.memory_info().rss
         except (ProcessLookupError, psutil.Error):
             continue
-    return totals
+    return {pgid: tuple(used) for pgid, used in totals.items()}
+
+
+def groups_cpu_s(pgids):
+    """{pgid: CPU seconds (user + system) used so far by that process group} (groups_usage)."""
+    return {pgid: cpu_s for pgid, (cpu_s, _) in groups_usage(pgids).items()}
 
 
 class CpuSampler(threading.Thread):
-    """Every `interval` seconds, the CPU seconds each named process group has used: cpu.csv."""
+    """Every `interval` seconds, the CPU seconds each named process group has used and the
+    memory it holds: cpu.csv, columns `<name>_cpu_s` and `<name>_rss_mib`."""
 
     def __init__(self, path, groups, interval=1.0):
         super().__init__(name="cpu", daemon=True)
@@ -47,10 +59,12 @@ class CpuSampler(threading.Thread):
     def run(self):
         with open(self.path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups)])
+            writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups),
+                             *(f"{name}_rss_mib" for name in self.groups)])
             while True:
-                used = groups_cpu_s(self.groups.values())
-                writer.writerow([f"{time.time():.3f}", *(f"{used[pgid]:.3f}" for pgid in self.groups.values())])
+                used = groups_usage(self.groups.values())
+                writer.writerow([f"{time.time():.3f}", *(f"{used[pgid][0]:.3f}" for pgid in self.groups.values()),
+                                 *(f"{used[pgid][1] / MIB:.1f}" for pgid in self.groups.values())])
                 f.flush()
                 if self.stop_event.wait(self.interval):
                     return
@@ -64,6 +78,14 @@ def cores(cpu_rows, name, start, end):
         return None
     used = float(inside[-1][f"{name}_cpu_s"]) - float(inside[0][f"{name}_cpu_s"])
     return max(used, 0.0) / (inside[-1]["unix_s"] - inside[0]["unix_s"])
+
+
+def peak_rss_mib(cpu_rows, name, start, end):
+    """The most resident memory `name`'s processes held together at a sample between `start` and
+    `end`, MiB (None without a sample there, or in a cpu.csv from before memory was sampled)."""
+    held = [float(r[f"{name}_rss_mib"]) for r in cpu_rows
+            if start <= r["unix_s"] <= end and r.get(f"{name}_rss_mib") not in (None, "")]
+    return max(held, default=None)
 
 
 def read(cell_dir, name=FILE):

@@ -65,7 +65,8 @@ def servers_table(run_dir, rows=None) -> str:
     was buffered before its first byte, what the probes met, what was left open after."""
     rows = rows if rows is not None else _rows(run_dir)
     cols = ["stream_ttfb_p50_ms", "stream_body_p50_ms", "stream_total_p50_ms", "conn_hold_p50_ms", "streams_pinned", "streams_completed",
-            "probe_p99_ms", "probe_failures", "probe_requests", "peak_db_backends", "leaked_conns", "server_cores"]
+            "probe_p99_ms", "probe_failures", "probe_requests", "peak_db_backends", "leaked_conns", "server_cores", "server_rss_peak_mib"]
+    several = len({r["scenario"] for r in rows}) > 1
     out = ["# Servers: does moving to threads or to ASGI give the connection back?", "",
            _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.", "",
            "**Pins**: the verdict of `conn_hold_p50_ms` against the stream's length (**released** at most "
@@ -74,12 +75,14 @@ def servers_table(run_dir, rows=None) -> str:
            "by design; the wait before the first byte, `stream_ttfb_p50_ms`, may be a queue). `leaked_conns`: "
            "connections still in use or open in PostgreSQL beyond what the pool keeps, after the load "
            "had ended and the cell's settle time passed.", "",
-           "| server | backend | variant | pins | body | " + " | ".join(f"`{c}`" for c in cols) + " |",
-           "|---|---|---|---|---|" + "---|" * len(cols)]
+           "| server | backend | variant | " + ("scenario | " if several else "") + "pins | body | "
+           + " | ".join(f"`{c}`" for c in cols) + " |",
+           "|---|---|---|" + ("---|" if several else "") + "---|---|" + "---|" * len(cols)]
     for r in (r for r in rows if r["repeat"] == "1"):
         values = [r.get(c, "") if r["status"] == "ok" else "" for c in cols]
-        out.append(f"| `{r.get('server') or 'gevent'}` | `{r['backend']}` | `{r['variant']}` | **{verdict(r)}** | "
-                   f"{buffered(r)} | " + " | ".join(v or "–" for v in values) + " |")
+        out.append(f"| `{r.get('server') or 'gevent'}` | `{r['backend']}` | `{r['variant']}` | "
+                   + (f"`{r['scenario']}` | " if several else "")
+                   + f"**{verdict(r)}** | {buffered(r)} | " + " | ".join(v or "–" for v in values) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -55,6 +55,9 @@ COLUMNS = [
     "target", "stream_path",
     # how the app was served (matrix.toml's [servers]); empty in runs from before there were servers: gevent
     "server",
+    # the most resident memory the server's processes (arbiter and workers) held together at a
+    # 1-s sample of the measured time, MiB; pages they share counted in each (harness/cpu.py)
+    "server_rss_peak_mib",
 ]
 
 
@@ -317,6 +320,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "measured_s": round(end - start, 2),
         **{f"{name}_cores": "" if c is None else round(c, 3)
            for name in ("loadgen", "server", "postgres") for c in [cpu.cores(cpu_rows, name, start, end)]},
+        "server_rss_peak_mib": "" if (rss := cpu.peak_rss_mib(cpu_rows, "server", start, end)) is None else round(rss),
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",

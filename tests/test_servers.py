@@ -1,7 +1,7 @@
 """The server dimension (matrix.toml's [servers]): benchapp under gunicorn's gthread and sync
 workers and under uvicorn's ASGI worker, measured end to end (`python -m harness bench --matrix
 smoke-servers`): holding pins the connection on every server, the package's release releases on
-every server, and under ASGI a sync iterator is sent only once it is done."""
+every server, and under ASGI a sync iterator is sent only once it is done, held whole in memory."""
 
 import subprocess
 import sys
@@ -61,6 +61,17 @@ def test_under_asgi_a_sync_iterator_is_sent_only_once_it_is_done_and_an_async_on
     for variant in ("async-hold", "async-release", "async-thread-query"):
         row = rows[("uvicorn", variant)]
         assert ms(row, "stream_ttfb_p50_ms") < ms(row, "stream_total_p50_ms") / 5, row
+
+
+def test_under_asgi_a_sync_iterator_holds_the_whole_body_in_the_servers_memory(rows):
+    """Four 12 MiB bodies at a time: consumed whole before the first byte, they sit in the
+    worker's memory together; an async iterator's chunks are sent and dropped one by one."""
+    streamed = float(rows[("uvicorn", "async-release")]["server_rss_peak_mib"])
+    for variant in ("hold", "release"):
+        row = rows[("uvicorn", variant)]
+        assert float(row["server_rss_peak_mib"]) > streamed + 10, (row, streamed)
+    for server in ("gthread", "sync"):  # the same sync iterator, streamed under WSGI
+        assert float(rows[(server, "release")]["server_rss_peak_mib"]) < float(rows[("uvicorn", "release")]["server_rss_peak_mib"])
 
 
 def test_async_bodies_hold_until_the_response_closes_unless_released(rows):
