@@ -61,12 +61,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
             raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
         target = targets.load(target)
         cells = target_cells(cells, target)
-        asgi = sorted({c.server.name for c in cells if c.server.app != "wsgi"})
-        if asgi:
-            raise UsageError(f"TARGET={target.file} under server {asgi[0]}: a target is served as WSGI "
-                             "(target.wsgi) for now: use a matrix of WSGI servers")
-        for backend in {c.backend.name: c.backend for c in cells}.values():
-            server_module.check_target_imports(target, backend, cells[0].params)
+        for backend, kind in {(c.backend.name, c.server.app): (c.backend, c.server.app) for c in cells}.values():
+            server_module.check_target_imports(target, backend, cells[0].params, kind)
     if search:
         capacity.refuse_unsupported(cells)
     app_health = None

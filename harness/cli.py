@@ -271,9 +271,7 @@ def _target_app(args, command="serve"):
     backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
     _check_ports(args)
-    if served.app != "wsgi":
-        raise UsageError(f"SERVER={served.name} serves ASGI: a target is served as WSGI (target.wsgi) for now")
-    check_target_imports(target, backend, params)
+    check_target_imports(target, backend, params, served.app)
     external = postgres.preflight()
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:

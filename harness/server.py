@@ -223,7 +223,7 @@ def target_env(target, backend: Backend, params: Params, database_url: str, port
 
 
 class TargetServer(Server):
-    """A target's own project (harness/target.py) on the same gunicorn gevent worker, with the
+    """A target's own project (harness/target.py) on the same servers as benchapp, with the
     harness's settings shim (harness/target_app/): its database, the accounting, the detector,
     and its own backend or one of matrix.toml's."""
 
@@ -317,13 +317,15 @@ except Exception as exc:
 """
 
 
-def check_target_imports(target, backend: Backend, params: Params):
-    """The target's settings and WSGI application import in the backend's environment, with the
-    backend substituted in (no database is touched), or UsageError naming the key."""
+def check_target_imports(target, backend: Backend, params: Params, kind: str = "wsgi"):
+    """The target's settings and its application for servers of this kind ("wsgi" or "asgi")
+    import in the backend's environment, with the backend substituted in (no database is
+    touched), or UsageError naming the key."""
     from harness import UsageError
 
+    application = target.application(kind)
     env = target_env(target, backend, params, "postgres://nobody@127.0.0.1:1/none")
-    result = subprocess.run([python_for_target(target, backend), "-c", _IMPORT_CHECK, target.wsgi], env=env,
+    result = subprocess.run([python_for_target(target, backend), "-c", _IMPORT_CHECK, application], env=env,
                             cwd=target.project, capture_output=True, text=True)
     why = result.stdout.strip() or (result.stderr.strip().splitlines() or ["no message"])[-1]
     where = "" if backend is OWN else f" with backend {backend.name}"
@@ -331,7 +333,7 @@ def check_target_imports(target, backend: Backend, params: Params):
         raise UsageError(f"TARGET={target.file}: target.settings={target.settings!r} does not import{where} ({why}): "
                          "fix the module path, or add what it needs to target.requirements")
     if result.returncode != 0:
-        raise UsageError(f"TARGET={target.file}: target.wsgi={target.wsgi!r} does not import{where} ({why}): "
+        raise UsageError(f"TARGET={target.file}: target.{kind}={application!r} does not import{where} ({why}): "
                          "fix the module path, or add what it needs to target.requirements")
 
 

@@ -5,6 +5,7 @@ runs as it runs benchapp (make serve TARGET=path/to/target.toml).
     project = "mysite"                   # the directory with manage.py, relative to this file
     settings = "mysite.settings"
     wsgi = "mysite.wsgi:application"
+    asgi = "mysite.asgi:application"     # optional: to run it under an ASGI server (uvicorn)
     requirements = "requirements.txt"    # optional: installed into the target's own environment
     setup = ["python manage.py loaddata demo.json"]   # optional, after migrate, in the project
     [[target.streams]]
@@ -48,6 +49,7 @@ class Target:
     probe: str
     requirements: Path | None = None
     setup: tuple = field(default_factory=tuple)
+    asgi: str | None = None
 
     @property
     def name(self) -> str:
@@ -56,6 +58,16 @@ class Target:
     def stream(self, name) -> Stream:
         return next(s for s in self.streams if s.name == name)
 
+    def application(self, kind: str) -> str:
+        """Its application for a server of this kind (matrix.Server.app, "wsgi" or "asgi"), or
+        UsageError naming the key to set."""
+        if kind == "wsgi":
+            return self.wsgi
+        if self.asgi is None:
+            _fail(self.file, "target.asgi", "is missing, and an ASGI server needs it",
+                  f'set it to your ASGI application, e.g. "{self.wsgi.split(".")[0]}.asgi:application"')
+        return self.asgi
+
     def env(self) -> dict:
         """What the target's processes (manage.py, gunicorn) need besides the app's BENCH_*
         settings: its settings through the harness's shim, the project and the shim on the path."""
@@ -63,6 +75,7 @@ class Target:
             "DJANGO_SETTINGS_MODULE": "bench_target_settings",
             "BENCH_TARGET_SETTINGS": self.settings,
             "BENCH_WSGI_APP": self.wsgi,
+            **({"BENCH_ASGI_APP": self.asgi} if self.asgi else {}),
             "PYTHONPATH": os.pathsep.join((str(self.project), str(TARGET_APP))),
         }
 
@@ -83,10 +96,10 @@ def load(file) -> Target:
     table = data.get("target")
     if not isinstance(table, dict):
         _fail(file, "[target]", "is missing", "start the file with a [target] table (see harness/target.py)")
-    unknown = set(table) - {"project", "settings", "wsgi", "requirements", "setup", "streams", "probe"}
+    unknown = set(table) - {"project", "settings", "wsgi", "asgi", "requirements", "setup", "streams", "probe"}
     if unknown:
         _fail(file, f"[target] {', '.join(sorted(unknown))}", "is not a key of a target",
-              "use project, settings, wsgi, requirements, setup, streams and probe")
+              "use project, settings, wsgi, asgi, requirements, setup, streams and probe")
 
     def text(key, pattern=None, what=""):
         value = table.get(key)
@@ -101,10 +114,10 @@ def load(file) -> Target:
         _fail(file, f"target.project={table['project']!r}", f"has no manage.py ({project})",
               "point it at the directory that holds manage.py, relative to the target file")
     settings = text("settings", DOTTED, 'your settings module, e.g. "mysite.settings"')
-    wsgi = text("wsgi", what='your WSGI application, e.g. "mysite.wsgi:application"')
-    module, _, attribute = wsgi.partition(":")
-    if not DOTTED.fullmatch(module) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", attribute):
-        _fail(file, f"target.wsgi={wsgi!r}", "is not module:attribute", 'write it as "mysite.wsgi:application"')
+    wsgi = _application(file, "wsgi", text("wsgi", what='your WSGI application, e.g. "mysite.wsgi:application"'))
+    asgi = None
+    if "asgi" in table:
+        asgi = _application(file, "asgi", text("asgi", what='your ASGI application, e.g. "mysite.asgi:application"'))
     requirements = None
     if "requirements" in table:
         requirements = (path.parent / text("requirements", what="a pip requirements file")).resolve()
@@ -136,7 +149,14 @@ def load(file) -> Target:
     _check_path(file, "target.probe.path", probe["path"])
     return Target(file=path.resolve(), project=project, settings=settings, wsgi=wsgi,
                   streams=tuple(Stream(s["name"], s["path"]) for s in streams), probe=probe["path"],
-                  requirements=requirements, setup=tuple(setup))
+                  requirements=requirements, setup=tuple(setup), asgi=asgi)
+
+
+def _application(file, key, value):
+    module, _, attribute = value.partition(":")
+    if not DOTTED.fullmatch(module) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", attribute):
+        _fail(file, f"target.{key}={value!r}", "is not module:attribute", f'write it as "mysite.{key}:application"')
+    return value
 
 
 def _check_path(file, key, url):

@@ -113,6 +113,7 @@ TARGET = '''
 project = "mysite"
 settings = "mysite.settings"
 wsgi = "mysite.wsgi:application"
+asgi = "mysite.asgi:application"
 
 [[target.streams]]
 name = "iterator"

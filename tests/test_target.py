@@ -36,6 +36,7 @@ def test_a_good_target_file_loads(project):
     (('settings = "mysite.settings"\n', ""), "target.settings is missing"),
     (('wsgi = "mysite.wsgi:application"', 'wsgi = "mysite.wsgi"'), "target.wsgi='mysite.wsgi' is not module:attribute"),
     (("[target]", "[target]\nport = 1"), "[target] port is not a key of a target"),
+    (('asgi = "mysite.asgi:application"', 'asgi = "mysite.asgi"'), "target.asgi='mysite.asgi' is not module:attribute"),
 ])
 def test_a_bad_target_file_is_refused_in_one_line_naming_the_key(project, tmp_path, change, message):
     bad = project.with_name(f"bad-{abs(hash(message))}.toml")
@@ -80,6 +81,24 @@ def serve_changed(project, name, old, new):
     proc, _ = serve(bad)
     _, err = proc.communicate(timeout=180)
     return bad, proc.returncode, err
+
+
+def test_an_asgi_server_without_target_asgi_is_refused_before_anything_starts(project):
+    bare = project.with_name("bad-no-asgi.toml")
+    bare.write_text(project.read_text().replace('asgi = "mysite.asgi:application"\n', ""))
+    assert target.load(bare).application("wsgi") == "mysite.wsgi:application"
+    proc, _ = serve(bare, "--server", "uvicorn")
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 2, err
+    assert err.strip() == (f"error: TARGET={bare}: target.asgi is missing, and an ASGI server needs it: set it to "
+                           'your ASGI application, e.g. "mysite.asgi:application"')
+    bad = project.with_name("bad-asgi-import.toml")
+    bad.write_text(project.read_text().replace('asgi = "mysite.asgi:application"', 'asgi = "mysite.nosuch:application"'))
+    proc, _ = serve(bad, "--server", "uvicorn")
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 2, err
+    assert err.strip().startswith(f"error: TARGET={bad}: target.asgi='mysite.nosuch:application' does not import "
+                                  "(ModuleNotFoundError: No module named 'mysite.nosuch')"), err
 
 
 def test_settings_that_do_not_import_are_refused_before_anything_starts(project):

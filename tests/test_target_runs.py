@@ -22,11 +22,21 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bench_run(project, tmp_path_factory):
     """The target on its own backend, and on geventpool-bounded (a matrix backend of this
-    project's own code) substituted in."""
+    project's own code) substituted in, under gevent; and on its own backend under uvicorn (ASGI,
+    target.asgi)."""
     out = tmp_path_factory.mktemp("target-bench") / "run"
     matrix_file = out.with_name("matrix.toml")
-    matrix_file.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.two]\nbackends = ["own", "geventpool-bounded"]\n'
-                           'variants = ["hold"]\nscenarios = ["own-slow-read"]\n')
+    matrix_file.write_text((ROOT / "matrix.toml").read_text() + """
+[[matrices.two.parts]]
+backends = ["own", "geventpool-bounded"]
+variants = ["hold"]
+scenarios = ["own-slow-read"]
+[[matrices.two.parts]]
+servers = ["uvicorn"]
+backends = ["own"]
+variants = ["hold"]
+scenarios = ["own-slow-read"]
+""")
     result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix-file",
                              str(matrix_file), "--matrix", "two", "--out", str(out), "--set", "duration_s=4",
                              "--set", "streams=4", "--set", "spawn_s=1"],
@@ -34,11 +44,13 @@ def bench_run(project, tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     from harness import summary
 
-    return out, {(r["backend"], r["variant"]): r for r in summary.read(out / "summary.csv")}
+    rows = summary.read(out / "summary.csv")
+    return out, {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent"}, \
+        {r["variant"]: r for r in rows if r["server"] == "uvicorn"}
 
 
 def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
-    out, rows = bench_run
+    out, rows, _ = bench_run
     assert sorted(rows) == [(b, s) for b in ("geventpool-bounded", "own") for s in ("iterator", "query", "released")]
     for (backend, name), row in rows.items():
         assert row["status"] == "ok" and row["target"] == "mysite", row
@@ -60,8 +72,26 @@ def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
     assert (health["backend"], health["engine"]) == ("geventpool-bounded", "benchapp.db.geventpool_bounded")
 
 
+def test_under_asgi_the_targets_streams_pin_as_under_gevent_and_come_all_at_once(bench_run):
+    """target.asgi under uvicorn: the same views, their sync iterators consumed whole by Django
+    before the first byte; the pinning ones still hold the connection, the released one not."""
+    out, _, rows = bench_run
+    assert sorted(rows) == ["iterator", "query", "released"]
+    for name, row in rows.items():
+        assert row["status"] == "ok" and row["cell"] == f"own/{name}/own-slow-read@uvicorn", row
+        assert int(row["streams_completed"]) > 0 and row["leaked_conns"] == "0", row
+        total, held = float(row["stream_total_p50_ms"]), float(row["conn_hold_p50_ms"])
+        assert float(row["stream_body_p50_ms"]) < total / 5 < float(row["stream_ttfb_p50_ms"]), row
+        if name == "released":
+            assert held < total / 20 and row["streams_pinned"] == "0", row
+        else:
+            assert held > total / 2 and int(row["streams_pinned"]) >= int(row["streams_completed"]), row
+    health = json.loads((out / "own" / "query" / "own-slow-read@uvicorn" / "r1" / "healthz.json").read_text())
+    assert (health["server"], health["app"]) == ("uvicorn", "asgi")
+
+
 def test_the_report_and_compare_work_on_a_target_run(bench_run):
-    out, _ = bench_run
+    out, _, _ = bench_run
     assert (out / "report.html").stat().st_size > 10_000 and (out / "conn-hold.png").exists()
     result = subprocess.run([sys.executable, "-m", "harness", "compare", str(out), str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
