@@ -222,6 +222,7 @@ def _app(args, command):
     if scenario not in spec.scenarios:
         raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
     params = spec.params(scenario, matrix.parse_overrides(args.overrides))
+    matrix.check_server_params(params, served, f"SERVER={served.name}")
     _check_ports(args)
     external = postgres.preflight()
     if external is not None:
@@ -270,6 +271,7 @@ def _target_app(args, command="serve"):
     spec = matrix.load(args.matrix_file)
     backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
     params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
+    matrix.check_server_params(params, served, f"SERVER={served.name}")
     _check_ports(args)
     check_target_imports(target, backend, params, served.app)
     external = postgres.preflight()
@@ -297,12 +299,12 @@ def serve(args):
             print("Ctrl-C stops both.", flush=True)
             while server.proc.poll() is None:
                 time.sleep(0.5)
-            raise CellError(f"gunicorn exited with {server.proc.returncode}")
+            raise CellError(f"{server.server.runner} exited with {server.proc.returncode}")
     with _app(args, "serve") as (_, _, _, server, _, _):
         print("Ctrl-C stops both.", flush=True)
         while server.proc.poll() is None:
             time.sleep(0.5)
-        raise CellError(f"gunicorn exited with {server.proc.returncode}")
+        raise CellError(f"{server.server.runner} exited with {server.proc.returncode}")
 
 
 def ui(args):

@@ -111,13 +111,19 @@ class Backend:
 
 @dataclass(frozen=True)
 class Server:
-    """How the app is served (matrix.toml's [servers]): gunicorn with `worker`, the app's WSGI or
-    ASGI application (`app`), in the backend's environment."""
+    """How the app is served (matrix.toml's [servers]): the `runner`, gunicorn with `worker` or
+    daphne, serving the app's WSGI or ASGI application (`app`), in the backend's environment."""
 
     name: str
     description: str
-    worker: str
+    worker: str  # gunicorn's worker class; empty for a runner that has no workers
     app: str  # "wsgi" or "asgi"
+    runner: str = "gunicorn"
+
+    @property
+    def one_process(self) -> bool:
+        """One process serves every request: no arbiter, no workers to kill or to add."""
+        return self.runner != "gunicorn"
 
     @property
     def greenlets(self) -> bool:
@@ -126,6 +132,7 @@ class Server:
 
 
 APPS = ("wsgi", "asgi")
+RUNNERS = ("gunicorn", "daphne")
 
 
 # A target's (make bench TARGET=) own backend: the ENGINE, OPTIONS and CONN_MAX_AGE its settings
@@ -195,6 +202,7 @@ class Matrix:
         for cell in cells:
             check_pair(cell.backend, cell.server, f"MATRIX={matrix}")
             check_variant(self, cell.variant, cell.server, f"MATRIX={matrix}")
+            check_server_params(cell.params, cell.server, f"MATRIX={matrix} scenario {cell.scenario}")
         return cells
 
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
@@ -221,6 +229,16 @@ def check_pair(backend: Backend, server: Server, where: str):
     if backend.servers and server.name not in backend.servers:
         raise UsageError(f"{where}: backend {backend.name} does not work under server {server.name} "
                          f"(only {', '.join(backend.servers)}): pick another backend or server")
+
+
+def check_server_params(params: Params, server: Server, where: str):
+    """A server of one process (daphne) has no workers to add or to kill."""
+    if server.one_process and params.workers != 1:
+        raise UsageError(f"{where}: workers={params.workers} under server {server.name}, which runs one process: "
+                         "set workers=1 or pick a gunicorn server")
+    if server.one_process and params.fault == "worker-kill":
+        raise UsageError(f"{where}: fault worker-kill under server {server.name}, which has no worker to kill: "
+                         "pick a gunicorn server")
 
 
 def check_variant(spec, variant: str, server: Server, where: str):
@@ -354,11 +372,18 @@ def load(path: Path | None = None) -> Matrix:
     servers = {}
     for name, table in raw["servers"].items():
         where = f"[servers.{name}]"
-        servers[name] = Server(name=name, description=table.get("description", ""),
-                               worker=_require(table, "worker", where, "gunicorn worker class"),
+        runner = table.get("runner", "gunicorn")
+        if runner not in RUNNERS:
+            raise UsageError(f"{label}: {where} runner = {runner!r}: use one of {', '.join(RUNNERS)}")
+        if runner != "gunicorn" and "worker" in table:
+            raise UsageError(f"{label}: {where} names a worker, but runner {runner} has none: remove worker")
+        servers[name] = Server(name=name, description=table.get("description", ""), runner=runner,
+                               worker=_require(table, "worker", where, "gunicorn worker class") if runner == "gunicorn" else "",
                                app=_require(table, "app", where, "application kind (wsgi or asgi)"))
         if servers[name].app not in APPS:
             raise UsageError(f"{label}: {where} app = {servers[name].app!r}: use one of {', '.join(APPS)}")
+        if runner == "daphne" and servers[name].app != "asgi":
+            raise UsageError(f"{label}: {where} runner daphne serves ASGI only: set app = \"asgi\"")
     if DEFAULT_SERVER not in servers:
         raise UsageError(f"{label} needs [servers.{DEFAULT_SERVER}]: a matrix that names no servers runs under it")
     backends = {}

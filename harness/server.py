@@ -120,15 +120,22 @@ class Server(procs.Service):
             self.env["PROMETHEUS_MULTIPROC_DIR"] = self.tmp
         # where this start's lines begin in a log that may hold earlier ones (make serve's)
         self.log_start = os.path.getsize(self.log_path) if self.log_path and os.path.exists(self.log_path) else 0
-        self.proc = procs.spawn(
-            [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"],
-            self.log_path, env=self.env, cwd=self.cwd,
-        )
+        self.proc = procs.spawn(self.command(), self.log_path, env=self.env, cwd=self.cwd)
         phase("server start")
-        self.health = procs.wait_ready(self.proc, self._health, "gunicorn", self.log_path, timeout=30)
+        self.health = procs.wait_ready(self.proc, self._health, self.server.runner, self.log_path, timeout=30)
         self.check_health(self.health)
-        self.check_worker()
+        if self.server.runner == "gunicorn":
+            self.check_worker()
         return self
+
+    def command(self) -> list:
+        """gunicorn with benchapp/gunicorn.conf.py (which reads the BENCH_* environment), or
+        daphne on the same address with the same application."""
+        if self.server.runner == "daphne":
+            application = self.env.get("BENCH_ASGI_APP", "benchapp.asgi:application")
+            return [self.python(), "-m", "daphne", "--bind", "127.0.0.1", "--port", str(self.port),
+                    "--application-close-timeout", str(GRACEFUL_TIMEOUT_S), application]
+        return [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"]
 
     def check_worker(self):
         """gunicorn says which worker class it runs ("Using worker: ..."): the server's own."""

@@ -58,6 +58,9 @@ COLUMNS = [
     # the most resident memory the server's processes (arbiter and workers) held together at a
     # 1-s sample of the measured time, MiB; pages they share counted in each (harness/cpu.py)
     "server_rss_peak_mib",
+    # the median time from a stream's request to its status line and headers, streams answered
+    # (Locust's own entry), ms: a server may send them at once or only with the first body bytes
+    "stream_headers_p50_ms",
 ]
 
 
@@ -250,6 +253,9 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     requests = read_requests(cell_dir) if requests is None else requests
     fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
+    # Locust's own entry of a stream: its status line and headers, before any of the body
+    headers = [r["response_time_ms"] for r in requests if r["request_type"] == "GET" and r["name"] == stream_name
+               and not r["failure"]]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
     # per whole stream, from its first byte to its last: near 0 when the server sent the body at once
@@ -292,6 +298,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "stream_ttfb_p99_ms": _ms(percentile(ttfb, 99)),
         "stream_total_p50_ms": _ms(percentile(ok_streams, 50)),
         "stream_body_p50_ms": _ms(percentile(bodies, 50)),
+        "stream_headers_p50_ms": _ms(percentile(headers, 50)),
         "probe_requests": len(probes),
         "probe_ok_per_s": round(sum(1 for r in probes if not r["failure"]) / (end - start), 2) if end > start else "",
         "probe_failures": sum(1 for r in probes if r["failure"]),

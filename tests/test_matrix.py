@@ -25,7 +25,8 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
 
 @pytest.mark.parametrize("name, limit_s", [("default", 300), ("smoke", 60), ("backends", 600), ("safety", 600),
                                            ("smoke-safety", 60), ("faults", 900), ("smoke-faults", 80),
-                                           ("servers", 900), ("servers-abort", 400), ("servers-sse", 900), ("smoke-servers", 150)])
+                                           ("servers", 1200), ("servers-abort", 400), ("servers-sse", 1200), ("servers-memory", 200),
+                                           ("smoke-servers", 150)])
 def test_named_matrices_fit_their_time_budget(name, limit_s):
     from harness.bench import CELL_OVERHEAD_S
 
@@ -84,7 +85,7 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, servers, servers-sse, servers-abort, smoke-servers, target, target-backends, target-smoke"):
+    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, servers, servers-capacity, servers-sse, servers-memory, servers-abort, smoke-servers, target, target-backends, target-smoke"):
         SPEC.cells("nope")
 
 
@@ -114,7 +115,7 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
 def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_the_faults_capacity_and_peer():
     cells = SPEC.cells("full")
     short = ({"quick-stream", "smoke-stream", "capacity-5000", "peer-slow-read", "overhead", "overhead-off",
-              "server-stream", "smoke-server", "sse"}
+              "server-stream", "smoke-server", "sse", "big-body"}
              | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
              | set(SPEC.matrices["target"]["scenarios"]))  # a target's own streams, not benchapp's
     wsgi = [v for v, table in SPEC.variants.items() if "app" not in table]  # under gevent: not the async ones

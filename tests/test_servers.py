@@ -32,7 +32,8 @@ def ms(row, column):
 
 def test_every_cell_ran_under_its_server_and_says_so(rows):
     assert sorted(rows) == sorted([(s, v) for s in ("gthread", "sync", "uvicorn") for v in ("hold", "release")]
-                                  + [("uvicorn", v) for v in ("async-hold", "async-release", "async-thread-query")])
+                                  + [("uvicorn", v) for v in ("async-hold", "async-release", "async-thread-query")]
+                                  + [("daphne", v) for v in ("hold", "async-hold")])
     for (server, variant), row in rows.items():
         assert row["status"] == "ok", row
         assert row["cell"] == f"stock/{variant}/smoke-server@{server}" and int(row["streams_completed"]) > 0, row
@@ -82,6 +83,30 @@ def test_async_bodies_hold_until_the_response_closes_unless_released(rows):
     assert ms(released, "conn_hold_p50_ms") < ms(released, "stream_total_p50_ms") / 20, released
 
 
+def test_daphne_pins_like_uvicorn_but_sends_a_buffered_bodys_headers_only_with_it(rows):
+    """The same ASGI handler under another server: the connection is held alike; uvicorn sends
+    http.response.start as it comes, daphne only with the first body bytes, so a client of a
+    buffered stream waits for the whole body before it sees even the status line."""
+    for variant in ("hold", "async-hold"):
+        row = rows[("daphne", variant)]
+        assert ms(row, "conn_hold_p50_ms") > ms(row, "stream_total_p50_ms") / 2, row
+        assert int(row["streams_pinned"]) >= int(row["streams_completed"]), row
+    daphne, uvicorn = rows[("daphne", "hold")], rows[("uvicorn", "hold")]
+    assert ms(daphne, "stream_headers_p50_ms") > 0.9 * ms(daphne, "stream_total_p50_ms"), daphne
+    assert ms(uvicorn, "stream_headers_p50_ms") < ms(uvicorn, "stream_total_p50_ms") / 5, uvicorn
+    streamed = rows[("daphne", "async-hold")]  # an async body: its headers come with its first chunk, at once
+    assert ms(streamed, "stream_headers_p50_ms") < ms(streamed, "stream_total_p50_ms") / 5, streamed
+
+
+def test_a_one_process_server_refuses_workers_and_worker_kill_in_one_line():
+    spec = matrix.load()
+    for override, message in ((["workers=2"], "workers=2 under server daphne, which runs one process"),
+                              (["fault=worker-kill"], "fault worker-kill under server daphne, which has no worker to kill")):
+        with pytest.raises(UsageError) as raised:
+            spec.cells("smoke-servers", matrix.parse_overrides(override))
+        assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_a_sync_worker_serves_one_request_at_a_time_so_the_probes_wait_behind_the_streams(rows):
     """Four streams and one sync worker: the probes queue behind whole streams, releasing or not."""
     for variant in ("hold", "release"):
@@ -121,4 +146,4 @@ def test_make_table_on_a_servers_run_says_per_server_what_pins_and_what_is_buffe
     assert lines[("uvicorn", "stock", "hold", "held for the stream", "buffered whole")]
     assert lines[("uvicorn", "stock", "async-release", "released", "streamed")]
     assert lines[("gthread", "stock", "hold", "held for the stream", "streamed")]
-    assert len(lines) == 9
+    assert len(lines) == 11
