@@ -154,9 +154,38 @@ def stream_path(cell_dir) -> str | None:
 
 
 def stream_holds(events, start, end, route="stream"):
-    """How long each streaming request held its connection (ms), for returns in [start, end]."""
-    return [float(e["hold_ms"]) for e in events
-            if e["event"] == "return" and e["route"] == route and start <= e["unix_s"] <= end]
+    """How long each streaming request held its connection while it served (ms), joined per
+    stream through the detector's `pinned_stream` events and the connections' backend pids:
+
+    - a stream whose body started with a connection checked out: the hold over its body (from
+      the checkout, or the request's start for a connection kept from an earlier one, to the
+      body's end or the connection's return), when its body ended in [start, end];
+    - any other checkout of the route: checkout to return, when it returned in [start, end].
+
+    A pinned stream's connection also has a `return` (at close, when the garbage collector took
+    a persistent one, or mid-body): the same hold, not another, so it is left out. A persistent
+    connection never returned in the cell still counts, by its stream's body."""
+    holds = {}  # index in events -> hold ms
+    due = {}  # (worker, backend pid) -> a pinned stream's connection whose return is still to come
+    last_return = {}  # (worker, backend pid) -> index of its latest return counted
+    for i, e in enumerate(events):
+        if e["route"] != route or e["event"] not in ("pinned_stream", "return"):
+            continue
+        key = (e["worker"], e["backend_pid"])
+        if e["event"] == "pinned_stream":
+            if e["detail"].endswith(" given back"):  # its return came before: that one is this hold
+                holds.pop(last_return.pop(key, None), None)
+            else:
+                due[key] = True
+            if start <= e["unix_s"] <= end:
+                holds[i] = float(e["hold_ms"])
+        elif due.pop(key, False):
+            continue  # the return of a pinned stream's connection (or of several, kept across them)
+        else:
+            last_return[key] = i
+            if start <= e["unix_s"] <= end:
+                holds[i] = float(e["hold_ms"])
+    return list(holds.values())
 
 
 def pool_peaks(events, start, end):

@@ -147,3 +147,33 @@ def test_recovery_is_from_the_fault_to_the_first_probe_answered_after_which_none
     assert faults.after_fault(probes[:4], 100.1, "/stream/hold/")["recovery_s"] == ""  # the last probe failed
     assert faults.after_fault(probes[:1] + probes[4:], 100.1, "/stream/hold/") == \
         {"failures_after_fault": 0, "recovery_s": 0.55, "fault_failure": ""}
+
+
+def _event(event, t, pid, hold_ms="", detail="", route="stream", worker="accounting-1.csv"):
+    return {"event": event, "unix_s": t, "route": route, "wait_ms": "", "hold_ms": hold_ms, "backend_pid": pid,
+            "acquire_id": "", "detail": detail, "worker": worker}
+
+
+def test_stream_holds_join_each_stream_to_the_connection_it_held_over_its_body():
+    events = [
+        # a pool's connection 11, pinned for a 4 s body, then returned at close: one hold, not two
+        _event("checkout", 1000.0, 11), _event("pinned_stream", 1004.0, 11, "4000.0", "v default"),
+        _event("return", 1004.01, 11, "4010.0"),
+        # a released stream: checked out and returned before its body; no pinned_stream
+        _event("checkout", 1001.0, 12), _event("return", 1001.005, 12, "5.0"),
+        # a persistent connection 13 kept across two streams of one thread, never returned
+        _event("pinned_stream", 1005.0, 13, "3990.0", "v default"),
+        _event("pinned_stream", 1009.5, 13, "3995.0", "v default"),
+        # ... and another persistent one the garbage collector took long after its stream
+        _event("pinned_stream", 1006.0, 14, "4001.0", "v default"), _event("return", 1030.0, 14, "28000.0"),
+        # given back mid-body: its return came first, and is this stream's hold
+        _event("return", 1007.0, 15, "1000.0"), _event("pinned_stream", 1010.0, 15, "1000.5", "v default given back"),
+        # the same pid in another worker process is another connection
+        _event("return", 1008.0, 11, "6.0", worker="accounting-2.csv"),
+        # another route's checkout
+        _event("return", 1008.0, 16, "2.0", route="probe"),
+    ]
+    holds = summary.stream_holds(events, 1000.0, 1040.0)
+    assert sorted(holds) == [5.0, 6.0, 1000.5, 3990.0, 3995.0, 4000.0, 4001.0]
+    # a body that ended outside the window does not count, nor the return of its connection
+    assert sorted(summary.stream_holds(events, 1004.5, 1040.0)) == [6.0, 1000.5, 3990.0, 3995.0, 4001.0]

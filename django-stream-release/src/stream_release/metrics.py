@@ -50,5 +50,6 @@ PINNED_STREAMS = _make(Counter, "stream_release_pinned_streams",
                        "Streaming responses that started sending with a connection checked out outside an atomic block",
                        ["alias", "view"])
 PINNED_HOLD = _make(Histogram, "stream_release_pinned_stream_hold_seconds",
-                    "How long a pinned stream held its connection: from checkout to the end of the body, "
-                    "or to the first chunk after it was given back", ["alias"], buckets=SECONDS_BUCKETS)
+                    "How long a pinned stream held its connection: from its checkout (or the request's start, "
+                    "for a connection kept from an earlier request) to the end of the body, or to the first "
+                    "chunk after it was given back", ["alias"], buckets=SECONDS_BUCKETS)

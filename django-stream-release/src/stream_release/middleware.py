@@ -6,7 +6,9 @@ When a streaming response starts sending its body while one of the request's con
 still checked out outside an atomic block, it logs one warning (logger "stream_release":
 the view, the alias, how long the connection has been held) and counts it in the counter
 stream_release_pinned_streams_total{alias, view}; when the body ends it records how long the
-stream held the connection in stream_release_pinned_stream_hold_seconds (metrics need the
+stream held the connection in stream_release_pinned_stream_hold_seconds, from its checkout (or
+the request's start, for a connection kept from an earlier request) until it was given back or
+the body ended (metrics need the
 `metrics` extra). It also labels the request with its URL name for the connection
 accounting (stream_release.accounting) and counts requests that failed with a database error.
 
@@ -62,21 +64,29 @@ class _PinnedStream:
     reference to a connection's wrapper: a persistent connection goes when its thread or
     greenlet does, and a reference here would keep it until the garbage collector ran."""
 
-    def __init__(self, view):
+    def __init__(self, view, started=None):
         self.view = view
-        self.pinned = {}  # alias -> [weakref to the wrapper, checked out at (monotonic), given back at or None]
+        self.started = time.monotonic() if started is None else started  # the request's start
+        # alias -> [weakref to the wrapper, held by this request since (monotonic), given back at
+        # or None, checked out at, PostgreSQL backend pid]
+        self.pinned = {}
 
     def first_chunk(self, record=True):
-        """Warn and count the connections held now; `record`: follow them to the body's end."""
+        """Warn and count the connections held now; `record`: follow them to the body's end.
+        The request holds a connection from its checkout, or from its own start for one kept
+        from an earlier request (a persistent connection)."""
         now = time.monotonic()
-        pinned = {alias: [weakref.ref(conn), getattr(conn, "_stream_release_since", now), None]
-                  for alias, conn in _held_outside_atomic()}
+        pinned = {}
+        for alias, conn in _held_outside_atomic():
+            checked_out = getattr(conn, "_stream_release_since", now)
+            pinned[alias] = [weakref.ref(conn), max(checked_out, self.started), None, checked_out,
+                             accounting.backend_pid(conn.connection)]
         if not pinned:
             return
         if record:
             self.pinned = pinned
-        held = ", ".join(f"{alias!r} (checked out {1000 * (now - since):.0f} ms ago)"
-                         for alias, (_, since, _) in pinned.items())
+        held = ", ".join(f"{alias!r} (checked out {1000 * (now - entry[3]):.0f} ms ago)"
+                         for alias, entry in pinned.items())
         logger.warning(
             "%s started streaming its body with database connection %s: it stays checked out until the "
             "last chunk is sent. Give it back first: stream_release.ReleasingStreamingHttpResponse",
@@ -87,18 +97,22 @@ class _PinnedStream:
     def after_chunk(self):
         now = time.monotonic()
         for entry in self.pinned.values():
-            conn, _, given_back = entry[0](), entry[1], entry[2]
+            conn, given_back = entry[0](), entry[2]
             if given_back is None and (conn is None or conn.connection is None):
                 entry[2] = now
 
     def ended(self):
+        """The hold over the body: in the metric, and in the event log as a `pinned_stream`
+        event with the connection's backend pid (its detail ends in "given back" when the
+        connection came back before the body's end: its `return` was written then)."""
         now = time.monotonic()
-        for alias, (_, since, given_back) in self.pinned.items():
+        for alias, (_, since, given_back, _, pid) in self.pinned.items():
             held = (given_back or now) - since
             metrics.PINNED_HOLD.labels(alias).observe(held)
             if accounting.enabled():
                 accounting.event_log.write("pinned_stream", accounting.current_route.get(),
-                                           hold_ms=accounting.fmt_ms(held), detail=f"{self.view} {alias}")
+                                           hold_ms=accounting.fmt_ms(held), backend_pid=pid,
+                                           detail=f"{self.view} {alias}" + (" given back" if given_back else ""))
         self.pinned.clear()
 
     def watch(self, content):
@@ -136,11 +150,12 @@ class StreamReleaseMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        started = time.monotonic()
         accounting.current_route.set("other")
         response = self.get_response(request)
         if not response.streaming:
             return response
-        stream = _PinnedStream(view_name(request))
+        stream = _PinnedStream(view_name(request), started)
         if getattr(response, "file_to_stream", None) is not None:
             # a FileResponse the server may send with sendfile (wsgi.file_wrapper): re-wrapping its
             # content would lose that, so its connections are looked at now, just before it goes
