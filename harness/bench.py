@@ -314,7 +314,8 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
             if search_s is not None:
-                measure = functools.partial(capacity.measure, cell_dir, cell, pool_capacity, requests)
+                measure = functools.partial(capacity.measure, cell_dir, cell, pool_capacity, requests,
+                                            postgres_log=os.path.join(run_dir, "postgres.log"), app_user=db.app_user)
             else:
                 measure = functools.partial(
                     summary.summarize,

@@ -25,7 +25,7 @@ import os
 from dataclasses import fields, replace
 from types import SimpleNamespace
 
-from harness import UsageError, cpu, matrix, runinfo, summary
+from harness import UsageError, cpu, matrix, pglog, runinfo, summary
 from harness.summary import percentile
 
 STEPS_FILE = "steps.json"  # written by the shape
@@ -81,10 +81,11 @@ def open_streams(requests, start, end):
 
 
 def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers, accounting=(),
-                probe_name="/probe/"):
+                probe_name="/probe/", sessions=None):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
     lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
-    its garbage collector's pauses."""
+    its garbage collector's pauses. `sessions`: the app's PostgreSQL sessions from the cluster's
+    log (harness/pglog.py), for exact peaks of backends; without, the sampled ones."""
     gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
     probes = sorted(((float(r["start_unix_s"]), r) for r in requests
                      if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]),
@@ -107,6 +108,8 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
         for column in ("pool_in_use", "pool_waiting", "db_backends"):
             values = [int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")]
             peaks[column] = max(values) if values else ""
+        if sessions is not None:
+            peaks["db_backends"] = pglog.peak(sessions, start, end)
         opened = open_streams(requests, full, end)
         row = {
             "step": step["step"], "streams": step["streams"], "streams_open": round(opened, 1),
@@ -187,13 +190,13 @@ def read_steps(cell_dir):
         return []
 
 
-def measure(cell_dir, cell, pool_capacity, requests):
+def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user="bench"):
     """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
     p = cell.params
     steps = read_steps(cell_dir)
     rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), cpu.read(cell_dir), p,
                        pool_capacity, p.locust_workers, summary.read_accounting(cell_dir),
-                       probe_name=summary.probe_path(cell_dir))
+                       probe_name=summary.probe_path(cell_dir), sessions=pglog.sessions(postgres_log, app_user))
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)

@@ -21,15 +21,17 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg2
 
 import harness
-from harness import CellError, UsageError, procs
+from harness import CellError, UsageError, pglog, procs
 
 APP_ROLE = "bench"
 APP_DB = "bench"
 # The throwaway cluster skips durability: it is deleted afterwards, and the benchmark measures
 # connection handling, not disk flushes. run.json records these.
 THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-# Every new session is logged, with UTC times: the summary counts connections opened (churn).
-LOG_SETTINGS = {"log_connections": "on", "log_timezone": "UTC"}
+# Every session's start and end is logged, with UTC times to the millisecond in a pinned line
+# prefix: the summary replays the app's sessions exactly (harness/pglog.py).
+LOG_SETTINGS = {"log_connections": "on", "log_disconnections": "on", "log_timezone": "UTC",
+                "log_line_prefix": pglog.LINE_PREFIX}
 
 
 def free_port() -> int:

@@ -17,12 +17,11 @@ Empty means "no such event", never zero.
 """
 
 import csv
-import datetime as dt
 import glob
 import math
 import os
 
-from harness import cpu, faults, runinfo
+from harness import cpu, faults, pglog, runinfo
 
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
@@ -61,6 +60,9 @@ COLUMNS = [
     # the median time from a stream's request to its status line and headers, streams answered
     # (Locust's own entry), ms: a server may send them at once or only with the first body bytes
     "stream_headers_p50_ms",
+    # where peak_db_backends comes from: "postgres log" (the throwaway cluster's, exact) or
+    # "sampled" (pg_stat_activity at 10 Hz: an external server); the sampler's peak beside it
+    "db_backends_from", "peak_db_backends_sampled",
 ]
 
 
@@ -243,33 +245,6 @@ TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved
                     "no more connections allowed")
 
 
-def connections_opened(postgres_log, user, start, end):
-    """New PostgreSQL sessions of `user` in [start, end], from the cluster's log
-    (log_connections=on, log_timezone=UTC); None if there is no such log. A session
-    PostgreSQL authorized and then refused for want of slots (a FATAL from the same pid next)
-    did not open."""
-    if not postgres_log or not os.path.exists(postgres_log):
-        return None
-    needle = f"connection authorized: user={user} "
-    sessions = {}  # pid -> [timestamp, refused]
-    counted = []
-    with open(postgres_log, errors="replace") as f:
-        for line in f:
-            pid = line[29:].split("]", 1)[0] if line[28:29] == "[" else None
-            if pid is None:
-                continue
-            if needle in line:
-                try:
-                    stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
-                except ValueError:
-                    continue
-                sessions[pid] = entry = [stamp.replace(tzinfo=dt.timezone.utc).timestamp(), False]
-                counted.append(entry)
-            elif " FATAL: " in line and pid in sessions:
-                sessions.pop(pid)[1] = True
-    return sum(1 for stamp, refused in counted if start <= stamp <= end and not refused)
-
-
 def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
               postgres_log=None, app_user="bench", requests=None):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
@@ -315,8 +290,10 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     in_cell = [e for e in events if start <= e["unix_s"] <= until]
     errors = [e for e in in_cell if e["event"] == "acquire_error"]
     hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
-    peak_backends = max(backends, default=None)
-    opened = connections_opened(postgres_log, app_user, start, end)
+    sampled_peak = max(backends, default=None)
+    sessions = pglog.sessions(postgres_log, app_user)
+    peak_backends = sampled_peak if sessions is None else pglog.peak(sessions, start, end)
+    opened = None if sessions is None else pglog.opened(sessions, start, end)
     expected = answered_ids(requests, stream_name)
     has_audit = os.path.exists(os.path.join(cell_dir, AUDIT_FILE))
     lost = len(expected - {r["request_id"] for r in read(os.path.join(cell_dir, AUDIT_FILE))})
@@ -340,6 +317,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "pool_wait_p99_ms": _ms(percentile(waits, 99)),
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
         "peak_db_backends": "" if peak_backends is None else peak_backends,
+        "peak_db_backends_sampled": "" if sampled_peak is None else sampled_peak,
+        "db_backends_from": "" if peak_backends is None else "postgres log" if sessions is not None else "sampled",
         "db_errors": sum(1 for e in in_cell if e["event"] == "db_error"),
         "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
         "pool_timeouts": sum(1 for e in errors if e["detail"].startswith("PoolTimeout")),

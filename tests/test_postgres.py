@@ -49,3 +49,48 @@ def test_runs_from_a_checkout_other_users_cannot_enter(tmp_path, monkeypatch):
         with psycopg2.connect(db.app_url) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
             assert cur.fetchone() == (1,)
+
+
+def test_the_log_gives_the_exact_peak_of_sessions_that_a_10_hz_sample_would_miss(tmp_path):
+    """50 sessions of the app's role opened at once, held together a moment and closed: well
+    inside 100 ms of each other on their way out, as the log records them."""
+    import threading
+    import time
+
+    from harness import pglog, sampler
+
+    count = 50
+    with postgres.Cluster(max_connections=count + 10, log_path=tmp_path / "pg.log") as db:
+        barrier, conns = threading.Barrier(count + 1), []
+
+        def hold():
+            conns.append(psycopg2.connect(db.app_url))
+            barrier.wait(timeout=30)  # all open
+            barrier.wait(timeout=30)  # then all closed together
+
+        threads = [threading.Thread(target=hold) for _ in range(count)]
+        start = time.time()
+        for t in threads:
+            t.start()
+        barrier.wait(timeout=30)
+        with psycopg2.connect(db.admin_url) as admin, admin.cursor() as cur:  # a superuser: not counted
+            cur.execute(sampler.ACTIVITY_SQL, (db.app_user, db.app_db))
+            assert cur.fetchone()[0] == count
+        for conn in conns:
+            conn.close()
+        barrier.wait(timeout=30)
+        for t in threads:
+            t.join()
+        end = time.time() + 1
+        deadline = time.time() + 10
+        while True:  # until PostgreSQL has written every disconnection
+            found = pglog.sessions(tmp_path / "pg.log", db.app_user, db.app_db)
+            if sum(1 for s in found if s.closed is not None) >= count or time.time() > deadline:
+                break
+            time.sleep(0.1)
+    assert len(found) == count and all(s.closed is not None and not s.refused for s in found)
+    closed = sorted(s.closed for s in found)
+    assert closed[-1] - closed[0] < 0.1
+    assert pglog.peak(found, start, end) == count
+    assert pglog.opened(found, start, end) == count
+    assert pglog.peak(found, closed[-1] + 0.001, end + 1) == 0  # nothing open after

@@ -61,10 +61,19 @@ def test_pool_peaks_replay_every_event_inside_the_window(row):
     assert row["db_errors"] == 1
 
 
-def test_database_backends_come_from_samples_inside_the_window(row):
-    assert row["peak_db_backends"] == 5  # the 9 at 1011 is outside; an empty sample is skipped
+def test_database_backends_come_from_the_postgres_log_and_the_samples_stay_beside_them(row):
+    # the log: session 8 (from 1000.5) and the six of the burst at 1004.100-1004.105, gone by
+    # 1004.150, between two samples; session 7 had ended, 9 is the superuser's, 12 was refused
+    assert row["peak_db_backends"] == 7 and row["db_backends_from"] == "postgres log"
+    assert row["overshoot"] == 3  # 7 backends against a capacity of 4
+    assert row["peak_db_backends_sampled"] == 5  # the 9 at 1011 is outside; an empty sample is skipped
     assert row["timeline_samples"] == 4
-    assert row["overshoot"] == 1  # 5 backends against a capacity of 4
+
+
+def test_without_a_postgres_log_the_peak_is_the_sampled_one_and_says_so():
+    row = summary.summarize(CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4)
+    assert (row["peak_db_backends"], row["db_backends_from"], row["overshoot"]) == (5, "sampled", 1)
+    assert row["conn_opened"] == ""
 
 
 def test_hung_requests_are_those_still_waiting_when_the_grace_period_ended(row):
@@ -73,9 +82,9 @@ def test_hung_requests_are_those_still_waiting_when_the_grace_period_ended(row):
 
 
 def test_connections_opened_come_from_the_postgres_log_inside_the_window(row):
-    # bench at 1000.5 (00:16:40.500) and 1007.999; not before 1000, not postgres, not the
-    # session refused at 1002 (pid 12), not after 1008
-    assert row["conn_opened"] == 2
+    # bench at 1000.5 (00:16:40.500), the burst's six and 1007.999; not before 1000, not
+    # postgres, not the session refused at 1002 (pid 12), not after 1008
+    assert row["conn_opened"] == 8
     assert row["measured_s"] == 8.0
 
 
