@@ -284,7 +284,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                                    {**dict(zip(("stream", "probe"), routes)), **paths})
             sampler = None if not cell.params.instrument else stack.enter_context(
                 Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db,
-                        server.metrics_base))
+                        server.metrics_base, pooler_url="" if host else app_db.pooler_console))
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]

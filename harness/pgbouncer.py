@@ -54,13 +54,16 @@ class PgBouncer(procs.Service):
             f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\n"
             f"min_pool_size = 0\nreserve_pool_size = 0\nmax_client_conn = {self.max_clients}\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
+            # the app's role may read SHOW POOLS on the console (database "pgbouncer"): the sampler's
+            f"stats_users = {target.username}\n"
         )
         for f in self.tmp.iterdir():
             f.chmod(0o644)
         self.proc = procs.spawn([executable, self.tmp / "pgbouncer.ini"], self.log_path, user=user, cwd=self.tmp)
         procs.wait_ready(self.proc, lambda: _listening(port), "PgBouncer", self.log_path, timeout=15)
         app_url = f"postgres://{target.username}@127.0.0.1:{port}{target.path}"
-        return replace(self.db, app_url=app_url, source=f"{self.db.source} via PgBouncer")
+        return replace(self.db, app_url=app_url, source=f"{self.db.source} via PgBouncer",
+                       pooler_console=f"postgres://{target.username}@127.0.0.1:{port}/pgbouncer")
 
 
 def _listening(port):

@@ -56,6 +56,7 @@ class Database:
     source: str  # "embedded", "BENCH_PG_BIN" or "BENCH_DATABASE_URL"
     version: str = ""
     max_connections: int = 0
+    pooler_console: str = ""  # PgBouncer's admin console, when the app goes through one (SHOW POOLS)
 
     @property
     def app_user(self) -> str:

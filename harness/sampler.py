@@ -18,6 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 COLUMNS = [
     "t_s", "unix_s", "pool_in_use", "pool_waiting", "pool_checkouts_total",
     "db_backends", "db_active", "db_idle", "db_idle_in_transaction", "db_other",
+    # PgBouncer's SHOW POOLS for the app's database and role, when it goes through one: clients
+    # linked to a server connection, clients waiting for one, server connections linked to a
+    # client, and how long the oldest waiting client has waited (ms)
+    "bouncer_cl_active", "bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms",
 ]
 
 ACTIVITY_SQL = """
@@ -51,17 +55,36 @@ def read_metrics(base_url: str, timeout: float = 1.0) -> dict:
     return out
 
 
+def show_pools(conn, app_user, app_db) -> dict:
+    """PgBouncer's SHOW POOLS row of the app's database and role, as timeline columns."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW POOLS")
+        names = [c.name for c in cur.description]
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            if (row["database"], row["user"]) == (app_db, app_user):
+                return {"bouncer_cl_active": row["cl_active"], "bouncer_cl_waiting": row["cl_waiting"],
+                        "bouncer_sv_active": row["sv_active"],
+                        "bouncer_maxwait_ms": round(row["maxwait"] * 1000 + row["maxwait_us"] / 1000, 1)}
+    return {"bouncer_cl_active": 0, "bouncer_cl_waiting": 0, "bouncer_sv_active": 0, "bouncer_maxwait_ms": 0}
+
+
 class Sampler(threading.Thread):
-    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1):
+    """`server_url`: where the app serves /metrics (None: not sampled); `pooler_url`: PgBouncer's
+    admin console, when the app goes through one."""
+
+    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1, pooler_url=""):
         super().__init__(name="sampler", daemon=True)
         self.path, self.admin_url, self.server_url = path, admin_url, server_url
         self.app_user, self.app_db, self.interval = app_user, app_db, interval
+        self.pooler_url = pooler_url
         self.stop_event = threading.Event()
         self.samples = 0
         self.errors = 0
         self.error = None
         self.latest = None  # the newest sample, {column: value}
         self.conn = None
+        self.pooler = None
 
     def connect(self):
         self.conn = psycopg2.connect(self.admin_url, connect_timeout=5)
@@ -75,8 +98,9 @@ class Sampler(threading.Thread):
     def __exit__(self, *exc):
         self.stop_event.set()
         self.join(10)
-        if self.conn is not None:
-            self.conn.close()
+        for conn in (self.conn, self.pooler):
+            if conn is not None:
+                conn.close()
 
     def run(self):
         with open(self.path, "w", newline="") as f:
@@ -105,10 +129,21 @@ class Sampler(threading.Thread):
             self._failed(exc)
             if self.conn is not None and not self.conn.closed:
                 self.conn.close()  # opened again next time
-        try:
-            row.update({k: int(v) for k, v in read_metrics(self.server_url).items()})
-        except OSError as exc:
-            self._failed(exc)
+        if self.pooler_url:
+            try:
+                if self.pooler is None or self.pooler.closed:
+                    self.pooler = psycopg2.connect(self.pooler_url, connect_timeout=5)
+                    self.pooler.autocommit = True  # the console takes no transactions
+                row.update(show_pools(self.pooler, self.app_user, self.app_db))
+            except psycopg2.Error as exc:
+                self._failed(exc)
+                if self.pooler is not None and not self.pooler.closed:
+                    self.pooler.close()
+        if self.server_url:
+            try:
+                row.update({k: int(v) for k, v in read_metrics(self.server_url).items()})
+            except OSError as exc:
+                self._failed(exc)
         self.samples += 1
         self.latest = row
         return [row.get(c, "") for c in COLUMNS]

@@ -63,6 +63,10 @@ COLUMNS = [
     # where peak_db_backends comes from: "postgres log" (the throwaway cluster's, exact) or
     # "sampled" (pg_stat_activity at 10 Hz: an external server); the sampler's peak beside it
     "db_backends_from", "peak_db_backends_sampled",
+    # PgBouncer's SHOW POOLS, sampled with the timeline (backend pgbouncer; empty otherwise): the
+    # most clients waiting for a server connection, the most server connections linked to
+    # clients, and the longest wait of a waiting client seen (ms)
+    "peak_bouncer_waiting", "peak_bouncer_server_active", "bouncer_maxwait_max_ms",
 ]
 
 
@@ -73,6 +77,13 @@ def percentile(values, q):
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _peak(values, digits=0):
+    """The highest of sampled values ("" without any): a whole number unless `digits` say."""
+    if not values:
+        return ""
+    return round(max(values), digits) if digits else int(max(values))
 
 
 def _ms(value):
@@ -284,6 +295,8 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv"))
                 if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
+    bouncer = {c: [float(t[c]) for t in timeline if t.get(c) not in (None, "")]
+               for c in ("bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms")}
 
     # Errors count over the same span as the requests: the cell and its grace period.
     until = grace_end or end
@@ -318,6 +331,9 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
         "peak_db_backends": "" if peak_backends is None else peak_backends,
         "peak_db_backends_sampled": "" if sampled_peak is None else sampled_peak,
+        "peak_bouncer_waiting": _peak(bouncer["bouncer_cl_waiting"]),
+        "peak_bouncer_server_active": _peak(bouncer["bouncer_sv_active"]),
+        "bouncer_maxwait_max_ms": _peak(bouncer["bouncer_maxwait_ms"], 1),
         "db_backends_from": "" if peak_backends is None else "postgres log" if sessions is not None else "sampled",
         "db_errors": sum(1 for e in in_cell if e["event"] == "db_error"),
         "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
