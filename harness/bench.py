@@ -174,6 +174,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                 _report_cell(console, label, rows[i])
             label = None
         info["status"] = "complete"  # every cell ran; the report says so, once written
+        info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
         harness.PHASE["name"] = "report"
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         tables = Console(width=None if sys.stdout.isatty() else 200)
@@ -204,7 +205,8 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                 row.update(status="failed", error=info["error"])
         raise
     finally:
-        info["ended_utc"] = runinfo.utc_now().isoformat()
+        if info["status"] != "complete":  # a complete run ended with its last cell, not its report
+            info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         write_rows(summary_path, rows)
     return run_dir, rows

@@ -164,6 +164,8 @@ def test_the_run_ends_with_the_headline_table_its_plots_and_report(run):
     out, _, result = run
     assert "each variant against hold" in result.stdout
     assert "report:  " in result.stderr and (out / "report.html").exists()
+    info = json.loads((out / "run.json").read_text())
+    assert f"{info['started_utc']}, {info['ended_utc']}" in (out / "report.html").read_text()  # not None
     assert {p.name for p in out.glob("*.png")} == {
         "timeline-geventpool-smoke-stream.png", "probe-latency.png", "conn-hold.png"}
 
