@@ -319,6 +319,7 @@ def ui(args):
         command = [
             sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
             "--host", server.url, "--web-host", "127.0.0.1", "--web-port", args.web_port, *load_options(params),
+            *(["--matrix-file", args.matrix_file] if args.matrix_file else []),
             *paths, "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
             "--panel-csv", str(log_dir / "pool_panel.csv"), "--panel-metrics-url", server.metrics_base,
         ]

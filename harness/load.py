@@ -3,9 +3,10 @@
 import json
 import os
 import sys
+from pathlib import Path
 
 from harness import ROOT
-from harness.matrix import Cell, Params
+from harness.matrix import MATRIX_FILE, Cell, Params
 
 WINDOW_FILE = "test_window.json"
 LOCUSTFILES = [ROOT / "locustfiles" / "slow_stream.py", ROOT / "locustfiles" / "probe.py"]
@@ -44,6 +45,7 @@ def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_p
         # Streams keep their load on while the last probes are answered or time out.
         "--stop-timeout", str(p.grace_s),
         *(["--variant", cell.variant] if not stream_path else []),
+        *(["--matrix-file", cell.matrix_file] if Path(cell.matrix_file).resolve() != MATRIX_FILE.resolve() else []),
         "--request-log", f"{cell_dir}/requests.csv",
         "--window-file", f"{cell_dir}/{WINDOW_FILE}",
         *(["--stream-path", stream_path] if stream_path else []),

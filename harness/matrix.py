@@ -158,6 +158,7 @@ class Cell:
     repeat: int
     params: Params
     server: Server
+    matrix_file: Path = MATRIX_FILE  # where it was declared: the load generator reads its variants there
 
     @property
     def name(self) -> str:
@@ -193,7 +194,7 @@ class Matrix:
         params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
         backends = {**self.backends, OWN.name: OWN}
         cells = [
-            Cell(backends[b], v, s, r, params[s], self.servers[server])
+            Cell(backends[b], v, s, r, params[s], self.servers[server], self.path)
             for r in range(1, repeat + 1)
             for part in spec
             for server, b, v, s in itertools.product(part.get("servers", [DEFAULT_SERVER]), part["backends"],

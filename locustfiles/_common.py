@@ -4,6 +4,7 @@ variables and the web UI form, defaults from matrix.toml) and an exact per-reque
 import csv
 import json
 import os
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -13,7 +14,20 @@ from locust import events
 from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
-MATRIX = tomllib.loads((Path(__file__).resolve().parent.parent / "matrix.toml").read_text())
+def _matrix_file() -> Path:
+    """matrix.toml, or the file --matrix-file (or BENCH_MATRIX_FILE) names: read before Locust
+    parses its options, since its variants are --variant's choices and its defaults theirs."""
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        if arg == "--matrix-file" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--matrix-file="):
+            return Path(arg.split("=", 1)[1])
+    return Path(os.environ.get("BENCH_MATRIX_FILE") or Path(__file__).resolve().parent.parent / "matrix.toml")
+
+
+MATRIX_FILE = _matrix_file()
+MATRIX = tomllib.loads(MATRIX_FILE.read_text())
 DEFAULTS = MATRIX["defaults"]
 VARIANTS = list(MATRIX["variants"])
 
@@ -31,6 +45,11 @@ STREAM_OPTIONS = (
 
 @events.init_command_line_parser.add_listener
 def add_options(parser):
+    parser.add_argument(
+        "--matrix-file", default=str(MATRIX_FILE), env_var="BENCH_MATRIX_FILE", include_in_web_ui=False,
+        help="the matrix file whose variants --variant chooses from and whose [defaults] these options take "
+             "(default: the project's matrix.toml)",
+    )
     parser.add_argument(
         "--variant", choices=VARIANTS, default=VARIANTS[0], env_var="BENCH_VARIANT",
         help=f"variant of /stream/<variant>/ (default {VARIANTS[0]})",  # written out: the web UI shows help raw

@@ -159,3 +159,28 @@ def test_a_scenario_starts_from_its_base_and_a_missing_or_looping_base_is_refuse
         path.write_text(text + extra)
         with pytest.raises(UsageError, match=re.escape(message)):
             matrix.load(path)
+
+
+def test_the_load_generator_takes_its_variants_from_the_cells_matrix_file(tmp_path):
+    """A variant declared only in MATRIX_FILE= is one --variant accepts: the harness passes the
+    file on to Locust, whose locustfiles read it before parsing their options."""
+    import subprocess
+    import sys
+
+    from harness import ROOT
+    from harness.load import LOCUSTFILES, locust_command
+
+    mine = tmp_path / "my.toml"
+    mine.write_text((ROOT / "matrix.toml").read_text().replace(
+        "[variants.hold]", '[variants.my-variant]\ndescription = "mine"\n\n[variants.hold]', 1)
+        + '\n[matrices.mine]\nbackends = ["stock"]\nvariants = ["my-variant"]\nscenarios = ["smoke-stream"]\n')
+    cell = matrix.load(mine).cells("mine")[0]
+    command = [str(a) for a in locust_command(cell, "http://127.0.0.1:1", tmp_path)]
+    assert command[command.index("--matrix-file") + 1] == str(mine)
+    assert "--matrix-file" not in [str(a) for a in locust_command(SPEC.cells("smoke")[0], "http://127.0.0.1:1", tmp_path)]
+    base = [sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in LOCUSTFILES), "--headless", "--host",
+            "http://127.0.0.1:1", "-u", "1", "-r", "1", "-t", "1s", "--only-summary", "--variant", "my-variant"]
+    refused = subprocess.run(base, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "invalid choice: 'my-variant'" in refused.stderr
+    taken = subprocess.run(base + ["--matrix-file", str(mine)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "invalid choice" not in taken.stderr and "--run-time limit reached" in taken.stderr, taken.stderr[-2000:]
