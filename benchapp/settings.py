@@ -6,29 +6,32 @@ matrix file; `make serve` and docker-compose set them the same way.
 
 import json
 import os
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+import dj_database_url
 from stream_release.accounting import accounted
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _database(url: str) -> dict:
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
+    """BENCH_DATABASE_URL as dj-database-url reads it (its query string, sslmode, application_name
+    or options, in OPTIONS as libpq takes them), on the backend's ENGINE and OPTIONS."""
+    if urlsplit(url).scheme not in ("postgres", "postgresql"):
         raise ValueError(f"BENCH_DATABASE_URL must start with postgres://, got {url!r}")
+    parsed = dj_database_url.parse(url)
     return {
         "ENGINE": os.environ.get("BENCH_DB_ENGINE", "django_db_geventpool.backends.postgresql_psycopg2"),
-        "NAME": unquote(parts.path.lstrip("/")) or "bench",
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
+        "NAME": parsed["NAME"] or "bench",
+        "USER": parsed["USER"],
+        "PASSWORD": parsed["PASSWORD"],
+        "HOST": parsed["HOST"],
+        "PORT": str(parsed["PORT"] or ""),
         "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
         "ATOMIC_REQUESTS": os.environ.get("BENCH_ATOMIC_REQUESTS", "0") == "1",
         # Transaction-mode poolers (PgBouncer) cannot keep a cursor across transactions.
         "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("BENCH_DISABLE_SERVER_SIDE_CURSORS", "0") == "1",
-        "OPTIONS": json.loads(os.environ.get("BENCH_DB_OPTIONS", '{"MAX_CONNS": 4}')),
+        "OPTIONS": {**parsed.get("OPTIONS", {}), **json.loads(os.environ.get("BENCH_DB_OPTIONS", '{"MAX_CONNS": 4}'))},
     }
 
 

@@ -15,14 +15,13 @@ project is written to.
 import importlib
 import json
 import os
-from urllib.parse import unquote, urlsplit
-
+import dj_database_url
 from stream_release.accounting import accounted
 
 _own = importlib.import_module(os.environ["BENCH_TARGET_SETTINGS"])
 globals().update({k: v for k, v in vars(_own).items() if k.isupper()})
 
-_url = urlsplit(os.environ["BENCH_DATABASE_URL"])
+_url = dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])  # its query string in OPTIONS, as libpq takes it
 _default = dict(globals().get("DATABASES", {}).get("default", {}))
 BENCH_TARGET_OWN_ENGINE = _default.get("ENGINE", "")
 if os.environ.get("BENCH_DB_ENGINE"):
@@ -32,8 +31,8 @@ if os.environ.get("BENCH_DB_ENGINE"):
 elif "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
     _default = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
 BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "own")
-_default.update(NAME=unquote(_url.path.lstrip("/")), USER=unquote(_url.username or ""),
-                PASSWORD=unquote(_url.password or ""), HOST=_url.hostname or "", PORT=str(_url.port or ""))
+_default.update(NAME=_url["NAME"], USER=_url["USER"], PASSWORD=_url["PASSWORD"], HOST=_url["HOST"],
+                PORT=str(_url["PORT"] or ""), OPTIONS={**_default.get("OPTIONS", {}), **_url.get("OPTIONS", {})})
 DATABASES = accounted({**globals().get("DATABASES", {}), "default": _default})
 
 MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware",
