@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def main(argv=None):
 
             overrides = matrix.parse_overrides(args.overrides)
             if args.database_url:
+                if urllib.parse.urlsplit(args.database_url).password:
+                    raise UsageError(f"--database-url={postgres.redact(args.database_url)} has a password, which every "
+                                     "user of this machine can read in the process list: pass the URL in "
+                                     "BENCH_DATABASE_URL (make bench DATABASE_URL=... does), or the password in "
+                                     "PGPASSWORD or ~/.pgpass")
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
             procs.raise_fd_limit()
             _, rows = bench.run(args.matrix or ("target" if args.target else "default"), overrides, args.repeat,

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -220,6 +221,9 @@ def external() -> Database | None:
             f"BENCH_DATABASE_URL={redact(url)} is unreachable ({first}): start that server, "
             "fix the URL, or unset it to use the embedded PostgreSQL"
         ) from None
+    # set in the shell long ago, perhaps: say so before a run measures someone else's server
+    print(f"database: BENCH_DATABASE_URL={redact(url)} (PostgreSQL {db.version}); no throwaway cluster is started "
+          "(unset it to use one)", file=sys.stderr, flush=True)
     return db
 
 
