@@ -29,6 +29,8 @@ from harness.sampler import Sampler
 from harness import server as server_module
 from harness.server import Server, prepare_database
 
+# The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
+METRICS_EVERY = 10
 CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
 TABLE_COLUMNS = [
     ("cell", "cell"), ("status", "status"), ("streams_completed", "streams ok"),
@@ -286,7 +288,10 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
                                    {**dict(zip(("stream", "probe"), routes)), **paths})
             sampler = None if not cell.params.instrument else stack.enter_context(
                 Sampler(os.path.join(cell_dir, "timeline.csv"), db.admin_url, db.app_user, db.app_db,
-                        server.metrics_base, pooler_url="" if host else app_db.pooler_console))
+                        server.metrics_base, pooler_url="" if host else app_db.pooler_console,
+                        # the pool's timeline comes from the accounting log, exactly: /metrics
+                        # once a second during the load; every sample with no log (HOST=)
+                        metrics_every=1 if host else METRICS_EVERY))
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
@@ -331,6 +336,7 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             if sampler is None:  # instrument=false: nothing to check against
                 leaks = {"leaked_conns": "", "settle_s": ""}
             else:
+                sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
                 leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
             if not target:  # a target has no audit table: lost_writes stays empty, not 0
                 audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")

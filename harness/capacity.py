@@ -84,9 +84,11 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
                 probe_name="/probe/", sessions=None):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
     lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
-    its garbage collector's pauses. `sessions`: the app's PostgreSQL sessions from the cluster's
-    log (harness/pglog.py), for exact peaks of backends; without, the sampled ones."""
+    its garbage collector's pauses and the exact peaks of its pool. `sessions`: the app's
+    PostgreSQL sessions from the cluster's log (harness/pglog.py), for exact peaks of backends;
+    without either, the sampled peaks."""
     gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
+    pooled = any(e["event"] == "checkout" for e in accounting)
     probes = sorted(((float(r["start_unix_s"]), r) for r in requests
                      if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]),
                     key=lambda item: item[0])
@@ -110,6 +112,8 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             peaks[column] = max(values) if values else ""
         if sessions is not None:
             peaks["db_backends"] = pglog.peak(sessions, start, end)
+        if pooled:  # exact, from the accounting log
+            peaks["pool_in_use"], peaks["pool_waiting"] = summary.pool_peaks(accounting, start, end)
         opened = open_streams(requests, full, end)
         row = {
             "step": step["step"], "streams": step["streams"], "streams_open": round(opened, 1),

@@ -83,3 +83,14 @@ def peak(found: list[Session], start: float, end: float) -> int:
 def opened(found: list[Session], start: float, end: float) -> int:
     """Sessions opened within [start, end], not counting those refused for want of slots."""
     return sum(1 for s in found if start <= s.opened <= end and not s.refused)
+
+
+def series(found: list[Session]) -> list[tuple[float, int]]:
+    """[(unix s, sessions open)] after every opening and closing: for the timeline plots."""
+    changes = sorted([(s.opened, 1) for s in found if not s.refused]
+                     + [(s.closed, -1) for s in found if not s.refused and s.closed is not None])
+    open_now, out = 0, []
+    for t, change in changes:
+        open_now += change
+        out.append((t, open_now))
+    return out

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from harness import runinfo, summary  # noqa: E402
+from harness import pglog, postgres, runinfo, summary  # noqa: E402
 from harness.load import test_window  # noqa: E402
 
 COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green", "users": "0.6"}
@@ -50,6 +50,33 @@ def _users(cell_dir):
     return points
 
 
+def _lines(run_dir, cell_dir, samples, t0):
+    """(name, width, [(seconds since t0, count)]) for the pool's waiters and connections in use,
+    replayed exactly from the accounting log, and PostgreSQL's sessions of the app, from the
+    cluster's log; the sampled timeline where there is no such log (HOST=, DATABASE_URL=)."""
+    def sampled(column):
+        return [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s.get(column) not in (None, "")]
+
+    events = summary.read_accounting(cell_dir)
+    pool = [(t - t0, in_use, waiting) for t, in_use, waiting in summary.pool_series(events)]
+    sessions = pglog.sessions(os.path.join(run_dir, "postgres.log"), postgres.APP_ROLE)
+    # the run's log holds every cell: this cell's part, while its sampler ran (the state it began with first)
+    first, last = (float(samples[0]["unix_s"]), float(samples[-1]["unix_s"])) if samples else (t0, float("inf"))
+    backends = []
+    for t, n in pglog.series(sessions or []):
+        if t < first:
+            backends[:] = [(first - t0, n)]
+        elif t <= last:
+            backends.append((t - t0, n))
+    if backends and last != float("inf"):
+        backends.append((last - t0, backends[-1][1]))  # drawn on to the panel's end
+    return [
+        ("waiting", 1.2, [(t, w) for t, _, w in pool] if events else sampled("pool_waiting")),
+        ("in use", 2.4, [(t, u) for t, u, _ in pool] if events else sampled("pool_in_use")),
+        ("PG backends", 1.0, backends if sessions is not None else sampled("db_backends")),
+    ]
+
+
 def timelines(run_dir, cells) -> list[str]:
     """One figure per backend and scenario, and server (the scenario part of the cell's name,
     <scenario>@<server>, says it; cells: _cells()); returns the files written."""
@@ -65,9 +92,7 @@ def timelines(run_dir, cells) -> list[str]:
         for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items):
             samples = summary.read(os.path.join(cell_dir, "timeline.csv"))
             t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
-            for column, name, width in (("pool_waiting", "waiting", 1.2), ("pool_in_use", "in use", 2.4),
-                                        ("db_backends", "PG backends", 1.0)):
-                points = [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s[column] != ""]
+            for name, width, points in _lines(run_dir, cell_dir, samples, t0):
                 ax.step([p[0] for p in points], [p[1] for p in points], where="post", color=COLOURS[name],
                         label=name, linewidth=width)
                 top = max([top] + [p[1] for p in points])

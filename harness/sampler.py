@@ -70,14 +70,18 @@ def show_pools(conn, app_user, app_db) -> dict:
 
 
 class Sampler(threading.Thread):
-    """`server_url`: where the app serves /metrics (None: not sampled); `pooler_url`: PgBouncer's
-    admin console, when the app goes through one."""
+    """`server_url`: where the app serves /metrics (None: not sampled), read at every
+    `metrics_every`-th sample; `pooler_url`: PgBouncer's admin console, when the app goes
+    through one."""
 
-    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1, pooler_url=""):
+    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1, pooler_url="", metrics_every=1):
         super().__init__(name="sampler", daemon=True)
         self.path, self.admin_url, self.server_url = path, admin_url, server_url
         self.app_user, self.app_db, self.interval = app_user, app_db, interval
         self.pooler_url = pooler_url
+        # /metrics at every `metrics_every`-th sample only: each read is a request the server
+        # serves, and the exact pool timeline comes from the accounting log anyway
+        self.metrics_every = metrics_every
         self.stop_event = threading.Event()
         self.samples = 0
         self.errors = 0
@@ -139,7 +143,7 @@ class Sampler(threading.Thread):
                 self._failed(exc)
                 if self.pooler is not None and not self.pooler.closed:
                     self.pooler.close()
-        if self.server_url:
+        if self.server_url and self.samples % self.metrics_every == 0:
             try:
                 row.update({k: int(v) for k, v in read_metrics(self.server_url).items()})
             except OSError as exc:

@@ -201,11 +201,11 @@ def stream_holds(events, start, end, route="stream"):
     return list(holds.values())
 
 
-def pool_peaks(events, start, end):
-    """Exact peaks of connections in use and of waiters within [start, end], by replaying
-    every acquire, checkout, error and return in time order."""
+def pool_series(events):
+    """[(unix s, connections in use, requests waiting)] after every acquire, checkout, error and
+    return: the server's pool replayed exactly (pool_peaks, the timeline plots)."""
     in_use = waiting = 0
-    peak_in_use = peak_waiting = 0
+    series = []
     for e in events:
         kind = e["event"]
         if kind == "acquire":
@@ -217,9 +217,24 @@ def pool_peaks(events, start, end):
             waiting -= 1
         elif kind == "return":
             in_use -= 1
-        if start <= e["unix_s"] <= end:
-            peak_in_use = max(peak_in_use, in_use)
-            peak_waiting = max(peak_waiting, waiting)
+        else:
+            continue
+        series.append((e["unix_s"], in_use, waiting))
+    return series
+
+
+def pool_peaks(events, start, end):
+    """Exact peaks of connections in use and of waiters within [start, end], by replaying
+    every acquire, checkout, error and return in time order; what was in use or waiting when
+    the window opened counts too."""
+    peak_in_use = peak_waiting = 0
+    for t, in_use, waiting in pool_series(events):
+        if t > end:
+            break
+        if t < start:
+            peak_in_use, peak_waiting = in_use, waiting  # the state the window opens with
+        else:
+            peak_in_use, peak_waiting = max(peak_in_use, in_use), max(peak_waiting, waiting)
     return peak_in_use, peak_waiting
 
 
