@@ -64,7 +64,7 @@ def servers_table(run_dir, rows=None) -> str:
     """Per server, backend and variant: whether the stream pins its connection, whether the body
     was buffered before its first byte, what the probes met, what was left open after."""
     rows = rows if rows is not None else _rows(run_dir)
-    cols = ["stream_ttfb_p50_ms", "stream_body_p50_ms", "stream_total_p50_ms", "conn_hold_p50_ms", "streams_pinned", "streams_completed",
+    cols = ["stream_headers_p50_ms", "stream_ttfb_p50_ms", "stream_body_p50_ms", "stream_total_p50_ms", "conn_hold_p50_ms", "streams_pinned", "streams_completed",
             "probe_p99_ms", "probe_failures", "probe_requests", "peak_db_backends", "leaked_conns", "server_cores", "server_rss_peak_mib"]
     several = len({r["scenario"] for r in rows}) > 1
     out = ["# Servers: does moving to threads or to ASGI give the connection back?", "",
@@ -72,7 +72,9 @@ def servers_table(run_dir, rows=None) -> str:
            "**Pins**: the verdict of `conn_hold_p50_ms` against the stream's length (**released** at most "
            "10 %, **held** at least 50 %). **Body**: **buffered whole** when the first byte came only "
            "with the last (`stream_body_p50_ms`, a stream's first byte to its last, at most 10 % of its length "
-           "by design; the wait before the first byte, `stream_ttfb_p50_ms`, may be a queue). `leaked_conns`: "
+           "by design; the wait before the first byte, `stream_ttfb_p50_ms`, may be a queue). "
+           "`stream_headers_p50_ms`: when the status line and headers came. `server_rss_peak_mib`: the server's "
+           "resident memory at its highest. `leaked_conns`: "
            "connections still in use or open in PostgreSQL beyond what the pool keeps, after the load "
            "had ended and the cell's settle time passed.", "",
            "| server | backend | variant | " + ("scenario | " if several else "") + "pins | body | "
