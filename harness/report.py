@@ -67,6 +67,7 @@ def servers_table(run_dir, rows=None) -> str:
     cols = ["stream_headers_p50_ms", "stream_ttfb_p50_ms", "stream_body_p50_ms", "stream_total_p50_ms", "conn_hold_p50_ms", "streams_pinned", "streams_completed",
             "probe_p99_ms", "probe_failures", "probe_requests", "peak_db_backends", "leaked_conns", "server_cores", "server_rss_peak_mib"]
     several = len({r["scenario"] for r in rows}) > 1
+    cols += [c for c in ("abort_conns_held", "abort_conns_back_max_ms") if any(r.get(c) for r in rows)]  # client-abort
     out = ["# Servers: does moving to threads or to ASGI give the connection back?", "",
            _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.", "",
            "**Pins**: the verdict of `conn_hold_p50_ms` against the stream's length (**released** at most "
@@ -74,7 +75,8 @@ def servers_table(run_dir, rows=None) -> str:
            "with the last (`stream_body_p50_ms`, a stream's first byte to its last, at most 10 % of its length "
            "by design; the wait before the first byte, `stream_ttfb_p50_ms`, may be a queue). "
            "`stream_headers_p50_ms`: when the status line and headers came. `server_rss_peak_mib`: the server's "
-           "resident memory at its highest. `leaked_conns`: "
+           "resident memory at its highest. Under client-abort, `abort_conns_back_max_ms`: the longest time from "
+           "the clients leaving to the return of a connection a stream held then. `leaked_conns`: "
            "connections still in use or open in PostgreSQL beyond what the pool keeps, after the load "
            "had ended and the cell's settle time passed.", "",
            "| server | backend | variant | " + ("scenario | " if several else "") + "pins | body | "

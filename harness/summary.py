@@ -67,6 +67,9 @@ COLUMNS = [
     # most clients waiting for a server connection, the most server connections linked to
     # clients, and the longest wait of a waiting client seen (ms)
     "peak_bouncer_waiting", "peak_bouncer_server_active", "bouncer_maxwait_max_ms",
+    # client-abort: the connections streams held when their clients left, and the longest time
+    # from then until one came back (its return, or its stream's body's end), ms; empty if one never did
+    "abort_conns_held", "abort_conns_back_max_ms",
 ]
 
 
@@ -261,6 +264,30 @@ def acquire_waits(events, start, end, until=None):
     return waits
 
 
+def back_after_abort(events, abort_unix, route="stream"):
+    """The connections the stream's route held when the clients aborted: how many, and the
+    longest time from the abort until each came back (ms): its return, or for a persistent
+    connection the end of its stream's body (its `pinned_stream` event), whichever came first;
+    None for one that never did within the log."""
+    held = {}  # (worker, backend pid) -> checked out and not back before the abort
+    for e in events:
+        if e["unix_s"] > abort_unix:
+            break
+        key = (e["worker"], e["backend_pid"])
+        if e["event"] == "checkout" and e["route"] == route:
+            held[key] = True
+        elif e["event"] in ("return", "pinned_stream"):
+            held.pop(key, None)
+    delays = {}
+    for e in events:
+        key = (e["worker"], e["backend_pid"])
+        if e["unix_s"] > abort_unix and key in held and key not in delays and e["event"] in ("return", "pinned_stream"):
+            delays[key] = (e["unix_s"] - abort_unix) * 1000
+    if not held:
+        return 0, None
+    return len(held), None if len(delays) < len(held) else max(delays.values())
+
+
 def answered_ids(requests, stream_name) -> set[str]:
     """X-Request-Ids of the streams that got a 200: each had its view write an audit row."""
     return {r["request_id"] for r in requests
@@ -374,9 +401,15 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         # every stream of the load, however late it ended (the warm-up's came before the start)
         "streams_pinned": sum(1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route
                               and e["unix_s"] >= start) if events else "",
+        **(_abort_columns(events, fault["unix_s"], stream_route) if fault and fault["fault"] == "client-abort" else {}),
         **({"fault": fault["fault"], "fault_s": round(fault["unix_s"] - start, 2),
             **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name)} if fault else {}),
     }
+
+
+def _abort_columns(events, abort_unix, route):
+    held, back_ms = back_after_abort(events, abort_unix, route) if events else ("", None)
+    return {"abort_conns_held": held, "abort_conns_back_max_ms": _ms(back_ms)}
 
 
 def write(path, rows):

@@ -105,3 +105,5 @@ def test_client_abort_disconnects_the_streams_and_the_server_returns_their_conne
     returns = [e for e in summary.read_accounting(directory)
                if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5]
     assert len(returns) >= len(aborted)
+    # ... and the summary says so: every connection the streams held at the abort, back within 1.5 s
+    assert int(row["abort_conns_held"]) >= 1 and 0 <= float(row["abort_conns_back_max_ms"]) <= 1500, row

@@ -186,3 +186,18 @@ def test_stream_holds_join_each_stream_to_the_connection_it_held_over_its_body()
     assert sorted(holds) == [5.0, 6.0, 1000.5, 3990.0, 3995.0, 4000.0, 4001.0]
     # a body that ended outside the window does not count, nor the return of its connection
     assert sorted(summary.stream_holds(events, 1004.5, 1040.0)) == [6.0, 1000.5, 3990.0, 3995.0, 4001.0]
+
+
+def test_after_a_client_abort_each_held_connection_is_timed_until_it_came_back():
+    events = [
+        _event("checkout", 1000.0, 11), _event("checkout", 1000.5, 12), _event("checkout", 1001.0, 13),
+        _event("return", 1001.5, 13, "500.0"),  # back before the abort: not held then
+        _event("checkout", 1001.8, 14, route="probe"),  # another route's
+        # the abort at 1002.0
+        _event("return", 1002.01, 11, "2010.0"),  # back 10 ms after
+        _event("pinned_stream", 1005.0, 12, "4500.0", "v default"),  # a persistent one: its body ended 3 s after
+        _event("return", 1020.0, 12, "19500.0"),
+    ]
+    assert summary.back_after_abort(events, 1002.0) == (2, pytest.approx(3000.0))
+    assert summary.back_after_abort(events[:6], 1002.0) == (2, None)  # 12 never came back in the log
+    assert summary.back_after_abort(events, 999.0) == (0, None)
