@@ -31,12 +31,12 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity peer detector-cost serve ui matrix table compare report test package lock clean
+.PHONY: help venv bench capacity peer detector-cost serve ui matrix params table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
-	@echo "make bench MATRIX=servers|servers-abort|servers-sse  gevent, gthread, sync and uvicorn (ASGI) side by side"
+	@echo "make bench MATRIX=servers|servers-abort|servers-sse|servers-memory  gevent, gthread, sync, uvicorn and daphne (ASGI) side by side"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
@@ -54,6 +54,7 @@ help:
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
+	@echo "make params    every parameter: its default, unit, limits and meaning"
 	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  which variant releases on which backend"
 	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
 
@@ -97,6 +98,9 @@ ui: venv
 
 matrix: venv
 	$(PY) -m harness matrix --matrix $(MATRIX) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
+
+params: venv
+	$(PY) -m harness params $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
 table: venv
 	$(PY) -m harness table $(RUN) $(if $(TABLE),--out $(TABLE))

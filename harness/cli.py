@@ -17,6 +17,7 @@ PANEL = ROOT / "locustfiles" / "pool_panel.py"
 
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -104,10 +105,26 @@ def _parser():
     cost.add_argument("--repeats", type=int, default=11, help="batches per kind of request and handler (default 11)")
     cost.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
 
+    params = sub.add_parser("params", help="every parameter: its default, unit, limits and meaning",
+                            description="Every parameter a cell runs with: its default (matrix.toml's [defaults]), "
+                                        "unit, limits and what it means. Override one with --set name=value.")
+    params.add_argument("--matrix-file", default=None, help="default matrix.toml")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
     return parser
+
+
+def _version() -> str:
+    import tomllib
+
+    from harness import runinfo
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    state = runinfo.git_state()
+    commit = f", commit {state['sha'][:12]}{' with local changes' if state['dirty'] else ''}" if state["sha"] else ""
+    return f"python -m harness {version}{commit}"
 
 
 _stopping = []
@@ -183,6 +200,13 @@ def main(argv=None):
                 print("\n".join(capacity.rejudge(run_dir)))
             else:
                 print(html_report.write(run_dir))
+            return 0
+        if args.command == "params":
+            from rich.console import Console
+
+            from harness import params
+
+            params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
             return 0
         if args.command == "matrix":
             for cell in matrix.load(args.matrix_file).cells(args.matrix):
