@@ -135,6 +135,8 @@ def _end_with_worker(events, worker, at):
             waiting.pop(e["acquire_id"], None)
             if e["event"] == "checkout":
                 checked_out[e["backend_pid"] or e["acquire_id"]] = (e["unix_s"], e["route"])
+        elif e["event"] == "handover" and e["backend_pid"] in checked_out:
+            checked_out[e["backend_pid"]] = (e["unix_s"], e["route"])
         elif e["event"] == "return":
             key = e["backend_pid"] if e["backend_pid"] in checked_out else next(iter(checked_out), None)
             checked_out.pop(key, None)
@@ -185,10 +187,13 @@ def stream_holds(events, start, end, route="stream"):
     due = {}  # (worker, backend pid) -> a pinned stream's connection whose return is still to come
     last_return = {}  # (worker, backend pid) -> index of its latest return counted
     for i, e in enumerate(events):
-        if e["route"] != route or e["event"] not in ("pinned_stream", "return"):
+        kind = e["event"]
+        if kind == "handover" and e["detail"] == route:
+            kind = "return"  # a kept connection passed to the next request: the stream's hold ends here
+        elif e["route"] != route or kind not in ("pinned_stream", "return"):
             continue
         key = (e["worker"], e["backend_pid"])
-        if e["event"] == "pinned_stream":
+        if kind == "pinned_stream":
             if e["detail"].endswith(" given back"):  # its return came before: that one is this hold
                 holds.pop(last_return.pop(key, None), None)
             else:
@@ -269,19 +274,22 @@ def back_after_abort(events, abort_unix, route="stream"):
     longest time from the abort until each came back (ms): its return, or for a persistent
     connection the end of its stream's body (its `pinned_stream` event), whichever came first;
     None for one that never did within the log."""
+    def back(e):  # the end of the route's hold of a connection
+        return e["event"] in ("return", "pinned_stream") or (e["event"] == "handover" and e["detail"] == route)
+
     held = {}  # (worker, backend pid) -> checked out and not back before the abort
     for e in events:
         if e["unix_s"] > abort_unix:
             break
         key = (e["worker"], e["backend_pid"])
-        if e["event"] == "checkout" and e["route"] == route:
-            held[key] = True
-        elif e["event"] in ("return", "pinned_stream"):
+        if back(e):
             held.pop(key, None)
+        if e["event"] in ("checkout", "handover") and e["route"] == route:
+            held[key] = True
     delays = {}
     for e in events:
         key = (e["worker"], e["backend_pid"])
-        if e["unix_s"] > abort_unix and key in held and key not in delays and e["event"] in ("return", "pinned_stream"):
+        if e["unix_s"] > abort_unix and key in held and key not in delays and back(e):
             delays[key] = (e["unix_s"] - abort_unix) * 1000
     if not held:
         return 0, None

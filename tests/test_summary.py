@@ -201,3 +201,20 @@ def test_after_a_client_abort_each_held_connection_is_timed_until_it_came_back()
     assert summary.back_after_abort(events, 1002.0) == (2, pytest.approx(3000.0))
     assert summary.back_after_abort(events[:6], 1002.0) == (2, None)  # 12 never came back in the log
     assert summary.back_after_abort(events, 999.0) == (0, None)
+
+
+def test_a_connection_kept_from_an_earlier_request_is_the_next_ones_from_its_handover():
+    """One thread, one persistent connection 21: a probe opens it, a stream takes it over and
+    releases it before its body; then a holding stream keeps 22 until the next request."""
+    events = [
+        _event("checkout", 1000.0, 21, route="probe"),
+        _event("handover", 1001.0, 21, "1000.0", "probe"),  # the stream's now
+        _event("return", 1001.006, 21, "6.0"),  # released: written with the stream's route
+        _event("checkout", 1002.0, 22),
+        _event("pinned_stream", 1006.0, 22, "4000.0", "v default"),
+        _event("handover", 1006.5, 22, "4500.0", "stream", route="probe"),  # the stream's hold ended at its body
+    ]
+    events[2]["route"] = "stream"
+    assert sorted(summary.stream_holds(events, 1000.0, 1010.0)) == [6.0, 4000.0]
+    assert summary.back_after_abort(events, 1003.0) == (1, pytest.approx(3000.0))
+    assert summary.pool_peaks(events, 1000.0, 1010.0) == (1, 0)  # a handover returns nothing, takes nothing

@@ -10,7 +10,8 @@ its native pool, django-db-geventpool's psycopg2 and psycopg 3 backends, your ow
 ACCOUNTED_ENGINE; that backend builds a subclass of the original's DatabaseWrapper with
 `AccountingMixin` first. It counts at the two points every backend shares:
 `get_new_connection()` (a checkout: a new connection, or one taken from a pool) and `_close()`
-(a return: closed, or given back to the pool). It keeps Prometheus metrics
+(a return: closed, or given back to the pool), and hands a connection kept open from an
+earlier request over to the next one that uses it (`hand_over`). It keeps Prometheus metrics
 (stream_release.metrics) and, when the setting STREAM_RELEASE_EVENT_LOG_DIR names a
 directory, appends one exact line per event to `accounting-<pid>.csv` there.
 STREAM_RELEASE_ACCOUNTING = False turns all of it off (the wrapper then only passes calls on).
@@ -196,6 +197,27 @@ def _returned(checkout, detail=""):
     counts.add(in_use=-1)
     metrics.HOLD.labels(route).observe(held)
     event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
+
+
+def hand_over(route):
+    """This thread's connections kept open from an earlier request (persistent ones) belong to
+    the current request from now on: a `handover` event (detail: the earlier request's route)
+    ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
+    so the connections in use do not change."""
+    if not enabled():
+        return
+    from django.db import connections
+
+    for wrapper in connections.all(initialized_only=True):
+        holder = getattr(wrapper, "_sr_holder", None)
+        checkout = holder[0] if holder else None
+        if not checkout or wrapper.connection is None:
+            continue
+        started, earlier, pid = checkout
+        now = time.perf_counter()
+        metrics.HOLD.labels(earlier).observe(now - started)
+        holder[0] = [now, route, pid]
+        event_log.write("handover", route, hold_ms=fmt_ms(now - started), backend_pid=pid, detail=earlier)
 
 
 _classes = {}

@@ -167,7 +167,9 @@ class StreamReleaseMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         # the URL's name ("namespace:name"), or the view's dotted path when it has none
-        accounting.current_route.set(request.resolver_match.view_name or "other")
+        route = request.resolver_match.view_name or "other"
+        accounting.current_route.set(route)
+        accounting.hand_over(route)  # a persistent connection kept from an earlier request is this one's now
 
     def process_exception(self, request, exception):
         if isinstance(exception, Error):
