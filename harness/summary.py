@@ -68,7 +68,8 @@ COLUMNS = [
     # clients, and the longest wait of a waiting client seen (ms)
     "peak_bouncer_waiting", "peak_bouncer_server_active", "bouncer_maxwait_max_ms",
     # client-abort: the connections streams held when their clients left, and the longest time
-    # from then until one came back (its return, or its stream's body's end), ms; empty if one never did
+    # from then until one came back (its return, or its stream's body's end), ms; empty if one
+    # never did, or if no client left (streams still waiting for their headers stay)
     "abort_conns_held", "abort_conns_back_max_ms",
 ]
 
@@ -358,6 +359,7 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     peak_backends = sampled_peak if sessions is None else pglog.peak(sessions, start, end)
     opened = None if sessions is None else pglog.opened(sessions, start, end)
     expected = answered_ids(requests, stream_name)
+    aborted = sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name)
     has_audit = os.path.exists(os.path.join(cell_dir, AUDIT_FILE))
     lost = len(expected - {r["request_id"] for r in read(os.path.join(cell_dir, AUDIT_FILE))})
     return {
@@ -405,11 +407,13 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",
-        "streams_aborted": sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name),
+        "streams_aborted": aborted,
         # every stream of the load, however late it ended (the warm-up's came before the start)
         "streams_pinned": sum(1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route
                               and e["unix_s"] >= start) if events else "",
-        **(_abort_columns(events, fault["unix_s"], stream_route) if fault and fault["fault"] == "client-abort" else {}),
+        # only when a client did leave (one still waiting for its headers cannot: daphne's buffered bodies)
+        **(_abort_columns(events, fault["unix_s"], stream_route)
+           if fault and fault["fault"] == "client-abort" and aborted else {}),
         **({"fault": fault["fault"], "fault_s": round(fault["unix_s"] - start, 2),
             **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name)} if fault else {}),
     }
