@@ -51,11 +51,11 @@ def harness(*args, env=None):
     (["bench", "--set", "spawn_s=-1"], {}, "spawn_s=-1 in scenario slow-server is too small"),
     (["bench", "--set", "fault=disk-full"], {},
      "fault='disk-full' in scenario slow-server is unknown: use one of none, pg-restart, worker-kill, client-abort"),
-    (["bench", "--set", "fault=worker-kill", "--set", "fault_at_s=15"], {},
-     "fault_at_s=15 in scenario slow-server is not inside duration_s=15: inject the worker-kill after the start "
+    (["bench", "--set", "fault=worker-kill", "--set", "fault_at_s=12"], {},
+     "fault_at_s=12 in scenario slow-server is not inside duration_s=12: inject the worker-kill after the start "
      "and before the end, or run longer"),
     (["bench", "--set", "fault=client-abort", "--set", "fault_at_s=0"], {},
-     "fault_at_s=0 in scenario slow-server is not inside duration_s=15"),
+     "fault_at_s=0 in scenario slow-server is not inside duration_s=12"),
     (["bench", "--matrix-file", "/nonexistent/m.toml"], {}, "MATRIX_FILE=/nonexistent/m.toml not found"),
     (["capacity", "--matrix", "smoke-faults"], {},
      "make capacity injects no faults, and cell geventpool/hold/pg-restart has fault=pg-restart"),
