@@ -93,15 +93,20 @@ class _Counts:
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
 
     def add(self, in_use=0, waiting=0):
+        """Change the counts and the gauges that changed (each gauge set takes a lock of its own)."""
         with self.lock:
-            self.in_use += in_use
-            self.waiting += waiting
-            self.in_use_peak = max(self.in_use_peak, self.in_use)
-            self.waiting_peak = max(self.waiting_peak, self.waiting)
-            metrics.IN_USE.set(self.in_use)
-            metrics.WAITING.set(self.waiting)
-            metrics.IN_USE_PEAK.set(self.in_use_peak)
-            metrics.WAITING_PEAK.set(self.waiting_peak)
+            if in_use:
+                self.in_use += in_use
+                metrics.IN_USE.set(self.in_use)
+                if self.in_use > self.in_use_peak:
+                    self.in_use_peak = self.in_use
+                    metrics.IN_USE_PEAK.set(self.in_use_peak)
+            if waiting:
+                self.waiting += waiting
+                metrics.WAITING.set(self.waiting)
+                if self.waiting > self.waiting_peak:
+                    self.waiting_peak = self.waiting
+                    metrics.WAITING_PEAK.set(self.waiting_peak)
 
 
 counts = _Counts()
