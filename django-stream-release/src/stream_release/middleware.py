@@ -105,6 +105,7 @@ class _PinnedStream:
         """The hold over the body: in the metric, and in the event log as a `pinned_stream`
         event with the connection's backend pid (its detail ends in "given back" when the
         connection came back before the body's end: its `return` was written then)."""
+        self.after_chunk()  # given back after the last chunk (a body's own `finally`, or closed first on abort)
         now = time.monotonic()
         for alias, (_, since, given_back, _, pid) in self.pinned.items():
             held = (given_back or now) - since
