@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from harness import pglog, postgres, runinfo, summary  # noqa: E402
+from harness import faults, pglog, postgres, runinfo, summary  # noqa: E402
 from harness.load import test_window  # noqa: E402
 
 COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green", "users": "0.6"}
@@ -57,7 +57,9 @@ def _lines(run_dir, cell_dir, samples, t0):
     def sampled(column):
         return [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s.get(column) not in (None, "")]
 
-    events = summary.read_accounting(cell_dir)
+    fault = faults.read(cell_dir)  # a killed worker's connections and waits end with it, as in the summary
+    events = summary.read_accounting(cell_dir, killed=(fault["worker_pid"], fault["unix_s"])
+                                     if fault and "worker_pid" in fault else None)
     pool = [(t - t0, in_use, waiting) for t, in_use, waiting in summary.pool_series(events)]
     sessions = pglog.sessions(os.path.join(run_dir, "postgres.log"), postgres.APP_ROLE)
     # the run's log holds every cell: this cell's part, while its sampler ran (the state it began with first)
