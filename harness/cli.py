@@ -121,7 +121,10 @@ def _version() -> str:
 
     from harness import runinfo
 
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    try:
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):  # a copy without it (the Docker image)
+        version = "unknown"
     state = runinfo.git_state()
     commit = f", commit {state['sha'][:12]}{' with local changes' if state['dirty'] else ''}" if state["sha"] else ""
     return f"python -m harness {version}{commit}"
@@ -151,11 +154,11 @@ def main(argv=None):
 
             overrides = matrix.parse_overrides(args.overrides)
             if args.database_url:
-                if urllib.parse.urlsplit(args.database_url).password:
+                parts = urllib.parse.urlsplit(args.database_url)
+                if parts.password or "password" in urllib.parse.parse_qs(parts.query):
                     raise UsageError(f"--database-url={postgres.redact(args.database_url)} has a password, which every "
-                                     "user of this machine can read in the process list: pass the URL in "
-                                     "BENCH_DATABASE_URL (make bench DATABASE_URL=... does), or the password in "
-                                     "PGPASSWORD or ~/.pgpass")
+                                     "user of this machine can read in the process list: export BENCH_DATABASE_URL "
+                                     "instead, or put the password in PGPASSWORD or ~/.pgpass")
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
             procs.raise_fd_limit()
             _, rows = bench.run(args.matrix or ("target" if args.target else "default"), overrides, args.repeat,

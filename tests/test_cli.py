@@ -41,7 +41,9 @@ def harness(*args, env=None):
      "HOST=http://127.0.0.1:1 is unreachable"),
     (["bench", "--database-url", "postgres://bench:s3cret@127.0.0.1:1/bench"], {},
      "--database-url=postgres://bench:***@127.0.0.1:1/bench has a password, which every user of this machine can "
-     "read in the process list: pass the URL in BENCH_DATABASE_URL"),
+     "read in the process list: export BENCH_DATABASE_URL instead"),
+    (["bench", "--database-url", "postgres://bench@127.0.0.1:1/bench?password=s3cret"], {},
+     "has a password, which every user of this machine can read in the process list"),
     (["bench", "--set", "locust_workers=0"], {}, "locust_workers=0 in scenario slow-server is too small"),
     (["ui", "--web-port", "0"], {}, "WEB_PORT=0 is in use or invalid"),
     (["bench", "--set", "worker_connections=10"], {},
