@@ -20,6 +20,8 @@ LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] (\w+):
 AUTHORIZED = re.compile(r"connection authorized: user=(\S+) database=(\S+)")
 DISCONNECTED = re.compile(r"disconnection: session time: \S+ user=(\S+) database=(\S+)")
 READY = "database system is ready to accept connections"
+# a FATAL right after authorization that means the session was refused, not ended
+REFUSED = ("too many clients", "reserved for", "too many connections for")
 
 
 @dataclass
@@ -55,7 +57,7 @@ def sessions(path, user: str, database: str | None = None) -> list[Session] | No
                     live.pop(pid).closed = _unix(stamp)
             elif level == "FATAL" and pid in live:
                 session = live.pop(pid)
-                session.closed, session.refused = _unix(stamp), "too many clients" in message or "reserved" in message
+                session.closed, session.refused = _unix(stamp), any(r in message for r in REFUSED)
             elif level == "LOG" and READY in message:
                 for session in live.values():
                     session.closed = _unix(stamp)

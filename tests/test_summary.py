@@ -218,3 +218,15 @@ def test_a_connection_kept_from_an_earlier_request_is_the_next_ones_from_its_han
     assert sorted(summary.stream_holds(events, 1000.0, 1010.0)) == [6.0, 4000.0]
     assert summary.back_after_abort(events, 1003.0) == (1, pytest.approx(3000.0))
     assert summary.pool_peaks(events, 1000.0, 1010.0) == (1, 0)  # a handover returns nothing, takes nothing
+
+
+def test_a_session_refused_for_its_roles_limit_never_opened(tmp_path):
+    from harness import pglog
+
+    log = tmp_path / "pg.log"
+    log.write_text("1970-01-01 00:16:40.000 UTC [31] LOG:  connection authorized: user=bench database=bench\n"
+                   "1970-01-01 00:16:40.001 UTC [31] FATAL:  too many connections for role \"bench\"\n"
+                   "1970-01-01 00:16:41.000 UTC [32] LOG:  connection authorized: user=bench database=bench\n")
+    found = pglog.sessions(log, "bench")
+    assert [s.refused for s in found] == [True, False]
+    assert pglog.opened(found, 999, 1002) == 1 and pglog.peak(found, 999, 1002) == 1
