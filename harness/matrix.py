@@ -237,6 +237,9 @@ def check_server_params(params: Params, server: Server, where: str):
     if server.one_process and params.workers != 1:
         raise UsageError(f"{where}: workers={params.workers} under server {server.name}, which runs one process: "
                          "set workers=1 or pick a gunicorn server")
+    if server.one_process and params.server_gc != "default":
+        raise UsageError(f"{where}: server_gc={params.server_gc} under server {server.name}: the tuned collector is set "
+                         "in gunicorn's post_worker_init; set server_gc=default or pick a gunicorn server")
     if server.one_process and params.fault == "worker-kill":
         raise UsageError(f"{where}: fault worker-kill under server {server.name}, which has no worker to kill: "
                          "pick a gunicorn server")

@@ -118,6 +118,8 @@ def test_a_persistent_connection_kept_across_the_stream_counts_as_held_for_its_b
 def test_a_one_process_server_refuses_workers_and_worker_kill_in_one_line():
     spec = matrix.load()
     for override, message in ((["workers=2"], "workers=2 under server daphne, which runs one process"),
+                              (["server_gc=tuned"], "server_gc=tuned under server daphne: the tuned collector is set "
+                                                    "in gunicorn's post_worker_init"),
                               (["fault=worker-kill"], "fault worker-kill under server daphne, which has no worker to kill")):
         with pytest.raises(UsageError) as raised:
             spec.cells("smoke-servers", matrix.parse_overrides(override))
