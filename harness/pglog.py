@@ -9,6 +9,7 @@ never opened. A session still open when the server restarts (the pg-restart faul
 """
 
 import datetime as dt
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -38,9 +39,16 @@ def _unix(stamp: str) -> float:
 
 def sessions(path, user: str, database: str | None = None) -> list[Session] | None:
     """Every session of `user` (on `database`, if given) in the log, in the order PostgreSQL
-    wrote them; None without the log."""
+    wrote them; None without the log. Read once for each state of the file: a run's log is
+    asked for by every cell's summary and again by each of its plots."""
     if not path or not os.path.exists(path):
         return None
+    stat = os.stat(path)
+    return _read(str(path), stat.st_size, stat.st_mtime_ns, user, database)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path, size, mtime_ns, user, database) -> list[Session]:
     found, live = [], {}  # live: pid -> its session, until it ends
     with open(path, errors="replace") as f:
         for line in f:
@@ -66,19 +74,13 @@ def sessions(path, user: str, database: str | None = None) -> list[Session] | No
 
 
 def peak(found: list[Session], start: float, end: float) -> int:
-    """The most sessions open at once within [start, end], those opened before it included: each
-    opening and closing replayed in time order (closings first at the same millisecond)."""
-    changes = sorted([(s.opened, 1) for s in found if not s.refused]
-                     + [(s.closed, -1) for s in found if not s.refused and s.closed is not None])
-    open_now = highest = 0
-    for t, change in changes:
+    """The most sessions open at once within [start, end], those opened before it included: the
+    sessions' openings and closings replayed in time order (series)."""
+    highest = 0
+    for t, open_now in series(found):
         if t > end:
             break
-        open_now += change
-        if t >= start:
-            highest = max(highest, open_now)
-        else:
-            highest = open_now  # what is open when the window begins
+        highest = max(highest, open_now) if t >= start else open_now  # before: what the window opens with
     return highest
 
 
@@ -88,7 +90,8 @@ def opened(found: list[Session], start: float, end: float) -> int:
 
 
 def series(found: list[Session]) -> list[tuple[float, int]]:
-    """[(unix s, sessions open)] after every opening and closing: for the timeline plots."""
+    """[(unix s, sessions open)] after every opening and closing, closings first at the same
+    millisecond: for peak() and the timeline plots."""
     changes = sorted([(s.opened, 1) for s in found if not s.refused]
                      + [(s.closed, -1) for s in found if not s.refused and s.closed is not None])
     open_now, out = 0, []
