@@ -24,6 +24,9 @@ RUNS    ?=
 FORMAT  ?=
 METRIC  ?=
 FAIL_ON ?=
+MASTER_BIND ?=
+MASTER  ?=
+BIND    ?=
 
 # WORKERS, HOST and DATABASE_URL count only when given on make's command line: a variable of
 # the same name in your shell must not point a run at another database.
@@ -31,13 +34,14 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity peer detector-cost serve ui matrix params table compare report test package lock clean
+.PHONY: help venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
 	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
 	@echo "make bench MATRIX=servers|servers-abort|servers-sse|servers-memory  gevent, gthread, sync, uvicorn and daphne (ASGI) side by side"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
+	@echo "           [MASTER_BIND=10.0.0.2 WORKERS=n]  Locust's workers on other machines: make worker MASTER=10.0.0.2 on each"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"
 	@echo "               each cell's breaking point under a step load of slow streams (capacity.csv, capacity.png)"
 	@echo "make peer [BACKEND=stock] [VARIANT=release] [SCENARIO=peer-slow-read] [SET=...]"
@@ -45,6 +49,8 @@ help:
 	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
 	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
 	@echo "make serve [SERVER=gevent] [BACKEND=geventpool, with TARGET= own] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
+	@echo "make serve ... BIND=10.0.0.1  listen on that address instead (the app and its PostgreSQL), for a private network"
+	@echo "make worker MASTER=10.0.0.2[:5557]  a Locust worker for a run started with MASTER_BIND= on another machine"
 	@echo "make serve TARGET=path/to/target.toml [BACKEND=own] [PORT=8000]  your own Django project instead, with the accounting and the detector"
 	@echo "make ui [SERVER=gevent] [BACKEND=geventpool, with TARGET= own] [PORT=8000] [WEB_PORT=8089] [SCENARIO=name] [SET=...]"
 	@echo "               PostgreSQL, the app and Locust's web UI with the database pool panel"
@@ -71,7 +77,8 @@ $(VENV)/.installed: requirements/bench.txt $(PACKAGE)/pyproject.toml
 venv: $(VENV)/.installed
 
 # bench and capacity: the database URL through the environment, not the command line
-RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST))
+RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST)) \
+	$(if $(MASTER_BIND),--master-bind $(MASTER_BIND))
 DB_ENV = $(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)')
 
 bench: venv
@@ -90,7 +97,10 @@ detector-cost: venv
 
 serve: venv
 	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
-	    $(if $(TARGET),--target $(TARGET))
+	    $(if $(TARGET),--target $(TARGET)) $(if $(BIND),--bind $(BIND))
+
+worker: venv
+	$(PY) -m harness worker --master $(MASTER)
 
 ui: venv
 	$(PY) -m harness ui $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \

@@ -24,7 +24,7 @@ import harness
 from harness import (CellError, UsageError, audit, capacity, compare, cpu, envs, faults, html_report, matrix, pgbouncer,
                      postgres, procs, runinfo, summary)
 from harness import target as targets
-from harness.load import locust_command, test_window
+from harness.load import WORKERS_WAIT_S, locust_command, test_window
 from harness.sampler import Sampler
 from harness import server as server_module
 from harness.server import Server, prepare_database
@@ -47,12 +47,13 @@ FAULT_COLUMNS = [("fault_s", "fault at s"), ("failures_after_fault", "failed aft
 
 
 def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None, matrix_file=None,
-        search=False, target=None):
+        search=False, target=None, master=None):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
     cells then run with the backend that app reports, and nothing is started. `search`: make
     capacity: each cell is a step load searching its breaking point (harness/capacity.py).
     `target`: a target file (harness/target.py): your own project instead of benchapp, one
-    cell per stream and scenario of the matrix, with the backend its settings name."""
+    cell per stream and scenario of the matrix, with the backend its settings name. `master`
+    (load.Master): Locust's workers are on other machines, and connect to it."""
     console = console or Console(stderr=True)
     spec = matrix.load(matrix_file)
     if repeat < 1:
@@ -124,6 +125,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                "samples its /metrics"] if host else []),
         ],
         "kind": "capacity" if search else "bench",
+        "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
         "target": None if not target else {
             "file": str(target.file), "project": str(target.project), "settings": target.settings,
             "wsgi": target.wsgi, "streams": {st.name: st.path for st in target.streams}, "probe": target.probe},
@@ -141,6 +143,9 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
     write_rows(summary_path, rows)
 
     planned = [(capacity.planned_s(c.params) if search else c.params.duration_s) + CELL_OVERHEAD_S for c in cells]
+    if master is not None:
+        console.print(f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
+                      f"workers per cell: on each load machine run  {master.worker_command()}")
     console.print(f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
                   f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}")
     label = harness.PHASE["name"] = None  # the cell running, and its phase
@@ -171,7 +176,7 @@ def run(matrix_name, overrides=None, repeat=1, out=None, console=None, host=None
                 progress.update(task, description=label, completed=sum(planned[:i]))
                 rows[i] = _run_cell(cell, db, run_id, run_dir, progress, task, sum(planned[:i]), host,
                                     cluster=None if external is not None else cluster,
-                                    search_s=planned[i] if search else None, target=target)
+                                    search_s=planned[i] if search else None, target=target, master=master)
                 write_rows(summary_path, rows)
                 _report_cell(console, label, rows[i])
             label = None
@@ -251,7 +256,7 @@ def external_cells(cells, backend, server):
 
 
 def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None, cluster=None, search_s=None,
-              target=None):
+              target=None, master=None):
     """One cell: a fixed load for duration_s, or (search_s: its longest time) make capacity's
     step load."""
     cell_dir = os.path.join(run_dir, cell.path)
@@ -295,16 +300,18 @@ def _run_cell(cell, db, run_id, run_dir, progress, task, done_before, host=None,
             start = time.time()
             shape = None if search_s is None else [
                 *capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
-            locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape, **paths),
+            locust = procs.spawn(locust_command(cell, server.url, cell_dir, shape, master=master, **paths),
                                  os.path.join(cell_dir, "locust.log"))
             harness.phase("load")
             stack.enter_context(cpu.CpuSampler(os.path.join(cell_dir, cpu.FILE), {
-                "loadgen": locust.pid, **({"server": server.proc.pid} if not host else {}),
+                # the load's CPU only where all of Locust runs: not with workers elsewhere (empty, not the master's)
+                **({"loadgen": locust.pid} if master is None else {}),
+                **({"server": server.proc.pid} if not host else {}),
                 **({"postgres": cluster.proc.pid} if cluster is not None else {})}))
             injector = faults.Injector(cell, cell_dir, cluster, server)
             # the run, then probes settling and streams ending (each up to the grace period)
             planned = search_s or cell.params.duration_s + CELL_OVERHEAD_S
-            limit = planned + 2 * cell.params.grace_s + 60
+            limit = planned + 2 * cell.params.grace_s + 60 + (WORKERS_WAIT_S if master else 0)
             while locust.poll() is None:
                 elapsed = time.time() - start
                 progress.update(task, completed=done_before + min(elapsed, planned))

@@ -4,13 +4,14 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.parse
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, procs, runinfo
+from harness import ROOT, CellError, UsageError, load, matrix, pgbouncer, postgres, procs, runinfo
 
 PANEL = ROOT / "locustfiles" / "pool_panel.py"
 
@@ -38,6 +39,10 @@ def _parser():
                           "needs --database-url")
     run.add_argument("--database-url", default=None,
                      help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster")
+    run.add_argument("--master-bind", default=None, metavar="ADDRESS[:PORT]",
+                     help="Locust's workers run on other machines: the master listens here (port default 5557) "
+                          "and waits for locust_workers of them (python -m harness worker --master ADDRESS:PORT "
+                          "on each); it starts none itself")
     sub.add_parser("bench", parents=[run], help="run a named matrix and write a run directory")
     sub.add_parser("capacity", parents=[run],
                    help="each cell of a named matrix under a step load of slow streams until an objective "
@@ -50,6 +55,10 @@ def _parser():
                        help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    serve.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                       help="listen on this address of the machine instead, the app and its throwaway PostgreSQL "
+                            "(which then trusts every client on the address's subnets): for a run from other "
+                            "machines of a private network (bench --master-bind); default 127.0.0.1")
     serve.add_argument("--log-dir", default=None,
                        help="where the logs go (default results/serve; kept between sessions, appended to)")
     serve.add_argument("--target", default=None,
@@ -104,6 +113,14 @@ def _parser():
     cost.add_argument("--requests", type=int, default=300, help="requests per batch (default 300)")
     cost.add_argument("--repeats", type=int, default=11, help="batches per kind of request and handler (default 11)")
     cost.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+
+    worker = sub.add_parser("worker", help="a Locust worker on a load machine, for a run started elsewhere "
+                                           "with --master-bind",
+                            description="Run Locust's worker for the master at --master, once per cell of the run "
+                                        "(each cell's master tells it to quit); it ends when it finds no master for "
+                                        "5 minutes: the run is over. The cells' options come from the master.")
+    worker.add_argument("--master", required=True, metavar="ADDRESS[:PORT]",
+                        help="the master's address, as the run's --master-bind gave it (port default 5557)")
 
     params = sub.add_parser("params", help="every parameter: its default, unit, limits and meaning",
                             description="Every parameter a cell runs with: its default (matrix.toml's [defaults]), "
@@ -161,9 +178,13 @@ def main(argv=None):
                                      "instead, or put the password in PGPASSWORD or ~/.pgpass")
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
             procs.raise_fd_limit()
+            master = None
+            if args.master_bind:
+                master = load.Master.parse(args.master_bind)
+                master.check_free()
             _, rows = bench.run(args.matrix or ("target" if args.target else "default"), overrides, args.repeat,
                                 args.out, host=args.host, matrix_file=args.matrix_file,
-                                search=args.command == "capacity", target=args.target)
+                                search=args.command == "capacity", target=args.target, master=master)
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "peer":
             from harness import peer
@@ -177,6 +198,9 @@ def main(argv=None):
 
             detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
             return 0
+        if args.command == "worker":
+            procs.raise_fd_limit()
+            return load.run_worker(load.Master.parse(args.master, "--master"))
         if args.command == "serve":
             return serve(args)
         if args.command == "ui":
@@ -226,8 +250,15 @@ def main(argv=None):
 
 
 def _check_ports(args):
+    bind = getattr(args, "bind", "127.0.0.1")
+    try:
+        socket.getaddrinfo(bind, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
+        with socket.socket() as s:
+            s.bind((bind, 0))
+    except OSError:
+        raise UsageError(f"BIND={bind} is not an IPv4 address of this machine: give one `ip -4 addr` lists") from None
     for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
-        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port)):
+        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port, bind)):
             other = port + 1 if 1 <= port < 65535 else 8001
             raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={other}")
 
@@ -263,11 +294,14 @@ def _app(args, command):
     log_dir = _log_dir(args, command)
 
     with ExitStack() as stack:
-        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
+        bind = getattr(args, "bind", "127.0.0.1")
+        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log",
+                                                              bind=None if bind == "127.0.0.1" else bind))
         prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(Server(backend, params, app_db.app_url, args.port,
-                                            None if command == "serve" else log_dir / "server.log", server=served))
+                                            None if command == "serve" else log_dir / "server.log", server=served,
+                                            bind=bind))
         print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max}, server {served.name})")
         print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
               f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
@@ -310,11 +344,14 @@ def _target_app(args, command="serve"):
     external = postgres.preflight()
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:
-        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log"))
+        bind = getattr(args, "bind", "127.0.0.1")
+        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log",
+                                                              bind=None if bind == "127.0.0.1" else bind))
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(TargetServer(target, backend, params, app_db.app_url, args.port,
-                                                  log_dir / "server.log", accounting_dir=log_dir, server=served))
+                                                  log_dir / "server.log", accounting_dir=log_dir, server=served,
+                                                  bind=bind))
         server.verify()
         print(f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
               f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})")

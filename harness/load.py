@@ -2,10 +2,13 @@
 
 import json
 import os
+import socket
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness import ROOT
+from harness import ROOT, UsageError
 from harness.matrix import MATRIX_FILE, Cell, Params
 
 WINDOW_FILE = "test_window.json"
@@ -26,22 +29,68 @@ def load_options(p: Params, users=True) -> list:
     ]
 
 
-def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_path=None, probe_path=None) -> list:
+MASTER_PORT = 5557  # Locust's own default
+WORKERS_WAIT_S = 120  # how long a master waits for workers on other machines before its cell fails
+
+
+@dataclass(frozen=True)
+class Master:
+    """Locust's master for workers on other machines (make bench MASTER_BIND=): it listens on
+    host:port, waits up to WORKERS_WAIT_S for locust_workers of them, and starts none itself.
+    On each load machine, `python -m harness worker --master host:port` serves every cell."""
+
+    host: str
+    port: int = MASTER_PORT
+
+    @classmethod
+    def parse(cls, text: str, name="MASTER_BIND") -> "Master":
+        host, _, port = text.partition(":")
+        try:
+            master = cls(host, int(port) if port else MASTER_PORT)
+            socket.getaddrinfo(master.host, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
+            if not 1 <= master.port <= 65535:
+                raise ValueError
+        except (ValueError, OSError):
+            raise UsageError(f"{name}={text} is not ADDRESS[:PORT]: give the IPv4 address of the master "
+                             f"that the load machines reach, e.g. {name}=10.0.0.2:{MASTER_PORT}") from None
+        return master
+
+    def check_free(self):
+        """Before the run: the master can listen there."""
+        with socket.socket() as s:
+            try:
+                s.bind((self.host, self.port))
+            except OSError as exc:
+                raise UsageError(f"MASTER_BIND={self.host}:{self.port}: cannot listen there ({exc.strerror}): "
+                                 "give an address of this machine and a free port") from None
+
+    def options(self, workers: int) -> list:
+        return ["--master", "--master-bind-host", self.host, "--master-bind-port", self.port,
+                "--expect-workers", workers, "--expect-workers-max-wait", WORKERS_WAIT_S]
+
+    def worker_command(self) -> str:
+        return f"python -m harness worker --master {self.host}:{self.port}"
+
+
+def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_path=None, probe_path=None,
+                   master: Master | None = None) -> list:
     """`shape_options`: run the capacity search's step shape (locustfiles/step_shape.py) with
     these options instead of a fixed number of users for duration_s. `stream_path`, `probe_path`:
-    a target's own URLs (make bench TARGET=...)."""
+    a target's own URLs (make bench TARGET=...). `master`: the workers are on other machines."""
     p = cell.params
     shaped = shape_options is not None
+    distributed = master is not None or p.locust_workers > 1
     return [
         sys.executable, "-m", "locust",
         "-f", ",".join(str(f) for f in LOCUSTFILES + ([STEP_SHAPE] if shaped else [])),
         "--headless", "--host", host, *load_options(p, users=not shaped), *(shape_options or []),
-        # distributed (Locust's --processes): the master stops the workers gracefully itself
-        *([] if shaped or p.locust_workers == 1 else ["--distributed-run-time-s", p.duration_s]),
-        *(["-t", f"{p.duration_s}s"] if p.locust_workers == 1 and not shaped else []),
-        *(["--processes", p.locust_workers, *_master_on_loopback()] if p.locust_workers > 1 else []),
+        # distributed (Locust's --processes, or workers elsewhere): the master stops the workers gracefully itself
+        *(["--distributed-run-time-s", p.duration_s] if distributed and not shaped else []),
+        *(["-t", f"{p.duration_s}s"] if not distributed and not shaped else []),
+        *(master.options(p.locust_workers) if master else
+          ["--processes", p.locust_workers, *_master_on_loopback()] if distributed else []),
         "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
-        "--only-summary", "--exit-code-on-error", "0",
+        "--only-summary", "--exit-code-on-error", "0", *(["--quit-after-test"] if distributed else []),
         # Streams keep their load on while the last probes are answered or time out.
         "--stop-timeout", str(p.grace_s),
         *(["--variant", cell.variant] if not stream_path else []),
@@ -61,6 +110,22 @@ def _master_on_loopback():
     port = free_port()
     return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-host", "127.0.0.1",
             "--master-port", port]
+
+
+def run_worker(master: Master) -> int:
+    """`python -m harness worker`: Locust's worker for a master on another machine, started again
+    after each cell's master tells it to quit, until one finds no master (Locust's worker gives up
+    after 60 tries 5 s apart): the run is over. Its options come from the master with each cell."""
+    print(f"worker for the master at {master.host}:{master.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
+    cells = 0
+    while True:
+        code = subprocess.call([sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in LOCUSTFILES),
+                                "--worker", "--master-host", master.host, "--master-port", str(master.port)])
+        if code != 0:
+            print(f"worker: ran {cells} cells; no master now (Locust exited with {code}): done",
+                  file=sys.stderr, flush=True)
+            return 0 if cells else 1
+        cells += 1
 
 
 def _window_times(cell_dir) -> dict:

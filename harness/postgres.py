@@ -41,10 +41,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
@@ -131,10 +131,13 @@ class Cluster(procs.Service):
     stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
     stop_timeout = 15
 
-    def __init__(self, max_connections: int, log_path: Path, port: int | None = None):
+    def __init__(self, max_connections: int, log_path: Path, port: int | None = None, bind: str | None = None):
+        """`bind`: an address of this machine to listen on too (make serve BIND=), trusting every
+        client on its subnets (pg_hba's samenet): for a private test network only."""
         self.max_connections = max_connections
         self.log_path = Path(log_path)
         self.port = port
+        self.bind = bind
 
     def start(self) -> Database:
         bindir, source = find_binaries()
@@ -162,9 +165,14 @@ class Cluster(procs.Service):
             raise CellError(f"initdb failed with {code}; see {self.log_path}:\n{procs.tail(self.log_path)}")
         procs.forget(self.proc)
         self.proc = None
+        if self.bind:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust  # make serve BIND=\n")
 
         self.port = self.port or free_port()
-        settings = {"listen_addresses": "127.0.0.1", "max_connections": self.max_connections,
+        host = self.bind or "127.0.0.1"
+        settings = {"listen_addresses": ",".join(dict.fromkeys(["127.0.0.1", host])),
+                    "max_connections": self.max_connections,
                     **THROWAWAY_SETTINGS, **LOG_SETTINGS}
         self._command = [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
                          *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
@@ -174,8 +182,8 @@ class Cluster(procs.Service):
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
         db = Database(
-            app_url=f"postgres://{APP_ROLE}@127.0.0.1:{self.port}/{APP_DB}",
-            admin_url=f"postgres://postgres@127.0.0.1:{self.port}/{APP_DB}",
+            app_url=f"postgres://{APP_ROLE}@{host}:{self.port}/{APP_DB}",
+            admin_url=f"postgres://postgres@{host}:{self.port}/{APP_DB}",
             source=source,
         )
         inspect(db)

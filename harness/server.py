@@ -18,6 +18,7 @@ from harness.matrix import OWN, Backend, Params
 
 
 GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
+LOOPBACK = "127.0.0.1"  # where the harness's servers listen, unless make serve BIND= says otherwise
 
 
 def server_env(backend: Backend, params: Params, database_url: str, port: int,
@@ -62,7 +63,7 @@ def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: s
     env.update(
         PYTHONUNBUFFERED="1",
         BENCH_DATABASE_URL=database_url,
-        BENCH_HOST="127.0.0.1",
+        BENCH_HOST=LOOPBACK,
         BENCH_PORT=str(port),
         BENCH_WORKERS=str(params.workers),
         BENCH_WORKER_CONNECTIONS=str(params.worker_connections),
@@ -107,12 +108,17 @@ class Server(procs.Service):
     stop_timeout = GRACEFUL_TIMEOUT_S + 5  # SIGTERM: gunicorn's graceful shutdown
 
     def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
-                 log_path, accounting_dir="", server: matrix.Server | None = None):
+                 log_path, accounting_dir="", server: matrix.Server | None = None, bind=LOOPBACK):
         self.backend, self.params, self.server = backend, params, server or matrix.default_server()
         self.port, self.log_path = port, log_path
-        self.url = f"http://127.0.0.1:{port}"
         self.env = server_env(backend, params, database_url, port, accounting_dir, self.server)
+        self.listen_on(bind)
         self.health = {}
+
+    def listen_on(self, bind: str):
+        """Where the server listens: 127.0.0.1, or (make serve BIND=) one address of this machine."""
+        self.bind, self.env["BENCH_HOST"] = bind, bind
+        self.url = f"http://{bind}:{self.port}"
 
     def start(self):
         if self.params.workers > 1:  # removed by stop(), like any Service's directory
@@ -133,7 +139,7 @@ class Server(procs.Service):
         daphne on the same address with the same application."""
         if self.server.runner == "daphne":
             application = self.env.get("BENCH_ASGI_APP", "benchapp.asgi:application")
-            return [self.python(), "-m", "daphne", "--bind", "127.0.0.1", "--port", str(self.port),
+            return [self.python(), "-m", "daphne", "--bind", self.bind, "--port", str(self.port),
                     "--application-close-timeout", str(GRACEFUL_TIMEOUT_S), application]
         return [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"]
 
@@ -241,12 +247,12 @@ class TargetServer(Server):
         return f"{self.url}/__stream_release__"
 
     def __init__(self, target, backend: Backend, params: Params, database_url: str, port: int, log_path,
-                 accounting_dir="", server: matrix.Server | None = None):
+                 accounting_dir="", server: matrix.Server | None = None, bind=LOOPBACK):
         self.target, self.backend, self.params = target, backend, params
         self.server = server or matrix.default_server()
         self.port, self.log_path = port, log_path
-        self.url = f"http://127.0.0.1:{port}"
         self.env = target_env(target, backend, params, database_url, port, accounting_dir, self.server)
+        self.listen_on(bind)
         self.cwd = target.project
         self.health = {}
 

@@ -1,6 +1,6 @@
 """One summary.csv row per cell, computed from the cell's raw files:
 
-- requests.csv (Locust, every request; requests-worker<pid>.csv per worker process when
+- requests.csv (Locust, every request; requests-worker<n>.csv per worker when
   distributed): stream and probe counts and latencies;
 - accounting-*.csv (the server, every checkout and return): pool peaks, waits, hold times;
 - timeline.csv (the sampler, pg_stat_activity): PostgreSQL backends;
@@ -103,7 +103,7 @@ def read(path):
 
 
 def read_requests(cell_dir):
-    """Every request of a cell: requests.csv, or one requests-worker<pid>.csv per Locust worker
+    """Every request of a cell: requests.csv, or one requests-worker<n>.csv per Locust worker
     process when Locust ran distributed."""
     paths = sorted(glob.glob(os.path.join(cell_dir, "requests.csv")) + glob.glob(os.path.join(cell_dir, "requests-*.csv")))
     return [{**row, "response_time_ms": float(row["response_time_ms"])} for path in paths for row in read(path)]

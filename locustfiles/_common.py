@@ -84,6 +84,12 @@ def add_options(parser):
              "single process (the workers' users stop within --stop-timeout, their last stats arrive), then quit",
     )
     parser.add_argument(
+        "--quit-after-test", action="store_true", default=False, env_var="BENCH_QUIT_AFTER_TEST",
+        include_in_web_ui=False,
+        help="distributed: a worker quits once its test has stopped and its last requests are sent, "
+             "instead of waiting for another test (the harness runs one test per master)",
+    )
+    parser.add_argument(
         "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
         help="write when the test started, began stopping and its last probes settled (unix s) to this JSON file",
     )
@@ -101,19 +107,80 @@ class RequestLog:
         self.writer = csv.writer(self.file)
         self.writer.writerow(self.HEADER)
 
-    def on_request(self, request_type, name, response_time, response_length, exception=None,
-                   start_time=None, context=None, response=None, **_):
+    def on_request(self, **request):
+        self.writer.writerow(self.row(**request))
+
+    @staticmethod
+    def row(request_type, name, response_time, response_length, exception=None, start_time=None,
+            context=None, response=None, **_) -> list:
         failure = "" if exception is None else f"{type(exception).__name__}: {exception}"[:300]
         context = context or {}
         status = context.get("status", getattr(response, "status_code", None))
-        self.writer.writerow([
+        return [
             f"{start_time:.6f}" if start_time else "", request_type, name,
             f"{response_time:.3f}", response_length or 0, failure,
             status or "", context.get("request_id", ""),
-        ])
+        ]
 
     def flush(self, **_):
         self.file.flush()
+
+
+ROWS = "bench_request_rows"  # a worker's message to the master: its requests since the last one
+SHIP_EVERY_S = 1.0
+
+
+class ShippedLog:
+    """A worker's requests, sent to the master in a message a second and at the test's stop,
+    which the master writes to one file per worker (requests-worker<n>.csv): a worker on
+    another machine has nowhere to write that the harness can read. The last rows go out
+    before the worker tells the master it stopped, and the master handles one worker's
+    messages in order, so every row is written before the master ends the test."""
+
+    def __init__(self, runner: WorkerRunner):
+        self.runner, self.rows = runner, []
+        gevent.spawn(self._ship_every_second)
+
+    def on_request(self, **request):
+        self.rows.append(RequestLog.row(**request))
+
+    def flush(self, **_):
+        rows, self.rows = self.rows, []
+        if rows:
+            self.runner.send_message(ROWS, rows)
+
+    def stopped(self, environment, **_):
+        """The test stopped: the last rows go out now, then, with --quit-after-test (which the
+        master sends with each spawn), the worker quits. Left to Locust, a stopped worker sleeps
+        --stop-timeout before it reads the master's quit, and a worker on another machine would
+        then meet the next cell's master, report ready and quit in its test."""
+        self.flush()
+        if getattr(environment.parsed_options, "quit_after_test", False):
+            gevent.spawn_later(0.5, self._quit)  # after Locust's own client_stopped
+
+    def _quit(self):
+        self.runner._send_stats()  # as on the master's quit: the last statistics
+        self.runner.greenlet.kill(block=False)
+
+    def _ship_every_second(self):
+        while True:
+            gevent.sleep(SHIP_EVERY_S)
+            self.flush()
+
+
+class WorkerLogs:
+    """On the master: each worker's shipped requests in a file of its own, numbered in the
+    order the workers' first rows arrive."""
+
+    def __init__(self, path):
+        self.base, self.logs = os.path.splitext(path)[0], {}
+
+    def on_rows(self, msg, **_):
+        log = self.logs.get(msg.node_id)
+        if log is None:
+            log = self.logs[msg.node_id] = RequestLog(f"{self.base}-worker{len(self.logs) + 1}.csv")
+        log.writer.writerows(msg.data)
+        log.flush()
 
 
 class Window:
@@ -183,19 +250,25 @@ def settle_probes(environment):
 
 @events.init.add_listener
 def open_request_log(environment, runner=None, **_):
-    """Requests are logged where they are made: in this process, or with --processes or
-    --master/--worker in each worker, one file each (requests-worker<pid>.csv); the window is
-    kept where the test is started and stopped: here, or on the master."""
+    """Requests are logged where they are made, in this process; in a distributed run each
+    worker ships its own to the master, which writes one file per worker
+    (requests-worker<n>.csv). The window is kept where the test is started and stopped: here,
+    or on the master."""
     runner = runner or environment.runner
     path = getattr(environment.parsed_options, "request_log", "")
     if isinstance(runner, WorkerRunner):
         environment.parsed_options.json_file = None  # the master writes Locust's totals
-    if path and not isinstance(runner, MasterRunner):
-        if isinstance(runner, WorkerRunner):
-            path = f"{os.path.splitext(path)[0]}-worker{os.getpid()}.csv"
-        log = RequestLog(path)
+        # --request-log is the master's (sent with each spawn): a worker always ships
+        log = ShippedLog(runner)
+    elif isinstance(runner, MasterRunner):
+        log = None
+        if path:
+            runner.register_message(ROWS, WorkerLogs(path).on_rows)
+    else:
+        log = RequestLog(path) if path else None
+    if log is not None:
         environment.events.request.add_listener(log.on_request)
-        environment.events.test_stop.add_listener(log.flush)
+        environment.events.test_stop.add_listener(getattr(log, "stopped", log.flush))
         environment.events.quitting.add_listener(log.flush)
     path = getattr(environment.parsed_options, "window_file", "")
     if path and not isinstance(runner, WorkerRunner):

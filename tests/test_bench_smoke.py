@@ -10,6 +10,7 @@ import pytest
 
 from harness import ROOT, summary
 from tests.conftest import SPEC
+from tests.test_distributed import counts_by_request
 
 RELEASING = ["close-old", "force-close", "release"]
 
@@ -184,6 +185,8 @@ def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
         assert int(row["streams_completed"]) == sum(
             1 for r in logged if r["request_type"] == "STREAM" and not r["failure"])
         assert all(per_worker), "both workers made requests"
+        logged, locust = counts_by_request(cell)  # the last reports too: each worker quits once stopped
+        assert logged == locust
     info = json.loads((out / "run.json").read_text())
     assert info["cells"][0]["params"]["locust_workers"] == 2
 
