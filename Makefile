@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
+.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -62,6 +62,7 @@ help:
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
 	@echo "make params    every parameter: its default, unit, limits and meaning"
+	@echo "make docs      regenerate docs/commands.md and docs/parameters.md from the code"
 	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  which variant releases on which backend"
 	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
 
@@ -111,6 +112,10 @@ worker: venv
 ui: venv
 	$(PY) -m harness ui $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) --web-port $(WEB_PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \
 	    $(if $(TARGET),--target $(TARGET))
+
+# docs/commands.md and docs/parameters.md, drawn from the code (tests/test_docs.py checks them)
+docs: venv
+	$(PY) -m harness docs
 
 matrix: venv
 	$(PY) -m harness matrix --matrix $(MATRIX) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))

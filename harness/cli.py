@@ -1,4 +1,4 @@
-"""Command line: python -m harness {bench,capacity,peer,serve,ui,table,compare,report,matrix}. Bad input exits 2 with one line."""
+"""The harness's command line: `make` targets are thin wrappers over these commands. Bad input exits 2 with one line."""
 
 import argparse
 import contextlib
@@ -127,9 +127,18 @@ def _parser():
                                         "unit, limits and what it means. Override one with --set name=value.")
     params.add_argument("--matrix-file", default=None, help="default matrix.toml")
 
+    docs = sub.add_parser("docs", help="write the reference pages drawn from the code (docs/commands.md, "
+                                       "docs/parameters.md)",
+                          description="Write docs/commands.md (from this parser) and docs/parameters.md (from "
+                                      "Params and matrix.toml's [defaults]).")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed page is out of date")
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
+    for action in sub._choices_actions:  # each command's --help says what it does, as the list does
+        command = sub.choices[action.dest]
+        command.description = command.description or action.help[0].upper() + action.help[1:] + "."
     return parser
 
 
@@ -235,6 +244,10 @@ def main(argv=None):
 
             params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
             return 0
+        if args.command == "docs":
+            from harness import docs
+
+            return docs.main(["--check"] if args.check else [])
         if args.command == "matrix":
             for cell in matrix.load(args.matrix_file).cells(args.matrix):
                 print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))

@@ -116,7 +116,7 @@ def write(run_dir) -> str:
         "<h2>Probe latency and connection hold time</h2>",
         *(_image(p) for p in other_images),
         "<h2>Summary</h2>",
-        "<p>Every column, with its meaning in the README: <a href='summary.csv'>summary.csv</a>; "
+        "<p>Every column, with its meaning in docs/reference.md: <a href='summary.csv'>summary.csv</a>; "
         "the run's parameters: <a href='run.json'>run.json</a>.</p>",
         _table(SUMMARY_COLUMNS, [[_e(r.get(c, "")) for c in SUMMARY_COLUMNS] for r in rows], status_class),
         "<h2>Raw files</h2>",
