@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test package lock clean
+.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -58,6 +58,7 @@ help:
 	@echo "               compare runs cell by cell (default: the two newest under results/)"
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
+	@echo "make test-fast the tests that start no server, in under a minute"
 	@echo "make deps      install the Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
@@ -140,6 +141,11 @@ report: venv
 TEST_WORKERS ?= 3
 test: venv
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15 $(PYTEST_ARGS)
+
+# The tests that start no server (tests/conftest.py FAST): the matrix, the summary, compare, the
+# reports, the docs. Under a minute.
+test-fast: venv
+	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)
 
 package: venv
 	$(PY) -m build --outdir dist $(PACKAGE)

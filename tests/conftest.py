@@ -93,6 +93,20 @@ def app_backends(cur, database):
 CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers"}
 
 
+# make test-fast: the modules that start no server (no PostgreSQL, app or Locust run), in
+# well under a minute. A test of theirs that asks for the session's database is an error.
+FAST = {"test_report", "test_summary", "test_cpu", "test_params", "test_html_report", "test_compare",
+        "test_matrix", "test_docs", "test_containers"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(item.nodeid.split("::", 1)[0]).stem in FAST:
+            if "database" in getattr(item, "fixturenames", ()):
+                raise pytest.UsageError(f"{item.nodeid} is in conftest.FAST but starts PostgreSQL (fixture database)")
+            item.add_marker(pytest.mark.fast)
+
+
 def scope_of(nodeid: str) -> str:
     """The unit of tests one pytest-xdist worker runs whole: "checkout", or the test's module."""
     module = nodeid.split("::", 1)[0]
