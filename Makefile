@@ -150,16 +150,19 @@ test-fast: venv
 package: venv
 	$(PY) -m build --outdir dist $(PACKAGE)
 
-# Re-pin requirements/<env>.txt from requirements/<env>.in, each in a scratch environment.
+# Re-pin requirements/<env>.txt from requirements/<env>.in with pip-tools' pip-compile, every
+# file's sha256 included, so that an install gets exactly the files that were locked (pip's
+# hash-checking mode). The pins already there are kept unless the .in asks otherwise.
 LOCK_ENVS ?= bench pg3
+PIP_TOOLS ?= pip-tools==7.6.2
 lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
+	  .venv-lock/bin/pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)' || { rm -rf .venv-lock; exit 1; }
 	@for env in $(LOCK_ENVS); do \
 	  echo "locking requirements/$$env.txt"; \
-	  rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
-	  .venv-lock/bin/pip install --quiet --disable-pip-version-check -r requirements/$$env.in && \
-	  (echo "# Generated from requirements/$$env.in by 'make lock'; do not edit by hand."; \
-	   .venv-lock/bin/pip freeze --all --exclude pip --exclude setuptools --exclude wheel) > requirements/$$env.txt \
-	  || { rm -rf .venv-lock; exit 1; }; \
+	  CUSTOM_COMPILE_COMMAND='make lock' .venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
+	    --no-emit-index-url --no-emit-find-links \
+	    --output-file requirements/$$env.txt requirements/$$env.in || { rm -rf .venv-lock; exit 1; }; \
 	done; rm -rf .venv-lock
 
 clean:

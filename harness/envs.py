@@ -12,8 +12,11 @@ uses it as a user's project would.
 import fcntl
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
+import tempfile
 
 from harness import ROOT, CellError, UsageError
 
@@ -26,8 +29,9 @@ def python_for(name: str, console=None) -> str:
         return sys.executable
     requirements = REQUIREMENTS / f"{name}.txt"
     if not requirements.is_file():
-        raise UsageError(f"environment {name!r} has no {requirements.relative_to(ROOT)}: "
-                         "fix the backend's env in matrix.toml")
+        raise UsageError(
+            f"environment {name!r} has no {requirements.relative_to(ROOT)}: fix the backend's env in matrix.toml"
+        )
     return _built(name, ROOT / f".venv-{name}", [requirements], console)
 
 
@@ -47,8 +51,12 @@ def python_for_target(target, backend, console=None) -> str:
     if not stack.is_file():
         raise UsageError(f"environment {env!r} has no {stack.relative_to(ROOT)}: fix the backend's env in matrix.toml")
     suffix = "" if env == "bench" else f"-{env}"
-    return _built(f"target {target.name}{suffix}", ROOT / f".venv-target-{target.name}-{key}{suffix}",
-                  [target.requirements, stack], console)
+    return _built(
+        f"target {target.name}{suffix}",
+        ROOT / f".venv-target-{target.name}-{key}{suffix}",
+        [target.requirements, stack],
+        console,
+    )
 
 
 def _built(name, venv, requirements, console):
@@ -72,13 +80,50 @@ def _built(name, venv, requirements, console):
 
 def _build(name, venv, python, requirements, console):
     if console is not None:
-        console.print(f"building the {name!r} environment ({venv.name}) from "
-                      f"{', '.join(str(r) for r in requirements)}")
-    for cmd in ([sys.executable, "-m", "venv", "--clear", str(venv)],
-                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 *(arg for r in requirements for arg in ("-r", str(r)))],
-                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                 "-e", str(PACKAGE)]):
+        console.print(f"building the {name!r} environment ({venv.name}) from {', '.join(str(r) for r in requirements)}")
+    with tempfile.TemporaryDirectory(prefix="bench-requirements-") as tmp:
+        # A lock's hashes put pip in hash-checking mode for every file of the install: beside a
+        # target's own (unhashed) requirements, its pins count without them.
+        files = requirements if len(requirements) == 1 else [without_hashes(r, tmp) for r in requirements]
+        _install(venv, python, files)
+
+
+def without_hashes(path, directory) -> str:
+    """`path` itself, or a copy in `directory` with pip-compile's hash options taken out."""
+    text = path.read_text()
+    if "--hash=" not in text:
+        return str(path)
+    stripped = re.sub(r"[ \t]*\\\n[ \t]*--hash=\S+", "", text)
+    out = os.path.join(directory, f"{len(os.listdir(directory))}-{path.name}")
+    with open(out, "w") as f:
+        f.write(stripped)
+    return out
+
+
+def _install(venv, python, requirements):
+    for cmd in (
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *(arg for r in requirements for arg in ("-r", str(r))),
+        ],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-e",
+            str(PACKAGE),
+        ],
+    ):
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise CellError(f"could not build {venv.name}: {' '.join(cmd[:3])} failed:\n{result.stderr[-2000:]}")
@@ -86,8 +131,9 @@ def _build(name, venv, python, requirements, console):
 
 def freeze(python: str) -> dict:
     """{package: version} installed in the environment of a server's `python`."""
-    result = subprocess.run([python, "-m", "pip", "list", "--format=json",
-                             "--disable-pip-version-check"], capture_output=True, text=True)
+    result = subprocess.run(
+        [python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], capture_output=True, text=True
+    )
     if result.returncode != 0:
         return {}
     return {p["name"]: p["version"] for p in json.loads(result.stdout)}
