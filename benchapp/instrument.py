@@ -11,7 +11,9 @@ from stream_release import accounting
 from stream_release.metrics import SECONDS_BUCKETS
 
 GC_PAUSE = Histogram(
-    "bench_gc_pause_seconds", "Pauses of the worker for Python's garbage collector, by generation", ["generation"],
+    "bench_gc_pause_seconds",
+    "Pauses of the worker for Python's garbage collector, by generation",
+    ["generation"],
     buckets=SECONDS_BUCKETS,
 )
 GC_LOGGED_S = 0.01  # a pause this long or longer also goes to the accounting log ("gc" event)
@@ -33,8 +35,12 @@ def _gc_pause(phase, info):
     took = time.perf_counter() - _gc_started.pop()
     _GC_PAUSE_BY_GENERATION[info["generation"]].observe(took)
     if took >= GC_LOGGED_S:
-        accounting.event_log.write("gc", "gc", hold_ms=accounting.fmt_ms(took),
-                                   detail=f"generation {info['generation']}, {info['collected']} collected")
+        accounting.event_log.write(
+            "gc",
+            "gc",
+            hold_ms=accounting.fmt_ms(took),
+            detail=f"generation {info['generation']}, {info['collected']} collected",
+        )
 
 
 def install():

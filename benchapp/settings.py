@@ -56,11 +56,9 @@ STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"] if STREAM_RELEASE_ACCOUNTING else []
 
 # Connection accounting on whatever backend BENCH_DB_ENGINE names, as in a user's project.
-DATABASES = accounted({
-    "default": _database(
-        os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench")
-    )
-})
+DATABASES = accounted(
+    {"default": _database(os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench"))}
+)
 
 # Shown by /healthz so that a run can tell which configuration answered.
 BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "geventpool")

@@ -112,7 +112,7 @@ class Export:
 
     def _chunk(self, i, text, repeated):
         start = i * self.chunk_bytes % len(text)
-        return repeated[start:start + self.chunk_bytes]
+        return repeated[start : start + self.chunk_bytes]
 
     async def _apaced(self, texts):
         """_paced() for an async body (ASGI): the waits are the event loop's, `texts` async."""
@@ -147,7 +147,7 @@ class Export:
         rows = Item.objects.order_by("pk").values_list(*self.ROW_FIELDS)
 
         def page(offset):
-            return list(rows[offset:offset + self.BATCH_ROWS])
+            return list(rows[offset : offset + self.BATCH_ROWS])
 
         async def texts():
             offset = 0

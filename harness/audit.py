@@ -15,8 +15,10 @@ def export(cell_dir, admin_url, requests, stream_name):
     (`requests`: the cell's, summary.read_requests)."""
     ids = sorted(summary.answered_ids(requests, stream_name))
     with admin_cursor(admin_url) as cur:
-        cur.execute("SELECT request_id, variant, created FROM benchapp_auditevent "
-                    "WHERE request_id = ANY(%s) ORDER BY created", (ids,))
+        cur.execute(
+            "SELECT request_id, variant, created FROM benchapp_auditevent WHERE request_id = ANY(%s) ORDER BY created",
+            (ids,),
+        )
         rows = cur.fetchall()
     with runinfo.replacing(os.path.join(cell_dir, summary.AUDIT_FILE)) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)

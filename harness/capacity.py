@@ -30,19 +30,57 @@ from harness.summary import percentile
 
 STEPS_FILE = "steps.json"  # written by the shape
 LOADGEN_BUSY = 0.9  # a Locust process this busy (cores) limits the load, not the server
-OPEN_SHORT = 0.9    # ... as do fewer open streams than this share of the step's
+OPEN_SHORT = 0.9  # ... as do fewer open streams than this share of the step's
 
 STEP_COLUMNS = [
-    "step", "streams", "streams_open", "start_unix", "full_unix", "end_unix", "probes", "probe_failures",
-    "probe_p50_ms", "probe_p99_ms", "stream_failures", "streams_completed", "peak_pool_in_use",
-    "peak_pool_waiting", "peak_db_backends", "server_gc_pause_max_ms", "loadgen_cores", "server_cores", "postgres_cores",
-    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "broken_objective", "broken",
+    "step",
+    "streams",
+    "streams_open",
+    "start_unix",
+    "full_unix",
+    "end_unix",
+    "probes",
+    "probe_failures",
+    "probe_p50_ms",
+    "probe_p99_ms",
+    "stream_failures",
+    "streams_completed",
+    "peak_pool_in_use",
+    "peak_pool_waiting",
+    "peak_db_backends",
+    "server_gc_pause_max_ms",
+    "loadgen_cores",
+    "server_cores",
+    "postgres_cores",
+    "loadgen_core_pct_per_1k_streams",
+    "server_core_pct_per_1k_streams",
+    "broken_objective",
+    "broken",
 ]
 VERDICT_COLUMNS = [
-    "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "max_streams_ok",
-    "broken_objective", "broken_at_streams", "broken_detail", "steps", "highest_streams", "slo_probe_p99_ms",
-    "slo_failures", "pool_capacity", "stream_design_ms", "probe_p99_ms_at_max_ok",
-    "loadgen_core_pct_per_1k_streams", "server_core_pct_per_1k_streams", "leaked_conns", "settle_s", "error",
+    "run_id",
+    "cell",
+    "backend",
+    "variant",
+    "scenario",
+    "repeat",
+    "status",
+    "max_streams_ok",
+    "broken_objective",
+    "broken_at_streams",
+    "broken_detail",
+    "steps",
+    "highest_streams",
+    "slo_probe_p99_ms",
+    "slo_failures",
+    "pool_capacity",
+    "stream_design_ms",
+    "probe_p99_ms_at_max_ok",
+    "loadgen_core_pct_per_1k_streams",
+    "server_core_pct_per_1k_streams",
+    "leaked_conns",
+    "settle_s",
+    "error",
 ]
 
 
@@ -60,11 +98,22 @@ def planned_s(p):
 
 
 def shape_options(p):
-    return ["--step-levels", ",".join(str(n) for n in levels(p)), "--step-ramp-s", p.stream_s, "--step-hold-s", p.capacity_step_s,
-            "--slo-probe-p99-ms", p.slo_probe_p99_ms, "--slo-failures", p.slo_failures]
+    return [
+        "--step-levels",
+        ",".join(str(n) for n in levels(p)),
+        "--step-ramp-s",
+        p.stream_s,
+        "--step-hold-s",
+        p.capacity_step_s,
+        "--slo-probe-p99-ms",
+        p.slo_probe_p99_ms,
+        "--slo-failures",
+        p.slo_failures,
+    ]
 
 
 # ---------------------------------------------------------------- judging the steps
+
 
 def open_streams(requests, start, end):
     """The streams open on average between `start` and `end` (unix s), from the client's view:
@@ -80,8 +129,18 @@ def open_streams(requests, start, end):
     return total / (end - start)
 
 
-def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_workers, accounting=(),
-                probe_name="/probe/", sessions=None):
+def judge_steps(
+    steps,
+    requests,
+    timeline,
+    cpu_rows,
+    p,
+    pool_capacity,
+    locust_workers,
+    accounting=(),
+    probe_name="/probe/",
+    sessions=None,
+):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
     lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
     its garbage collector's pauses and the exact peaks of its pool. `sessions`: the app's
@@ -89,12 +148,20 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
     without either, the sampled peaks."""
     gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
     pooled = any(e["event"] == "checkout" for e in accounting)
-    probes = sorted(((float(r["start_unix_s"]), r) for r in requests
-                     if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]),
-                    key=lambda item: item[0])
+    probes = sorted(
+        (
+            (float(r["start_unix_s"]), r)
+            for r in requests
+            if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]
+        ),
+        key=lambda item: item[0],
+    )
     probe_starts = [t for t, _ in probes]
-    ended = [(float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r) for r in requests
-             if r["request_type"] == "STREAM" and r["start_unix_s"]]
+    ended = [
+        (float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r)
+        for r in requests
+        if r["request_type"] == "STREAM" and r["start_unix_s"]
+    ]
     samples = [{**s, "unix_s": float(s["unix_s"])} for s in timeline]
     rows = []
     for step in steps:
@@ -103,12 +170,14 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
         start, full, end = step["start_unix"], step["full_unix"], step["end_unix"]
         # the probes of the step's hold (its steady state); the ramp's transient (the first
         # connections of a test, say) is not the level's
-        in_step = [r for _, r in probes[bisect.bisect_left(probe_starts, full):bisect.bisect_left(probe_starts, end)]]
+        in_step = [r for _, r in probes[bisect.bisect_left(probe_starts, full) : bisect.bisect_left(probe_starts, end)]]
         times = [r["response_time_ms"] for r in in_step]
         streams_ended = [r for t, r in ended if start <= t < end]
         peaks = {}
         for column in ("pool_in_use", "pool_waiting", "db_backends"):
-            values = [int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")]
+            values = [
+                int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")
+            ]
             peaks[column] = max(values) if values else ""
         if sessions is not None:
             peaks["db_backends"] = pglog.peak(sessions, start, end)
@@ -116,13 +185,20 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             peaks["pool_in_use"], peaks["pool_waiting"] = summary.pool_peaks(accounting, start, end)
         opened = open_streams(requests, full, end)
         row = {
-            "step": step["step"], "streams": step["streams"], "streams_open": round(opened, 1),
-            "start_unix": f"{start:.3f}", "full_unix": f"{full:.3f}", "end_unix": f"{end:.3f}",
-            "probes": len(times), "probe_failures": sum(1 for r in in_step if r["failure"]),
-            "probe_p50_ms": _round(percentile(times, 50)), "probe_p99_ms": _round(percentile(times, 99)),
+            "step": step["step"],
+            "streams": step["streams"],
+            "streams_open": round(opened, 1),
+            "start_unix": f"{start:.3f}",
+            "full_unix": f"{full:.3f}",
+            "end_unix": f"{end:.3f}",
+            "probes": len(times),
+            "probe_failures": sum(1 for r in in_step if r["failure"]),
+            "probe_p50_ms": _round(percentile(times, 50)),
+            "probe_p99_ms": _round(percentile(times, 99)),
             "stream_failures": sum(1 for r in streams_ended if r["failure"]),
             "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
-            "peak_pool_in_use": peaks["pool_in_use"], "peak_pool_waiting": peaks["pool_waiting"],
+            "peak_pool_in_use": peaks["pool_in_use"],
+            "peak_pool_waiting": peaks["pool_waiting"],
             "peak_db_backends": peaks["db_backends"],
             # logged from 10 ms (benchapp/instrument.py); a whole worker stops meanwhile
             "server_gc_pause_max_ms": max((ms for t, ms in gc_pauses if full <= t <= end), default=""),
@@ -133,7 +209,8 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
         for name in ("loadgen", "server"):
             cores = row[f"{name}_cores"]
             row[f"{name}_core_pct_per_1k_streams"] = (
-                round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else "")
+                round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else ""
+            )
         broken = []  # (objective, what happened)
         if times and row["probe_p99_ms"] > p.slo_probe_p99_ms:
             broken.append(("probe_p99", f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms"))
@@ -146,8 +223,9 @@ def judge_steps(steps, requests, timeline, cpu_rows, p, pool_capacity, locust_wo
             broken.append(("pool_limit", f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}"))
         busy = row["loadgen_cores"]
         if busy != "" and busy / locust_workers >= LOADGEN_BUSY:
-            broken.append(("load_generator", f"load generator busy: {busy:.2f} cores for {locust_workers} "
-                                             "Locust process(es)"))
+            broken.append(
+                ("load_generator", f"load generator busy: {busy:.2f} cores for {locust_workers} Locust process(es)")
+            )
         elif opened < OPEN_SHORT * step["streams"]:
             broken.append(("load_generator", f"load generator short: {opened:.0f} of {step['streams']} streams open"))
         row["broken_objective"] = broken[0][0] if broken else ""
@@ -174,15 +252,23 @@ def verdict(step_rows, p, stopped_early):
         "server_core_pct_per_1k_streams": best["server_core_pct_per_1k_streams"] if best else "",
     }
     if first is not None:
-        out.update(broken_objective=first["broken_objective"], broken_at_streams=first["streams"],
-                   broken_detail=first["broken"])
+        out.update(
+            broken_objective=first["broken_objective"],
+            broken_at_streams=first["streams"],
+            broken_detail=first["broken"],
+        )
     elif step_rows and step_rows[-1]["streams"] >= p.capacity_max:
-        out.update(broken_objective="none", broken_at_streams="",
-                   broken_detail=f"every step held, up to capacity_max={p.capacity_max}")
+        out.update(
+            broken_objective="none",
+            broken_at_streams="",
+            broken_detail=f"every step held, up to capacity_max={p.capacity_max}",
+        )
     else:
-        out.update(broken_objective="none", broken_at_streams="",
-                   broken_detail="the test ended before a broken step was confirmed" if stopped_early
-                   else "no step finished")
+        out.update(
+            broken_objective="none",
+            broken_at_streams="",
+            broken_detail="the test ended before a broken step was confirmed" if stopped_early else "no step finished",
+        )
     return out
 
 
@@ -198,9 +284,18 @@ def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user
     """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
     p = cell.params
     steps = read_steps(cell_dir)
-    rows = judge_steps(steps, requests, summary.read(os.path.join(cell_dir, "timeline.csv")), cpu.read(cell_dir), p,
-                       pool_capacity, p.locust_workers, summary.read_accounting(cell_dir),
-                       probe_name=summary.probe_path(cell_dir), sessions=pglog.sessions(postgres_log, app_user))
+    rows = judge_steps(
+        steps,
+        requests,
+        summary.read(os.path.join(cell_dir, "timeline.csv")),
+        cpu.read(cell_dir),
+        p,
+        pool_capacity,
+        p.locust_workers,
+        summary.read_accounting(cell_dir),
+        probe_name=summary.probe_path(cell_dir),
+        sessions=pglog.sessions(postgres_log, app_user),
+    )
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)
@@ -222,8 +317,14 @@ def rejudge(run_dir):
             continue
         cell = SimpleNamespace(name=row["cell"], params=params[(row["cell"], int(row["repeat"]))])
         cell_dir = os.path.join(run_dir, row["cell"], f"r{row['repeat']}")
-        row.update(measure(cell_dir, cell, int(row["pool_capacity"]) if row["pool_capacity"] else None,
-                           summary.read_requests(cell_dir)))
+        row.update(
+            measure(
+                cell_dir,
+                cell,
+                int(row["pool_capacity"]) if row["pool_capacity"] else None,
+                summary.read_requests(cell_dir),
+            )
+        )
         write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
     write_verdicts(path, rows)
     return [path, *plot_run(run_dir, rows)]
@@ -233,11 +334,15 @@ def refuse_unsupported(cells):
     """make capacity sets the streams itself and injects no faults."""
     for cell in cells:
         if cell.params.fault != "none":
-            raise UsageError(f"make capacity injects no faults, and cell {cell.name} has fault={cell.params.fault}: "
-                             "choose a MATRIX without fault scenarios, or SET=fault=none")
+            raise UsageError(
+                f"make capacity injects no faults, and cell {cell.name} has fault={cell.params.fault}: "
+                "choose a MATRIX without fault scenarios, or SET=fault=none"
+            )
         if cell.params.capacity_start > cell.params.capacity_max:
-            raise UsageError(f"capacity_start={cell.params.capacity_start} in {cell.name} is above "
-                             f"capacity_max={cell.params.capacity_max}: lower capacity_start or raise capacity_max")
+            raise UsageError(
+                f"capacity_start={cell.params.capacity_start} in {cell.name} is above "
+                f"capacity_max={cell.params.capacity_max}: lower capacity_start or raise capacity_max"
+            )
         matrix.check_connections(replace(cell.params, streams=cell.params.capacity_max), cell.name, "capacity_max")
 
 
@@ -255,27 +360,52 @@ def write_verdicts(path, rows):
 
 # ---------------------------------------------------------------- tables and plots
 
+
 def cell_text(label, row):
-    broke = (f"broke at {row['broken_at_streams']}: {row['broken_detail']}" if row["broken_objective"] != "none"
-             else row["broken_detail"])
-    return (f"{label}: ok; max streams ok {row['max_streams_ok']} ({broke}); probe p99 there "
-            f"{row['probe_p99_ms_at_max_ok']} ms; leaked conns {row['leaked_conns']}")
+    broke = (
+        f"broke at {row['broken_at_streams']}: {row['broken_detail']}"
+        if row["broken_objective"] != "none"
+        else row["broken_detail"]
+    )
+    return (
+        f"{label}: ok; max streams ok {row['max_streams_ok']} ({broke}); probe p99 there "
+        f"{row['probe_p99_ms_at_max_ok']} ms; leaked conns {row['leaked_conns']}"
+    )
 
 
 def print_table(rows, console):
     from rich.table import Table
 
-    table = Table(title="capacity: the most concurrent slow streams each cell served within its objectives "
-                        "(every column: capacity.csv)")
-    for title in ("cell", "status", "max streams ok", "broke at", "first objective broken", "probe p99 ms at max ok",
-                  "loadgen % core /1k streams", "server % core /1k streams", "leaked conns"):
-        table.add_column(title, justify="left" if title in ("cell", "first objective broken") else "right",
-                         no_wrap=title == "cell")
+    table = Table(
+        title="capacity: the most concurrent slow streams each cell served within its objectives "
+        "(every column: capacity.csv)"
+    )
+    for title in (
+        "cell",
+        "status",
+        "max streams ok",
+        "broke at",
+        "first objective broken",
+        "probe p99 ms at max ok",
+        "loadgen % core /1k streams",
+        "server % core /1k streams",
+        "leaked conns",
+    ):
+        table.add_column(
+            title, justify="left" if title in ("cell", "first objective broken") else "right", no_wrap=title == "cell"
+        )
     for r in rows:
-        table.add_row(r["cell"], r["status"], str(r.get("max_streams_ok", "")), str(r.get("broken_at_streams", "")),
-                      r.get("broken_detail", "") or r.get("error", ""), str(r.get("probe_p99_ms_at_max_ok", "")),
-                      str(r.get("loadgen_core_pct_per_1k_streams", "")), str(r.get("server_core_pct_per_1k_streams", "")),
-                      str(r.get("leaked_conns", "")))
+        table.add_row(
+            r["cell"],
+            r["status"],
+            str(r.get("max_streams_ok", "")),
+            str(r.get("broken_at_streams", "")),
+            r.get("broken_detail", "") or r.get("error", ""),
+            str(r.get("probe_p99_ms_at_max_ok", "")),
+            str(r.get("loadgen_core_pct_per_1k_streams", "")),
+            str(r.get("server_core_pct_per_1k_streams", "")),
+            str(r.get("leaked_conns", "")),
+        )
     console.print(table)
 
 
@@ -299,9 +429,11 @@ def plot_cell(path, name, rows, p, pool_capacity):
             break
     top.legend(fontsize=8)
     top.set_title(name, fontsize=10)
-    for column, label, colour in (("peak_pool_in_use", "peak in use", "tab:blue"),
-                                  ("peak_pool_waiting", "peak waiting", "tab:red"),
-                                  ("peak_db_backends", "peak PG backends", "tab:green")):
+    for column, label, colour in (
+        ("peak_pool_in_use", "peak in use", "tab:blue"),
+        ("peak_pool_waiting", "peak waiting", "tab:red"),
+        ("peak_db_backends", "peak PG backends", "tab:green"),
+    ):
         ys = [r[column] if r[column] != "" else float("nan") for r in rows]
         bottom.plot(x, ys, "o-", color=colour, label=label)
     if pool_capacity:
@@ -330,16 +462,25 @@ def plot_run(run_dir, rows):
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(done) + 1.5))
     labels = [r["cell"] + (f" r{r['repeat']}" if int(r["repeat"]) > 1 else "") for r in done]
     values = [int(r["max_streams_ok"]) for r in done]
-    colours = ["tab:orange" if r["broken_objective"] == "load_generator" else
-               "tab:green" if r["broken_objective"] == "none" else "tab:blue" for r in done]
+    colours = [
+        "tab:orange"
+        if r["broken_objective"] == "load_generator"
+        else "tab:green"
+        if r["broken_objective"] == "none"
+        else "tab:blue"
+        for r in done
+    ]
     ax.barh(labels, [max(v, 0.5) for v in values], color=colours)
     for y, (v, r) in enumerate(zip(values, done)):
         ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
     ax.set_xscale("log", base=2)
     ax.invert_yaxis()
     ax.set_xlabel("max concurrent slow streams within the objectives (log)", fontsize=8)
-    ax.set_title("blue: an objective broke; green: nothing broke up to capacity_max;\n"
-                 "orange: the load generator's own limit (a lower bound)", fontsize=8)
+    ax.set_title(
+        "blue: an objective broke; green: nothing broke up to capacity_max;\n"
+        "orange: the load generator's own limit (a lower bound)",
+        fontsize=8,
+    )
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     path = os.path.join(run_dir, "capacity.png")

@@ -21,116 +21,208 @@ def _parser():
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = argparse.ArgumentParser(add_help=False)
-    overrides.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a parameter of matrix.toml, e.g. --set duration_s=20 (repeatable)")
-    overrides.add_argument("--matrix-file", default=None,
-                           help="read backends, variants, scenarios and matrices from this file (default matrix.toml)")
+    overrides.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter of matrix.toml, e.g. --set duration_s=20 (repeatable)",
+    )
+    overrides.add_argument(
+        "--matrix-file",
+        default=None,
+        help="read backends, variants, scenarios and matrices from this file (default matrix.toml)",
+    )
 
     run = argparse.ArgumentParser(add_help=False, parents=[overrides])
-    run.add_argument("--matrix", default=None,
-                     help="named matrix from matrix.toml (default: default; with --target: target)")
-    run.add_argument("--target", default=None,
-                     help="measure your own Django project, described by this target.toml (harness/target.py), "
-                          "instead of benchapp: one cell per stream of it and scenario of the matrix")
-    run.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+    run.add_argument(
+        "--matrix", default=None, help="named matrix from matrix.toml (default: default; with --target: target)"
+    )
+    run.add_argument(
+        "--target",
+        default=None,
+        help="measure your own Django project, described by this target.toml (harness/target.py), "
+        "instead of benchapp: one cell per stream of it and scenario of the matrix",
+    )
+    run.add_argument(
+        "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
+    )
     run.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
-    run.add_argument("--host", default=None,
-                     help="an app something else started (e.g. docker compose): run against it, start nothing; "
-                          "needs --database-url")
-    run.add_argument("--database-url", default=None,
-                     help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster")
-    run.add_argument("--master-bind", default=None, metavar="ADDRESS[:PORT]",
-                     help="Locust's workers run on other machines: the master listens here (port default 5557) "
-                          "and waits for locust_workers of them (python -m harness worker --master ADDRESS:PORT "
-                          "on each); it starts none itself")
+    run.add_argument(
+        "--host",
+        default=None,
+        help="an app something else started (e.g. docker compose): run against it, start nothing; needs --database-url",
+    )
+    run.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL something else started (sets BENCH_DATABASE_URL): start no cluster",
+    )
+    run.add_argument(
+        "--master-bind",
+        default=None,
+        metavar="ADDRESS[:PORT]",
+        help="Locust's workers run on other machines: the master listens here (port default 5557) "
+        "and waits for locust_workers of them (python -m harness worker --master ADDRESS:PORT "
+        "on each); it starts none itself",
+    )
     sub.add_parser("bench", parents=[run], help="run a named matrix and write a run directory")
-    sub.add_parser("capacity", parents=[run],
-                   help="each cell of a named matrix under a step load of slow streams until an objective "
-                        "breaks (capacity_* and slo_* in matrix.toml); writes capacity.csv and plots")
+    sub.add_parser(
+        "capacity",
+        parents=[run],
+        help="each cell of a named matrix under a step load of slow streams until an objective "
+        "breaks (capacity_* and slo_* in matrix.toml); writes capacity.csv and plots",
+    )
 
-    serve = sub.add_parser("serve", parents=[overrides],
-                           help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C")
+    serve = sub.add_parser(
+        "serve", parents=[overrides], help="start PostgreSQL and the app, print their URLs, wait for Ctrl-C"
+    )
     serve.add_argument("--server", default=None, help="server from matrix.toml (default gevent)")
-    serve.add_argument("--backend", default=None,
-                       help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
+    serve.add_argument(
+        "--backend",
+        default=None,
+        help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)",
+    )
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
     serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
-    serve.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
-                       help="listen on this address of the machine instead, the app and its throwaway PostgreSQL "
-                            "(which then trusts every client on the address's subnets): for a run from other "
-                            "machines of a private network (bench --master-bind); default 127.0.0.1")
-    serve.add_argument("--log-dir", default=None,
-                       help="where the logs go (default results/serve; kept between sessions, appended to)")
-    serve.add_argument("--target", default=None,
-                       help="serve your own Django project, described by this target.toml (harness/target.py), "
-                            "instead of benchapp")
+    serve.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="listen on this address of the machine instead, the app and its throwaway PostgreSQL "
+        "(which then trusts every client on the address's subnets): for a run from other "
+        "machines of a private network (bench --master-bind); default 127.0.0.1",
+    )
+    serve.add_argument(
+        "--log-dir", default=None, help="where the logs go (default results/serve; kept between sessions, appended to)"
+    )
+    serve.add_argument(
+        "--target",
+        default=None,
+        help="serve your own Django project, described by this target.toml (harness/target.py), instead of benchapp",
+    )
 
-    table = sub.add_parser("table", help="Markdown tables of a run: which variant releases on which backend (and server)")
+    table = sub.add_parser(
+        "table", help="Markdown tables of a run: which variant releases on which backend (and server)"
+    )
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
     table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
     table.add_argument("--out", default=None, help="write to this file instead of printing")
 
     compare = sub.add_parser("compare", help="compare runs cell by cell: base, new, ratio and a mark")
-    compare.add_argument("runs", nargs="*", metavar="RUN",
-                         help="BASE NEW ...: run directories or summary.csv files, each compared with the "
-                              "first (default: the two newest runs under results/)")
+    compare.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="BASE NEW ...: run directories or summary.csv files, each compared with the "
+        "first (default: the two newest runs under results/)",
+    )
     compare.add_argument("--format", choices=["text", "md"], default="text", help="md: a Markdown table")
-    compare.add_argument("--metric", dest="metrics", action="append", default=None,
-                         help="compare only this metric (repeatable; default: all)")
-    compare.add_argument("--fail-on", action="append", default=[], metavar="METRIC>RATIO",
-                         help="exit 1 if a cell's new/base ratio of METRIC is beyond RATIO (METRIC<RATIO "
-                              "for metrics where more is better), or a cell newly fails (repeatable)")
+    compare.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=None,
+        help="compare only this metric (repeatable; default: all)",
+    )
+    compare.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="METRIC>RATIO",
+        help="exit 1 if a cell's new/base ratio of METRIC is beyond RATIO (METRIC<RATIO "
+        "for metrics where more is better), or a cell newly fails (repeatable)",
+    )
 
-    report = sub.add_parser("report", help="write report.html (and the plots) of a run; of a capacity run, "
-                                           "judge its steps again and rewrite capacity.csv and the plots")
+    report = sub.add_parser(
+        "report",
+        help="write report.html (and the plots) of a run; of a capacity run, "
+        "judge its steps again and rewrite capacity.csv and the plots",
+    )
     report.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
 
-    ui = sub.add_parser("ui", parents=[overrides],
-                        help="start PostgreSQL, the app and Locust's web UI with the pool panel; Ctrl-C stops all")
+    ui = sub.add_parser(
+        "ui",
+        parents=[overrides],
+        help="start PostgreSQL, the app and Locust's web UI with the pool panel; Ctrl-C stops all",
+    )
     ui.add_argument("--server", default=None, help="server from matrix.toml (default gevent)")
-    ui.add_argument("--backend", default=None,
-                    help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)")
+    ui.add_argument(
+        "--backend",
+        default=None,
+        help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)",
+    )
     ui.add_argument("--scenario", default=None, help="the form's defaults from this scenario (default: the first)")
     ui.add_argument("--port", type=int, default=8000, help="the app's port on 127.0.0.1 (default 8000)")
     ui.add_argument("--web-port", type=int, default=8089, help="the web UI's port on 127.0.0.1 (default 8089)")
-    ui.add_argument("--log-dir", default=None,
-                    help="where the session's logs and pool_panel.csv go (default results/ui/<UTC time>; must not exist)")
-    ui.add_argument("--target", default=None,
-                    help="your own Django project, described by this target.toml (harness/target.py), instead of "
-                         "benchapp: the form streams its first stream (change the path there)")
+    ui.add_argument(
+        "--log-dir",
+        default=None,
+        help="where the session's logs and pool_panel.csv go (default results/ui/<UTC time>; must not exist)",
+    )
+    ui.add_argument(
+        "--target",
+        default=None,
+        help="your own Django project, described by this target.toml (harness/target.py), instead of "
+        "benchapp: the form streams its first stream (change the path there)",
+    )
 
-    peer = sub.add_parser("peer", parents=[overrides],
-                          help="the same slow-read load from slowhttptest (slow-read mode) and from this "
-                               "project's slow client, one after the other: what each costs (peer.csv)")
+    peer = sub.add_parser(
+        "peer",
+        parents=[overrides],
+        help="the same slow-read load from slowhttptest (slow-read mode) and from this "
+        "project's slow client, one after the other: what each costs (peer.csv)",
+    )
     peer.add_argument("--backend", default="stock", help="backend from matrix.toml (default stock)")
     peer.add_argument("--variant", default="release", help="variant from matrix.toml (default release)")
-    peer.add_argument("--scenario", default="peer-slow-read", help="parameters from this scenario (default peer-slow-read)")
-    peer.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+    peer.add_argument(
+        "--scenario", default="peer-slow-read", help="parameters from this scenario (default peer-slow-read)"
+    )
+    peer.add_argument(
+        "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
+    )
 
-    cost = sub.add_parser("detector-cost", parents=[overrides],
-                          help="what django-stream-release's detector middleware costs per request (detector_cost.csv)")
+    cost = sub.add_parser(
+        "detector-cost",
+        parents=[overrides],
+        help="what django-stream-release's detector middleware costs per request (detector_cost.csv)",
+    )
     cost.add_argument("--backend", default="geventpool", help="backend from matrix.toml (default geventpool)")
     cost.add_argument("--requests", type=int, default=300, help="requests per batch (default 300)")
     cost.add_argument("--repeats", type=int, default=11, help="batches per kind of request and handler (default 11)")
-    cost.add_argument("--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist")
+    cost.add_argument(
+        "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
+    )
 
-    worker = sub.add_parser("worker", help="a Locust worker on a load machine, for a run started elsewhere "
-                                           "with --master-bind",
-                            description="Run Locust's worker for the master at --master, once per cell of the run "
-                                        "(each cell's master tells it to quit); it ends when it finds no master for "
-                                        "5 minutes: the run is over. The cells' options come from the master.")
-    worker.add_argument("--master", required=True, metavar="ADDRESS[:PORT]",
-                        help="the master's address, as the run's --master-bind gave it (port default 5557)")
+    worker = sub.add_parser(
+        "worker",
+        help="a Locust worker on a load machine, for a run started elsewhere with --master-bind",
+        description="Run Locust's worker for the master at --master, once per cell of the run "
+        "(each cell's master tells it to quit); it ends when it finds no master for "
+        "5 minutes: the run is over. The cells' options come from the master.",
+    )
+    worker.add_argument(
+        "--master",
+        required=True,
+        metavar="ADDRESS[:PORT]",
+        help="the master's address, as the run's --master-bind gave it (port default 5557)",
+    )
 
-    params = sub.add_parser("params", help="every parameter: its default, unit, limits and meaning",
-                            description="Every parameter a cell runs with: its default (matrix.toml's [defaults]), "
-                                        "unit, limits and what it means. Override one with --set name=value.")
+    params = sub.add_parser(
+        "params",
+        help="every parameter: its default, unit, limits and meaning",
+        description="Every parameter a cell runs with: its default (matrix.toml's [defaults]), "
+        "unit, limits and what it means. Override one with --set name=value.",
+    )
     params.add_argument("--matrix-file", default=None, help="default matrix.toml")
 
-    docs = sub.add_parser("docs", help="write the reference pages drawn from the code (docs/commands.md, "
-                                       "docs/parameters.md)",
-                          description="Write docs/commands.md (from this parser) and docs/parameters.md (from "
-                                      "Params and matrix.toml's [defaults]).")
+    docs = sub.add_parser(
+        "docs",
+        help="write the reference pages drawn from the code (docs/commands.md, docs/parameters.md)",
+        description="Write docs/commands.md (from this parser) and docs/parameters.md (from "
+        "Params and matrix.toml's [defaults]).",
+    )
     docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed page is out of date")
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
@@ -182,25 +274,41 @@ def main(argv=None):
             if args.database_url:
                 parts = urllib.parse.urlsplit(args.database_url)
                 if parts.password or "password" in urllib.parse.parse_qs(parts.query):
-                    raise UsageError(f"--database-url={postgres.redact(args.database_url)} has a password, which every "
-                                     "user of this machine can read in the process list: export BENCH_DATABASE_URL "
-                                     "instead, or put the password in PGPASSWORD or ~/.pgpass")
+                    raise UsageError(
+                        f"--database-url={postgres.redact(args.database_url)} has a password, which every "
+                        "user of this machine can read in the process list: export BENCH_DATABASE_URL "
+                        "instead, or put the password in PGPASSWORD or ~/.pgpass"
+                    )
                 os.environ["BENCH_DATABASE_URL"] = args.database_url
             procs.raise_fd_limit()
             master = None
             if args.master_bind:
                 master = load.Master.parse(args.master_bind)
                 master.check_free()
-            _, rows = bench.run(args.matrix or ("target" if args.target else "default"), overrides, args.repeat,
-                                args.out, host=args.host, matrix_file=args.matrix_file,
-                                search=args.command == "capacity", target=args.target, master=master)
+            _, rows = bench.run(
+                args.matrix or ("target" if args.target else "default"),
+                overrides,
+                args.repeat,
+                args.out,
+                host=args.host,
+                matrix_file=args.matrix_file,
+                search=args.command == "capacity",
+                target=args.target,
+                master=master,
+            )
             return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
         if args.command == "peer":
             from harness import peer
 
             procs.raise_fd_limit()
-            peer.run(args.backend, args.variant, args.scenario, matrix.parse_overrides(args.overrides), args.out,
-                     args.matrix_file)
+            peer.run(
+                args.backend,
+                args.variant,
+                args.scenario,
+                matrix.parse_overrides(args.overrides),
+                args.out,
+                args.matrix_file,
+            )
             return 0
         if args.command == "detector-cost":
             from harness import detector_cost
@@ -308,16 +416,29 @@ def _app(args, command):
 
     with ExitStack() as stack:
         bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log",
-                                                              bind=None if bind == "127.0.0.1" else bind))
+        db = external or stack.enter_context(
+            postgres.Cluster(
+                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
+            )
+        )
         prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(Server(backend, params, app_db.app_url, args.port,
-                                            None if command == "serve" else log_dir / "server.log", server=served,
-                                            bind=bind))
+        server = stack.enter_context(
+            Server(
+                backend,
+                params,
+                app_db.app_url,
+                args.port,
+                None if command == "serve" else log_dir / "server.log",
+                server=served,
+                bind=bind,
+            )
+        )
         print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max}, server {served.name})")
-        print(f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
-              f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}")
+        print(
+            f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
+            f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}"
+        )
         print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
         via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
@@ -358,16 +479,31 @@ def _target_app(args, command="serve"):
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:
         bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(postgres.Cluster(params.db_max_connections, log_dir / "postgres.log",
-                                                              bind=None if bind == "127.0.0.1" else bind))
+        db = external or stack.enter_context(
+            postgres.Cluster(
+                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
+            )
+        )
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(TargetServer(target, backend, params, app_db.app_url, args.port,
-                                                  log_dir / "server.log", accounting_dir=log_dir, server=served,
-                                                  bind=bind))
+        server = stack.enter_context(
+            TargetServer(
+                target,
+                backend,
+                params,
+                app_db.app_url,
+                args.port,
+                log_dir / "server.log",
+                accounting_dir=log_dir,
+                server=served,
+                bind=bind,
+            )
+        )
         server.verify()
-        print(f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
-              f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})")
+        print(
+            f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
+            f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})"
+        )
         for stream in target.streams:
             print(f"          {server.url}{stream.path}   (stream {stream.name})")
         print(f"          {server.url}{target.probe}   (probe)   {server.url}/__stream_release__/metrics")
@@ -400,11 +536,28 @@ def ui(args):
         # a target's own paths: the form streams its first stream, the probe is its own
         paths = [] if not args.target else ["--stream-path", subject.streams[0].path, "--probe-path", subject.probe]
         command = [
-            sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
-            "--host", server.url, "--web-host", "127.0.0.1", "--web-port", args.web_port, *load_options(params),
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
+            "--host",
+            server.url,
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            args.web_port,
+            *load_options(params),
             *(["--matrix-file", args.matrix_file] if args.matrix_file else []),
-            *paths, "--panel-app-user", db.app_user, "--panel-app-db", db.app_db,
-            "--panel-csv", str(log_dir / "pool_panel.csv"), "--panel-metrics-url", server.metrics_base,
+            *paths,
+            "--panel-app-user",
+            db.app_user,
+            "--panel-app-db",
+            db.app_db,
+            "--panel-csv",
+            str(log_dir / "pool_panel.csv"),
+            "--panel-metrics-url",
+            server.metrics_base,
         ]
         # the superuser URL (a password, perhaps) through the environment, not the command line
         env = {**os.environ, "BENCH_PANEL_ADMIN_URL": db.admin_url}
@@ -417,8 +570,10 @@ def ui(args):
         while locust.poll() is None and server.proc.poll() is None:
             time.sleep(0.5)
         which = "Locust" if locust.poll() is not None else "gunicorn"
-        raise CellError(f"{which} exited with {(locust if which == 'Locust' else server.proc).returncode}: "
-                        f"see {os.path.relpath(log_dir)}/")
+        raise CellError(
+            f"{which} exited with {(locust if which == 'Locust' else server.proc).returncode}: "
+            f"see {os.path.relpath(log_dir)}/"
+        )
 
 
 def _answers(url):

@@ -17,11 +17,23 @@ from harness import UsageError, runinfo, summary
 
 # metric -> +1 when more is better, -1 when less is better
 METRICS = {
-    "streams_completed": +1, "stream_failures": -1, "stream_ttfb_p99_ms": -1,
-    "probe_p50_ms": -1, "probe_p99_ms": -1, "probe_failures": -1,
-    "conn_hold_p50_ms": -1, "pool_wait_p99_ms": -1, "peak_pool_waiting": -1, "peak_db_backends": -1,
-    "hung_requests": -1, "pool_timeouts": -1, "too_many_clients": -1, "lost_writes": -1,
-    "leaked_conns": -1, "failures_after_fault": -1, "recovery_s": -1,
+    "streams_completed": +1,
+    "stream_failures": -1,
+    "stream_ttfb_p99_ms": -1,
+    "probe_p50_ms": -1,
+    "probe_p99_ms": -1,
+    "probe_failures": -1,
+    "conn_hold_p50_ms": -1,
+    "pool_wait_p99_ms": -1,
+    "peak_pool_waiting": -1,
+    "peak_db_backends": -1,
+    "hung_requests": -1,
+    "pool_timeouts": -1,
+    "too_many_clients": -1,
+    "lost_writes": -1,
+    "leaked_conns": -1,
+    "failures_after_fault": -1,
+    "recovery_s": -1,
 }
 THRESHOLD = 0.05
 MIN_REPEATS = 2
@@ -58,8 +70,11 @@ class Side:
         if not self.values:
             return "–"
         med = _number(self.median)
-        text = med if len(self.values) == 1 else (
-            f"{med} ({_number(min(self.values))}–{_number(max(self.values))}, n={len(self.values)})")
+        text = (
+            med
+            if len(self.values) == 1
+            else (f"{med} ({_number(min(self.values))}–{_number(max(self.values))}, n={len(self.values)})")
+        )
         if self.failed:
             text += f" [{self.statuses.count('ok')}/{len(self.statuses)} ok]"
         return text
@@ -84,8 +99,9 @@ def load(path) -> tuple[str, list[dict], dict]:
     path = os.fspath(path)
     csv_path = os.path.join(path, "summary.csv") if os.path.isdir(path) else path
     if not os.path.isfile(csv_path) or not csv_path.endswith(".csv"):
-        raise UsageError(f"{path} is neither a run directory with a summary.csv nor a summary.csv: "
-                         "name one under results/")
+        raise UsageError(
+            f"{path} is neither a run directory with a summary.csv nor a summary.csv: name one under results/"
+        )
     rows = summary.read(csv_path)
     info = runinfo.read_json(os.path.join(os.path.dirname(csv_path), "run.json"))
     label = info.get("run_id") or os.path.basename(os.path.dirname(os.path.abspath(csv_path)))
@@ -138,8 +154,10 @@ def compare(base_rows, new_rows, metrics=None, threshold=THRESHOLD):
     out = []
     for metric in metrics:
         b, n = sides(base_rows, metric), sides(new_rows, metric)
-        out += [Row(c, metric, b[c], n[c], ratio(b[c].median, n[c].median), mark(metric, b[c], n[c], threshold))
-                for c in both]
+        out += [
+            Row(c, metric, b[c], n[c], ratio(b[c].median, n[c].median), mark(metric, b[c], n[c], threshold))
+            for c in both
+        ]
     order = {c: i for i, c in enumerate(both)}
     out.sort(key=lambda r: (order[r.cell], metrics.index(r.metric)))
     return out, [c for c in base_cells if c not in new_cells], [c for c in new_cells if c not in base_cells]
@@ -147,12 +165,16 @@ def compare(base_rows, new_rows, metrics=None, threshold=THRESHOLD):
 
 def parameter_changes(base_info, new_info) -> dict[str, list[str]]:
     """{cell: ["pool_max 4 → 8", ...]} for cells whose parameters differ between the runs."""
+
     def params(info):
         return {(c["cell"]): c["params"] for c in info.get("cells", [])}
 
     b, n = params(base_info), params(new_info)
-    diffs = {cell: [f"{k} {b[cell][k]} → {v}" for k, v in n[cell].items() if k in b[cell] and b[cell][k] != v]
-             for cell in n if cell in b}
+    diffs = {
+        cell: [f"{k} {b[cell][k]} → {v}" for k, v in n[cell].items() if k in b[cell] and b[cell][k] != v]
+        for cell in n
+        if cell in b
+    }
     return {cell: diff for cell, diff in diffs.items() if diff}
 
 
@@ -168,15 +190,18 @@ def parse_fail_on(items) -> list[tuple[str, str, float]]:
         except ValueError:
             limit = None
         if op is None or limit is None or limit <= 0:
-            raise UsageError(f"--fail-on {item!r} must look like METRIC>RATIO or METRIC<RATIO, "
-                             "e.g. --fail-on 'probe_p99_ms>1.2'")
+            raise UsageError(
+                f"--fail-on {item!r} must look like METRIC>RATIO or METRIC<RATIO, e.g. --fail-on 'probe_p99_ms>1.2'"
+            )
         if metric not in METRICS:
             raise UsageError(f"--fail-on {item!r}: {metric!r} is not compared; use one of {', '.join(METRICS)}")
         if (op == ">") != (METRICS[metric] < 0):
             right = ">" if METRICS[metric] < 0 else "<"
             suggestion = limit if (limit > 1) == (right == ">") else round(1 / limit, 2)
-            raise UsageError(f"--fail-on {item!r}: {'less' if right == '>' else 'more'} {metric} is better, "
-                             f"so a regression is a ratio {right} 1: write e.g. {metric}{right}{suggestion:g}")
+            raise UsageError(
+                f"--fail-on {item!r}: {'less' if right == '>' else 'more'} {metric} is better, "
+                f"so a regression is a ratio {right} 1: write e.g. {metric}{right}{suggestion:g}"
+            )
         out.append((metric, op, limit))
     return out
 
@@ -195,8 +220,10 @@ def failures(rows: list[Row], rules, only_base=()) -> list[str]:
             beyond = row.ratio > limit if op == ">" else row.ratio < limit
             too_few = min(len(row.base.values), len(row.new.values)) < MIN_REPEATS
             if beyond and (row.mark == WORSE or too_few):
-                out.append(f"{row.cell}: {metric} {row.base.text()} → {row.new.text()}, "
-                           f"ratio {format_ratio(row.ratio)} {op} {limit}" + (" (single repeat)" if too_few else ""))
+                out.append(
+                    f"{row.cell}: {metric} {row.base.text()} → {row.new.text()}, "
+                    f"ratio {format_ratio(row.ratio)} {op} {limit}" + (" (single repeat)" if too_few else "")
+                )
     return out
 
 
@@ -217,9 +244,14 @@ def table(rows: list[Row]) -> list[list[str]]:
     return out
 
 
-HEADLINE = [("conn_hold_p50_ms", "conn hold p50 ms"), ("probe_p99_ms", "probe p99 ms"),
-            ("probe_failures", "probe failures"), ("streams_completed", "streams completed"),
-            ("lost_writes", "lost writes"), ("leaked_conns", "leaked conns")]
+HEADLINE = [
+    ("conn_hold_p50_ms", "conn hold p50 ms"),
+    ("probe_p99_ms", "probe p99 ms"),
+    ("probe_failures", "probe failures"),
+    ("streams_completed", "streams completed"),
+    ("lost_writes", "lost writes"),
+    ("leaked_conns", "leaked conns"),
+]
 LEAK_MARK = "⚠ leak"
 
 
@@ -260,19 +292,31 @@ def format_ratio(r) -> str:
 
 
 COLUMNS = ["cell", "metric", "base", "new", "ratio", "mark"]
-MARK_STYLE = {BETTER: "green", WORSE: "bold red", NEWLY_FAILING: "bold red", FIXED: "green",
-              NOT_COMPARABLE: "yellow", SAME: "dim"}
+MARK_STYLE = {
+    BETTER: "green",
+    WORSE: "bold red",
+    NEWLY_FAILING: "bold red",
+    FIXED: "green",
+    NOT_COMPARABLE: "yellow",
+    SAME: "dim",
+}
 
 
 def _preamble(base_label, new_label, only_base, only_new, changes, rows=()) -> list[str]:
-    lines = [f"base: {base_label}", f"new:  {new_label}",
-             f"ratio: new / base of the medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
-             f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart"]
+    lines = [
+        f"base: {base_label}",
+        f"new:  {new_label}",
+        f"ratio: new / base of the medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
+        f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart",
+    ]
     lines += [f"only in base: {cell}" for cell in only_base]
     lines += [f"only in new:  {cell}" for cell in only_new]
     lines += [f"parameters differ in {cell}: {', '.join(diff)}" for cell, diff in changes.items()]
-    missing = [m for m in dict.fromkeys(r.metric for r in rows) if not any(r.base.values or r.new.values
-                                                                          for r in rows if r.metric == m)]
+    missing = [
+        m
+        for m in dict.fromkeys(r.metric for r in rows)
+        if not any(r.base.values or r.new.values for r in rows if r.metric == m)
+    ]
     if missing:
         lines.append(f"in neither run: {', '.join(missing)}")
     return lines
@@ -283,8 +327,18 @@ def markdown(base_label, new_label, rows, only_base, only_new, changes) -> str:
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|---|---|---:|---:|---:|---|"]
     for line in table(rows):
         cell, metric, *rest = line
-        lines.append("| " + " | ".join([f"`{cell}`", f"`{metric}`", *rest[:-1], f"**{rest[-1]}**"
-                                        if rest[-1] in (WORSE, NEWLY_FAILING) else rest[-1]]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{cell}`",
+                    f"`{metric}`",
+                    *rest[:-1],
+                    f"**{rest[-1]}**" if rest[-1] in (WORSE, NEWLY_FAILING) else rest[-1],
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -295,8 +349,11 @@ def print_text(console, base_label, new_label, rows, only_base, only_new, change
         console.print(line, highlight=False)
     out = Table()
     for name in COLUMNS:
-        out.add_column(name, justify="right" if name in ("base", "new", "ratio") else "left",
-                       no_wrap=name != "base" and name != "new")
+        out.add_column(
+            name,
+            justify="right" if name in ("base", "new", "ratio") else "left",
+            no_wrap=name != "base" and name != "new",
+        )
     for cell, metric, base, new, r, m in table(rows):
         out.add_row(cell, metric, base, new, r, f"[{MARK_STYLE[m]}]{m}[/]")
     console.print(out)
@@ -313,8 +370,9 @@ def run(paths, fmt="text", metrics=None, fail_on=(), console=None):
     if metrics:  # a rule's metric is always compared
         metrics = list(dict.fromkeys([*metrics, *(m for m, _, _ in rules)]))
     if len(paths) == 1:
-        raise UsageError("compare needs two runs, BASE and NEW (RUNS='base new'), or none for the two newest "
-                         "under results/")
+        raise UsageError(
+            "compare needs two runs, BASE and NEW (RUNS='base new'), or none for the two newest under results/"
+        )
     paths = paths or runinfo.newest_runs(2)
     base_label, base_rows, base_info = load(paths[0])
     console = console or Console(width=None if sys.stdout.isatty() else 200)

@@ -59,12 +59,18 @@ class CpuSampler(threading.Thread):
     def run(self):
         with open(self.path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["unix_s", *(f"{name}_cpu_s" for name in self.groups),
-                             *(f"{name}_rss_mib" for name in self.groups)])
+            writer.writerow(
+                ["unix_s", *(f"{name}_cpu_s" for name in self.groups), *(f"{name}_rss_mib" for name in self.groups)]
+            )
             while True:
                 used = groups_usage(self.groups.values())
-                writer.writerow([f"{time.time():.3f}", *(f"{used[pgid][0]:.3f}" for pgid in self.groups.values()),
-                                 *(f"{used[pgid][1] / MIB:.1f}" for pgid in self.groups.values())])
+                writer.writerow(
+                    [
+                        f"{time.time():.3f}",
+                        *(f"{used[pgid][0]:.3f}" for pgid in self.groups.values()),
+                        *(f"{used[pgid][1] / MIB:.1f}" for pgid in self.groups.values()),
+                    ]
+                )
                 f.flush()
                 if self.stop_event.wait(self.interval):
                     return
@@ -83,8 +89,11 @@ def cores(cpu_rows, name, start, end):
 def peak_rss_mib(cpu_rows, name, start, end):
     """The most resident memory `name`'s processes held together at a sample between `start` and
     `end`, MiB (None without a sample there, or in a cpu.csv from before memory was sampled)."""
-    held = [float(r[f"{name}_rss_mib"]) for r in cpu_rows
-            if start <= r["unix_s"] <= end and r.get(f"{name}_rss_mib") not in (None, "")]
+    held = [
+        float(r[f"{name}_rss_mib"])
+        for r in cpu_rows
+        if start <= r["unix_s"] <= end and r.get(f"{name}_rss_mib") not in (None, "")
+    ]
     return max(held, default=None)
 
 

@@ -52,8 +52,9 @@ def install(packages) -> int:
         print("make deps: every package is installed", file=sys.stderr)
         return 0
     if shutil.which("apt-get") is None:
-        print(f"make deps: no apt-get here: install {' '.join(names)} with this system's package manager",
-              file=sys.stderr)
+        print(
+            f"make deps: no apt-get here: install {' '.join(names)} with this system's package manager", file=sys.stderr
+        )
         return 2
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     print(f"make deps: installing {' '.join(names)}", file=sys.stderr, flush=True)

@@ -43,9 +43,21 @@ KINDS = {
 # without_us_p50 and cost_us_*: whole requests (wall time) without the middleware, and what it
 # added; middleware_alone_us_*: the middleware's own work on the same kind of response, without
 # the view, the database or the server, and its share of the whole request (pct)
-COLUMNS = ["request", "path", "backend", "requests_per_batch", "repeats", "without_us_p50", "cost_us_p50",
-           "cost_us_min", "cost_us_max", "middleware_alone_us_p50", "middleware_alone_us_min",
-           "middleware_alone_us_max", "middleware_alone_pct_p50"]
+COLUMNS = [
+    "request",
+    "path",
+    "backend",
+    "requests_per_batch",
+    "repeats",
+    "without_us_p50",
+    "cost_us_p50",
+    "cost_us_min",
+    "cost_us_max",
+    "middleware_alone_us_p50",
+    "middleware_alone_us_min",
+    "middleware_alone_us_max",
+    "middleware_alone_pct_p50",
+]
 MIDDLEWARE = "stream_release.middleware.StreamReleaseMiddleware"
 
 
@@ -57,33 +69,64 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
     if backend not in spec.backends:
         raise UsageError(f"BACKEND={backend} is unknown: use one of {', '.join(spec.backends)}")
     if spec.backends[backend].via:
-        raise UsageError(f"BACKEND={backend} needs {spec.backends[backend].via}: choose a backend the app "
-                         "reaches directly (the detector's cost does not depend on it)")
+        raise UsageError(
+            f"BACKEND={backend} needs {spec.backends[backend].via}: choose a backend the app "
+            "reaches directly (the detector's cost does not depend on it)"
+        )
     for name, value, low in (("REQUESTS", requests, 10), ("REPEATS", repeats, 3)):
         if value < low:
             raise UsageError(f"{name}={value} is too small: use at least {low}")
     p = spec.params("slow-server", {"seed_rows": 2000})
     external = postgres.preflight()
     run_dir, run_id = runinfo.new_run_dir(out)
-    info = {"run_id": run_id, "kind": "detector-cost", "status": "running", "backend": backend,
-            "requests_per_batch": requests, "repeats": repeats, "command": sys.argv, "git": runinfo.git_state(),
-            "machine": runinfo.machine(), "versions": runinfo.versions(), "started_utc": runinfo.utc_now().isoformat()}
+    info = {
+        "run_id": run_id,
+        "kind": "detector-cost",
+        "status": "running",
+        "backend": backend,
+        "requests_per_batch": requests,
+        "repeats": repeats,
+        "command": sys.argv,
+        "git": runinfo.git_state(),
+        "machine": runinfo.machine(),
+        "versions": runinfo.versions(),
+        "started_utc": runinfo.utc_now().isoformat(),
+    }
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-    console.print(f"[bold]{run_id}[/]: the detector's cost per request, {repeats} repeats of {requests} requests "
-                  f"per kind and handler; results in {os.path.relpath(run_dir)}")
+    console.print(
+        f"[bold]{run_id}[/]: the detector's cost per request, {repeats} repeats of {requests} requests "
+        f"per kind and handler; results in {os.path.relpath(run_dir)}"
+    )
     with runinfo.recording(run_dir, info):
-        with contextlib.nullcontext(external) if external else \
-                postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log")) as db:
+        with (
+            contextlib.nullcontext(external)
+            if external
+            else postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log")) as db
+        ):
             prepare_database(spec.backends[backend], p, db.app_url, os.path.join(run_dir, "prepare.log"))
             env = server_env(spec.backends[backend], p, db.app_url, 0)
             with open(os.path.join(run_dir, "server.log"), "w") as log:
-                result = subprocess.run([python_for(spec.backends[backend].env), "-m", "harness.detector_cost",
-                                         str(requests), str(repeats)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                        stderr=log, text=True, timeout=1800)
+                result = subprocess.run(
+                    [
+                        python_for(spec.backends[backend].env),
+                        "-m",
+                        "harness.detector_cost",
+                        str(requests),
+                        str(repeats),
+                    ],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    timeout=1800,
+                )
             if result.returncode != 0:
                 raise CellError(f"the measurement failed: see {os.path.join(run_dir, 'server.log')}")
-        rows = [{"backend": backend, "requests_per_batch": requests, "repeats": repeats, **row}
-                for row in json.loads(result.stdout)]
+        rows = [
+            {"backend": backend, "requests_per_batch": requests, "repeats": repeats, **row}
+            for row in json.loads(result.stdout)
+        ]
         capacity.write_csv(os.path.join(run_dir, "detector_cost.csv"), COLUMNS, rows)
     _print(rows, console)
     console.print(f"detector cost: {os.path.relpath(os.path.join(run_dir, 'detector_cost.csv'))}")
@@ -93,15 +136,21 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
 def _print(rows, console):
     from rich.table import Table
 
-    table = Table(title="what the detector middleware costs per request, µs (microseconds): medians of the "
-                        "repeats, their lowest and highest in brackets (detector_cost.csv)")
+    table = Table(
+        title="what the detector middleware costs per request, µs (microseconds): medians of the "
+        "repeats, their lowest and highest in brackets (detector_cost.csv)"
+    )
     for title in ("request", "whole request", "added to it", "the middleware alone", "alone, % of the request"):
         table.add_column(title, justify="left" if title == "request" else "right")
     for r in rows:
-        table.add_row(r["request"], f"{r['without_us_p50']:.0f}",
-                      f"{r['cost_us_p50']:.0f} ({r['cost_us_min']:.0f}, {r['cost_us_max']:.0f})",
-                      f"{r['middleware_alone_us_p50']:.1f} ({r['middleware_alone_us_min']:.1f}, "
-                      f"{r['middleware_alone_us_max']:.1f})", f"{r['middleware_alone_pct_p50']:.2f}")
+        table.add_row(
+            r["request"],
+            f"{r['without_us_p50']:.0f}",
+            f"{r['cost_us_p50']:.0f} ({r['cost_us_min']:.0f}, {r['cost_us_max']:.0f})",
+            f"{r['middleware_alone_us_p50']:.1f} ({r['middleware_alone_us_min']:.1f}, "
+            f"{r['middleware_alone_us_max']:.1f})",
+            f"{r['middleware_alone_pct_p50']:.2f}",
+        )
     console.print(table)
 
 
@@ -156,9 +205,11 @@ def measure(requests, repeats):
     # the middleware alone, on the same responses without the view, the database or the server:
     # what it adds to any request. stream-hold keeps a connection checked out throughout.
     chunks = [b"x" * 256] * 8
-    made = {"probe": lambda _: HttpResponse(b"x" * 256),
-            "stream-release": lambda _: ReleasingStreamingHttpResponse(iter(chunks)),
-            "stream-hold": lambda _: StreamingHttpResponse(iter(chunks))}
+    made = {
+        "probe": lambda _: HttpResponse(b"x" * 256),
+        "stream-release": lambda _: ReleasingStreamingHttpResponse(iter(chunks)),
+        "stream-hold": lambda _: StreamingHttpResponse(iter(chunks)),
+    }
     fake_request = RequestFactory().get("/stream/hold/")
 
     rows = []
@@ -190,12 +241,20 @@ def measure(requests, repeats):
             connection.close()
         mw = _costs(_paired(alone, chains, repeats))
         connection.close()
-        rows.append({"request": kind, "path": path,
-                     "without_us_p50": round(e2e[0], 1), "cost_us_p50": round(e2e[1], 1),
-                     "cost_us_min": round(e2e[2], 1), "cost_us_max": round(e2e[3], 1),
-                     "middleware_alone_us_p50": round(mw[1], 2), "middleware_alone_us_min": round(mw[2], 2),
-                     "middleware_alone_us_max": round(mw[3], 2),
-                     "middleware_alone_pct_p50": round(100 * mw[1] / e2e[0], 2)})
+        rows.append(
+            {
+                "request": kind,
+                "path": path,
+                "without_us_p50": round(e2e[0], 1),
+                "cost_us_p50": round(e2e[1], 1),
+                "cost_us_min": round(e2e[2], 1),
+                "cost_us_max": round(e2e[3], 1),
+                "middleware_alone_us_p50": round(mw[1], 2),
+                "middleware_alone_us_min": round(mw[2], 2),
+                "middleware_alone_us_max": round(mw[3], 2),
+                "middleware_alone_pct_p50": round(100 * mw[1] / e2e[0], 2),
+            }
+        )
     return rows
 
 

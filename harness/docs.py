@@ -21,13 +21,16 @@ def commands_page() -> str:
     parser = cli._parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     out = [
-        "# Commands\n\n", GENERATED,
+        "# Commands\n\n",
+        GENERATED,
         "Every `make` target is a thin wrapper over one of these (`make help` lists them); each "
         "takes the options below. Bad input exits 2 with one line naming the parameter and the fix, "
         "before anything starts.\n\n",
         "| exit code | meaning |\n|---|---|\n",
         *(f"| {code} | {meaning} |\n" for code, meaning in EXIT_CODES),
-        "\n## `python -m harness`\n\n```text\n", parser.format_help(), "```\n",
+        "\n## `python -m harness`\n\n```text\n",
+        parser.format_help(),
+        "```\n",
     ]
     for name, subparser in sub.choices.items():
         out += [f"\n## `python -m harness {name}`\n\n```text\n", subparser.format_help(), "```\n"]
@@ -36,11 +39,17 @@ def commands_page() -> str:
 
 EXIT_CODES = [
     (0, "done: every cell ran (or was skipped, with the reason in its row)"),
-    (1, "a cell failed (its row and `error.txt` say why), or a check after the start failed; for "
-        "`compare`, a `--fail-on` limit was crossed"),
+    (
+        1,
+        "a cell failed (its row and `error.txt` say why), or a check after the start failed; for "
+        "`compare`, a `--fail-on` limit was crossed",
+    ),
     (2, "bad input, refused before anything started"),
-    (130, "interrupted (Ctrl-C, SIGTERM, SIGHUP): everything started is stopped, the results so far kept, "
-          "`run.json` says `incomplete` and where"),
+    (
+        130,
+        "interrupted (Ctrl-C, SIGTERM, SIGHUP): everything started is stopped, the results so far kept, "
+        "`run.json` says `incomplete` and where",
+    ),
 ]
 
 
@@ -48,15 +57,20 @@ def parameters_page() -> str:
     from harness import matrix, params
 
     spec = matrix.load()
-    out = ["# Parameters\n\n", GENERATED,
-           "Every parameter a cell runs with. The default is `matrix.toml`'s `[defaults]`; a scenario "
-           "overrides it, and `SET='name=value'` (`--set`) overrides both. Values outside the limits "
-           "are refused before anything starts. `make params` prints the same table.\n\n",
-           "| parameter | default | unit | limits | meaning |\n|---|---|---|---|---|\n"]
+    out = [
+        "# Parameters\n\n",
+        GENERATED,
+        "Every parameter a cell runs with. The default is `matrix.toml`'s `[defaults]`; a scenario "
+        "overrides it, and `SET='name=value'` (`--set`) overrides both. Values outside the limits "
+        "are refused before anything starts. `make params` prints the same table.\n\n",
+        "| parameter | default | unit | limits | meaning |\n|---|---|---|---|---|\n",
+    ]
     for r in params.rows(spec.defaults, spec.path):
         default = str(r["default"]).lower() if isinstance(r["default"], bool) else str(r["default"])
-        out.append(f"| `{r['name']}` | {default} | {r['unit']} | {r['limits'].replace('|', '&#124;')} "
-                   f"| {r['meaning'].replace('|', '&#124;')} |\n")
+        out.append(
+            f"| `{r['name']}` | {default} | {r['unit']} | {r['limits'].replace('|', '&#124;')} "
+            f"| {r['meaning'].replace('|', '&#124;')} |\n"
+        )
     return "".join(out)
 
 

@@ -32,11 +32,15 @@ def refuse_unsupported(cells, own_cluster: bool, own_server: bool):
     for cell in cells:
         fault = cell.params.fault
         if fault == "pg-restart" and not own_cluster:
-            raise UsageError(f"fault=pg-restart in {cell.name} restarts the throwaway PostgreSQL, and "
-                             "DATABASE_URL names another server: unset DATABASE_URL or run another scenario")
+            raise UsageError(
+                f"fault=pg-restart in {cell.name} restarts the throwaway PostgreSQL, and "
+                "DATABASE_URL names another server: unset DATABASE_URL or run another scenario"
+            )
         if fault == "worker-kill" and not own_server:
-            raise UsageError(f"fault=worker-kill in {cell.name} kills a worker of the app the harness starts, "
-                             "and HOST names another app: drop HOST or run another scenario")
+            raise UsageError(
+                f"fault=worker-kill in {cell.name} kills a worker of the app the harness starts, "
+                "and HOST names another app: drop HOST or run another scenario"
+            )
 
 
 class Injector:
@@ -69,9 +73,15 @@ class Injector:
         """After the load: the client's fault happened at the test's start plus fault_at_s
         (the Locust users' timer starts with the test)."""
         if self.params.fault == "client-abort":
-            write(self.cell_dir, {"fault": "client-abort", "test_start_unix": test_start_unix,
-                                  "unix_s": test_start_unix + self.params.fault_at_s,
-                                  "detail": "every stream in progress disconnected"})
+            write(
+                self.cell_dir,
+                {
+                    "fault": "client-abort",
+                    "test_start_unix": test_start_unix,
+                    "unix_s": test_start_unix + self.params.fault_at_s,
+                    "detail": "every stream in progress disconnected",
+                },
+            )
 
 
 def kill_worker(arbiter_pid: int) -> int:
@@ -105,9 +115,16 @@ def _end(row) -> float:
 def after_fault(requests, fault_unix, stream_name, probe_name="/probe/") -> dict:
     """failures_after_fault (failed probes and streams ending at or after the fault),
     recovery_s, and the most frequent failure message with its count."""
-    counted = [r for r in requests if r["start_unix_s"] and _end(r) >= fault_unix and (
-        (r["request_type"] == "GET" and r["name"] == probe_name)
-        or (r["request_type"] == "STREAM" and r["name"] == stream_name))]
+    counted = [
+        r
+        for r in requests
+        if r["start_unix_s"]
+        and _end(r) >= fault_unix
+        and (
+            (r["request_type"] == "GET" and r["name"] == probe_name)
+            or (r["request_type"] == "STREAM" and r["name"] == stream_name)
+        )
+    ]
     failed = [r for r in counted if r["failure"]]
     probes = [r for r in counted if r["request_type"] == "GET"]
     last_failure = max((_end(r) for r in probes if r["failure"]), default=fault_unix)

@@ -18,12 +18,37 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 code { background: #f6f6f6; padding: 0 3px; }
 """
-SUMMARY_COLUMNS = ["cell", "repeat", "status", "streams_completed", "stream_failures", "conn_hold_p50_ms",
-                   "probe_requests", "probe_failures", "probe_p50_ms", "probe_p99_ms", "peak_pool_in_use",
-                   "peak_pool_waiting", "peak_db_backends", "hung_requests", "lost_writes", "leaked_conns",
-                   "recovery_s", "error"]
-RAW_FILES = ["requests.csv", "timeline.csv", "audit.csv", "fault.json", "locust_stats.csv", "locust_stats_history.csv",
-             "server.log", "locust.log", "error.txt"]
+SUMMARY_COLUMNS = [
+    "cell",
+    "repeat",
+    "status",
+    "streams_completed",
+    "stream_failures",
+    "conn_hold_p50_ms",
+    "probe_requests",
+    "probe_failures",
+    "probe_p50_ms",
+    "probe_p99_ms",
+    "peak_pool_in_use",
+    "peak_pool_waiting",
+    "peak_db_backends",
+    "hung_requests",
+    "lost_writes",
+    "leaked_conns",
+    "recovery_s",
+    "error",
+]
+RAW_FILES = [
+    "requests.csv",
+    "timeline.csv",
+    "audit.csv",
+    "fault.json",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "server.log",
+    "locust.log",
+    "error.txt",
+]
 
 
 def _e(value) -> str:
@@ -43,12 +68,17 @@ def _metadata(info) -> str:
     machine = info.get("machine") or {}
     db = info.get("database") or {}
     items = [
-        ("run", info.get("run_id")), ("status", info.get("status")),
+        ("run", info.get("run_id")),
+        ("status", info.get("status")),
         ("matrix", f"{info.get('matrix')}: {info.get('matrix_description', '')}"),
-        ("overrides", json.dumps(info.get("overrides") or {})), ("repeats", info.get("repeat")),
+        ("overrides", json.dumps(info.get("overrides") or {})),
+        ("repeats", info.get("repeat")),
         ("commit", f"{git.get('sha')}{' with local changes' if git.get('dirty') else ''}"),
-        ("machine", f"{machine.get('cpu_count')} × {machine.get('cpu_model')}, {machine.get('os', '')}, "
-                    f"Python {machine.get('python')}"),
+        (
+            "machine",
+            f"{machine.get('cpu_count')} × {machine.get('cpu_model')}, {machine.get('os', '')}, "
+            f"Python {machine.get('python')}",
+        ),
         ("PostgreSQL", f"{db.get('version')} ({db.get('source', '')}), max_connections {db.get('max_connections')}"),
         ("started, ended (UTC)", f"{info.get('started_utc')}, {info.get('ended_utc')}"),
     ]
@@ -60,11 +90,14 @@ def _headline(rows) -> str:
     lines = []
     for cell, values in compare.headline(rows):
         label = compare.label(cell, values)
-        line = [f"<code>{_e(cell)}</code>" + (f" <span class=bad>{_e(compare.LEAK_MARK)}</span>" if label != cell else "")]
+        line = [
+            f"<code>{_e(cell)}</code>" + (f" <span class=bad>{_e(compare.LEAK_MARK)}</span>" if label != cell else "")
+        ]
         for metric, _ in compare.HEADLINE:
             side, r = values[metric]
             bad = (metric in ("lost_writes", "leaked_conns") and bool(side.median)) or (
-                r is not None and compare.METRICS[metric] < 0 and r >= 2)
+                r is not None and compare.METRICS[metric] < 0 and r >= 2
+            )
             suffix = f" <span class='muted'>({compare.format_ratio(r)} vs hold)</span>" if r is not None else ""
             line.append(f"<span{' class=bad' if bad else ''}>{_e(side.text())}</span>{suffix}")
         lines.append(line)
@@ -82,8 +115,11 @@ def _raw_links(run_dir, rows) -> str:
     for row in rows:
         rel = os.path.join(row["cell"], f"r{row['repeat']}")
         present = [name for name in RAW_FILES if os.path.exists(os.path.join(run_dir, rel, name))]
-        present += sorted(n for n in os.listdir(os.path.join(run_dir, rel))
-                          if n.startswith("accounting-")) if os.path.isdir(os.path.join(run_dir, rel)) else []
+        present += (
+            sorted(n for n in os.listdir(os.path.join(run_dir, rel)) if n.startswith("accounting-"))
+            if os.path.isdir(os.path.join(run_dir, rel))
+            else []
+        )
         links = " ".join(f"<a href='{_e(os.path.join(rel, n))}'>{_e(n)}</a>" for n in present)
         items.append(f"<li><code>{_e(row['cell'])}</code> r{_e(row['repeat'])}: {links or '(no files)'}</li>")
     return "<ul>" + "\n".join(items) + "</ul>"

@@ -22,9 +22,20 @@ def load_options(p: Params, users=True) -> list:
     users = p.streams + 1 if users else None  # the stream clients and one ProbeUser (fixed_count = 1)
     return [
         *(["-u", users, "-r", users / p.spawn_s if p.spawn_s else users] if users else []),
-        "--chunks", p.chunks, "--chunk-bytes", p.chunk_bytes, "--delay-ms", p.delay_ms,
-        "--read-rate-bps", p.read_rate_bps, "--stream-timeout-s", p.stream_timeout_s,
-        "--probe-rate", p.probe_rate, "--probe-timeout-s", p.probe_timeout_s,
+        "--chunks",
+        p.chunks,
+        "--chunk-bytes",
+        p.chunk_bytes,
+        "--delay-ms",
+        p.delay_ms,
+        "--read-rate-bps",
+        p.read_rate_bps,
+        "--stream-timeout-s",
+        p.stream_timeout_s,
+        "--probe-rate",
+        p.probe_rate,
+        "--probe-timeout-s",
+        p.probe_timeout_s,
         *(["--abort-at-s", p.fault_at_s] if p.fault == "client-abort" else []),
     ]
 
@@ -51,8 +62,10 @@ class Master:
             if not 1 <= master.port <= 65535:
                 raise ValueError
         except (ValueError, OSError):
-            raise UsageError(f"{name}={text} is not ADDRESS[:PORT]: give the IPv4 address of the master "
-                             f"that the load machines reach, e.g. {name}=10.0.0.2:{MASTER_PORT}") from None
+            raise UsageError(
+                f"{name}={text} is not ADDRESS[:PORT]: give the IPv4 address of the master "
+                f"that the load machines reach, e.g. {name}=10.0.0.2:{MASTER_PORT}"
+            ) from None
         return master
 
     def check_free(self):
@@ -61,19 +74,31 @@ class Master:
             try:
                 s.bind((self.host, self.port))
             except OSError as exc:
-                raise UsageError(f"MASTER_BIND={self.host}:{self.port}: cannot listen there ({exc.strerror}): "
-                                 "give an address of this machine and a free port") from None
+                raise UsageError(
+                    f"MASTER_BIND={self.host}:{self.port}: cannot listen there ({exc.strerror}): "
+                    "give an address of this machine and a free port"
+                ) from None
 
     def options(self, workers: int) -> list:
-        return ["--master", "--master-bind-host", self.host, "--master-bind-port", self.port,
-                "--expect-workers", workers, "--expect-workers-max-wait", WORKERS_WAIT_S]
+        return [
+            "--master",
+            "--master-bind-host",
+            self.host,
+            "--master-bind-port",
+            self.port,
+            "--expect-workers",
+            workers,
+            "--expect-workers-max-wait",
+            WORKERS_WAIT_S,
+        ]
 
     def worker_command(self) -> str:
         return f"python -m harness worker --master {self.host}:{self.port}"
 
 
-def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_path=None, probe_path=None,
-                   master: Master | None = None) -> list:
+def locust_command(
+    cell: Cell, host: str, cell_dir, shape_options=None, stream_path=None, probe_path=None, master: Master | None = None
+) -> list:
     """`shape_options`: run the capacity search's step shape (locustfiles/step_shape.py) with
     these options instead of a fixed number of users for duration_s. `stream_path`, `probe_path`:
     a target's own URLs (make bench TARGET=...). `master`: the workers are on other machines."""
@@ -81,22 +106,43 @@ def locust_command(cell: Cell, host: str, cell_dir, shape_options=None, stream_p
     shaped = shape_options is not None
     distributed = master is not None or p.locust_workers > 1
     return [
-        sys.executable, "-m", "locust",
-        "-f", ",".join(str(f) for f in LOCUSTFILES + ([STEP_SHAPE] if shaped else [])),
-        "--headless", "--host", host, *load_options(p, users=not shaped), *(shape_options or []),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        ",".join(str(f) for f in LOCUSTFILES + ([STEP_SHAPE] if shaped else [])),
+        "--headless",
+        "--host",
+        host,
+        *load_options(p, users=not shaped),
+        *(shape_options or []),
         # distributed (Locust's --processes, or workers elsewhere): the master stops the workers gracefully itself
         *(["--distributed-run-time-s", p.duration_s] if distributed and not shaped else []),
         *(["-t", f"{p.duration_s}s"] if not distributed and not shaped else []),
-        *(master.options(p.locust_workers) if master else
-          ["--processes", p.locust_workers, *_master_on_loopback()] if distributed else []),
-        "--csv", f"{cell_dir}/locust", "--json-file", f"{cell_dir}/locust_final",
-        "--only-summary", "--exit-code-on-error", "0", *(["--quit-after-test"] if distributed else []),
+        *(
+            master.options(p.locust_workers)
+            if master
+            else ["--processes", p.locust_workers, *_master_on_loopback()]
+            if distributed
+            else []
+        ),
+        "--csv",
+        f"{cell_dir}/locust",
+        "--json-file",
+        f"{cell_dir}/locust_final",
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        *(["--quit-after-test"] if distributed else []),
         # Streams keep their load on while the last probes are answered or time out.
-        "--stop-timeout", str(p.grace_s),
+        "--stop-timeout",
+        str(p.grace_s),
         *(["--variant", cell.variant] if not stream_path else []),
         *(["--matrix-file", cell.matrix_file] if Path(cell.matrix_file).resolve() != MATRIX_FILE.resolve() else []),
-        "--request-log", f"{cell_dir}/requests.csv",
-        "--window-file", f"{cell_dir}/{WINDOW_FILE}",
+        "--request-log",
+        f"{cell_dir}/requests.csv",
+        "--window-file",
+        f"{cell_dir}/{WINDOW_FILE}",
         *(["--stream-path", stream_path] if stream_path else []),
         *(["--probe-path", probe_path] if probe_path else []),
     ]
@@ -108,8 +154,16 @@ def _master_on_loopback():
     from harness.postgres import free_port
 
     port = free_port()
-    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-host", "127.0.0.1",
-            "--master-port", port]
+    return [
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        port,
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        port,
+    ]
 
 
 def run_worker(master: Master) -> int:
@@ -119,11 +173,26 @@ def run_worker(master: Master) -> int:
     print(f"worker for the master at {master.host}:{master.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
     cells = 0
     while True:
-        code = subprocess.call([sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in LOCUSTFILES),
-                                "--worker", "--master-host", master.host, "--master-port", str(master.port)])
+        code = subprocess.call(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                ",".join(str(f) for f in LOCUSTFILES),
+                "--worker",
+                "--master-host",
+                master.host,
+                "--master-port",
+                str(master.port),
+            ]
+        )
         if code != 0:
-            print(f"worker: ran {cells} cells; no master now (Locust exited with {code}): done",
-                  file=sys.stderr, flush=True)
+            print(
+                f"worker: ran {cells} cells; no master now (Locust exited with {code}): done",
+                file=sys.stderr,
+                flush=True,
+            )
             return 0 if cells else 1
         cells += 1
 

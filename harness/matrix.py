@@ -138,8 +138,15 @@ RUNNERS = ("gunicorn", "daphne")
 # A target's (make bench TARGET=) own backend: the ENGINE, OPTIONS and CONN_MAX_AGE its settings
 # name, in its own environment. A matrix names it as "own"; any other backend a target's matrix
 # names is substituted into the target's settings (harness/target_app/bench_target_settings.py).
-OWN = Backend(name="own", description="the backend the target's own settings name", engine="",
-              conn_max_age=0, options={}, driver="", env="target")
+OWN = Backend(
+    name="own",
+    description="the backend the target's own settings name",
+    engine="",
+    conn_max_age=0,
+    options={},
+    driver="",
+    env="target",
+)
 
 
 DEFAULT_SERVER = "gevent"  # a matrix that names no servers runs under this one
@@ -197,8 +204,9 @@ class Matrix:
             Cell(backends[b], v, s, r, params[s], self.servers[server], self.path)
             for r in range(1, repeat + 1)
             for part in spec
-            for server, b, v, s in itertools.product(part.get("servers", [DEFAULT_SERVER]), part["backends"],
-                                                     part["variants"], part["scenarios"])
+            for server, b, v, s in itertools.product(
+                part.get("servers", [DEFAULT_SERVER]), part["backends"], part["variants"], part["scenarios"]
+            )
         ]
         for cell in cells:
             check_pair(cell.backend, cell.server, f"MATRIX={matrix}")
@@ -212,14 +220,15 @@ class Matrix:
         values.update(overrides or {})
         return check_params(values, f"scenario {scenario}")
 
-
     def scenario_values(self, scenario: str, seen=()) -> dict:
         """A scenario's own parameters, on top of those of the scenario it names as `base`."""
         table = self.scenarios[scenario]
         base = table.get("base")
         if base is not None and (base not in self.scenarios or base in seen or base == scenario):
-            raise UsageError(f"{self.path.name}: [scenarios.{scenario}] has base = {base!r}, which is "
-                             + ("part of a loop" if base in self.scenarios else "not a declared scenario"))
+            raise UsageError(
+                f"{self.path.name}: [scenarios.{scenario}] has base = {base!r}, which is "
+                + ("part of a loop" if base in self.scenarios else "not a declared scenario")
+            )
         values = {} if base is None else self.scenario_values(base, (*seen, scenario))
         values.update({k: v for k, v in table.items() if k not in ("description", "base")})
         return values
@@ -228,21 +237,29 @@ class Matrix:
 def check_pair(backend: Backend, server: Server, where: str):
     """A backend runs only under the servers it declares (django-db-geventpool: gevent's)."""
     if backend.servers and server.name not in backend.servers:
-        raise UsageError(f"{where}: backend {backend.name} does not work under server {server.name} "
-                         f"(only {', '.join(backend.servers)}): pick another backend or server")
+        raise UsageError(
+            f"{where}: backend {backend.name} does not work under server {server.name} "
+            f"(only {', '.join(backend.servers)}): pick another backend or server"
+        )
 
 
 def check_server_params(params: Params, server: Server, where: str):
     """A server of one process (daphne) has no workers to add or to kill."""
     if server.one_process and params.workers != 1:
-        raise UsageError(f"{where}: workers={params.workers} under server {server.name}, which runs one process: "
-                         "set workers=1 or pick a gunicorn server")
+        raise UsageError(
+            f"{where}: workers={params.workers} under server {server.name}, which runs one process: "
+            "set workers=1 or pick a gunicorn server"
+        )
     if server.one_process and params.server_gc != "default":
-        raise UsageError(f"{where}: server_gc={params.server_gc} under server {server.name}: the tuned collector is set "
-                         "in gunicorn's post_worker_init; set server_gc=default or pick a gunicorn server")
+        raise UsageError(
+            f"{where}: server_gc={params.server_gc} under server {server.name}: the tuned collector is set "
+            "in gunicorn's post_worker_init; set server_gc=default or pick a gunicorn server"
+        )
     if server.one_process and params.fault == "worker-kill":
-        raise UsageError(f"{where}: fault worker-kill under server {server.name}, which has no worker to kill: "
-                         "pick a gunicorn server")
+        raise UsageError(
+            f"{where}: fault worker-kill under server {server.name}, which has no worker to kill: "
+            "pick a gunicorn server"
+        )
 
 
 def check_variant(spec, variant: str, server: Server, where: str):
@@ -250,8 +267,10 @@ def check_variant(spec, variant: str, server: Server, where: str):
     app = spec.variants[variant].get("app")
     if app and app != server.app:
         fitting = ", ".join(n for n, s in spec.servers.items() if s.app == app)
-        raise UsageError(f"{where}: variant {variant} runs only under {app.upper()} servers, not {server.name}: "
-                         f"pick a server of {fitting}")
+        raise UsageError(
+            f"{where}: variant {variant} runs only under {app.upper()} servers, not {server.name}: "
+            f"pick a server of {fitting}"
+        )
 
 
 def parts(spec: dict) -> list[dict]:
@@ -290,9 +309,7 @@ def check_params(values: dict, where: str) -> Params:
     names = {f.name: f.type for f in fields(Params)}
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise UsageError(
-            f"unknown parameter {unknown[0]!r} in {where}: known are {', '.join(names)}"
-        )
+        raise UsageError(f"unknown parameter {unknown[0]!r} in {where}: known are {', '.join(names)}")
     missing = sorted(set(names) - set(values))
     if missing:
         raise UsageError(f"{MATRIX_FILE.name}: [defaults] lacks {missing[0]!r}")
@@ -312,10 +329,17 @@ def check_params(values: dict, where: str) -> Params:
             continue
         low, high, unit = LIMITS[name]
         number_type = int if kind in (int, "int") else float
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or (number_type is int and value != int(value))):
-            raise UsageError(f"{name}={value!r} in {where} must be a whole number of {unit}"
-                             if number_type is int else f"{name}={value!r} in {where} must be a number of {unit}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (number_type is int and value != int(value))
+        ):
+            raise UsageError(
+                f"{name}={value!r} in {where} must be a whole number of {unit}"
+                if number_type is int
+                else f"{name}={value!r} in {where} must be a number of {unit}"
+            )
         if value < low:
             raise UsageError(f"{name}={value} in {where} is too small: use at least {low} ({unit})")
         if value > high:
@@ -324,8 +348,10 @@ def check_params(values: dict, where: str) -> Params:
     params = Params(**out)
     check_pool_fits(params, params.db_max_connections, where)
     if params.fault != "none" and not 0 < params.fault_at_s < params.duration_s:
-        raise UsageError(f"fault_at_s={params.fault_at_s:g} in {where} is not inside duration_s={params.duration_s}: "
-                         f"inject the {params.fault} after the start and before the end, or run longer")
+        raise UsageError(
+            f"fault_at_s={params.fault_at_s:g} in {where} is not inside duration_s={params.duration_s}: "
+            f"inject the {params.fault} after the start and before the end, or run longer"
+        )
     check_connections(params, where)
     return params
 
@@ -366,8 +392,10 @@ def load(path: Path | None = None) -> Matrix:
     try:
         raw = tomllib.loads(path.read_text())
     except (FileNotFoundError, IsADirectoryError):
-        raise UsageError(f"{label} not found: " + ("give the path of a matrix file like matrix.toml" if given
-                                                  else "run from a checkout of this project")) from None
+        raise UsageError(
+            f"{label} not found: "
+            + ("give the path of a matrix file like matrix.toml" if given else "run from a checkout of this project")
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{label} is not valid TOML ({exc}): fix that line") from None
     for section in ("defaults", "backends", "variants", "scenarios", "matrices", "servers"):
@@ -381,13 +409,17 @@ def load(path: Path | None = None) -> Matrix:
             raise UsageError(f"{label}: {where} runner = {runner!r}: use one of {', '.join(RUNNERS)}")
         if runner != "gunicorn" and "worker" in table:
             raise UsageError(f"{label}: {where} names a worker, but runner {runner} has none: remove worker")
-        servers[name] = Server(name=name, description=table.get("description", ""), runner=runner,
-                               worker=_require(table, "worker", where, "gunicorn worker class") if runner == "gunicorn" else "",
-                               app=_require(table, "app", where, "application kind (wsgi or asgi)"))
+        servers[name] = Server(
+            name=name,
+            description=table.get("description", ""),
+            runner=runner,
+            worker=_require(table, "worker", where, "gunicorn worker class") if runner == "gunicorn" else "",
+            app=_require(table, "app", where, "application kind (wsgi or asgi)"),
+        )
         if servers[name].app not in APPS:
             raise UsageError(f"{label}: {where} app = {servers[name].app!r}: use one of {', '.join(APPS)}")
         if runner == "daphne" and servers[name].app != "asgi":
-            raise UsageError(f"{label}: {where} runner daphne serves ASGI only: set app = \"asgi\"")
+            raise UsageError(f'{label}: {where} runner daphne serves ASGI only: set app = "asgi"')
     if DEFAULT_SERVER not in servers:
         raise UsageError(f"{label} needs [servers.{DEFAULT_SERVER}]: a matrix that names no servers runs under it")
     backends = {}
@@ -408,8 +440,9 @@ def load(path: Path | None = None) -> Matrix:
         _check_placeholders(backends[name].options, where)
         unknown = [s for s in backends[name].servers if s not in servers]
         if unknown:
-            raise UsageError(f"{label}: {where} servers names {unknown[0]!r}, which is not declared: "
-                             f"use one of {', '.join(servers)}")
+            raise UsageError(
+                f"{label}: {where} servers names {unknown[0]!r}, which is not declared: use one of {', '.join(servers)}"
+            )
     matrix = Matrix(
         path=Path(path),
         defaults=raw["defaults"],
@@ -436,6 +469,8 @@ def load(path: Path | None = None) -> Matrix:
         for part in parts(spec):
             unknown = [item for item in part.get("servers", []) if item not in servers]
             if unknown:
-                raise UsageError(f"{label}: [matrices.{name}] names server {unknown[0]!r}, which is not "
-                                 f"declared: use one of {', '.join(servers)}")
+                raise UsageError(
+                    f"{label}: [matrices.{name}] names server {unknown[0]!r}, which is not "
+                    f"declared: use one of {', '.join(servers)}"
+                )
     return matrix

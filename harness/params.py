@@ -44,8 +44,15 @@ def rows(defaults: dict, path=MATRIX_FILE) -> list[dict]:
             unit, bounds = "choice", " | ".join(choices)
         else:
             unit, bounds = "true or false", ""
-        out.append({"name": f.name, "default": defaults.get(f.name), "unit": unit, "limits": bounds,
-                    "meaning": meaning.get(f.name, "")})
+        out.append(
+            {
+                "name": f.name,
+                "default": defaults.get(f.name),
+                "unit": unit,
+                "limits": bounds,
+                "meaning": meaning.get(f.name, ""),
+            }
+        )
     return out
 
 
@@ -57,11 +64,19 @@ def show(spec, console):
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(f"parameters (defaults: {spec.path.name} [defaults]; override one with "
-                               "SET='name=value', or in a scenario)"))
+    table = Table(
+        title=escape(
+            f"parameters (defaults: {spec.path.name} [defaults]; override one with SET='name=value', or in a scenario)"
+        )
+    )
     for title in ("parameter", "default", "unit", "limits", "meaning"):
         table.add_column(title, overflow="fold")
     for r in rows(spec.defaults, spec.path):
-        table.add_row(r["name"], str(r["default"]).lower() if isinstance(r["default"], bool) else str(r["default"]),
-                      r["unit"], r["limits"], r["meaning"])
+        table.add_row(
+            r["name"],
+            str(r["default"]).lower() if isinstance(r["default"], bool) else str(r["default"]),
+            r["unit"],
+            r["limits"],
+            r["meaning"],
+        )
     console.print(table)

@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 from harness import CellError, procs
 from harness.postgres import Database, free_port, run_as
 
-INSTALL_HINT = ("PgBouncer is not installed: install it (Debian/Ubuntu: sudo apt-get install "
-                "pgbouncer) or set BENCH_PGBOUNCER to its executable")
+INSTALL_HINT = (
+    "PgBouncer is not installed: install it (Debian/Ubuntu: sudo apt-get install "
+    "pgbouncer) or set BENCH_PGBOUNCER to its executable"
+)
 
 
 def find() -> str | None:
@@ -21,7 +23,8 @@ def find() -> str | None:
     if configured:
         return configured if os.access(configured, os.X_OK) else None
     return shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/bin/pgbouncer") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/bin/pgbouncer") if os.access(p, os.X_OK)), None
+    )
 
 
 class PgBouncer(procs.Service):
@@ -62,8 +65,12 @@ class PgBouncer(procs.Service):
         self.proc = procs.spawn([executable, self.tmp / "pgbouncer.ini"], self.log_path, user=user, cwd=self.tmp)
         procs.wait_ready(self.proc, lambda: _listening(port), "PgBouncer", self.log_path, timeout=15)
         app_url = f"postgres://{target.username}@127.0.0.1:{port}{target.path}"
-        return replace(self.db, app_url=app_url, source=f"{self.db.source} via PgBouncer",
-                       pooler_console=f"postgres://{target.username}@127.0.0.1:{port}/pgbouncer")
+        return replace(
+            self.db,
+            app_url=app_url,
+            source=f"{self.db.source} via PgBouncer",
+            pooler_console=f"postgres://{target.username}@127.0.0.1:{port}/pgbouncer",
+        )
 
 
 def _listening(port):
@@ -76,6 +83,8 @@ def front(stack, backend, params, db: Database, log_path) -> Database:
     `stack` for backends that go via PgBouncer, else directly."""
     if backend.via != "pgbouncer":
         return db
-    return stack.enter_context(PgBouncer(
-        db, pool_size=params.pool_max, max_clients=params.worker_connections * params.workers,
-        log_path=log_path))
+    return stack.enter_context(
+        PgBouncer(
+            db, pool_size=params.pool_max, max_clients=params.worker_connections * params.workers, log_path=log_path
+        )
+    )

@@ -92,8 +92,10 @@ def opened(found: list[Session], start: float, end: float) -> int:
 def series(found: list[Session]) -> list[tuple[float, int]]:
     """[(unix s, sessions open)] after every opening and closing, closings first at the same
     millisecond: for peak() and the timeline plots."""
-    changes = sorted([(s.opened, 1) for s in found if not s.refused]
-                     + [(s.closed, -1) for s in found if not s.refused and s.closed is not None])
+    changes = sorted(
+        [(s.opened, 1) for s in found if not s.refused]
+        + [(s.closed, -1) for s in found if not s.refused and s.closed is not None]
+    )
     open_now, out = 0, []
     for t, change in changes:
         open_now += change

@@ -54,12 +54,14 @@ def _lines(run_dir, cell_dir, samples, t0):
     """(name, width, [(seconds since t0, count)]) for the pool's waiters and connections in use,
     replayed exactly from the accounting log, and PostgreSQL's sessions of the app, from the
     cluster's log; the sampled timeline where there is no such log (HOST=, DATABASE_URL=)."""
+
     def sampled(column):
         return [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s.get(column) not in (None, "")]
 
     fault = faults.read(cell_dir)  # a killed worker's connections and waits end with it, as in the summary
-    events = summary.read_accounting(cell_dir, killed=(fault["worker_pid"], fault["unix_s"])
-                                     if fault and "worker_pid" in fault else None)
+    events = summary.read_accounting(
+        cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
+    )
     pool = [(t - t0, in_use, waiting) for t, in_use, waiting in summary.pool_series(events)]
     sessions = pglog.sessions(os.path.join(run_dir, "postgres.log"), postgres.APP_ROLE)
     # the run's log holds every cell: this cell's part, while its sampler ran (the state it began with first)
@@ -88,21 +90,35 @@ def timelines(run_dir, cells) -> list[str]:
         groups.setdefault((item[0]["backend"], item[0]["cell"].split("/")[2]), []).append(item)
     written = []
     for (backend, scenario), items in groups.items():
-        fig, axes = plt.subplots(len(items), 1, sharex=True, sharey=True, squeeze=False,
-                                 figsize=(10, 1.5 * len(items) + 1.0))
+        fig, axes = plt.subplots(
+            len(items), 1, sharex=True, sharey=True, squeeze=False, figsize=(10, 1.5 * len(items) + 1.0)
+        )
         top = 1
         for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items):
             samples = summary.read(os.path.join(cell_dir, "timeline.csv"))
             t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
             for name, width, points in _lines(run_dir, cell_dir, samples, t0):
-                ax.step([p[0] for p in points], [p[1] for p in points], where="post", color=COLOURS[name],
-                        label=name, linewidth=width)
+                ax.step(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    where="post",
+                    color=COLOURS[name],
+                    label=name,
+                    linewidth=width,
+                )
                 top = max([top] + [p[1] for p in points])
             ax.set_ylabel(_label(row, repeats), rotation=0, ha="right", va="center", fontsize=9)
             users = ax.twinx()
             points = [(t - t0, n) for t, n in _users(cell_dir)]
-            users.step([p[0] for p in points], [p[1] for p in points], where="post", color=COLOURS["users"],
-                       linestyle="--", linewidth=1, label="users")
+            users.step(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                where="post",
+                color=COLOURS["users"],
+                linestyle="--",
+                linewidth=1,
+                label="users",
+            )
             users.set_ylim(bottom=0, top=max([int(row["streams"]) + 1] + [p[1] for p in points]) * 1.1)
             users.tick_params(labelsize=7, colors="0.4")
             if stop is not None:
@@ -117,12 +133,26 @@ def timelines(run_dir, cells) -> list[str]:
             ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.tick_params(axis="y", labelsize=7)
         handles = [plt.Line2D([], [], color=c, linestyle="--" if n == "users" else "-") for n, c in COLOURS.items()]
-        fig.legend(handles, ["connections in use (server)", "waiting for a connection (server)",
-                             "PostgreSQL backends of the app", "Locust users (right axis)"],
-                   loc="upper center", ncol=4, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_figheight()))
-        fig.suptitle(f"{backend} / {scenario}: connections against users (count, linear to 10, log above; "
-                     "dotted line: load stops)", fontsize=10, y=1 - 0.08 / fig.get_figheight())
+        fig.legend(
+            handles,
+            [
+                "connections in use (server)",
+                "waiting for a connection (server)",
+                "PostgreSQL backends of the app",
+                "Locust users (right axis)",
+            ],
+            loc="upper center",
+            ncol=4,
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_figheight()),
+        )
+        fig.suptitle(
+            f"{backend} / {scenario}: connections against users (count, linear to 10, log above; "
+            "dotted line: load stops)",
+            fontsize=10,
+            y=1 - 0.08 / fig.get_figheight(),
+        )
         axes[-1, 0].set_xlabel("seconds since the test started")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
         path = os.path.join(run_dir, f"timeline-{backend}-{scenario}.png")
@@ -139,15 +169,31 @@ def probe_latency(run_dir, rows) -> str | None:
     names = [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") for r in done]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(done) + 1.4))
     ys = range(len(done))
-    for column, marker, colour in (("probe_p50_ms", "o", "tab:blue"), ("probe_p95_ms", "s", "tab:orange"),
-                                   ("probe_p99_ms", "D", "tab:red"), ("probe_max_ms", "|", "black")):
-        ax.scatter([float(r[column]) for r in done], ys, marker=marker, color=colour,
-                   label=column.removeprefix("probe_").removesuffix("_ms"), zorder=3)
+    for column, marker, colour in (
+        ("probe_p50_ms", "o", "tab:blue"),
+        ("probe_p95_ms", "s", "tab:orange"),
+        ("probe_p99_ms", "D", "tab:red"),
+        ("probe_max_ms", "|", "black"),
+    ):
+        ax.scatter(
+            [float(r[column]) for r in done],
+            ys,
+            marker=marker,
+            color=colour,
+            label=column.removeprefix("probe_").removesuffix("_ms"),
+            zorder=3,
+        )
     for y, r in zip(ys, done):
         ax.plot([float(r["probe_p50_ms"]), float(r["probe_max_ms"])], [y, y], color="0.7", zorder=1)
         if int(r["probe_failures"]):
-            ax.annotate(f"{r['probe_failures']}/{r['probe_requests']} failed", (float(r["probe_max_ms"]), y),
-                        xytext=(6, -3), textcoords="offset points", fontsize=8, color="tab:red")
+            ax.annotate(
+                f"{r['probe_failures']}/{r['probe_requests']} failed",
+                (float(r["probe_max_ms"]), y),
+                xytext=(6, -3),
+                textcoords="offset points",
+                fontsize=8,
+                color="tab:red",
+            )
     ax.set_yticks(list(ys), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -166,25 +212,31 @@ def probe_latency(run_dir, rows) -> str | None:
 def conn_hold(run_dir, cells) -> str | None:
     data = []
     for row, cell_dir, (start, stop) in cells:
-        holds = summary.stream_holds(summary.read_accounting(cell_dir), start or 0, stop or float("inf"),
-                                     summary.routes(cell_dir)[0])
+        holds = summary.stream_holds(
+            summary.read_accounting(cell_dir), start or 0, stop or float("inf"), summary.routes(cell_dir)[0]
+        )
         data.append((row, [max(h, 0.01) for h in holds]))  # log axis: a 0 ms hold drawn at 0.01
     if not any(h for _, h in data):
         return None
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(data) + 1.4))
     ax.boxplot([h or [float("nan")] for _, h in data], orientation="horizontal", whis=(0, 100), widths=0.6)
-    ax.set_yticks(range(1, len(data) + 1),
-                  [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") + f"  (n={len(h)})"
-                   for r, h in data], fontsize=8)
+    ax.set_yticks(
+        range(1, len(data) + 1),
+        [f"{r['cell']}" + (f" r{r['repeat']}" if r["repeat"] != "1" else "") + f"  (n={len(h)})" for r, h in data],
+        fontsize=8,
+    )
     for i, (row, _) in enumerate(data, start=1):
         if row.get("stream_design_ms"):
             ax.plot(float(row["stream_design_ms"]), i, marker="|", color="tab:red", markersize=14)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("ms held, checkout to return (log scale)")
-    ax.set_title("How long each streaming request held a database connection, inside the measured window\n"
-                 "box: quartiles, whiskers: min and max, n: connections returned; red tick: the stream's "
-                 "length by design", fontsize=9)
+    ax.set_title(
+        "How long each streaming request held a database connection, inside the measured window\n"
+        "box: quartiles, whiskers: min and max, n: connections returned; red tick: the stream's "
+        "length by design",
+        fontsize=9,
+    )
     ax.grid(axis="x", alpha=0.3, which="both")
     fig.tight_layout()
     path = os.path.join(run_dir, "conn-hold.png")
@@ -199,4 +251,3 @@ def draw(run_dir, rows) -> list[str]:
     paths = timelines(run_dir, cells)
     paths += [p for p in (probe_latency(run_dir, rows), conn_hold(run_dir, cells)) if p]
     return paths
-

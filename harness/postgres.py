@@ -31,8 +31,12 @@ APP_DB = "bench"
 THROWAWAY_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 # Every session's start and end is logged, with UTC times to the millisecond in a pinned line
 # prefix: the summary replays the app's sessions exactly (harness/pglog.py).
-LOG_SETTINGS = {"log_connections": "on", "log_disconnections": "on", "log_timezone": "UTC",
-                "log_line_prefix": pglog.LINE_PREFIX}
+LOG_SETTINGS = {
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_timezone": "UTC",
+    "log_line_prefix": pglog.LINE_PREFIX,
+}
 
 
 def free_port() -> int:
@@ -153,9 +157,22 @@ class Cluster(procs.Service):
                 os.chown(d, user.pw_uid, user.pw_gid)
 
         self.proc = procs.spawn(  # tracked, so that stop() ends it too
-            [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C", "--no-sync", "--no-instructions"],
-            self.log_path, user=user, cwd=self.tmp,
+            [
+                bindir / "initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            self.log_path,
+            user=user,
+            cwd=self.tmp,
         )
         try:
             code = self.proc.wait(120)
@@ -171,11 +188,22 @@ class Cluster(procs.Service):
 
         self.port = self.port or free_port()
         host = self.bind or "127.0.0.1"
-        settings = {"listen_addresses": ",".join(dict.fromkeys(["127.0.0.1", host])),
-                    "max_connections": self.max_connections,
-                    **THROWAWAY_SETTINGS, **LOG_SETTINGS}
-        self._command = [bindir / "postgres", "-D", data, "-p", self.port, "-k", sockets,
-                         *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
+        settings = {
+            "listen_addresses": ",".join(dict.fromkeys(["127.0.0.1", host])),
+            "max_connections": self.max_connections,
+            **THROWAWAY_SETTINGS,
+            **LOG_SETTINGS,
+        }
+        self._command = [
+            bindir / "postgres",
+            "-D",
+            data,
+            "-p",
+            self.port,
+            "-k",
+            sockets,
+            *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}")),
+        ]
         self._user = user
         admin_url = self._run_postgres(phase="cluster start")
         with admin_cursor(admin_url) as cur:
@@ -230,8 +258,12 @@ def external() -> Database | None:
             "fix the URL, or unset it to use the embedded PostgreSQL"
         ) from None
     # set in the shell long ago, perhaps: say so before a run measures someone else's server
-    print(f"database: BENCH_DATABASE_URL={redact(url)} (PostgreSQL {db.version}); no throwaway cluster is started "
-          "(unset it to use one)", file=sys.stderr, flush=True)
+    print(
+        f"database: BENCH_DATABASE_URL={redact(url)} (PostgreSQL {db.version}); no throwaway cluster is started "
+        "(unset it to use one)",
+        file=sys.stderr,
+        flush=True,
+    )
     return db
 
 

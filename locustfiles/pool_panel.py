@@ -29,25 +29,61 @@ from harness.sampler import COLUMNS as SAMPLED, Sampler  # noqa: E402
 
 STATIC = Path(__file__).resolve().parent / "static"
 COLUMNS = ["unix_s", "users", "pool_in_use", "pool_waiting", "db_backends"]
-TITLES = {"unix_s": "time (unix s)", "users": "Locust users", "pool_in_use": "connections in use",
-          "pool_waiting": "waiting for a connection", "db_backends": "PostgreSQL backends"}
+TITLES = {
+    "unix_s": "time (unix s)",
+    "users": "Locust users",
+    "pool_in_use": "connections in use",
+    "pool_waiting": "waiting for a connection",
+    "db_backends": "PostgreSQL backends",
+}
 TAB = "database-pool"
 
 
 @events.init_command_line_parser.add_listener
 def add_options(parser):
-    parser.add_argument("--panel-admin-url", default="", env_var="BENCH_PANEL_ADMIN_URL", include_in_web_ui=False,
-                        help="PostgreSQL superuser URL of the app's database, for the pool panel")
-    parser.add_argument("--panel-app-user", default="bench", env_var="BENCH_PANEL_APP_USER", include_in_web_ui=False,
-                        help="the app's PostgreSQL role, whose backends the panel counts")
-    parser.add_argument("--panel-app-db", default="bench", env_var="BENCH_PANEL_APP_DB", include_in_web_ui=False,
-                        help="the app's database, whose backends the panel counts")
-    parser.add_argument("--panel-csv", default="", env_var="BENCH_PANEL_CSV", include_in_web_ui=False,
-                        help="where the panel's samples are written (CSV)")
-    parser.add_argument("--panel-metrics-url", default="", env_var="BENCH_PANEL_METRICS_URL", include_in_web_ui=False,
-                        help="where the app's /metrics is, without /metrics (default: the host)")
-    parser.add_argument("--panel-interval-s", type=float, default=1.0, env_var="BENCH_PANEL_INTERVAL_S",
-                        include_in_web_ui=False, help="seconds between the panel's samples")
+    parser.add_argument(
+        "--panel-admin-url",
+        default="",
+        env_var="BENCH_PANEL_ADMIN_URL",
+        include_in_web_ui=False,
+        help="PostgreSQL superuser URL of the app's database, for the pool panel",
+    )
+    parser.add_argument(
+        "--panel-app-user",
+        default="bench",
+        env_var="BENCH_PANEL_APP_USER",
+        include_in_web_ui=False,
+        help="the app's PostgreSQL role, whose backends the panel counts",
+    )
+    parser.add_argument(
+        "--panel-app-db",
+        default="bench",
+        env_var="BENCH_PANEL_APP_DB",
+        include_in_web_ui=False,
+        help="the app's database, whose backends the panel counts",
+    )
+    parser.add_argument(
+        "--panel-csv",
+        default="",
+        env_var="BENCH_PANEL_CSV",
+        include_in_web_ui=False,
+        help="where the panel's samples are written (CSV)",
+    )
+    parser.add_argument(
+        "--panel-metrics-url",
+        default="",
+        env_var="BENCH_PANEL_METRICS_URL",
+        include_in_web_ui=False,
+        help="where the app's /metrics is, without /metrics (default: the host)",
+    )
+    parser.add_argument(
+        "--panel-interval-s",
+        type=float,
+        default=1.0,
+        env_var="BENCH_PANEL_INTERVAL_S",
+        include_in_web_ui=False,
+        help="seconds between the panel's samples",
+    )
 
 
 class Panel:
@@ -81,8 +117,10 @@ class Panel:
 
     def table_rows(self, count=20):
         """The newest samples first, for the tab's table."""
-        return [{**row, "unix_s": time.strftime("%H:%M:%S", time.localtime(float(row["unix_s"])))}
-                for row in list(self.samples)[-count:][::-1]]
+        return [
+            {**row, "unix_s": time.strftime("%H:%M:%S", time.localtime(float(row["unix_s"])))}
+            for row in list(self.samples)[-count:][::-1]
+        ]
 
 
 @events.init.add_listener
@@ -92,15 +130,24 @@ def start_panel(environment, **_):
     if web_ui is None or not getattr(options, "panel_admin_url", ""):
         return
     csv_path = options.panel_csv or os.path.join(os.getcwd(), "pool_panel.csv")
-    panel = Panel(environment, options.panel_admin_url, options.panel_app_user, options.panel_app_db, csv_path,
-                  options.panel_interval_s, options.panel_metrics_url)
+    panel = Panel(
+        environment,
+        options.panel_admin_url,
+        options.panel_app_user,
+        options.panel_app_db,
+        csv_path,
+        options.panel_interval_s,
+        options.panel_metrics_url,
+    )
     environment.events.quitting.add_listener(lambda **_: (panel.greenlet.kill(block=False), panel.file.close()))
 
     web_ui.template_args["extended_tabs"] = [{"title": "Database pool", "key": TAB}]
     web_ui.template_args["extended_tables"] = [
-        {"key": TAB, "structure": [{"key": c, "title": TITLES[c]} for c in COLUMNS]}]
+        {"key": TAB, "structure": [{"key": c, "title": TITLES[c]} for c in COLUMNS]}
+    ]
     web_ui.template_args["extended_csv_files"] = [
-        {"href": "./bench/pool.csv", "title": "Download database pool CSV (the panel's samples)"}]
+        {"href": "./bench/pool.csv", "title": "Download database pool CSV (the panel's samples)"}
+    ]
 
     @web_ui.app.route("/bench/pool")
     def pool_json():
@@ -125,4 +172,3 @@ def start_panel(environment, **_):
             html = response.get_data(as_text=True)
             response.set_data(html.replace("</body>", '<script src="./bench/panel.js"></script></body>'))
         return response
-

@@ -87,8 +87,9 @@ class SlowStreamUser(FastHttpUser):
         received, error = 0, None
         context = {"request_id": uuid.uuid4().hex}
         try:
-            response = self.client.get(url, name=name, stream=True, headers={"X-Request-Id": context["request_id"]},
-                                       context=context)
+            response = self.client.get(
+                url, name=name, stream=True, headers={"X-Request-Id": context["request_id"]}, context=context
+            )
             context["status"] = response.status_code
             if response.status_code != 200:
                 error = RuntimeError(f"HTTP {response.status_code}")
@@ -108,9 +109,20 @@ class SlowStreamUser(FastHttpUser):
                 if expected is not None and received != expected:
                     error = RuntimeError(f"short body: {received} of {expected} bytes")
         except GreenletExit:  # the test is stopping
-            what = (f"{received} of {expected} bytes" if expected else f"{received} bytes") if received else "no first byte"
-            self._fire("UNFINISHED", name, start_unix, started, received, context,
-                       StreamUnfinished(f"{what} when the test stopped"))
+            what = (
+                (f"{received} of {expected} bytes" if expected else f"{received} bytes")
+                if received
+                else "no first byte"
+            )
+            self._fire(
+                "UNFINISHED",
+                name,
+                start_unix,
+                started,
+                received,
+                context,
+                StreamUnfinished(f"{what} when the test stopped"),
+            )
             raise
         except Exception as exc:  # timeouts, resets
             error = exc
@@ -124,6 +136,11 @@ class SlowStreamUser(FastHttpUser):
 
     def _fire(self, kind, name, start_unix, started, length, context, error=None):
         events.request.fire(
-            request_type=kind, name=name, response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=error, context=dict(context), start_time=start_unix,
+            request_type=kind,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=error,
+            context=dict(context),
+            start_time=start_unix,
         )

@@ -25,12 +25,15 @@ from locust.stats import calculate_response_time_percentile
 import _common  # noqa: F401  (registers the project's options and the request log)
 
 
-
 @events.init_command_line_parser.add_listener
 def add_options(parser):
     step = _common.DEFAULTS
-    parser.add_argument("--step-levels", default="", include_in_web_ui=False,
-                        help="the streams of each step, comma-separated, e.g. 1,2,4,8")
+    parser.add_argument(
+        "--step-levels",
+        default="",
+        include_in_web_ui=False,
+        help="the streams of each step, comma-separated, e.g. 1,2,4,8",
+    )
     for name, kind, default, text in (
         ("step-ramp-s", float, 0, "seconds over which a step's new streams start (0: at once)"),
         ("step-hold-s", float, step["capacity_step_s"], "seconds a step holds once its streams have started"),
@@ -38,8 +41,12 @@ def add_options(parser):
         ("slo-failures", int, step["slo_failures"], "objective: a step's failed requests"),
     ):
         parser.add_argument("--" + name, type=kind, default=default, help=f"{text} (default {default})")
-    parser.add_argument("--steps-file", default="", include_in_web_ui=False,
-                        help="write each step's streams and times (unix s) to this JSON file")
+    parser.add_argument(
+        "--steps-file",
+        default="",
+        include_in_web_ui=False,
+        help="write each step's streams and times (unix s) to this JSON file",
+    )
 
 
 class _Snapshot:
@@ -51,8 +58,9 @@ class _Snapshot:
         probe = stats.entries.get(PROBE)
         self.probe_times = dict(probe.response_times) if probe else {}
         self.probes = probe.num_requests if probe else 0  # failed ones included
-        self.failures = sum(e.num_failures for (name, kind), e in stats.entries.items()
-                            if (name, kind) == PROBE or kind == "STREAM")
+        self.failures = sum(
+            e.num_failures for (name, kind), e in stats.entries.items() if (name, kind) == PROBE or kind == "STREAM"
+        )
 
     def since(self, earlier):
         """(probes, their p99 in ms or None, failures) between `earlier` and this snapshot."""
@@ -77,7 +85,9 @@ class StepLoadShape(LoadTestShape):
         if "full_unix" not in step:
             if self.get_current_user_count() >= step["streams"] + 1:  # its streams and the probe
                 step["full_unix"] = now
-                step["_held"] = _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path)  # the probes are judged from here on
+                step["_held"] = _Snapshot(
+                    self.runner.stats, self.runner.environment.parsed_options.probe_path
+                )  # the probes are judged from here on
                 self._write(o)
         elif now - step["full_unix"] >= o.step_hold_s:
             step["end_unix"] = now
@@ -88,7 +98,8 @@ class StepLoadShape(LoadTestShape):
             if self.broken_at is None and ((p99 is not None and p99 > o.slo_probe_p99_ms) or failures > o.slo_failures):
                 self.broken_at = len(self.steps) - 1
             done = len(self.steps) == len(self.levels) or (
-                self.broken_at is not None and len(self.steps) - 1 > self.broken_at)
+                self.broken_at is not None and len(self.steps) - 1 > self.broken_at
+            )
             self._write(o)
             if done:
                 if isinstance(self.runner, MasterRunner):  # Locust's own quit would cut the workers short
@@ -101,8 +112,14 @@ class StepLoadShape(LoadTestShape):
         return step["streams"] + 1, max(rate, 1)
 
     def _begin(self, index, o):
-        self.steps.append({"step": index + 1, "streams": self.levels[index], "start_unix": time.time(),
-                           "_snapshot": _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path)})
+        self.steps.append(
+            {
+                "step": index + 1,
+                "streams": self.levels[index],
+                "start_unix": time.time(),
+                "_snapshot": _Snapshot(self.runner.stats, self.runner.environment.parsed_options.probe_path),
+            }
+        )
         self._write(o)
 
     def _write(self, o):

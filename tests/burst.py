@@ -35,9 +35,12 @@ errors, done, seen, pids = [], [], [0], set()
 def work():
     try:
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_backend_pid(), count(*) FROM pg_stat_activity "
-                        "WHERE usename = current_user AND backend_type = 'client backend' "
-                        "AND backend_start >= to_timestamp(%s)", [started])
+            cur.execute(
+                "SELECT pg_backend_pid(), count(*) FROM pg_stat_activity "
+                "WHERE usename = current_user AND backend_type = 'client backend' "
+                "AND backend_start >= to_timestamp(%s)",
+                [started],
+            )
             pid, backends = cur.fetchone()
             pids.add(pid)
             seen[0] = max(seen[0], backends)
@@ -50,6 +53,15 @@ def work():
 
 
 gevent.joinall([gevent.spawn(work) for _ in range(greenlets)])
-print(json.dumps({"ok": len(done), "errors": errors, "peak_in_use": counts.in_use_peak,
-                  "peak_waiting": counts.waiting_peak, "peak_backends": seen[0],
-                  "backend_pids": len(pids)}))
+print(
+    json.dumps(
+        {
+            "ok": len(done),
+            "errors": errors,
+            "peak_in_use": counts.in_use_peak,
+            "peak_waiting": counts.waiting_peak,
+            "peak_backends": seen[0],
+            "backend_pids": len(pids),
+        }
+    )
+)

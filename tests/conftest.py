@@ -29,6 +29,7 @@ def pytest_sessionfinish(session):
     if WORKER_TMP:
         shutil.rmtree(WORKER_TMP, ignore_errors=True)
 
+
 # matplotlib builds its font cache in the home directory the first time it is used: before any
 # test, not while test_bench_smoke checks that a run writes nothing there
 import matplotlib.font_manager  # noqa: E402,F401
@@ -54,8 +55,12 @@ def django_db_modify_db_settings(database):
 
     port = database.admin_url.rsplit(":", 1)[1].split("/")[0]
     settings.DATABASES["default"].update(
-        ACCOUNTED_ENGINE="django.db.backends.postgresql", HOST="127.0.0.1", PORT=port, USER="postgres",
-        NAME="bench", OPTIONS={},
+        ACCOUNTED_ENGINE="django.db.backends.postgresql",
+        HOST="127.0.0.1",
+        PORT=port,
+        USER="postgres",
+        NAME="bench",
+        OPTIONS={},
     )
 
 
@@ -95,8 +100,17 @@ CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser",
 
 # make test-fast: the modules that start no server (no PostgreSQL, app or Locust run), in
 # well under a minute. A test of theirs that asks for the session's database is an error.
-FAST = {"test_report", "test_summary", "test_cpu", "test_params", "test_html_report", "test_compare",
-        "test_matrix", "test_docs", "test_containers"}
+FAST = {
+    "test_report",
+    "test_summary",
+    "test_cpu",
+    "test_params",
+    "test_html_report",
+    "test_compare",
+    "test_matrix",
+    "test_docs",
+    "test_containers",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -145,6 +159,7 @@ def pytest_unconfigure(config):
     if reasons:
         reporter.write_line(
             f"skipped {sum(reasons.values())}: " + "; ".join(f"{n} for {why}" for why, n in sorted(reasons.items())),
-            yellow=True)
+            yellow=True,
+        )
     else:
         reporter.write_line("skipped none: every test ran")

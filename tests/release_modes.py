@@ -82,8 +82,10 @@ def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
     phase = "request"
     try:
         with atomic_requests(atomic):
-            response = client.get(f"/stream/{variant}/?chunks=3&chunk_bytes=16&delay_ms=0&category=1",
-                                  headers={"X-Request-Id": request_id})
+            response = client.get(
+                f"/stream/{variant}/?chunks=3&chunk_bytes=16&delay_ms=0&category=1",
+                headers={"X-Request-Id": request_id},
+            )
             assert response.status_code == 200, response.status_code
             phase = "stream"
             body, released = _read(response)
@@ -100,8 +102,18 @@ def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
 def record(mode: str, variant: str, atomic: bool, outcome: tuple[str, str]):
     if OUT:
         with open(OUT, "a") as f:
-            f.write(json.dumps({"mode": mode, "variant": variant, "atomic_requests": atomic,
-                                "outcome": outcome[0], "message": outcome[1]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "mode": mode,
+                        "variant": variant,
+                        "atomic_requests": atomic,
+                        "outcome": outcome[0],
+                        "message": outcome[1],
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-VIEWS = '''
+VIEWS = """
 import time
 
 from django.http import JsonResponse, StreamingHttpResponse
@@ -45,18 +45,18 @@ def health(request):
 
 def no_database(request):
     return JsonResponse({"ok": True})
-'''
+"""
 
-MODELS = '''
+MODELS = """
 from django.db import models
 
 
 class Order(models.Model):
     customer = models.CharField(max_length=40)
     cents = models.IntegerField()
-'''
+"""
 
-MIGRATION = '''
+MIGRATION = """
 from django.db import migrations, models
 
 
@@ -76,9 +76,9 @@ class Migration(migrations.Migration):
         ]),
         migrations.RunPython(seed, migrations.RunPython.noop),
     ]
-'''
+"""
 
-URLS = '''
+URLS = """
 from django.urls import path
 
 from shop import views
@@ -90,10 +90,10 @@ urlpatterns = [
     path("health/db/", views.health),
     path("health/", views.no_database),
 ]
-'''
+"""
 
 # the project's own test of its exports (a transactional test flushes the seeded rows: it writes its own)
-TESTS = '''
+TESTS = """
 import pytest
 
 from shop.models import Order
@@ -106,9 +106,9 @@ def test_export(client, path):
     Order.objects.all().delete()
     Order.objects.bulk_create(Order(customer=f"customer {i}", cents=100 * i) for i in range(20))
     assert len(b"".join(client.get(path)).splitlines()) == 20
-'''
+"""
 
-TARGET = '''
+TARGET = """
 [target]
 project = "mysite"
 settings = "mysite.settings"
@@ -129,7 +129,7 @@ path = "/exports/released.csv"
 
 [target.probe]
 path = "/health/db/"
-'''
+"""
 
 
 def make(directory: Path) -> Path:
@@ -139,17 +139,27 @@ def make(directory: Path) -> Path:
     subprocess.run([sys.executable, "-m", "django", "startproject", "mysite", str(project)], check=True)
     shop = project / "shop"
     (shop / "migrations").mkdir(parents=True)
-    for path, text in ((shop / "__init__.py", ""), (shop / "migrations" / "__init__.py", ""),
-                       (shop / "models.py", MODELS), (shop / "views.py", VIEWS),
-                       (shop / "migrations" / "0001_initial.py", MIGRATION), (shop / "urls.py", URLS)):
+    for path, text in (
+        (shop / "__init__.py", ""),
+        (shop / "migrations" / "__init__.py", ""),
+        (shop / "models.py", MODELS),
+        (shop / "views.py", VIEWS),
+        (shop / "migrations" / "0001_initial.py", MIGRATION),
+        (shop / "urls.py", URLS),
+    ):
         path.write_text(textwrap.dedent(text).lstrip())
     settings = project / "mysite" / "settings.py"
-    settings.write_text(settings.read_text().replace("INSTALLED_APPS = [", 'INSTALLED_APPS = [\n    "shop",')
-                        # its tests' database a file, as django-stream-release's README asks of SQLite
-                        + '\nDATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test_db.sqlite3"}\n')
+    settings.write_text(
+        settings.read_text().replace("INSTALLED_APPS = [", 'INSTALLED_APPS = [\n    "shop",')
+        # its tests' database a file, as django-stream-release's README asks of SQLite
+        + '\nDATABASES["default"]["TEST"] = {"NAME": BASE_DIR / "test_db.sqlite3"}\n'
+    )
     urls = project / "mysite" / "urls.py"
-    urls.write_text(urls.read_text().replace("from django.urls import path", "from django.urls import include, path")
-                    .replace("urlpatterns = [", 'urlpatterns = [\n    path("", include("shop.urls")),'))
+    urls.write_text(
+        urls.read_text()
+        .replace("from django.urls import path", "from django.urls import include, path")
+        .replace("urlpatterns = [", 'urlpatterns = [\n    path("", include("shop.urls")),')
+    )
     target = directory / "target.toml"
     target.write_text(textwrap.dedent(TARGET).lstrip())
     return target

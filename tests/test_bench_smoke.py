@@ -16,8 +16,13 @@ RELEASING = ["close-old", "force-close", "release"]
 
 
 def bench(matrix, out, *args):
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", matrix, "--out", str(out), *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "bench", "--matrix", matrix, "--out", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row["variant"]: row for row in summary.read(out / "summary.csv")}
     return out, rows, result
@@ -147,7 +152,9 @@ def test_run_json_identifies_code_machine_and_parameters(run):
     assert info["machine"]["cpu_count"] >= 1 and info["machine"]["python"].startswith("3.")
     assert info["packages"]["django-db-geventpool"] == "4.0.8"
     assert info["database"]["version"] and info["database"]["max_connections"] == 50
-    assert [c["cell"] for c in info["cells"]] == [f"geventpool/{v}/smoke-stream" for v in SPEC.matrices["smoke"]["variants"]]
+    assert [c["cell"] for c in info["cells"]] == [
+        f"geventpool/{v}/smoke-stream" for v in SPEC.matrices["smoke"]["variants"]
+    ]
     assert info["cells"][0]["params"]["pool_max"] == 4
     assert info["started_utc"] < info["ended_utc"]
 
@@ -156,8 +163,7 @@ def test_no_process_of_the_run_is_left(run):
     import psutil
 
     out, _, _ = run
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if str(out) in " ".join(p.info["cmdline"] or [])]
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
 
 
@@ -168,7 +174,10 @@ def test_the_run_ends_with_the_headline_table_its_plots_and_report(run):
     info = json.loads((out / "run.json").read_text())
     assert f"{info['started_utc']}, {info['ended_utc']}" in (out / "report.html").read_text()  # not None
     assert {p.name for p in out.glob("*.png")} == {
-        "timeline-geventpool-smoke-stream.png", "probe-latency.png", "conn-hold.png"}
+        "timeline-geventpool-smoke-stream.png",
+        "probe-latency.png",
+        "conn-hold.png",
+    }
 
 
 def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
@@ -180,10 +189,14 @@ def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
         per_worker = [summary.read(path) for path in logs]
         logged = [r for rows_ in per_worker for r in rows_]
         probes = [r for r in logged if r["request_type"] == "GET" and r["name"] == "/probe/"]
-        assert int(row["probe_requests"]) == len(probes) == sum(
-            1 for rows_ in per_worker for r in rows_ if r["name"] == "/probe/")
+        assert (
+            int(row["probe_requests"])
+            == len(probes)
+            == sum(1 for rows_ in per_worker for r in rows_ if r["name"] == "/probe/")
+        )
         assert int(row["streams_completed"]) == sum(
-            1 for r in logged if r["request_type"] == "STREAM" and not r["failure"])
+            1 for r in logged if r["request_type"] == "STREAM" and not r["failure"]
+        )
         assert all(per_worker), "both workers made requests"
         logged, locust = counts_by_request(cell)  # the last reports too: each worker quits once stopped
         assert logged == locust

@@ -11,9 +11,21 @@ from harness import ROOT
 
 
 def burst(database, engine, options, greenlets=500, hold_s=0.05):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_DATABASE_URL": database.app_url,
-           "BENCH_DB_ENGINE": engine, "BENCH_DB_OPTIONS": json.dumps(options)}
-    result = subprocess.run([sys.executable, str(ROOT / "tests" / "burst.py"), str(greenlets), str(hold_s)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BENCH_DATABASE_URL": database.app_url,
+        "BENCH_DB_ENGINE": engine,
+        "BENCH_DB_OPTIONS": json.dumps(options),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "burst.py"), str(greenlets), str(hold_s)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 
@@ -34,10 +46,13 @@ def test_bounded_pool_never_exceeds_its_limit_and_serves_everyone(database):
 
 
 def test_bounded_pool_times_out_with_an_error_naming_pool_limit_and_wait(database):
-    out = burst(database, "benchapp.db.geventpool_bounded", {"MAX_CONNS": 4, "ACQUIRE_TIMEOUT": 0.3},
-                greenlets=100, hold_s=0.2)
+    out = burst(
+        database, "benchapp.db.geventpool_bounded", {"MAX_CONNS": 4, "ACQUIRE_TIMEOUT": 0.3}, greenlets=100, hold_s=0.2
+    )
     assert out["peak_backends"] <= 4 and out["backend_pids"] <= 4 and out["peak_in_use"] == 4
     assert 0 < len(out["errors"]) < 100 and out["ok"] == 100 - len(out["errors"])
-    pattern = (r"OperationalError: connection pool of database 'default' is at its limit of "
-               r"MAX_CONNS=4 connections: none came free within 0\.\ds \(ACQUIRE_TIMEOUT=0\.3s\)")
+    pattern = (
+        r"OperationalError: connection pool of database 'default' is at its limit of "
+        r"MAX_CONNS=4 connections: none came free within 0\.\ds \(ACQUIRE_TIMEOUT=0\.3s\)"
+    )
     assert all(re.fullmatch(pattern, error) for error in out["errors"]), out["errors"][:3]

@@ -32,18 +32,29 @@ def step(n, streams, start):
 
 
 def probe(at, ms, failure=""):
-    return {"request_type": "GET", "name": "/probe/", "start_unix_s": str(at), "response_time_ms": ms,
-            "failure": failure}
+    return {
+        "request_type": "GET",
+        "name": "/probe/",
+        "start_unix_s": str(at),
+        "response_time_ms": ms,
+        "failure": failure,
+    }
 
 
 def stream(start, seconds, failure="", kind="STREAM"):
-    return {"request_type": kind, "name": "/stream/release/", "start_unix_s": str(start),
-            "response_time_ms": seconds * 1000, "failure": failure}
+    return {
+        "request_type": kind,
+        "name": "/stream/release/",
+        "start_unix_s": str(start),
+        "response_time_ms": seconds * 1000,
+        "failure": failure,
+    }
 
 
 def judge(steps, requests, timeline=(), cpu=(), pool_capacity=4, workers=1, accounting=(), **p):
-    return capacity.judge_steps(steps, list(requests), list(timeline), list(cpu), params(**p), pool_capacity, workers,
-                                list(accounting))
+    return capacity.judge_steps(
+        steps, list(requests), list(timeline), list(cpu), params(**p), pool_capacity, workers, list(accounting)
+    )
 
 
 def held(streams, start):
@@ -54,16 +65,21 @@ def held(streams, start):
 def test_a_step_is_judged_on_its_own_probes_failures_and_peaks():
     steps = [step(1, 2, 100), step(2, 4, 111), step(3, 8, 122)]
     requests = [
-        *held(2, 100), *held(4, 111), *held(8, 122),
+        *held(2, 100),
+        *held(4, 111),
+        *held(8, 122),
         probe(100.5, 900),  # in step 1's ramp: not its level's
         *(probe(101 + i / 10, 5) for i in range(90)),
-        *(probe(112 + i / 10, 5) for i in range(95)), *(probe(118 + i / 10, 80) for i in range(5)),  # p99 80 ms
+        *(probe(112 + i / 10, 5) for i in range(95)),
+        *(probe(118 + i / 10, 80) for i in range(5)),  # p99 80 ms
         *(probe(123 + i / 10, 5) for i in range(50)),
         stream(125, 3, failure="HTTPParseError"),  # ends in step 3
     ]
-    timeline = [{"unix_s": "105", "pool_in_use": "2", "pool_waiting": "0", "db_backends": "2"},
-                {"unix_s": "115", "pool_in_use": "4", "pool_waiting": "3", "db_backends": "4"},
-                {"unix_s": "125", "pool_in_use": "5", "pool_waiting": "0", "db_backends": "5"}]
+    timeline = [
+        {"unix_s": "105", "pool_in_use": "2", "pool_waiting": "0", "db_backends": "2"},
+        {"unix_s": "115", "pool_in_use": "4", "pool_waiting": "3", "db_backends": "4"},
+        {"unix_s": "125", "pool_in_use": "5", "pool_waiting": "0", "db_backends": "5"},
+    ]
     pauses = [{"event": "gc", "unix_s": t, "hold_ms": ms} for t, ms in ((105, "12.5"), (106, "40.0"), (130, "300.1"))]
     rows = judge(steps, requests, timeline, accounting=pauses, slo_probe_p99_ms=50, slo_failures=0)
     assert [r["server_gc_pause_max_ms"] for r in rows] == [40.0, "", 300.1]
@@ -80,12 +96,18 @@ def test_a_step_is_judged_on_its_own_probes_failures_and_peaks():
 
 def test_a_load_generator_that_cannot_keep_its_streams_open_or_is_busy_is_its_own_objective():
     steps = [step(1, 10, 100), step(2, 20, 111)]
-    requests = [*held(10, 100), *held(12, 111), *(probe(101 + i / 10, 5) for i in range(100)),
-                *(probe(112 + i / 10, 5) for i in range(100))]
-    cpu = [{"unix_s": 101.0, "loadgen_cpu_s": "0", "server_cpu_s": "0"},
-           {"unix_s": 111.0, "loadgen_cpu_s": "2", "server_cpu_s": "1"},
-           {"unix_s": 112.0, "loadgen_cpu_s": "2.1", "server_cpu_s": "1.1"},
-           {"unix_s": 122.0, "loadgen_cpu_s": "2.5", "server_cpu_s": "2"}]
+    requests = [
+        *held(10, 100),
+        *held(12, 111),
+        *(probe(101 + i / 10, 5) for i in range(100)),
+        *(probe(112 + i / 10, 5) for i in range(100)),
+    ]
+    cpu = [
+        {"unix_s": 101.0, "loadgen_cpu_s": "0", "server_cpu_s": "0"},
+        {"unix_s": 111.0, "loadgen_cpu_s": "2", "server_cpu_s": "1"},
+        {"unix_s": 112.0, "loadgen_cpu_s": "2.1", "server_cpu_s": "1.1"},
+        {"unix_s": 122.0, "loadgen_cpu_s": "2.5", "server_cpu_s": "2"},
+    ]
     rows = judge(steps, requests, cpu=cpu)
     assert rows[0]["streams_open"] == 10 and rows[1]["streams_open"] == 12
     assert rows[0]["loadgen_cores"] == 0.2 and rows[0]["server_cores"] == 0.1
@@ -94,16 +116,27 @@ def test_a_load_generator_that_cannot_keep_its_streams_open_or_is_busy_is_its_ow
     assert rows[1]["broken"] == "load generator short: 12 of 20 streams open"
     busy = judge(steps[:1], requests, cpu=[{**c, "loadgen_cpu_s": str(float(c["loadgen_cpu_s"]) * 5)} for c in cpu])
     assert busy[0]["broken"] == "load generator busy: 1.00 cores for 1 Locust process(es)"
-    assert judge(steps[:1], requests, cpu=[{**c, "loadgen_cpu_s": str(float(c["loadgen_cpu_s"]) * 5)} for c in cpu],
-                 workers=2)[0]["broken"] == ""
+    assert (
+        judge(
+            steps[:1],
+            requests,
+            cpu=[{**c, "loadgen_cpu_s": str(float(c["loadgen_cpu_s"]) * 5)} for c in cpu],
+            workers=2,
+        )[0]["broken"]
+        == ""
+    )
     v = capacity.verdict(rows, params(capacity_max=20), stopped_early=False)
     assert (v["max_streams_ok"], v["broken_objective"]) == (10, "load_generator")
 
 
 def test_unfinished_and_aborted_streams_are_not_failures_and_unfinished_steps_are_not_judged():
     steps = [step(1, 2, 100), {"step": 2, "streams": 4, "start_unix": 111}]
-    requests = [*held(2, 100), stream(101, 9, "StreamUnfinished: no first byte", kind="UNFINISHED"),
-                stream(101, 8, kind="ABORTED"), *(probe(101 + i / 10, 5) for i in range(100))]
+    requests = [
+        *held(2, 100),
+        stream(101, 9, "StreamUnfinished: no first byte", kind="UNFINISHED"),
+        stream(101, 8, kind="ABORTED"),
+        *(probe(101 + i / 10, 5) for i in range(100)),
+    ]
     rows = judge(steps, requests)
     assert len(rows) == 1 and rows[0]["broken"] == ""
     v = capacity.verdict(rows, params(capacity_max=4), stopped_early=True)
@@ -124,14 +157,42 @@ def search(tmp_path_factory):
     """geventpool with pool_max=2: hold and release, short streams, steps of 1, 2, 4, 8, 16."""
     out = tmp_path_factory.mktemp("capacity") / "run"
     matrix_file = out.with_name("matrix.toml")
-    matrix_file.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.two]\nbackends = ["geventpool"]\n'
-                           'variants = ["hold", "release"]\nscenarios = ["smoke-stream"]\n')
+    matrix_file.write_text(
+        (ROOT / "matrix.toml").read_text() + '\n[matrices.two]\nbackends = ["geventpool"]\n'
+        'variants = ["hold", "release"]\nscenarios = ["smoke-stream"]\n'
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "harness", "capacity", "--matrix-file", str(matrix_file), "--matrix", "two",
-         "--out", str(out),
-         "--set", "pool_max=2", "--set", "capacity_max=16", "--set", "capacity_step_s=2", "--set", "chunks=6",
-         "--set", "delay_ms=400", "--set", "probe_rate=20", "--set", "slo_probe_p99_ms=300"],
-        cwd=ROOT, capture_output=True, text=True, timeout=400)
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "capacity",
+            "--matrix-file",
+            str(matrix_file),
+            "--matrix",
+            "two",
+            "--out",
+            str(out),
+            "--set",
+            "pool_max=2",
+            "--set",
+            "capacity_max=16",
+            "--set",
+            "capacity_step_s=2",
+            "--set",
+            "chunks=6",
+            "--set",
+            "delay_ms=400",
+            "--set",
+            "probe_rate=20",
+            "--set",
+            "slo_probe_p99_ms=300",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
     return SimpleNamespace(out=out, rows=rows, stderr=result.stderr, stdout=result.stdout)
@@ -158,10 +219,9 @@ def test_holding_breaks_once_the_streams_take_the_pool_and_releasing_holds_every
     # sees only the probes Locust has received: one still waiting for the pool at the end of the
     # break's step counts in the next, so the live break can come a step after the exact one
     hold_steps = json.loads((search.out / "geventpool" / "hold" / "smoke-stream" / "r1" / "steps.json").read_text())
-    live_broken = [i for i, s in enumerate(hold_steps)
-                   if (s["live_probe_p99_ms"] or 0) > 300 or s["live_failures"] > 0]
+    live_broken = [i for i, s in enumerate(hold_steps) if (s["live_probe_p99_ms"] or 0) > 300 or s["live_failures"] > 0]
     assert live_broken and live_broken[0] in (1, 2), hold_steps
-    assert [s["streams"] for s in hold_steps] == [1, 2, 4, 8][:live_broken[0] + 2], hold_steps
+    assert [s["streams"] for s in hold_steps] == [1, 2, 4, 8][: live_broken[0] + 2], hold_steps
 
 
 def test_a_search_writes_its_verdicts_and_plots(search):
@@ -178,8 +238,13 @@ def test_make_report_judges_a_capacity_run_again_from_its_raw_files(search):
     path = search.out / "capacity.csv"
     before = summary.read(path)
     capacity.write_verdicts(path, [{**before[0], "max_streams_ok": 999, "broken_detail": "spoilt"}, *before[1:]])
-    result = subprocess.run([sys.executable, "-m", "harness", "report", str(search.out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(search.out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert summary.read(path) == before
     assert str(path) in result.stdout

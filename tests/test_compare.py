@@ -67,9 +67,11 @@ def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
     from harness import bench, html_report
     from rich.console import Console
 
-    rows = [{"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
-            {"cell": "g/release/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
-            {"cell": "g/release/s", "repeat": 2, "status": "ok", "leaked_conns": "2"}]
+    rows = [
+        {"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
+        {"cell": "g/release/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
+        {"cell": "g/release/s", "repeat": 2, "status": "ok", "leaked_conns": "2"},
+    ]
     labels = [compare.label(cell, values) for cell, values in compare.headline(rows)]
     assert labels == ["g/hold/s", f"g/release/s {compare.LEAK_MARK}"]
     console = Console(record=True, width=250)
@@ -110,13 +112,21 @@ def test_a_single_repeat_is_never_significant():
     _, new, _ = compare.load(DATA / "single-new")
     rows, _, _ = compare.compare(base, new, METRICS)
     assert {r.mark for r in rows} == {compare.SAME}
-    assert {r.metric: round(r.ratio, 3) for r in rows} == {"probe_p99_ms": 4.0, "conn_hold_p50_ms": 3.0,
-                                                           "streams_completed": 0.625}
+    assert {r.metric: round(r.ratio, 3) for r in rows} == {
+        "probe_p99_ms": 4.0,
+        "conn_hold_p50_ms": 3.0,
+        "streams_completed": 0.625,
+    }
 
 
 def harness(*args):
-    return subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "compare", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_markdown_table_for_a_pull_request():
@@ -127,19 +137,22 @@ def test_markdown_table_for_a_pull_request():
     assert "- only in new:  g/cursor-hold/s" in out.stdout
 
 
-@pytest.mark.parametrize("rule, fails", [
-    ("probe_p99_ms>2", True),     # 2.09x, significant
-    ("probe_p99_ms>2.5", False),
-    ("conn_hold_p50_ms>1.1", False),  # it got better
-    ("streams_completed<0.9", False),
-])
+@pytest.mark.parametrize(
+    "rule, fails",
+    [
+        ("probe_p99_ms>2", True),  # 2.09x, significant
+        ("probe_p99_ms>2.5", False),
+        ("conn_hold_p50_ms>1.1", False),  # it got better
+        ("streams_completed<0.9", False),
+    ],
+)
 def test_fail_on_exits_1_on_a_regression_beyond_the_ratio(rule, fails):
     # g/close-old/s newly fails in the fixtures, which fails any --fail-on by itself
     out = harness(DATA / "base", DATA / "new", "--metric", "stream_failures", "--fail-on", rule)
     assert "FAIL g/close-old/s: newly failing" in out.stderr
     assert "FAIL g/guarded-close/s: missing from the new run" in out.stderr
     assert ("FAIL g/release/s: probe_p99_ms" in out.stderr) == fails
-    assert (f"| {rule.split('>')[0].split('<')[0]} " in out.stdout.replace("│", "|"))  # a rule's metric is compared
+    assert f"| {rule.split('>')[0].split('<')[0]} " in out.stdout.replace("│", "|")  # a rule's metric is compared
     assert out.returncode == 1
 
 
@@ -149,7 +162,8 @@ def test_fail_on_with_repeats_needs_a_significant_regression(result):
     rules = compare.parse_fail_on(["probe_p99_ms>1.001"])
     # hold's 1.00x is not significant; release's 2.09x is
     assert compare.failures(kept, rules) == [
-        "g/release/s: probe_p99_ms 11 (10–12, n=3) → 23 (22–24, n=3), ratio 2.09× > 1.001"]
+        "g/release/s: probe_p99_ms 11 (10–12, n=3) → 23 (22–24, n=3), ratio 2.09× > 1.001"
+    ]
     assert compare.failures(kept, compare.parse_fail_on(["probe_p99_ms>2.5"])) == []
     assert compare.failures(kept, []) == []
 
@@ -161,12 +175,15 @@ def test_fail_on_with_a_single_repeat_goes_by_the_ratio_and_says_so():
     assert harness(DATA / "single-base", DATA / "single-new", "--fail-on", "probe_p99_ms>5").returncode == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--fail-on", "probe_p99_ms=1.2"], "--fail-on 'probe_p99_ms=1.2' must look like METRIC>RATIO"),
-    (["--fail-on", "probes>1.2"], "'probes' is not compared"),
-    (["--metric", "nope"], "--metric nope is not compared"),
-    (["--fail-on", "streams_completed>1.2"], "more streams_completed is better, so a regression is a ratio < 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fail-on", "probe_p99_ms=1.2"], "--fail-on 'probe_p99_ms=1.2' must look like METRIC>RATIO"),
+        (["--fail-on", "probes>1.2"], "'probes' is not compared"),
+        (["--metric", "nope"], "--metric nope is not compared"),
+        (["--fail-on", "streams_completed>1.2"], "more streams_completed is better, so a regression is a ratio < 1"),
+    ],
+)
 def test_bad_arguments_are_one_line_and_exit_2(args, message):
     out = harness(DATA / "base", DATA / "new", *args)
     assert out.returncode == 2

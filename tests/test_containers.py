@@ -18,8 +18,12 @@ BIN = Path(sys.executable).parent
 
 
 def schema_check(path):
-    return subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def compose_command():
@@ -47,14 +51,20 @@ def test_the_schema_check_catches_a_broken_file(tmp_path):
 def compose():
     command = compose_command()
     if command is None:
-        pytest.skip("no Compose implementation here (docker compose, docker-compose or podman-compose): "
-                    "sudo apt-get install docker-compose; .ci/run does")
+        pytest.skip(
+            "no Compose implementation here (docker compose, docker-compose or podman-compose): "
+            "sudo apt-get install docker-compose; .ci/run does"
+        )
     return command
 
 
 def test_compose_config_accepts_it(compose, tmp_path):
-    result = subprocess.run([*compose, "-f", str(COMPOSE), "--project-directory", str(ROOT), "config", "-q"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*compose, "-f", str(COMPOSE), "--project-directory", str(ROOT), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -62,8 +72,9 @@ def test_compose_config_refuses_a_broken_file(compose, tmp_path):
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE.read_text().replace("depends_on:\n      db:", "depends_on:\n      nodb:", 1))
     (tmp_path / "compose.env").write_text((ROOT / "compose.env").read_text())
-    result = subprocess.run([*compose, "-f", str(broken), "config", "-q"], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [*compose, "-f", str(broken), "config", "-q"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode != 0
 
 

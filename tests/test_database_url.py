@@ -36,8 +36,9 @@ def test_the_urls_query_string_reaches_the_apps_connection(db, backend):
     b = SPEC.backends[backend]
     params = SPEC.params("smoke-stream")
     env = server_env(b, params, f"{db.app_url}?{QUERY}", 0)
-    result = subprocess.run([python_for(b.env), "-c", CHECK], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [python_for(b.env), "-c", CHECK], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     name, timeout, _ = json.loads(result.stdout)
     assert (name, timeout) == ("from-the-url", "4321ms")
@@ -51,7 +52,8 @@ def test_a_target_gets_the_urls_query_string_too(db, tmp_path):
 
     target = targets.load(target_project.make(tmp_path))
     env = target_env(target, OWN, SPEC.params("own-slow-read"), f"{db.app_url}?{QUERY}")
-    result = subprocess.run([python_for("bench"), "-c", CHECK], env=env, cwd=target.project, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [python_for("bench"), "-c", CHECK], env=env, cwd=target.project, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)[:2] == ["from-the-url", "4321ms"]

@@ -8,8 +8,13 @@ from harness import ROOT, summary
 
 
 def detector_cost(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness", "detector-cost", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "detector-cost", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_it_measures_each_kind_with_and_without_the_middleware(tmp_path):

@@ -58,8 +58,13 @@ class Network:
         return f"bench-{self.tag}-{name}"
 
     def spawn(self, name, args, log):
-        return subprocess.Popen(["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "harness", *args],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "harness", *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def processes(self):
         return {ns: sh("ip", "netns", "pids", ns, check=False).stdout.split() for ns in self.namespaces}
@@ -130,8 +135,11 @@ def distributed(tmp_path_factory):
     try:
         app, master = net.addresses["app"], net.addresses["master"]
         serve_log = tmp / "serve.out"
-        procs["app"] = net.spawn("app", ["serve", "--bind", app, "--port", "8000", "--log-dir", str(tmp / "serve"),
-                                         "--set", "seed_rows=2000"], open(serve_log, "w"))
+        procs["app"] = net.spawn(
+            "app",
+            ["serve", "--bind", app, "--port", "8000", "--log-dir", str(tmp / "serve"), "--set", "seed_rows=2000"],
+            open(serve_log, "w"),
+        )
         printed = _wait_for(serve_log, "Ctrl-C stops both.", procs["app"], 180)
         database = next(line.split()[1] for line in printed.splitlines() if line.startswith("database:"))
         worker_logs = {}
@@ -140,9 +148,25 @@ def distributed(tmp_path_factory):
             procs[w] = net.spawn(w, ["worker", "--master", f"{master}:5557"], open(worker_logs[w], "w"))
         out = tmp / "run"
         bench_log = tmp / "bench.out"
-        procs["master"] = net.spawn("master", [
-            "bench", "--matrix", MATRIX, "--out", str(out), "--host", f"http://{app}:8000", "--database-url", database,
-            "--master-bind", master, "--set", "locust_workers=2"], open(bench_log, "w"))
+        procs["master"] = net.spawn(
+            "master",
+            [
+                "bench",
+                "--matrix",
+                MATRIX,
+                "--out",
+                str(out),
+                "--host",
+                f"http://{app}:8000",
+                "--database-url",
+                database,
+                "--master-bind",
+                master,
+                "--set",
+                "locust_workers=2",
+            ],
+            open(bench_log, "w"),
+        )
         try:
             code = procs["master"].wait(600)
         except subprocess.TimeoutExpired:
@@ -151,8 +175,15 @@ def distributed(tmp_path_factory):
         # the run is over: the workers would wait 5 minutes for another master
         worker_codes = {w: _stop(procs[w], signal.SIGTERM) for w in ("w1", "w2")}
         left = net.processes()
-        yield {"out": out, "net": net, "bench_log": bench_log.read_text(), "worker_logs": worker_logs,
-               "worker_codes": worker_codes, "left": left, "rows": summary.read(out / "summary.csv")}
+        yield {
+            "out": out,
+            "net": net,
+            "bench_log": bench_log.read_text(),
+            "worker_logs": worker_logs,
+            "worker_codes": worker_codes,
+            "left": left,
+            "rows": summary.read(out / "summary.csv"),
+        }
     finally:
         for proc in procs.values():
             _stop(proc)
@@ -181,8 +212,11 @@ def test_the_totals_are_the_sum_over_the_workers_and_match_the_app(distributed):
         assert int(row["probe_failures"]) == sum(1 for r in probes if r["failure"])
         assert int(row["streams_completed"]) == sum(1 for r in streams if not r["failure"]) > 0
         # the app's own record: an audit row per stream it answered 200 (lost_writes counts the missing)
-        answered = {r["request_id"] for r in logged if r["request_type"] == "GET" and r["name"].startswith("/stream/")
-                    and r["status"] == "200"}
+        answered = {
+            r["request_id"]
+            for r in logged
+            if r["request_type"] == "GET" and r["name"].startswith("/stream/") and r["status"] == "200"
+        }
         assert int(row["writes_expected"]) == len(answered) > 0
         assert row["lost_writes"] == "0"
         assert row["loadgen_cores"] == "", "the load's CPU is on other machines: not the master's alone"
@@ -196,7 +230,8 @@ def test_the_master_started_no_worker_and_said_how_to_start_them(distributed):
     info = json.loads((distributed["out"] / "run.json").read_text())
     assert info["locust_master"] == {"bind": f"{master}:5557", "workers": "remote"}
     assert info["app"]["controlled"] is False and info["app"]["url"].startswith(
-        f"http://{distributed['net'].addresses['app']}:")
+        f"http://{distributed['net'].addresses['app']}:"
+    )
 
 
 def test_the_workers_served_every_cell_and_nothing_is_left(distributed):

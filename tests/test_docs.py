@@ -13,8 +13,9 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def test_the_generated_reference_pages_match_the_code():
-    result = subprocess.run([sys.executable, "-m", "harness", "docs", "--check"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "docs", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -35,7 +36,8 @@ def test_every_summary_column_is_documented_and_only_those():
     documented = _summary_table((ROOT / "docs" / "reference.md").read_text())
     assert documented == set(summary.COLUMNS), (
         f"undocumented: {sorted(set(summary.COLUMNS) - documented)}; "
-        f"not columns: {sorted(documented - set(summary.COLUMNS))}")
+        f"not columns: {sorted(documented - set(summary.COLUMNS))}"
+    )
 
 
 def anchors(path):
@@ -70,6 +72,11 @@ def test_every_page_is_reachable_from_the_readme():
 
 def test_nothing_in_the_repository_points_outside_it():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    outside = [f for f in tracked if (ROOT / f).is_file() and (ROOT / f).suffix in {".py", ".md", ".toml", ".txt", ""}
-               and "../" + "shared" in (ROOT / f).read_text(errors="replace")]
+    outside = [
+        f
+        for f in tracked
+        if (ROOT / f).is_file()
+        and (ROOT / f).suffix in {".py", ".md", ".toml", ".txt", ""}
+        and "../" + "shared" in (ROOT / f).read_text(errors="replace")
+    ]
     assert outside == []

@@ -23,14 +23,36 @@ def _mentions(process, text):
 def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
     params = SPEC.params("atomic", {"seed_rows": 2000})  # this app runs with ATOMIC_REQUESTS
     out = tmp_path / "external"
-    with Server(SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(),
-                tmp_path / "server.log") as app:
+    with Server(
+        SPEC.backends["geventpool"], params, database.app_url, postgres.free_port(), tmp_path / "server.log"
+    ) as app:
         before = {p.pid for p in psutil.process_iter()}
         env = {"BENCH_ADMIN_DATABASE_URL": database.admin_url, "PATH": "/usr/bin:/bin"}
         result = subprocess.run(
-            [sys.executable, "-m", "harness", "bench", "--matrix", "smoke-safety", "--out", str(out),
-             "--host", app.url, "--database-url", database.app_url, "--set", "duration_s=4", "--set", "probe_timeout_s=1"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "bench",
+                "--matrix",
+                "smoke-safety",
+                "--out",
+                str(out),
+                "--host",
+                app.url,
+                "--database-url",
+                database.app_url,
+                "--set",
+                "duration_s=4",
+                "--set",
+                "probe_timeout_s=1",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert app.proc.poll() is None  # the harness left the app alone
         # and left no process of its own: whatever the run started names its directory in its

@@ -19,8 +19,9 @@ from tests.test_stream_release import in_use, open_stream, wait_for
 def pool_server(database, tmp_path_factory):
     directory = tmp_path_factory.mktemp("leaks")
     with app_server(database, directory, pool_max=4) as server:
-        with Sampler(directory / "timeline.csv", database.admin_url, database.app_user, database.app_db,
-                     server.url) as sampler:
+        with Sampler(
+            directory / "timeline.csv", database.admin_url, database.app_user, database.app_db, server.url
+        ) as sampler:
             yield server, sampler
 
 
@@ -29,8 +30,10 @@ def test_the_leak_check_counts_a_connection_still_in_use_then_backends_beyond_th
     conn, response = open_stream(server, "hold")  # holds its connection to the end
     try:
         wait_for(lambda: in_use(server) == 1)
-        assert leak_check(sampler, idle_allowance=4, timeout_s=0.3, since=time.time()) == \
-            {"leaked_conns": 1, "settle_s": ""}
+        assert leak_check(sampler, idle_allowance=4, timeout_s=0.3, since=time.time()) == {
+            "leaked_conns": 1,
+            "settle_s": "",
+        }
         response.read()
     finally:
         conn.close()
@@ -43,9 +46,28 @@ def test_the_leak_check_counts_a_connection_still_in_use_then_backends_beyond_th
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("faults") / "run"
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke-faults", "--out", str(out),
-                             "--set", "duration_s=6", "--set", "fault_at_s=2.5", "--set", "probe_timeout_s=2"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "bench",
+            "--matrix",
+            "smoke-faults",
+            "--out",
+            str(out),
+            "--set",
+            "duration_s=6",
+            "--set",
+            "fault_at_s=2.5",
+            "--set",
+            "probe_timeout_s=2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["fault"]: r for r in summary.read(out / "summary.csv")}
     assert set(rows) == {"pg-restart", "worker-kill", "client-abort"}
@@ -102,8 +124,11 @@ def test_client_abort_disconnects_the_streams_and_the_server_returns_their_conne
         assert 0 < int(r["response_length"]) < 9 * 1024
         assert float(r["start_unix_s"]) + r["response_time_ms"] / 1000 == pytest.approx(fault_unix, abs=0.5)
     # hold keeps a stream's connection to its end: the aborted ones came back within a chunk's delay
-    returns = [e for e in summary.read_accounting(directory)
-               if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5]
+    returns = [
+        e
+        for e in summary.read_accounting(directory)
+        if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5
+    ]
     assert len(returns) >= len(aborted)
     # ... and the summary says so: every connection the streams held at the abort, back within 1.5 s
     assert int(row["abort_conns_held"]) >= 1 and 0 <= float(row["abort_conns_back_max_ms"]) <= 1500, row

@@ -41,6 +41,9 @@ def test_every_pause_of_the_garbage_collector_is_measured(database, tmp_path):
         for _ in range(20):
             assert get(f"{server.url}/probe/")[0] == 200
         _, body, _ = get(f"{server.url}/metrics")
-    counts = {line.split('"')[1]: float(line.split()[-1]) for line in body.decode().splitlines()
-              if line.startswith("bench_gc_pause_seconds_count")}
+    counts = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in body.decode().splitlines()
+        if line.startswith("bench_gc_pause_seconds_count")
+    }
     assert counts.get("0", 0) > 0, counts  # the young generation, collected every 700 allocations

@@ -18,9 +18,16 @@ from harness import ROOT, procs, summary
 def start(*args, env=None, log=None):
     """The harness in its own session; its output to `log` (a file: a pipe nobody reads
     could fill up and stall the cleanup under test) or to a pipe."""
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=ROOT, text=True,
-                            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-                            stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=log or subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def descendants(proc):
@@ -56,7 +63,11 @@ def assert_all_gone(processes, timeout=5.0):
 def bench_temp_dirs():
     import tempfile
 
-    return {d for d in os.listdir(tempfile.gettempdir()) if d.startswith(("bench-pg-", "bench-pgbouncer-", "bench-metrics-"))}
+    return {
+        d
+        for d in os.listdir(tempfile.gettempdir())
+        if d.startswith(("bench-pg-", "bench-pgbouncer-", "bench-metrics-"))
+    }
 
 
 def listeners(processes):
@@ -85,8 +96,10 @@ PHASES = [
 def one_cell_matrix(tmp_path_factory):
     """matrix.toml and a matrix of one short cell (--matrix-file)."""
     path = tmp_path_factory.mktemp("matrix") / "matrix.toml"
-    path.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.one]\nbackends = ["geventpool"]\n'
-                    'variants = ["release"]\nscenarios = ["atomic"]\n')
+    path.write_text(
+        (ROOT / "matrix.toml").read_text() + '\n[matrices.one]\nbackends = ["geventpool"]\n'
+        'variants = ["release"]\nscenarios = ["atomic"]\n'
+    )
     return path
 
 
@@ -97,8 +110,21 @@ def test_a_signal_in_each_phase_leaves_no_process_and_keeps_the_run(tmp_path, on
     out, log_path = tmp_path / "run", tmp_path / "harness.log"
     temp_before = bench_temp_dirs()
     with open(log_path, "w") as log:
-        proc = start("bench", "--matrix-file", str(one_cell_matrix), "--matrix", "one", "--out", str(out),
-                     "--set", "duration_s=2", "--set", "probe_timeout_s=1", env={"BENCH_HOLD_PHASE": phase}, log=log)
+        proc = start(
+            "bench",
+            "--matrix-file",
+            str(one_cell_matrix),
+            "--matrix",
+            "one",
+            "--out",
+            str(out),
+            "--set",
+            "duration_s=2",
+            "--set",
+            "probe_timeout_s=1",
+            env={"BENCH_HOLD_PHASE": phase},
+            log=log,
+        )
     wait_for(lambda: f"holding in phase {phase}" in log_path.read_text(), 120)
     if started:
         assert running(proc, started)

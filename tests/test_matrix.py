@@ -23,10 +23,23 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
         assert cell.name == f"{cell.backend.name}/{cell.variant}/{cell.scenario}"
 
 
-@pytest.mark.parametrize("name, limit_s", [("default", 300), ("smoke", 60), ("backends", 600), ("safety", 600),
-                                           ("smoke-safety", 60), ("faults", 900), ("smoke-faults", 80),
-                                           ("servers", 1200), ("servers-abort", 400), ("servers-sse", 1200), ("servers-memory", 200),
-                                           ("smoke-servers", 150)])
+@pytest.mark.parametrize(
+    "name, limit_s",
+    [
+        ("default", 300),
+        ("smoke", 60),
+        ("backends", 600),
+        ("safety", 600),
+        ("smoke-safety", 60),
+        ("faults", 900),
+        ("smoke-faults", 80),
+        ("servers", 1200),
+        ("servers-abort", 400),
+        ("servers-sse", 1200),
+        ("servers-memory", 200),
+        ("smoke-servers", 150),
+    ],
+)
 def test_named_matrices_fit_their_time_budget(name, limit_s):
     from harness.bench import CELL_OVERHEAD_S
 
@@ -45,27 +58,33 @@ def test_backend_options_get_the_cells_pool_max():
     assert SPEC.backends["geventpool"].django_options(params) == {"MAX_CONNS": 7}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"streams": 0}, "streams=0 in scenario slow-server is too small: use at least 1"),
-    ({"duration_s": 2.5}, "duration_s=2.5 in scenario slow-server must be a whole number of seconds"),
-    ({"probe_rate": "fast"}, "probe_rate='fast' in scenario slow-server must be a number"),
-    ({"stream": 3}, "unknown parameter 'stream' in scenario slow-server"),
-    ({"pool_max": 60}, "pool_max=60 x workers=1 in scenario slow-server exceeds db_max_connections=50"),
-    ({"streams": 990}, "streams=990 in scenario slow-server and up to 35 probes in flight are more than"),
-    ({"probe_rate": float("nan")}, "probe_rate=nan in scenario slow-server must be a number"),
-    ({"duration_s": float("inf")}, "duration_s=inf in scenario slow-server must be a whole number"),
-    ({"chunk_bytes": 20_000_000}, "chunk_bytes=20000000 in scenario slow-server is too large: use at most"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"streams": 0}, "streams=0 in scenario slow-server is too small: use at least 1"),
+        ({"duration_s": 2.5}, "duration_s=2.5 in scenario slow-server must be a whole number of seconds"),
+        ({"probe_rate": "fast"}, "probe_rate='fast' in scenario slow-server must be a number"),
+        ({"stream": 3}, "unknown parameter 'stream' in scenario slow-server"),
+        ({"pool_max": 60}, "pool_max=60 x workers=1 in scenario slow-server exceeds db_max_connections=50"),
+        ({"streams": 990}, "streams=990 in scenario slow-server and up to 35 probes in flight are more than"),
+        ({"probe_rate": float("nan")}, "probe_rate=nan in scenario slow-server must be a number"),
+        ({"duration_s": float("inf")}, "duration_s=inf in scenario slow-server must be a whole number"),
+        ({"chunk_bytes": 20_000_000}, "chunk_bytes=20000000 in scenario slow-server is too large: use at most"),
+    ],
+)
 def test_bad_parameters_are_refused_with_the_parameter_named(overrides, message):
     with pytest.raises(UsageError) as info:
         SPEC.params("slow-server", overrides)
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[defaults\n", "is not valid TOML"),
-    ("[defaults]\nx=1\n", "needs a non-empty [backends] table"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[defaults\n", "is not valid TOML"),
+        ("[defaults]\nx=1\n", "needs a non-empty [backends] table"),
+    ],
+)
 def test_malformed_matrix_files_are_refused(tmp_path, text, message):
     path = tmp_path / "matrix.toml"
     path.write_text(text)
@@ -85,7 +104,10 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
 
 
 def test_unknown_matrix_lists_the_known_ones():
-    with pytest.raises(UsageError, match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, servers, servers-capacity, servers-sse, servers-memory, servers-abort, smoke-servers, target, target-backends, target-smoke"):
+    with pytest.raises(
+        UsageError,
+        match="MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke, smoke-faults, smoke-safety, servers, servers-capacity, servers-sse, servers-memory, servers-abort, smoke-servers, target, target-backends, target-smoke",
+    ):
         SPEC.cells("nope")
 
 
@@ -102,10 +124,11 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
     import sys
 
     cases = [(5, 5), (0.5, 3), (100, 0.2)]
-    code = ("import sys; sys.path.insert(0, 'locustfiles'); from probe import probes_in_flight; "
-            f"print([probes_in_flight(r, t) for r, t in {cases!r}])")
-    result = subprocess.run([sys.executable, "-c", code], cwd=matrix.ROOT, capture_output=True,
-                            text=True, check=True)
+    code = (
+        "import sys; sys.path.insert(0, 'locustfiles'); from probe import probes_in_flight; "
+        f"print([probes_in_flight(r, t) for r, t in {cases!r}])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=matrix.ROOT, capture_output=True, text=True, check=True)
     in_flight = eval(result.stdout)
     for (rate, timeout), probes in zip(cases, in_flight):
         params = SPEC.params("slow-server", {"probe_rate": rate, "probe_timeout_s": timeout})
@@ -114,13 +137,26 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
 
 def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_the_faults_capacity_and_peer():
     cells = SPEC.cells("full")
-    short = ({"quick-stream", "smoke-stream", "capacity-5000", "peer-slow-read", "overhead", "overhead-off",
-              "server-stream", "smoke-server", "sse", "big-body"}
-             | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
-             | set(SPEC.matrices["target"]["scenarios"]))  # a target's own streams, not benchapp's
+    short = (
+        {
+            "quick-stream",
+            "smoke-stream",
+            "capacity-5000",
+            "peer-slow-read",
+            "overhead",
+            "overhead-off",
+            "server-stream",
+            "smoke-server",
+            "sse",
+            "big-body",
+        }
+        | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
+        | set(SPEC.matrices["target"]["scenarios"])
+    )  # a target's own streams, not benchapp's
     wsgi = [v for v, table in SPEC.variants.items() if "app" not in table]  # under gevent: not the async ones
     assert {(c.backend.name, c.variant, c.scenario) for c in cells} == {
-        (b, v, s) for b in SPEC.backends for v in wsgi for s in SPEC.scenarios if s not in short}
+        (b, v, s) for b in SPEC.backends for v in wsgi for s in SPEC.scenarios if s not in short
+    }
     assert len(cells) == len(SPEC.backends) * len(wsgi) * (len(SPEC.scenarios) - len(short))
     assert {c.server.name for c in cells} == {"gevent"}
 
@@ -128,7 +164,8 @@ def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_th
 def test_faults_matrix_is_every_backend_and_fault_with_and_without_release():
     cells = SPEC.cells("faults")
     assert {(c.backend.name, c.variant, c.params.fault) for c in cells} == {
-        (b, v, f) for b in SPEC.backends for v in ("hold", "release") for f in matrix.FAULTS if f != "none"}
+        (b, v, f) for b in SPEC.backends for v in ("hold", "release") for f in matrix.FAULTS if f != "none"
+    }
     for c in cells:  # without the fault the pool serves every stream and the probes
         assert c.params.streams < c.params.pool_max and 0 < c.params.fault_at_s < c.params.duration_s
 
@@ -145,7 +182,11 @@ def test_backends_matrix_covers_every_backend_and_release_call():
     cells = SPEC.cells("backends")
     calls = {"hold", "close-old", "force-close", "release"}
     assert {(c.backend.name, c.variant) for c in cells} >= {(b, v) for b in SPEC.backends for v in calls}
-    assert {c.backend.name for c in cells if c.scenario == "burst"} >= {"geventpool", "geventpool-bounded", "native-pool"}
+    assert {c.backend.name for c in cells if c.scenario == "burst"} >= {
+        "geventpool",
+        "geventpool-bounded",
+        "native-pool",
+    }
 
 
 def test_a_scenario_starts_from_its_base_and_a_missing_or_looping_base_is_refused(tmp_path):
@@ -153,8 +194,10 @@ def test_a_scenario_starts_from_its_base_and_a_missing_or_looping_base_is_refuse
     assert off == replace(on, instrument=False)
     assert on.streams == SPEC.scenarios["overhead"]["streams"] != SPEC.defaults["streams"]
     text = (ROOT / "matrix.toml").read_text()
-    for extra, message in (('\n[scenarios.x]\nbase = "nope"\n', "[scenarios.x] has base = 'nope', which is not a declared scenario"),
-                           ('\n[scenarios.x]\nbase = "y"\n[scenarios.y]\nbase = "x"\n', "which is part of a loop")):
+    for extra, message in (
+        ('\n[scenarios.x]\nbase = "nope"\n', "[scenarios.x] has base = 'nope', which is not a declared scenario"),
+        ('\n[scenarios.x]\nbase = "y"\n[scenarios.y]\nbase = "x"\n', "which is part of a loop"),
+    ):
         path = tmp_path / "m.toml"
         path.write_text(text + extra)
         with pytest.raises(UsageError, match=re.escape(message)):
@@ -171,16 +214,40 @@ def test_the_load_generator_takes_its_variants_from_the_cells_matrix_file(tmp_pa
     from harness.load import LOCUSTFILES, locust_command
 
     mine = tmp_path / "my.toml"
-    mine.write_text((ROOT / "matrix.toml").read_text().replace(
-        "[variants.hold]", '[variants.my-variant]\ndescription = "mine"\n\n[variants.hold]', 1)
-        + '\n[matrices.mine]\nbackends = ["stock"]\nvariants = ["my-variant"]\nscenarios = ["smoke-stream"]\n')
+    mine.write_text(
+        (ROOT / "matrix.toml")
+        .read_text()
+        .replace("[variants.hold]", '[variants.my-variant]\ndescription = "mine"\n\n[variants.hold]', 1)
+        + '\n[matrices.mine]\nbackends = ["stock"]\nvariants = ["my-variant"]\nscenarios = ["smoke-stream"]\n'
+    )
     cell = matrix.load(mine).cells("mine")[0]
     command = [str(a) for a in locust_command(cell, "http://127.0.0.1:1", tmp_path)]
     assert command[command.index("--matrix-file") + 1] == str(mine)
-    assert "--matrix-file" not in [str(a) for a in locust_command(SPEC.cells("smoke")[0], "http://127.0.0.1:1", tmp_path)]
-    base = [sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in LOCUSTFILES), "--headless", "--host",
-            "http://127.0.0.1:1", "-u", "1", "-r", "1", "-t", "1s", "--only-summary", "--variant", "my-variant"]
+    assert "--matrix-file" not in [
+        str(a) for a in locust_command(SPEC.cells("smoke")[0], "http://127.0.0.1:1", tmp_path)
+    ]
+    base = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        ",".join(str(f) for f in LOCUSTFILES),
+        "--headless",
+        "--host",
+        "http://127.0.0.1:1",
+        "-u",
+        "1",
+        "-r",
+        "1",
+        "-t",
+        "1s",
+        "--only-summary",
+        "--variant",
+        "my-variant",
+    ]
     refused = subprocess.run(base, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "invalid choice: 'my-variant'" in refused.stderr
-    taken = subprocess.run(base + ["--matrix-file", str(mine)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    taken = subprocess.run(
+        base + ["--matrix-file", str(mine)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert "invalid choice" not in taken.stderr and "--run-time limit reached" in taken.stderr, taken.stderr[-2000:]

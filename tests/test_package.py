@@ -74,16 +74,28 @@ def test_the_wheel_installs_with_django_as_its_only_dependency(clean_venv):
 
 
 def test_the_package_tests_pass_against_the_installed_wheel(clean_venv):
-    result = run([clean_venv, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"], cwd=PACKAGE, timeout=600,
-                 env=package_env())
+    result = run(
+        [clean_venv, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"], cwd=PACKAGE, timeout=600, env=package_env()
+    )
     assert " passed" in result.stdout and " failed" not in result.stdout
     # the one skip is the metrics extra, not installed here, and it says so
     assert "SKIPPED [1]" in result.stdout and "the metrics extra is not installed" in result.stdout
 
 
 def test_pip_installs_the_folder_too(clean_venv):
-    run([clean_venv, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--force-reinstall", str(PACKAGE)])
+    run(
+        [
+            clean_venv,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--force-reinstall",
+            str(PACKAGE),
+        ]
+    )
     version = run([clean_venv, "-c", "import stream_release; print(stream_release.__version__)"], cwd="/").stdout
     assert version.strip() == dist_version()
 
@@ -107,15 +119,25 @@ def postgres_runs(database):
     procs = {}
     for name in BACKENDS:
         backend = SPEC.backends[name]
-        entry = {"ENGINE": backend.engine, "NAME": "bench_package", "HOST": "127.0.0.1", "PORT": port,
-                 "USER": "postgres", "CONN_MAX_AGE": backend.conn_max_age,
-                 "OPTIONS": backend.django_options(SPEC.params("slow-server"))}
+        entry = {
+            "ENGINE": backend.engine,
+            "NAME": "bench_package",
+            "HOST": "127.0.0.1",
+            "PORT": port,
+            "USER": "postgres",
+            "CONN_MAX_AGE": backend.conn_max_age,
+            "OPTIONS": backend.django_options(SPEC.params("slow-server")),
+        }
         # this checkout on the path too (benchapp's own backends); the package's folder comes first
         # (its pytest's pythonpath), so that `tests` is the package's
         procs[name] = subprocess.Popen(
-            [python_for(backend.env), "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=PACKAGE,
+            [python_for(backend.env), "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+            cwd=PACKAGE,
             env=package_env(STREAM_RELEASE_TEST_DATABASE=json.dumps(entry), PYTHONPATH=str(ROOT)),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     outputs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
     return {name: (procs[name].returncode, output) for name, output in outputs.items()}
 

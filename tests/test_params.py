@@ -23,11 +23,13 @@ def test_every_parameter_has_a_default_a_unit_and_a_meaning():
 
 
 def test_params_and_version_answer_on_the_command_line():
-    listed = subprocess.run([sys.executable, "-m", "harness", "params"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness", "params"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert listed.returncode == 0, listed.stderr
     for f in fields(Params):
         assert f.name in listed.stdout
-    version = subprocess.run([sys.executable, "-m", "harness", "--version"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=60)
+    version = subprocess.run(
+        [sys.executable, "-m", "harness", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert version.returncode == 0 and version.stdout.startswith("python -m harness 0.1.0, commit ")

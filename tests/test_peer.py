@@ -24,9 +24,27 @@ def test_a_read_rate_slowhttptest_cannot_keep_or_a_body_shorter_than_the_run_is_
 def test_both_clients_hold_every_connection_and_their_cpu_is_measured(tmp_path):
     out = tmp_path / "peer"
     result = subprocess.run(
-        [sys.executable, "-m", "harness", "peer", "--out", str(out), "--set", "streams=100", "--set", "spawn_s=2",
-         "--set", "duration_s=8", "--set", "worker_connections=200"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180)
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "peer",
+            "--out",
+            str(out),
+            "--set",
+            "streams=100",
+            "--set",
+            "spawn_s=2",
+            "--set",
+            "duration_s=8",
+            "--set",
+            "worker_connections=200",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["client"]: r for r in summary.read(out / "peer.csv")}
     assert set(rows) == {"slowhttptest", "locust"}

@@ -16,8 +16,10 @@ from harness.sampler import Sampler
 def bouncer(tmp_path):
     if pgbouncer.find() is None:
         pytest.skip(pgbouncer.INSTALL_HINT)  # .ci/run installs it, so CI runs this
-    with postgres.Cluster(20, tmp_path / "pg.log") as db, \
-            pgbouncer.PgBouncer(db, pool_size=1, max_clients=20, log_path=tmp_path / "pgbouncer.log") as via:
+    with (
+        postgres.Cluster(20, tmp_path / "pg.log") as db,
+        pgbouncer.PgBouncer(db, pool_size=1, max_clients=20, log_path=tmp_path / "pgbouncer.log") as via,
+    ):
         yield db, via
 
 
@@ -35,8 +37,9 @@ def test_the_sampler_sees_a_client_wait_for_pgbouncers_only_server_connection(bo
             waited["s"] = time.monotonic() - started
         conn.close()
 
-    with Sampler(str(path), db.admin_url, db.app_user, db.app_db, None, interval=0.05,
-                 pooler_url=via.pooler_console) as sampler:
+    with Sampler(
+        str(path), db.admin_url, db.app_user, db.app_db, None, interval=0.05, pooler_url=via.pooler_console
+    ) as sampler:
         with holder.cursor() as cur:
             cur.execute("SELECT 1")  # holder's transaction (psycopg2 opens one) keeps the server connection
         waiter = threading.Thread(target=wait_for_it)

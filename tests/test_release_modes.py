@@ -26,9 +26,21 @@ def run_modes(backend_name, database, out):
     env = server_env(backend, SPEC.params("slow-server"), url, 0)
     env["BENCH_MODES_OUT"] = str(out)
     result = subprocess.run(
-        [python_for(backend.env), "-m", "pytest", "tests/release_modes.py", "--noconftest",
-         "-p", "no:cacheprovider", "-q"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            python_for(backend.env),
+            "-m",
+            "pytest",
+            "tests/release_modes.py",
+            "--noconftest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
@@ -50,9 +62,12 @@ def test_every_mode_variant_and_setting_was_observed(outcomes):
 
 def test_each_outcome_is_what_the_facts_predict(outcomes):
     backend, rows = outcomes
-    wrong = [f"{r['mode']} {r['variant']} ATOMIC_REQUESTS={r['atomic_requests']}: "
-             f"{r['outcome']} ({r['message']}), expected {expected(backend, r['variant'], r['mode'], r['atomic_requests'])}"
-             for r in rows if r["outcome"] != expected(backend, r["variant"], r["mode"], r["atomic_requests"])]
+    wrong = [
+        f"{r['mode']} {r['variant']} ATOMIC_REQUESTS={r['atomic_requests']}: "
+        f"{r['outcome']} ({r['message']}), expected {expected(backend, r['variant'], r['mode'], r['atomic_requests'])}"
+        for r in rows
+        if r["outcome"] != expected(backend, r["variant"], r["mode"], r["atomic_requests"])
+    ]
     assert not wrong, "\n".join(wrong)
 
 
@@ -62,11 +77,15 @@ def test_the_naive_calls_break_tests_and_lose_writes(outcomes):
         mine = [r for r in rows if r["variant"] == variant]
         errors = [r for r in mine if r["outcome"].startswith("check: ")]
         assert {r["mode"] for r in errors} == TEST_IN_ATOMIC
-        assert {r["message"] for r in errors} <= {"connection already closed",
-                                                 "Cannot open a new connection in an atomic block."}
+        assert {r["message"] for r in errors} <= {
+            "connection already closed",
+            "Cannot open a new connection in an atomic block.",
+        }
         lost = [r for r in mine if r["outcome"] == "lost write"]
         assert {(r["mode"], r["atomic_requests"]) for r in lost} == {
-            ("django_db(transaction=True)", True), ("TransactionTestCase", True)}
+            ("django_db(transaction=True)", True),
+            ("TransactionTestCase", True),
+        }
 
 
 def test_the_helper_passes_in_every_mode(outcomes):

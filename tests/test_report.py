@@ -47,8 +47,9 @@ def test_lost_writes_show_when_the_run_counted_them(tmp_path):
         lost = row["variant"] == "hold"
         row.update(lost_writes=5 if lost else 0, writes_expected=5)
     summary.write(tmp_path / "summary.csv", rows)
-    lines = {line.split(" | ")[0]: line for line in report.release_table(tmp_path).splitlines()
-             if line.startswith("| `")}
+    lines = {
+        line.split(" | ")[0]: line for line in report.release_table(tmp_path).splitlines() if line.startswith("| `")
+    }
     assert "**5 of 5 writes lost**" in lines["| `stock`"]
     assert ", 0 of 5 writes lost" in lines["| `stock`"]
     assert "lost writes" not in report.release_table(RUN)  # a run from before the column

@@ -19,8 +19,13 @@ def test_the_checkout_modules_share_a_scope_and_every_other_module_has_its_own()
 def test_two_workers_run_each_module_whole_on_one_of_them():
     """Two modules of quick tests, as make test runs them: every test of a module on one worker."""
     modules = ["tests/test_matrix.py", "tests/test_compare.py"]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-v", "-p", "no:cacheprovider",
-                             *modules], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-v", "-p", "no:cacheprovider", *modules],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     workers = {}
     for worker, nodeid in re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED (\S+)", result.stdout):

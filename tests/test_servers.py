@@ -15,8 +15,13 @@ from tests.conftest import SPEC
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("servers") / "run"
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix", "smoke-servers", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "bench", "--matrix", "smoke-servers", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -28,7 +33,9 @@ def rows(run):
 
 @pytest.fixture(scope="module")
 def persistent(run):
-    return {(r["server"], r["variant"]): r for r in summary.read(run / "summary.csv") if r["backend"] == "stock-persistent"}
+    return {
+        (r["server"], r["variant"]): r for r in summary.read(run / "summary.csv") if r["backend"] == "stock-persistent"
+    }
 
 
 def ms(row, column):
@@ -36,9 +43,11 @@ def ms(row, column):
 
 
 def test_every_cell_ran_under_its_server_and_says_so(rows):
-    assert sorted(rows) == sorted([(s, v) for s in ("gthread", "sync", "uvicorn") for v in ("hold", "release")]
-                                  + [("uvicorn", v) for v in ("async-hold", "async-release", "async-thread-query")]
-                                  + [("daphne", v) for v in ("hold", "async-hold")])
+    assert sorted(rows) == sorted(
+        [(s, v) for s in ("gthread", "sync", "uvicorn") for v in ("hold", "release")]
+        + [("uvicorn", v) for v in ("async-hold", "async-release", "async-thread-query")]
+        + [("daphne", v) for v in ("hold", "async-hold")]
+    )
     for (server, variant), row in rows.items():
         assert row["status"] == "ok", row
         assert row["cell"] == f"stock/{variant}/smoke-server@{server}" and int(row["streams_completed"]) > 0, row
@@ -77,7 +86,9 @@ def test_under_asgi_a_sync_iterator_holds_the_whole_body_in_the_servers_memory(r
         row = rows[("uvicorn", variant)]
         assert float(row["server_rss_peak_mib"]) > streamed + 10, (row, streamed)
     for server in ("gthread", "sync"):  # the same sync iterator, streamed under WSGI
-        assert float(rows[(server, "release")]["server_rss_peak_mib"]) < float(rows[("uvicorn", "release")]["server_rss_peak_mib"])
+        assert float(rows[(server, "release")]["server_rss_peak_mib"]) < float(
+            rows[("uvicorn", "release")]["server_rss_peak_mib"]
+        )
 
 
 def test_async_bodies_hold_until_the_response_closes_unless_released(rows):
@@ -117,10 +128,14 @@ def test_a_persistent_connection_kept_across_the_stream_counts_as_held_for_its_b
 
 def test_a_one_process_server_refuses_workers_and_worker_kill_in_one_line():
     spec = matrix.load()
-    for override, message in ((["workers=2"], "workers=2 under server daphne, which runs one process"),
-                              (["server_gc=tuned"], "server_gc=tuned under server daphne: the tuned collector is set "
-                                                    "in gunicorn's post_worker_init"),
-                              (["fault=worker-kill"], "fault worker-kill under server daphne, which has no worker to kill")):
+    for override, message in (
+        (["workers=2"], "workers=2 under server daphne, which runs one process"),
+        (
+            ["server_gc=tuned"],
+            "server_gc=tuned under server daphne: the tuned collector is set in gunicorn's post_worker_init",
+        ),
+        (["fault=worker-kill"], "fault worker-kill under server daphne, which has no worker to kill"),
+    ):
         with pytest.raises(UsageError) as raised:
             spec.cells("smoke-servers", matrix.parse_overrides(override))
         assert message in str(raised.value) and "\n" not in str(raised.value)
@@ -136,32 +151,63 @@ def test_a_sync_worker_serves_one_request_at_a_time_so_the_probes_wait_behind_th
 
 def test_a_backend_under_a_server_it_does_not_work_under_is_refused_in_one_line(tmp_path):
     spec = tmp_path / "matrix.toml"
-    spec.write_text((ROOT / "matrix.toml").read_text() + '\n[matrices.bad]\nservers = ["uvicorn"]\n'
-                    'backends = ["geventpool"]\nvariants = ["hold"]\nscenarios = ["smoke-server"]\n')
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--matrix-file", str(spec), "--matrix", "bad",
-                             "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    spec.write_text(
+        (ROOT / "matrix.toml").read_text() + '\n[matrices.bad]\nservers = ["uvicorn"]\n'
+        'backends = ["geventpool"]\nvariants = ["hold"]\nscenarios = ["smoke-server"]\n'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "bench",
+            "--matrix-file",
+            str(spec),
+            "--matrix",
+            "bad",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: MATRIX=bad: backend geventpool does not work under server uvicorn (only gevent): "
-        "pick another backend or server"], result.stderr
+        "pick another backend or server"
+    ], result.stderr
     assert not (tmp_path / "run").exists()  # refused before anything started
 
 
 def test_an_async_variant_under_a_wsgi_server_and_an_unknown_server_are_refused():
-    with pytest.raises(UsageError, match="variant async-hold runs only under ASGI servers, not gthread: "
-                                         "pick a server of uvicorn"):
+    with pytest.raises(
+        UsageError, match="variant async-hold runs only under ASGI servers, not gthread: pick a server of uvicorn"
+    ):
         matrix.check_variant(SPEC, "async-hold", SPEC.servers["gthread"], "MATRIX=x")
-    result = subprocess.run([sys.executable, "-m", "harness", "serve", "--server", "nosuch"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "error: SERVER=nosuch is unknown: use one of gevent, gthread, sync, uvicorn" \
-        in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "serve", "--server", "nosuch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        result.returncode == 2
+        and "error: SERVER=nosuch is unknown: use one of gevent, gthread, sync, uvicorn" in result.stderr
+    ), result.stderr
 
 
 def test_make_table_on_a_servers_run_says_per_server_what_pins_and_what_is_buffered(run):
-    result = subprocess.run([sys.executable, "-m", "harness", "table", str(run)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "table", str(run)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
-    lines = {tuple(c.strip(" `*") for c in line.split("|")[1:6]): line for line in result.stdout.splitlines()
-             if line.startswith("| `")}
+    lines = {
+        tuple(c.strip(" `*") for c in line.split("|")[1:6]): line
+        for line in result.stdout.splitlines()
+        if line.startswith("| `")
+    }
     assert lines[("uvicorn", "stock", "hold", "held for the stream", "buffered whole")]
     assert lines[("uvicorn", "stock", "async-release", "released", "streamed")]
     assert lines[("gthread", "stock", "hold", "held for the stream", "streamed")]

@@ -40,8 +40,11 @@ def server(request, database, tmp_path_factory):
             if pgbouncer.find() is None:
                 pytest.skip(pgbouncer.INSTALL_HINT)
             db = stack.enter_context(pgbouncer.PgBouncer(database, 1, 100, directory / "pgbouncer.log"))
-        s = stack.enter_context(Server(backend, params, db.app_url, postgres.free_port(),
-                                       directory / "server.log", accounting_dir=directory))
+        s = stack.enter_context(
+            Server(
+                backend, params, db.app_url, postgres.free_port(), directory / "server.log", accounting_dir=directory
+            )
+        )
         s.accounting_dir = directory
         yield s
 
@@ -102,7 +105,7 @@ def returns_after_checkout(server, pid, since):
     events = stream_events(server)[since:]
     checkouts = [i for i, e in enumerate(events) if e["event"] == "checkout" and e["backend_pid"] == str(pid)]
     assert checkouts, "the stream's checkout is in the accounting log"
-    return [e for e in events[checkouts[-1]:] if e["event"] == "return" and e["backend_pid"] == str(pid)]
+    return [e for e in events[checkouts[-1] :] if e["event"] == "return" and e["backend_pid"] == str(pid)]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

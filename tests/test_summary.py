@@ -13,8 +13,9 @@ WINDOW = (1000.0, 1008.0)  # excludes the warm-up probe at 999 and the shutdown 
 
 @pytest.fixture(scope="module")
 def row():
-    return summary.summarize(CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4,
-                             postgres_log=CELL / "postgres.log")
+    return summary.summarize(
+        CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4, postgres_log=CELL / "postgres.log"
+    )
 
 
 def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
@@ -24,10 +25,18 @@ def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
     assert [(route, still) for route, ms, still in waits if ms == 2000.0] == [("probe", True)]
 
 
-@pytest.mark.parametrize("values, q, expected", [
-    ([5, 1, 3], 50, 3), ([5, 1, 3], 99, 5), ([5, 1, 3], 1, 1),
-    (list(range(1, 101)), 99, 99), (list(range(1, 101)), 95, 95), ([7], 99, 7), ([], 50, None),
-])
+@pytest.mark.parametrize(
+    "values, q, expected",
+    [
+        ([5, 1, 3], 50, 3),
+        ([5, 1, 3], 99, 5),
+        ([5, 1, 3], 1, 1),
+        (list(range(1, 101)), 99, 99),
+        (list(range(1, 101)), 95, 95),
+        ([7], 99, 7),
+        ([], 50, None),
+    ],
+)
 def test_percentile_is_nearest_rank(values, q, expected):
     assert summary.percentile(values, q) == expected
 
@@ -45,7 +54,11 @@ def test_streams_count_only_whole_bodies(row):
 def test_probe_percentiles_include_the_failed_probe_at_its_time(row):
     assert row["probe_requests"] == 4 and row["probe_failures"] == 1
     assert (row["probe_p50_ms"], row["probe_p95_ms"], row["probe_p99_ms"], row["probe_max_ms"]) == (
-        4.0, 5000.0, 5000.0, 5000.0)
+        4.0,
+        5000.0,
+        5000.0,
+        5000.0,
+    )
 
 
 def test_pool_peaks_replay_every_event_inside_the_window(row):
@@ -127,12 +140,18 @@ def test_a_killed_worker_gives_back_what_it_held_and_stops_waiting_when_it_dies(
     assert max(e["unix_s"] for e in events) == 1001.0
     ended = [e for e in events if e["detail"] == "worker killed"]
     assert [(e["event"], e["hold_ms"] or e["wait_ms"]) for e in ended] == [
-        ("return", "999.000"), ("return", "898.000"), ("acquire_error", "800.000"), ("acquire_error", "700.000")]
+        ("return", "999.000"),
+        ("return", "898.000"),
+        ("acquire_error", "800.000"),
+        ("acquire_error", "700.000"),
+    ]
     assert summary.pool_peaks(events, 1001.01, 1009.0) == (0, 0)  # nothing in use or waiting after
     # killed at 1002.5: 2 checked out (backends 11, 12), one acquire (6 is later) - none waiting
     events = summary.read_accounting(CELL, killed=(100, 1002.5))
-    assert sorted((e["event"], e["backend_pid"]) for e in events if e["detail"] == "worker killed") == \
-        [("return", "11"), ("return", "12")]
+    assert sorted((e["event"], e["backend_pid"]) for e in events if e["detail"] == "worker killed") == [
+        ("return", "11"),
+        ("return", "12"),
+    ]
     assert summary.pool_peaks(events, 1002.6, 1009.0) == (0, 0)
     assert not any(still for _, _, still in summary.acquire_waits(events, 1000.0, 1009.0))
 
@@ -144,39 +163,61 @@ def _request(kind, name, start, ms, failure=""):
 def test_recovery_is_from_the_fault_to_the_first_probe_answered_after_which_none_failed():
     from harness import faults
 
-    probes = [_request("GET", "/probe/", 99.0, 10), _request("GET", "/probe/", 100.0, 300, "ConnectionResetError"),
-              _request("GET", "/probe/", 100.2, 100), _request("GET", "/probe/", 100.4, 200, "HTTP 500"),
-              _request("GET", "/probe/", 100.6, 50), _request("GET", "/probe/", 100.8, 40)]
-    streams = [_request("STREAM", "/stream/hold/", 98.0, 2500, "ConnectionResetError"),
-               _request("STREAM", "/stream/hold/", 98.0, 1000, "HTTP 500"),  # ended before the fault
-               _request("GET", "/stream/hold/", 100.1, 5, "HTTP 500")]  # counted as its STREAM row
+    probes = [
+        _request("GET", "/probe/", 99.0, 10),
+        _request("GET", "/probe/", 100.0, 300, "ConnectionResetError"),
+        _request("GET", "/probe/", 100.2, 100),
+        _request("GET", "/probe/", 100.4, 200, "HTTP 500"),
+        _request("GET", "/probe/", 100.6, 50),
+        _request("GET", "/probe/", 100.8, 40),
+    ]
+    streams = [
+        _request("STREAM", "/stream/hold/", 98.0, 2500, "ConnectionResetError"),
+        _request("STREAM", "/stream/hold/", 98.0, 1000, "HTTP 500"),  # ended before the fault
+        _request("GET", "/stream/hold/", 100.1, 5, "HTTP 500"),
+    ]  # counted as its STREAM row
     result = faults.after_fault(probes + streams, 100.1, "/stream/hold/")
-    assert result == {"failures_after_fault": 3, "recovery_s": 0.55,
-                      "fault_failure": "2x ConnectionResetError"}
+    assert result == {"failures_after_fault": 3, "recovery_s": 0.55, "fault_failure": "2x ConnectionResetError"}
     assert faults.after_fault(probes[:4], 100.1, "/stream/hold/")["recovery_s"] == ""  # the last probe failed
-    assert faults.after_fault(probes[:1] + probes[4:], 100.1, "/stream/hold/") == \
-        {"failures_after_fault": 0, "recovery_s": 0.55, "fault_failure": ""}
+    assert faults.after_fault(probes[:1] + probes[4:], 100.1, "/stream/hold/") == {
+        "failures_after_fault": 0,
+        "recovery_s": 0.55,
+        "fault_failure": "",
+    }
 
 
 def _event(event, t, pid, hold_ms="", detail="", route="stream", worker="accounting-1.csv"):
-    return {"event": event, "unix_s": t, "route": route, "wait_ms": "", "hold_ms": hold_ms, "backend_pid": pid,
-            "acquire_id": "", "detail": detail, "worker": worker}
+    return {
+        "event": event,
+        "unix_s": t,
+        "route": route,
+        "wait_ms": "",
+        "hold_ms": hold_ms,
+        "backend_pid": pid,
+        "acquire_id": "",
+        "detail": detail,
+        "worker": worker,
+    }
 
 
 def test_stream_holds_join_each_stream_to_the_connection_it_held_over_its_body():
     events = [
         # a pool's connection 11, pinned for a 4 s body, then returned at close: one hold, not two
-        _event("checkout", 1000.0, 11), _event("pinned_stream", 1004.0, 11, "4000.0", "v default"),
+        _event("checkout", 1000.0, 11),
+        _event("pinned_stream", 1004.0, 11, "4000.0", "v default"),
         _event("return", 1004.01, 11, "4010.0"),
         # a released stream: checked out and returned before its body; no pinned_stream
-        _event("checkout", 1001.0, 12), _event("return", 1001.005, 12, "5.0"),
+        _event("checkout", 1001.0, 12),
+        _event("return", 1001.005, 12, "5.0"),
         # a persistent connection 13 kept across two streams of one thread, never returned
         _event("pinned_stream", 1005.0, 13, "3990.0", "v default"),
         _event("pinned_stream", 1009.5, 13, "3995.0", "v default"),
         # ... and another persistent one the garbage collector took long after its stream
-        _event("pinned_stream", 1006.0, 14, "4001.0", "v default"), _event("return", 1030.0, 14, "28000.0"),
+        _event("pinned_stream", 1006.0, 14, "4001.0", "v default"),
+        _event("return", 1030.0, 14, "28000.0"),
         # given back mid-body: its return came first, and is this stream's hold
-        _event("return", 1007.0, 15, "1000.0"), _event("pinned_stream", 1010.0, 15, "1000.5", "v default given back"),
+        _event("return", 1007.0, 15, "1000.0"),
+        _event("pinned_stream", 1010.0, 15, "1000.5", "v default given back"),
         # the same pid in another worker process is another connection
         _event("return", 1008.0, 11, "6.0", worker="accounting-2.csv"),
         # another route's checkout
@@ -190,7 +231,9 @@ def test_stream_holds_join_each_stream_to_the_connection_it_held_over_its_body()
 
 def test_after_a_client_abort_each_held_connection_is_timed_until_it_came_back():
     events = [
-        _event("checkout", 1000.0, 11), _event("checkout", 1000.5, 12), _event("checkout", 1001.0, 13),
+        _event("checkout", 1000.0, 11),
+        _event("checkout", 1000.5, 12),
+        _event("checkout", 1001.0, 13),
         _event("return", 1001.5, 13, "500.0"),  # back before the abort: not held then
         _event("checkout", 1001.8, 14, route="probe"),  # another route's
         # the abort at 1002.0
@@ -224,9 +267,11 @@ def test_a_session_refused_for_its_roles_limit_never_opened(tmp_path):
     from harness import pglog
 
     log = tmp_path / "pg.log"
-    log.write_text("1970-01-01 00:16:40.000 UTC [31] LOG:  connection authorized: user=bench database=bench\n"
-                   "1970-01-01 00:16:40.001 UTC [31] FATAL:  too many connections for role \"bench\"\n"
-                   "1970-01-01 00:16:41.000 UTC [32] LOG:  connection authorized: user=bench database=bench\n")
+    log.write_text(
+        "1970-01-01 00:16:40.000 UTC [31] LOG:  connection authorized: user=bench database=bench\n"
+        '1970-01-01 00:16:40.001 UTC [31] FATAL:  too many connections for role "bench"\n'
+        "1970-01-01 00:16:41.000 UTC [32] LOG:  connection authorized: user=bench database=bench\n"
+    )
     found = pglog.sessions(log, "bench")
     assert [s.refused for s in found] == [True, False]
     assert pglog.opened(found, 999, 1002) == 1 and pglog.peak(found, 999, 1002) == 1

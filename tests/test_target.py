@@ -27,17 +27,29 @@ def test_a_good_target_file_loads(project):
     assert [s.name for s in t.streams] == ["iterator", "query", "released"] and t.probe == "/health/db/"
 
 
-@pytest.mark.parametrize("change, message", [
-    (("[target.probe]\npath = \"/health/db/\"\n", ""), "[target.probe] is missing or has keys other than path"),
-    (('project = "mysite"', 'project = "elsewhere"'), "target.project='elsewhere' has no manage.py"),
-    (('name = "query"', 'name = "Query CSV"'), "target.streams[1].name='Query CSV' is not a kebab-case name"),
-    (('name = "query"', 'name = "iterator"'), "target.streams[1].name='iterator' is used twice"),
-    (('path = "/exports/query.csv"', 'path = "exports/query.csv"'), "target.streams[1].path='exports/query.csv' is not a URL path"),
-    (('settings = "mysite.settings"\n', ""), "target.settings is missing"),
-    (('wsgi = "mysite.wsgi:application"', 'wsgi = "mysite.wsgi"'), "target.wsgi='mysite.wsgi' is not module:attribute"),
-    (("[target]", "[target]\nport = 1"), "[target] port is not a key of a target"),
-    (('asgi = "mysite.asgi:application"', 'asgi = "mysite.asgi"'), "target.asgi='mysite.asgi' is not module:attribute"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('[target.probe]\npath = "/health/db/"\n', ""), "[target.probe] is missing or has keys other than path"),
+        (('project = "mysite"', 'project = "elsewhere"'), "target.project='elsewhere' has no manage.py"),
+        (('name = "query"', 'name = "Query CSV"'), "target.streams[1].name='Query CSV' is not a kebab-case name"),
+        (('name = "query"', 'name = "iterator"'), "target.streams[1].name='iterator' is used twice"),
+        (
+            ('path = "/exports/query.csv"', 'path = "exports/query.csv"'),
+            "target.streams[1].path='exports/query.csv' is not a URL path",
+        ),
+        (('settings = "mysite.settings"\n', ""), "target.settings is missing"),
+        (
+            ('wsgi = "mysite.wsgi:application"', 'wsgi = "mysite.wsgi"'),
+            "target.wsgi='mysite.wsgi' is not module:attribute",
+        ),
+        (("[target]", "[target]\nport = 1"), "[target] port is not a key of a target"),
+        (
+            ('asgi = "mysite.asgi:application"', 'asgi = "mysite.asgi"'),
+            "target.asgi='mysite.asgi' is not module:attribute",
+        ),
+    ],
+)
 def test_a_bad_target_file_is_refused_in_one_line_naming_the_key(project, tmp_path, change, message):
     bad = project.with_name(f"bad-{abs(hash(message))}.toml")
     text = project.read_text()
@@ -55,10 +67,26 @@ def serve(project, *args):
     from harness.postgres import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "--target", str(project), "--port", str(port),
-                             "--log-dir", str(project.parent / "serve-logs"), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "serve",
+            "--target",
+            str(project),
+            "--port",
+            str(port),
+            "--log-dir",
+            str(project.parent / "serve-logs"),
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return proc, port
 
 
@@ -90,22 +118,30 @@ def test_an_asgi_server_without_target_asgi_is_refused_before_anything_starts(pr
     proc, _ = serve(bare, "--server", "uvicorn")
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 2, err
-    assert err.strip() == (f"error: TARGET={bare}: target.asgi is missing, and an ASGI server needs it: set it to "
-                           'your ASGI application, e.g. "mysite.asgi:application"')
+    assert err.strip() == (
+        f"error: TARGET={bare}: target.asgi is missing, and an ASGI server needs it: set it to "
+        'your ASGI application, e.g. "mysite.asgi:application"'
+    )
     bad = project.with_name("bad-asgi-import.toml")
-    bad.write_text(project.read_text().replace('asgi = "mysite.asgi:application"', 'asgi = "mysite.nosuch:application"'))
+    bad.write_text(
+        project.read_text().replace('asgi = "mysite.asgi:application"', 'asgi = "mysite.nosuch:application"')
+    )
     proc, _ = serve(bad, "--server", "uvicorn")
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 2, err
-    assert err.strip().startswith(f"error: TARGET={bad}: target.asgi='mysite.nosuch:application' does not import "
-                                  "(ModuleNotFoundError: No module named 'mysite.nosuch')"), err
+    assert err.strip().startswith(
+        f"error: TARGET={bad}: target.asgi='mysite.nosuch:application' does not import "
+        "(ModuleNotFoundError: No module named 'mysite.nosuch')"
+    ), err
 
 
 def test_settings_that_do_not_import_are_refused_before_anything_starts(project):
     bad, code, err = serve_changed(project, "settings", 'settings = "mysite.settings"', 'settings = "mysite.nosuch"')
     assert code == 2, err
-    assert err.strip().startswith(f"error: TARGET={bad}: target.settings='mysite.nosuch' does not import "
-                                  "(ModuleNotFoundError: No module named 'mysite.nosuch')")
+    assert err.strip().startswith(
+        f"error: TARGET={bad}: target.settings='mysite.nosuch' does not import "
+        "(ModuleNotFoundError: No module named 'mysite.nosuch')"
+    )
 
 
 def test_a_stream_that_does_not_answer_200_on_warm_up_is_refused(project):
@@ -179,9 +215,27 @@ def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(proje
     from harness.postgres import free_port
 
     port, web_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--target", str(project), "--port", str(port),
-                             "--web-port", str(web_port), "--log-dir", str(tmp_path / "ui")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "ui",
+            "--target",
+            str(project),
+            "--port",
+            str(port),
+            "--web-port",
+            str(web_port),
+            "--log-dir",
+            str(tmp_path / "ui"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in proc.stdout:
             if line.startswith("Locust:"):
@@ -210,13 +264,24 @@ def test_the_plugin_tells_the_pinning_views_from_the_released_one_in_the_project
     directory = project.parent / "mysite"
     (directory / "test_exports.py").write_text(target_project.TESTS.lstrip())
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
-    run = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ds", "mysite.settings", "-q", "-rf",
-           "test_exports.py"]
+    run = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--ds",
+        "mysite.settings",
+        "-q",
+        "-rf",
+        "test_exports.py",
+    ]
     try:
         plain = subprocess.run(run, cwd=directory, env=env, capture_output=True, text=True, timeout=120)
         assert plain.returncode == 0 and "3 passed" in plain.stdout, plain.stdout[-2000:]
-        strict = subprocess.run([*run, "--fail-on-pinned-streams"], cwd=directory, env=env, capture_output=True,
-                                text=True, timeout=120)
+        strict = subprocess.run(
+            [*run, "--fail-on-pinned-streams"], cwd=directory, env=env, capture_output=True, text=True, timeout=120
+        )
         assert "2 failed, 1 passed" in strict.stdout, strict.stdout[-3000:]
         failed = {line.split("[")[1].split("]")[0] for line in strict.stdout.splitlines() if line.startswith("FAILED")}
         assert failed == {"/exports/iterator.csv", "/exports/query.csv"}

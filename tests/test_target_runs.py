@@ -26,7 +26,9 @@ def bench_run(project, tmp_path_factory):
     target.asgi)."""
     out = tmp_path_factory.mktemp("target-bench") / "run"
     matrix_file = out.with_name("matrix.toml")
-    matrix_file.write_text((ROOT / "matrix.toml").read_text() + """
+    matrix_file.write_text(
+        (ROOT / "matrix.toml").read_text()
+        + """
 [[matrices.two.parts]]
 backends = ["own", "geventpool-bounded"]
 variants = ["hold"]
@@ -36,17 +38,43 @@ servers = ["uvicorn"]
 backends = ["own"]
 variants = ["hold"]
 scenarios = ["own-slow-read"]
-""")
-    result = subprocess.run([sys.executable, "-m", "harness", "bench", "--target", str(project), "--matrix-file",
-                             str(matrix_file), "--matrix", "two", "--out", str(out), "--set", "duration_s=4",
-                             "--set", "streams=4", "--set", "spawn_s=1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=400)
+"""
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "bench",
+            "--target",
+            str(project),
+            "--matrix-file",
+            str(matrix_file),
+            "--matrix",
+            "two",
+            "--out",
+            str(out),
+            "--set",
+            "duration_s=4",
+            "--set",
+            "streams=4",
+            "--set",
+            "spawn_s=1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     from harness import summary
 
     rows = summary.read(out / "summary.csv")
-    return out, {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent"}, \
-        {r["variant"]: r for r in rows if r["server"] == "uvicorn"}
+    return (
+        out,
+        {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent"},
+        {r["variant"]: r for r in rows if r["server"] == "uvicorn"},
+    )
 
 
 def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
@@ -93,8 +121,13 @@ def test_under_asgi_the_targets_streams_pin_as_under_gevent_and_come_all_at_once
 def test_the_report_and_compare_work_on_a_target_run(bench_run):
     out, _, _ = bench_run
     assert (out / "report.html").stat().st_size > 10_000 and (out / "conn-hold.png").exists()
-    result = subprocess.run([sys.executable, "-m", "harness", "compare", str(out), str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "compare", str(out), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "own/query/own-slow-read" in result.stdout
 
@@ -103,9 +136,30 @@ def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_
     from harness import summary
 
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "harness", "capacity", "--target", str(project), "--matrix",
-                             "target-smoke", "--out", str(out), "--set", "capacity_max=2", "--set", "capacity_step_s=2",
-                             "--set", "slo_probe_p99_ms=5000"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "capacity",
+            "--target",
+            str(project),
+            "--matrix",
+            "target-smoke",
+            "--out",
+            str(out),
+            "--set",
+            "capacity_max=2",
+            "--set",
+            "capacity_step_s=2",
+            "--set",
+            "slo_probe_p99_ms=5000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
     assert sorted(rows) == ["iterator", "query", "released"] and {r["status"] for r in rows.values()} == {"ok"}
@@ -123,8 +177,11 @@ def test_a_target_with_requirements_gets_its_own_environment_built_once(project,
     requirements = project.parent / "requirements.txt"
     requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n")
     with_requirements = project.with_name("with-requirements.toml")
-    with_requirements.write_text(project.read_text().replace('wsgi = "mysite.wsgi:application"',
-                                                             'wsgi = "mysite.wsgi:application"\nrequirements = "requirements.txt"'))
+    with_requirements.write_text(
+        project.read_text().replace(
+            'wsgi = "mysite.wsgi:application"', 'wsgi = "mysite.wsgi:application"\nrequirements = "requirements.txt"'
+        )
+    )
     t = target.load(with_requirements)
     python = envs.python_for_target(t, OWN)
     venv = os.path.dirname(os.path.dirname(python))

@@ -38,16 +38,32 @@ def wait_for(predicate, timeout, what):
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no Chromium here (needs Debian's chromium and chromium-driver: "
-                    "sudo apt-get install chromium chromium-driver; .ci/run installs them)")
+        pytest.skip(
+            "no Chromium here (needs Debian's chromium and chromium-driver: "
+            "sudo apt-get install chromium chromium-driver; .ci/run installs them)"
+        )
     app_port, web_port = postgres.free_port(), postgres.free_port()
     directory = tmp_path_factory.mktemp("ui")
     log = directory / "make-ui.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "ui", "--port", str(app_port), "--web-port", str(web_port),
-             "--log-dir", str(directory / "session")],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "ui",
+                "--port",
+                str(app_port),
+                "--web-port",
+                str(web_port),
+                "--log-dir",
+                str(directory / "session"),
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     children = []
     try:
         wait_for(lambda: "Locust:" in log.read_text() or proc.poll() is not None, 90, "make ui starting")
@@ -129,7 +145,9 @@ def test_a_swarm_started_from_the_form_fills_the_pool_panel(ui, browser, tmp_pat
         field.send_keys(Keys.DELETE, str(value))
         assert field.get_attribute("value") == str(value)
     click(browser, browser.find_element(By.XPATH, "//*[text()='Custom parameters']"))
-    Select(wait_for(lambda: browser.find_element(By.NAME, "variant"), 5, "the variant dropdown")).select_by_value("hold")
+    Select(wait_for(lambda: browser.find_element(By.NAME, "variant"), 5, "the variant dropdown")).select_by_value(
+        "hold"
+    )
     # Start; the form gives way to the statistics (a click while the accordion still moves can
     # land beside the button: then click again)
     start = "//button[@type='submit' and normalize-space()='Start']"
@@ -155,14 +173,20 @@ def check_the_swarm(browser, app, web):
     # Locust's own statistics move: the probe's row counts requests
     wait_for(lambda: "/probe/" in browser.find_element(By.TAG_NAME, "body").text, 30, "Locust's statistics table")
     # and the panel shows the pool filling up: streams hold every connection, others wait
-    shown = wait_for(lambda: (lambda v: v if v["pool_in_use"] and v["pool_waiting"] else None)(panel(browser)),
-                     30, "the pool panel showing connections in use and waiters")
+    shown = wait_for(
+        lambda: (lambda v: v if v["pool_in_use"] and v["pool_waiting"] else None)(panel(browser)),
+        30,
+        "the pool panel showing connections in use and waiters",
+    )
     assert shown["users"] == STREAMS + 1 and shown["db_backends"] >= 1
 
     # the panel's numbers are the server's: with every stream held, in use stays put
     metrics = read_metrics(app)
-    wait_for(lambda: panel(browser)["pool_in_use"] == int(metrics["pool_in_use"]) == int(read_metrics(app)["pool_in_use"]),
-             10, "the panel agreeing with the server's /metrics")
+    wait_for(
+        lambda: panel(browser)["pool_in_use"] == int(metrics["pool_in_use"]) == int(read_metrics(app)["pool_in_use"]),
+        10,
+        "the panel agreeing with the server's /metrics",
+    )
     # and the CSV the UI offers holds the samples the panel draws: one sample, read at once
     snap = panel(browser, raw=True)
     with urllib.request.urlopen(f"{web}/bench/pool.csv", timeout=5) as response:

@@ -11,19 +11,21 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def rows():
     Item.objects.bulk_create(
-        Item(sku=f"SKU{i:08d}", category=i % 100, name=f"item {i}", price_cents=100 + i)
-        for i in range(300)
+        Item(sku=f"SKU{i:08d}", category=i % 100, name=f"item {i}", price_cents=100 + i) for i in range(300)
     )
 
 
-@pytest.mark.parametrize("query, message", [
-    ("chunks=0", "chunks must be an integer from 1 to 1000000, got 0"),
-    ("chunks=abc", "chunks must be an integer from 1 to 1000000, got 'abc'"),
-    ("chunk_bytes=-5", "chunk_bytes must be an integer from 1 to 16777216, got -5"),
-    ("chunk_bytes=99999999999", "chunk_bytes must be an integer from 1 to 16777216"),
-    ("delay_ms=1.5", "delay_ms must be an integer from 0 to 3600000, got '1.5'"),
-    ("category=100", "category must be an integer from 0 to 99, got 100"),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("chunks=0", "chunks must be an integer from 1 to 1000000, got 0"),
+        ("chunks=abc", "chunks must be an integer from 1 to 1000000, got 'abc'"),
+        ("chunk_bytes=-5", "chunk_bytes must be an integer from 1 to 16777216, got -5"),
+        ("chunk_bytes=99999999999", "chunk_bytes must be an integer from 1 to 16777216"),
+        ("delay_ms=1.5", "delay_ms must be an integer from 0 to 3600000, got '1.5'"),
+        ("category=100", "category must be an integer from 0 to 99, got 100"),
+    ],
+)
 def test_bad_stream_parameters_get_a_400_naming_the_parameter(client, query, message):
     response = client.get(f"/stream/hold/?{query}")
     assert response.status_code == 400
@@ -62,8 +64,9 @@ def body_of(response) -> bytes:
 def test_stream_body_has_exactly_the_requested_size(client, variant, django_assert_num_queries):
     start, queries = BODIES[variant]
     with django_assert_num_queries(queries):
-        response = client.get(f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7",
-                              headers={"X-Request-Id": "req-1"})
+        response = client.get(
+            f"/stream/{variant}/?chunks=5&chunk_bytes=100&delay_ms=0&category=7", headers={"X-Request-Id": "req-1"}
+        )
         body = body_of(response)
     assert response.status_code == 200
     assert len(body) == 500

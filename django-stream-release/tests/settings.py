@@ -18,7 +18,10 @@ MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"]
 
 _sqlite = os.path.join(tempfile.gettempdir(), f"stream-release-tests-{os.getpid()}.sqlite3")
 _entry = json.loads(os.environ.get("STREAM_RELEASE_TEST_DATABASE", "null")) or {
-    "ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite, "TEST": {"NAME": _sqlite}}
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": _sqlite,
+    "TEST": {"NAME": _sqlite},
+}
 # pytester's inner runs are processes of their own: each its own test database
 _entry.setdefault("TEST", {}).setdefault("NAME", f"test_{_entry.get('NAME', 'db')}_{os.getpid()}")
 DATABASES = accounted({"default": _entry})

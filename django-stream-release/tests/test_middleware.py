@@ -33,8 +33,9 @@ def test_a_pinned_stream_gets_one_warning_naming_view_alias_and_hold(warnings):
     stream("/query-then-stream/")
     (record,) = warnings.records
     message = record.getMessage()
-    assert message.startswith("tests.views.query_then_stream started streaming its body with database "
-                              "connection 'default' (checked out ")
+    assert message.startswith(
+        "tests.views.query_then_stream started streaming its body with database connection 'default' (checked out "
+    )
     assert "ms ago): it stays checked out until the last chunk is sent" in message
 
 
@@ -65,7 +66,6 @@ def test_the_counters_when_prometheus_client_is_there(warnings):
     assert value("stream_release_pinned_stream_hold_seconds_count", {"alias": "default"}) == held_before + 1
 
 
-
 def test_a_file_response_keeps_its_file_and_is_looked_at_when_it_goes(warnings):
     """Not re-wrapped, so that a server's sendfile (wsgi.file_wrapper) still applies (called
     without the test client, which re-wraps every streaming response itself)."""
@@ -80,5 +80,6 @@ def test_a_file_response_keeps_its_file_and_is_looked_at_when_it_goes(warnings):
     assert b"".join(response) == b"".join(b"%d\n" % n for n in range(10))
     response.close()
     (record,) = warnings.records
-    assert record.getMessage().startswith("/query-then-file/ started streaming its body with database "
-                                          "connection 'default'")
+    assert record.getMessage().startswith(
+        "/query-then-file/ started streaming its body with database connection 'default'"
+    )

@@ -34,8 +34,9 @@ def run(pytester, *args, ini=None):
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     xml = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", f"--junitxml={xml}",
-                                           *args, timeout=240)
+    result = pytester.runpytest_subprocess(
+        "--ds=tests.settings", "-p", "no:cacheprovider", f"--junitxml={xml}", *args, timeout=240
+    )
     return result, outcomes(xml)
 
 
@@ -70,8 +71,11 @@ def test_the_option_fails_exactly_what_the_readme_table_says(pytester):
     result, got = run(pytester, "--fail-on-pinned-streams")
     table = documented_table()
     assert set(got) == set(table) and len(table) == 13 * len(MODES)
-    wrong = [f"{key}: {got[key][0]} ({got[key][1][:300]}), documented {table[key]}"
-             for key in table if got[key][0] != table[key]]
+    wrong = [
+        f"{key}: {got[key][0]} ({got[key][1][:300]}), documented {table[key]}"
+        for key in table
+        if got[key][0] != table[key]
+    ]
     assert not wrong, "\n".join(wrong)
     assert "stream_release: failing tests whose streaming responses hold" in result.stdout.str()
     # what it says names the view, the alias and what happened
@@ -92,12 +96,19 @@ def test_without_the_option_every_case_passes(pytester):
 def test_the_ini_option_does_what_the_command_line_option_does(pytester):
     _, got = run(pytester, "-k", "django_db_transaction and off", ini="fail_on_pinned_streams = true")
     assert {key[0]: outcome for key, (outcome, _) in got.items()} == {
-        "query-then-stream": "fails", "iterator": "fails", "guarded-close": "passes", "no-database": "passes",
-        "release": "passes", "release-batches": "passes", "async-release-batches": "passes"}
+        "query-then-stream": "fails",
+        "iterator": "fails",
+        "guarded-close": "passes",
+        "no-database": "passes",
+        "release": "passes",
+        "release-batches": "passes",
+        "async-release-batches": "passes",
+    }
 
 
 def test_the_fixture_asserts_one_response_and_returns_its_body(pytester):
-    pytester.makepyfile(test_fixture='''
+    pytester.makepyfile(
+        test_fixture="""
 import pytest
 from tests.models import Row
 
@@ -117,21 +128,30 @@ def test_hold(client, assert_stream_releases):
 def test_not_streaming(assert_stream_releases):
     from django.http import HttpResponse
     assert_stream_releases(HttpResponse(b"x"))
-''')
-    result = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", "test_fixture.py",
-                                           timeout=120)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--ds=tests.settings", "-p", "no:cacheprovider", "test_fixture.py", timeout=120
+    )
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines(["*stream_release: 1 streaming response(s) held a database connection*",
-                                 "*tests.views.query_then_stream started sending its body holding*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*stream_release: 1 streaming response(s) held a database connection*",
+            "*tests.views.query_then_stream started sending its body holding*",
+        ]
+    )
     result.stdout.fnmatch_lines(["*takes a streaming response made during the test, got HttpResponse*"])
 
 
 def test_sqlite_in_memory_is_said_by_the_plugin_and_never_reported_by_the_detector(pytester, monkeypatch):
     """Django never closes an in-memory SQLite connection: no release can be seen, and no other
     request ever waits for it."""
-    monkeypatch.setenv("STREAM_RELEASE_TEST_DATABASE", json.dumps(
-        {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "TEST": {"NAME": ":memory:"}}))
-    pytester.makepyfile(test_detector='''
+    monkeypatch.setenv(
+        "STREAM_RELEASE_TEST_DATABASE",
+        json.dumps({"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "TEST": {"NAME": ":memory:"}}),
+    )
+    pytester.makepyfile(
+        test_detector="""
 import logging
 import pytest
 from tests.models import Row
@@ -143,10 +163,12 @@ def test_no_warning(client, caplog):
     with caplog.at_level(logging.WARNING, logger="stream_release"):
         assert b"".join(client.get("/query-then-stream/")).startswith(b"0\\n")
     assert caplog.records == []
-''')
+"""
+    )
     result, got = run(pytester, "--fail-on-pinned-streams", "-k", "django_db_transaction and release-off")
     assert got == {("release", "off", "django_db(transaction=True)"): ("passes", "")}
-    result.stdout.fnmatch_lines(["stream_release: 'default' is SQLite in memory, where Django never closes a "
-                                 "connection*"])
+    result.stdout.fnmatch_lines(
+        ["stream_release: 'default' is SQLite in memory, where Django never closes a connection*"]
+    )
     detector = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", "test_detector.py")
     detector.assert_outcomes(passed=1)

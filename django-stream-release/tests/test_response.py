@@ -20,8 +20,9 @@ def rows(db):
 @pytest.mark.django_db(transaction=True)
 def test_release_closes_outside_an_atomic_block_and_says_which():
     sent = []
-    connections_released.connect(lambda **kw: sent.append((kw["released"], kw["kept_in_atomic"])), weak=False,
-                                 dispatch_uid="t")
+    connections_released.connect(
+        lambda **kw: sent.append((kw["released"], kw["kept_in_atomic"])), weak=False, dispatch_uid="t"
+    )
     try:
         Row.objects.exists()
         assert connection.connection is not None

@@ -25,18 +25,29 @@ _url = dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])  # its query stri
 _default = dict(globals().get("DATABASES", {}).get("default", {}))
 BENCH_TARGET_OWN_ENGINE = _default.get("ENGINE", "")
 if os.environ.get("BENCH_DB_ENGINE"):
-    _default = {"ENGINE": os.environ["BENCH_DB_ENGINE"], "OPTIONS": json.loads(os.environ["BENCH_DB_OPTIONS"]),
-                "CONN_MAX_AGE": int(os.environ["BENCH_CONN_MAX_AGE"]),
-                "DISABLE_SERVER_SIDE_CURSORS": os.environ["BENCH_DISABLE_SERVER_SIDE_CURSORS"] == "1"}
+    _default = {
+        "ENGINE": os.environ["BENCH_DB_ENGINE"],
+        "OPTIONS": json.loads(os.environ["BENCH_DB_OPTIONS"]),
+        "CONN_MAX_AGE": int(os.environ["BENCH_CONN_MAX_AGE"]),
+        "DISABLE_SERVER_SIDE_CURSORS": os.environ["BENCH_DISABLE_SERVER_SIDE_CURSORS"] == "1",
+    }
 elif "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
     _default = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
 BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "own")
-_default.update(NAME=_url["NAME"], USER=_url["USER"], PASSWORD=_url["PASSWORD"], HOST=_url["HOST"],
-                PORT=str(_url["PORT"] or ""), OPTIONS={**_default.get("OPTIONS", {}), **_url.get("OPTIONS", {})})
+_default.update(
+    NAME=_url["NAME"],
+    USER=_url["USER"],
+    PASSWORD=_url["PASSWORD"],
+    HOST=_url["HOST"],
+    PORT=str(_url["PORT"] or ""),
+    OPTIONS={**_default.get("OPTIONS", {}), **_url.get("OPTIONS", {})},
+)
 DATABASES = accounted({**globals().get("DATABASES", {}), "default": _default})
 
-MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware",
-              *[m for m in globals().get("MIDDLEWARE", []) if m != "stream_release.middleware.StreamReleaseMiddleware"]]
+MIDDLEWARE = [
+    "stream_release.middleware.StreamReleaseMiddleware",
+    *[m for m in globals().get("MIDDLEWARE", []) if m != "stream_release.middleware.StreamReleaseMiddleware"],
+]
 BENCH_TARGET_URLCONF = globals().get("ROOT_URLCONF")
 ROOT_URLCONF = "bench_target_urls"
 ALLOWED_HOSTS = [*globals().get("ALLOWED_HOSTS", []), "127.0.0.1", "localhost"]

@@ -22,7 +22,10 @@ def served(request) -> dict:
     whether the request came through ASGI or WSGI."""
     from django.core.handlers.asgi import ASGIRequest
 
-    return {"server": os.environ.get("BENCH_SERVER", "gevent"), "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi"}
+    return {
+        "server": os.environ.get("BENCH_SERVER", "gevent"),
+        "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi",
+    }
 
 
 def healthz(request):
@@ -40,13 +43,23 @@ def healthz(request):
         patched = psycopg2.extensions.get_wait_callback() is not None
     except ImportError:
         patched = None
-    return JsonResponse({
-        "status": "ok", "backend": settings.BENCH_BACKEND, **served(request), "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
-        "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"), "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
-        "pool_limit": pool_limit(conn), "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
-        "driver": type(conn).Database.__name__, "psycopg2_gevent_patched": patched, "pid": os.getpid(),
-        "accounting": settings.STREAM_RELEASE_ACCOUNTING, "routes": routes,
-    })
+    return JsonResponse(
+        {
+            "status": "ok",
+            "backend": settings.BENCH_BACKEND,
+            **served(request),
+            "target_settings": os.environ.get("BENCH_TARGET_SETTINGS"),
+            "engine": conn.settings_dict.get("ACCOUNTED_ENGINE"),
+            "own_engine": settings.BENCH_TARGET_OWN_ENGINE,
+            "pool_limit": pool_limit(conn),
+            "conn_max_age": conn.settings_dict.get("CONN_MAX_AGE"),
+            "driver": type(conn).Database.__name__,
+            "psycopg2_gevent_patched": patched,
+            "pid": os.getpid(),
+            "accounting": settings.STREAM_RELEASE_ACCOUNTING,
+            "routes": routes,
+        }
+    )
 
 
 urlpatterns = [

@@ -19,7 +19,6 @@ from django_db_geventpool.backends.postgresql_psycopg2 import base
 from gevent.lock import BoundedSemaphore
 
 
-
 class PoolTimeout(psycopg2.OperationalError):
     pass
 

@@ -159,8 +159,13 @@ class AccountingMixin:
         except BaseException as exc:
             counts.add(waiting=-1)
             metrics.ACQUIRE_ERRORS.labels(route).inc()
-            event_log.write("acquire_error", route, fmt_ms(time.perf_counter() - started), acquire_id=acquire_id,
-                            detail=f"{type(exc).__name__}: {exc}")
+            event_log.write(
+                "acquire_error",
+                route,
+                fmt_ms(time.perf_counter() - started),
+                acquire_id=acquire_id,
+                detail=f"{type(exc).__name__}: {exc}",
+            )
             raise
         waited = time.perf_counter() - started
         counts.add(in_use=1, waiting=-1)
@@ -233,11 +238,15 @@ def accounted_class(base):
     """The subclass of DatabaseWrapper `base` with AccountingMixin first (one per base)."""
     with _classes_lock:
         if base not in _classes:
-            _classes[base] = type(base.__name__, (AccountingMixin, base), {
-                "__module__": ENGINE + ".base",
-                "__qualname__": f"Accounted{base.__name__}",
-                "__doc__": f"{base.__module__}.{base.__qualname__} with connection accounting",
-            })
+            _classes[base] = type(
+                base.__name__,
+                (AccountingMixin, base),
+                {
+                    "__module__": ENGINE + ".base",
+                    "__qualname__": f"Accounted{base.__name__}",
+                    "__doc__": f"{base.__module__}.{base.__qualname__} with connection accounting",
+                },
+            )
         return _classes[base]
 
 

@@ -51,8 +51,11 @@ def _held_outside_atomic():
     """[(alias, wrapper)] of this thread's connections checked out outside an atomic block. Not
     SQLite's in-memory databases: Django never closes those (closing would destroy the data),
     so they are open whatever the view does, and no other request waits for them."""
-    return [(c.alias, c) for c in connections.all(initialized_only=True)
-            if c.connection is not None and not c.in_atomic_block and not _in_memory(c)]
+    return [
+        (c.alias, c)
+        for c in connections.all(initialized_only=True)
+        if c.connection is not None and not c.in_atomic_block and not _in_memory(c)
+    ]
 
 
 def _in_memory(conn):
@@ -79,18 +82,26 @@ class _PinnedStream:
         pinned = {}
         for alias, conn in _held_outside_atomic():
             checked_out = getattr(conn, "_stream_release_since", now)
-            pinned[alias] = [weakref.ref(conn), max(checked_out, self.started), None, checked_out,
-                             accounting.backend_pid(conn.connection)]
+            pinned[alias] = [
+                weakref.ref(conn),
+                max(checked_out, self.started),
+                None,
+                checked_out,
+                accounting.backend_pid(conn.connection),
+            ]
         if not pinned:
             return
         if record:
             self.pinned = pinned
-        held = ", ".join(f"{alias!r} (checked out {1000 * (now - entry[3]):.0f} ms ago)"
-                         for alias, entry in pinned.items())
+        held = ", ".join(
+            f"{alias!r} (checked out {1000 * (now - entry[3]):.0f} ms ago)" for alias, entry in pinned.items()
+        )
         logger.warning(
             "%s started streaming its body with database connection %s: it stays checked out until the "
             "last chunk is sent. Give it back first: stream_release.ReleasingStreamingHttpResponse",
-            self.view, held)
+            self.view,
+            held,
+        )
         for alias in pinned:
             metrics.PINNED_STREAMS.labels(alias, self.view).inc()
 
@@ -111,9 +122,13 @@ class _PinnedStream:
             held = (given_back or now) - since
             metrics.PINNED_HOLD.labels(alias).observe(held)
             if accounting.enabled():
-                accounting.event_log.write("pinned_stream", accounting.current_route.get(),
-                                           hold_ms=accounting.fmt_ms(held), backend_pid=pid,
-                                           detail=f"{self.view} {alias}" + (" given back" if given_back else ""))
+                accounting.event_log.write(
+                    "pinned_stream",
+                    accounting.current_route.get(),
+                    hold_ms=accounting.fmt_ms(held),
+                    backend_pid=pid,
+                    detail=f"{self.view} {alias}" + (" given back" if given_back else ""),
+                )
         self.pinned.clear()
 
     def watch(self, content):

@@ -30,11 +30,20 @@ _OPTION = "fail_on_pinned_streams"
 
 def pytest_addoption(parser):
     group = parser.getgroup("stream_release", "django-stream-release")
-    group.addoption("--fail-on-pinned-streams", action="store_true", dest=_OPTION, default=None,
-                    help="fail tests in which a streaming response's body is sent while it holds a database "
-                         "connection (ini: fail_on_pinned_streams)")
-    parser.addini(_OPTION, type="bool", default=False,
-                  help="fail tests in which a streaming response's body is sent while it holds a database connection")
+    group.addoption(
+        "--fail-on-pinned-streams",
+        action="store_true",
+        dest=_OPTION,
+        default=None,
+        help="fail tests in which a streaming response's body is sent while it holds a database "
+        "connection (ini: fail_on_pinned_streams)",
+    )
+    parser.addini(
+        _OPTION,
+        type="bool",
+        default=False,
+        help="fail tests in which a streaming response's body is sent while it holds a database connection",
+    )
 
 
 def _fails(config) -> bool:
@@ -49,14 +58,20 @@ def pytest_report_header(config):
     try:
         from django.db import connections
 
-        in_memory = [alias for alias in connections if connections[alias].vendor == "sqlite"
-                     and (connections[alias].settings_dict.get("TEST", {}).get("NAME") or ":memory:") == ":memory:"]
+        in_memory = [
+            alias
+            for alias in connections
+            if connections[alias].vendor == "sqlite"
+            and (connections[alias].settings_dict.get("TEST", {}).get("NAME") or ":memory:") == ":memory:"
+        ]
     except Exception:  # Django not configured (yet): nothing to say
         in_memory = []
     if in_memory:
-        lines.append(f"stream_release: {', '.join(map(repr, in_memory))} is SQLite in memory, where Django never "
-                     "closes a connection, so close() and release cannot be seen: give it a file "
-                     "(DATABASES[...]['TEST']['NAME']) or test on PostgreSQL")
+        lines.append(
+            f"stream_release: {', '.join(map(repr, in_memory))} is SQLite in memory, where Django never "
+            "closes a connection, so close() and release cannot be seen: give it a file "
+            "(DATABASES[...]['TEST']['NAME']) or test on PostgreSQL"
+        )
     return lines
 
 
@@ -97,8 +112,10 @@ def assert_stream_releases(request):
         __tracebackhide__ = True
         stream = getattr(response, "_stream_release_watched", None)
         if stream is None:
-            raise TypeError(f"assert_stream_releases() takes a streaming response made during the test, "
-                            f"got {type(response).__name__}")
+            raise TypeError(
+                f"assert_stream_releases() takes a streaming response made during the test, "
+                f"got {type(response).__name__}"
+            )
         body = _consume(response)
         if stream.problems:
             for problem in stream.problems:
@@ -110,8 +127,7 @@ def assert_stream_releases(request):
 
 
 def report(problems) -> str:
-    head = (f"stream_release: {len(problems)} streaming response(s) held a database connection "
-            "while the body was sent:")
+    head = f"stream_release: {len(problems)} streaming response(s) held a database connection while the body was sent:"
     return "\n".join([head, *(f"  - {p}" for p in problems)])
 
 
@@ -164,8 +180,9 @@ class Watch:
                 # innermost: whatever wraps the body later (the release, a middleware) runs first
                 stream = _Stream(watch, _caller())
                 response._stream_release_watched = stream
-                response._iterator = (stream.afollow(response._iterator) if response.is_async
-                                      else stream.follow(response._iterator))
+                response._iterator = (
+                    stream.afollow(response._iterator) if response.is_async else stream.follow(response._iterator)
+                )
 
         StreamingHttpResponse._set_streaming_content = _set_streaming_content
         request_started.connect(self._request_started, dispatch_uid=id(self))
@@ -242,15 +259,21 @@ class _Stream:
                 continue
             self._reported.add(alias)
             if self.body_queries[alias]:
-                what = (f"queried {alias!r} while producing its body and kept the connection to the next chunk "
-                        "(an open cursor such as queryset.iterator(), or queries with nothing giving it back)")
+                what = (
+                    f"queried {alias!r} while producing its body and kept the connection to the next chunk "
+                    "(an open cursor such as queryset.iterator(), or queries with nothing giving it back)"
+                )
             elif first and not conn.in_atomic_block:
-                what = (f"started sending its body holding database connection {alias!r} "
-                        f"(used {count} time(s) since the request started, connecting and querying; "
-                        "nothing gave it back)")
+                what = (
+                    f"started sending its body holding database connection {alias!r} "
+                    f"(used {count} time(s) since the request started, connecting and querying; "
+                    "nothing gave it back)"
+                )
             elif first:
-                what = (f"started sending its body after using {alias!r} {count} time(s) with nothing giving "
-                        "the connection back: outside the test's transaction it would be held until the last chunk")
+                what = (
+                    f"started sending its body after using {alias!r} {count} time(s) with nothing giving "
+                    "the connection back: outside the test's transaction it would be held until the last chunk"
+                )
             else:  # queries counted since a release, by code outside the body between two chunks
                 what = f"held database connection {alias!r} between two chunks of its body"
             problem = f"{self.view} {what}"

@@ -13,5 +13,6 @@ class DatabaseWrapper:
         if not engine or engine == ENGINE:
             raise ImproperlyConfigured(
                 f"DATABASES[{alias!r}]: ENGINE {ENGINE!r} needs ACCOUNTED_ENGINE, the backend to account "
-                "for: use DATABASES = stream_release.accounting.accounted(DATABASES)")
+                "for: use DATABASES = stream_release.accounting.accounted(DATABASES)"
+            )
         return accounted_class(load_backend(engine).DatabaseWrapper)(settings_dict, alias)
