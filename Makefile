@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast package lock clean
+.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast lint fmt package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -59,6 +59,7 @@ help:
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
 	@echo "make test-fast the tests that start no server, in under a minute"
+	@echo "make lint      ruff check and ruff format --check (part of make test); make fmt fixes what it can"
 	@echo "make deps      install the Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
@@ -139,8 +140,17 @@ report: venv
 # on average and took 6 min 24 s where two took 9 min 7 s. The 15 slowest steps are listed at
 # the end: where the suite's minutes go.
 TEST_WORKERS ?= 3
-test: venv
+test: venv lint
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15 $(PYTEST_ARGS)
+
+# ruff: the lint rules and the format of pyproject.toml; make fmt fixes what can be fixed
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The tests that start no server (tests/conftest.py FAST): the matrix, the summary, compare, the
 # reports, the docs. Under a minute.

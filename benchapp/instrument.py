@@ -7,6 +7,7 @@ import time
 
 from django.conf import settings
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, Histogram
+
 from stream_release import accounting
 from stream_release.metrics import SECONDS_BUCKETS
 

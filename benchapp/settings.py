@@ -9,6 +9,7 @@ import os
 from urllib.parse import urlsplit
 
 import dj_database_url
+
 from stream_release.accounting import accounted
 
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,18 +17,17 @@ import random
 import time
 import uuid
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, connections
 from django.db.models import Avg, Count, Sum
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-
-from stream_release import abatches, batches
-from stream_release.accounting import backend_pid, pool_limit
 
 from benchapp.models import CATEGORIES, AuditEvent, Item
 from benchapp.variants import VARIANTS
+from stream_release import abatches, batches
+from stream_release.accounting import backend_pid, pool_limit
 
 # (name, default, lowest, highest): the stream's shape, from the query string.
 STREAM_PARAMS = (

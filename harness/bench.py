@@ -38,10 +38,10 @@ from harness import (
     runinfo,
     summary,
 )
+from harness import server as server_module
 from harness import target as targets
 from harness.load import WORKERS_WAIT_S, locust_command, test_window
 from harness.sampler import Sampler
-from harness import server as server_module
 from harness.server import Server, prepare_database
 
 # The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
@@ -430,7 +430,8 @@ def _run_cell(
             if target:  # what the summary, the plots and the capacity judge read of the cell
                 routes = server.routes(stream.path, target.probe)
                 runinfo.write_json(
-                    os.path.join(cell_dir, summary.ROUTES_FILE), {**dict(zip(("stream", "probe"), routes)), **paths}
+                    os.path.join(cell_dir, summary.ROUTES_FILE),
+                    {**dict(zip(("stream", "probe"), routes, strict=True)), **paths},
                 )
             sampler = (
                 None

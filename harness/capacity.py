@@ -471,7 +471,7 @@ def plot_run(run_dir, rows):
         for r in done
     ]
     ax.barh(labels, [max(v, 0.5) for v in values], color=colours)
-    for y, (v, r) in enumerate(zip(values, done)):
+    for y, (v, r) in enumerate(zip(values, done, strict=True)):
         ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
     ax.set_xscale("log", base=2)
     ax.invert_yaxis()

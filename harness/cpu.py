@@ -8,7 +8,6 @@ import time
 
 import psutil
 
-
 FILE = "cpu.csv"
 
 

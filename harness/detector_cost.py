@@ -164,7 +164,7 @@ def _paired(run_batch, sides, repeats):
 
 
 def _costs(got):
-    costs = [w - wo for w, wo in zip(got["with"], got["without"])]
+    costs = [w - wo for w, wo in zip(got["with"], got["without"], strict=True)]
     return statistics.median(got["without"]), statistics.median(costs), min(costs), max(costs)
 
 
@@ -181,6 +181,7 @@ def measure(requests, repeats):
     from django.http import HttpResponse, StreamingHttpResponse
     from django.test import RequestFactory
     from django.test.utils import override_settings
+
     from stream_release import ReleasingStreamingHttpResponse
     from stream_release.middleware import StreamReleaseMiddleware
 
@@ -218,7 +219,7 @@ def measure(requests, repeats):
             for _ in range(20):
                 request(handler, path)
 
-        def end_to_end(side):
+        def end_to_end(side, path=path):
             started = time.perf_counter()
             for _ in range(requests):
                 request(handlers[side], path)
@@ -226,7 +227,7 @@ def measure(requests, repeats):
 
         chains = {"without": made[kind], "with": StreamReleaseMiddleware(made[kind])}
 
-        def alone(side, n=requests * 10):
+        def alone(side, n=requests * 10, chains=chains):
             chain = chains[side]
             started = time.perf_counter()
             for _ in range(n):

@@ -34,7 +34,7 @@ class Session:
 
 
 def _unix(stamp: str) -> float:
-    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
 
 
 def sessions(path, user: str, database: str | None = None) -> list[Session] | None:

@@ -94,7 +94,7 @@ def timelines(run_dir, cells) -> list[str]:
             len(items), 1, sharex=True, sharey=True, squeeze=False, figsize=(10, 1.5 * len(items) + 1.0)
         )
         top = 1
-        for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items):
+        for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items, strict=True):
             samples = summary.read(os.path.join(cell_dir, "timeline.csv"))
             t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
             for name, width, points in _lines(run_dir, cell_dir, samples, t0):
@@ -183,7 +183,7 @@ def probe_latency(run_dir, rows) -> str | None:
             label=column.removeprefix("probe_").removesuffix("_ms"),
             zorder=3,
         )
-    for y, r in zip(ys, done):
+    for y, r in zip(ys, done, strict=True):
         ax.plot([float(r["probe_p50_ms"]), float(r["probe_max_ms"])], [y, y], color="0.7", zorder=1)
         if int(r["probe_failures"]):
             ax.annotate(

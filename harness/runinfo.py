@@ -42,7 +42,7 @@ def git_state():
 
 
 def utc_now():
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_run_dir(out=None, results=ROOT / "results"):

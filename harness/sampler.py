@@ -72,7 +72,7 @@ def show_pools(conn, app_user, app_db) -> dict:
         cur.execute("SHOW POOLS")
         names = [c.name for c in cur.description]
         for values in cur.fetchall():
-            row = dict(zip(names, values))
+            row = dict(zip(names, values, strict=True))
             if (row["database"], row["user"]) == (app_db, app_user):
                 return {
                     "bouncer_cl_active": row["cl_active"],

@@ -11,11 +11,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from harness import ROOT, CellError, phase, procs
+from harness import ROOT, CellError, matrix, phase, procs
 from harness.envs import python_for, python_for_target
-from harness import matrix
 from harness.matrix import OWN, Backend, Params
-
 
 GRACEFUL_TIMEOUT_S = 5  # what gunicorn gives open streams after SIGTERM
 LOOPBACK = "127.0.0.1"  # where the harness's servers listen, unless make serve BIND= says otherwise

@@ -11,21 +11,21 @@ the panel shows. It only runs with --panel-admin-url (the harness sets it).
 
 import collections
 import csv
-import logging
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+import _common  # noqa: F401  (the project's options)
 import gevent
 from flask import jsonify, request, send_file
 from locust import events
 
-import _common  # noqa: F401  (the project's options)
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.sampler import COLUMNS as SAMPLED, Sampler  # noqa: E402
+from harness.sampler import COLUMNS as SAMPLED  # noqa: E402
+from harness.sampler import Sampler
 
 STATIC = Path(__file__).resolve().parent / "static"
 COLUMNS = ["unix_s", "users", "pool_in_use", "pool_waiting", "db_backends"]
@@ -104,7 +104,7 @@ class Panel:
         tick = 0
         while True:
             try:
-                sample = dict(zip(SAMPLED, self.sampler.sample(time.monotonic() - t0)))
+                sample = dict(zip(SAMPLED, self.sampler.sample(time.monotonic() - t0), strict=True))
             except Exception as exc:  # a bad answer must not stop the panel: an empty sample
                 logging.getLogger(__name__).warning("pool panel sample failed: %s", exc)
                 sample = {}

@@ -10,10 +10,9 @@ the probe timeout, so that the stream clients keep their load on meanwhile (the 
 
 import math
 
+import _common  # registers the options and the request log
 import gevent.pool
 from locust import FastHttpUser, constant_pacing, task
-
-import _common  # registers the options and the request log
 
 
 def probes_in_flight(rate, timeout_s):

@@ -22,12 +22,11 @@ import random
 import time
 import uuid
 
+import _common  # noqa: F401  (registers the options and the request log)
 import gevent
 from gevent import GreenletExit
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner
-
-import _common  # noqa: F401  (registers the options and the request log)
 
 
 class StreamUnfinished(Exception):

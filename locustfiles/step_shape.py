@@ -18,11 +18,10 @@ log. Each step's times go to --steps-file (JSON), rewritten as the steps go.
 import json
 import time
 
+import _common  # noqa: F401  (registers the project's options and the request log)
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner
 from locust.stats import calculate_response_time_percentile
-
-import _common  # noqa: F401  (registers the project's options and the request log)
 
 
 @events.init_command_line_parser.add_listener

@@ -25,8 +25,8 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
-from django.db import connection, connections
 from django import test as django_test  # not imported by name: pytest would collect TestCase
+from django.db import connection, connections
 
 from benchapp.models import AuditEvent
 from benchapp.variants import VARIANTS

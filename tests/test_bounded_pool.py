@@ -2,8 +2,8 @@
 gevent-patched process (tests/burst.py), on the session's real PostgreSQL (max_connections 50)."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 

@@ -64,8 +64,9 @@ def test_headline_is_each_variant_against_hold_of_its_backend_and_scenario():
 
 
 def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
-    from harness import bench, html_report
     from rich.console import Console
+
+    from harness import bench, html_report
 
     rows = [
         {"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},

@@ -237,7 +237,7 @@ def test_the_master_started_no_worker_and_said_how_to_start_them(distributed):
 def test_the_workers_served_every_cell_and_nothing_is_left(distributed):
     """Each worker's wrapper starts Locust's worker again for every cell (both workers' rows are
     in both cells: above); stopped, it leaves no process in its namespace, nor the master in its."""
-    for w, log in distributed["worker_logs"].items():
+    for log in distributed["worker_logs"].values():
         text = log.read_text()
         assert text.count("Starting Locust") >= 1 + len(distributed["rows"]), text[-2000:]
     left = {ns: pids for ns, pids in distributed["left"].items() if not ns.endswith("-app") and pids}

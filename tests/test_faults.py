@@ -99,7 +99,7 @@ def test_pg_restart_ends_every_session_and_the_cluster_comes_back(fault_run):
     import datetime as dt
 
     [first] = [line for line in log.splitlines() if "terminating connection due to administrator command" in line][:1]
-    stamp = dt.datetime.strptime(first[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.timezone.utc).timestamp()
+    stamp = dt.datetime.strptime(first[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
     assert stamp == pytest.approx(record["unix_s"], abs=0.5)
 
 

@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from harness import html_report, summary
-
 from tests.test_summary import CELL
 
 

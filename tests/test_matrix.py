@@ -130,7 +130,7 @@ def test_probe_connections_are_counted_as_the_probe_user_opens_them():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=matrix.ROOT, capture_output=True, text=True, check=True)
     in_flight = eval(result.stdout)
-    for (rate, timeout), probes in zip(cases, in_flight):
+    for (rate, timeout), probes in zip(cases, in_flight, strict=True):
         params = SPEC.params("slow-server", {"probe_rate": rate, "probe_timeout_s": timeout})
         assert params.client_connections == params.streams + probes
 

@@ -8,7 +8,6 @@ tests/facts.py says what docs/facts.md reports; these tests measure it."""
 import csv
 import http.client
 import json
-import socket
 import time
 from contextlib import ExitStack
 
@@ -67,7 +66,7 @@ def probe(server, timeout):
         conn.request("GET", "/probe/")
         response = conn.getresponse()
         return json.loads(response.read())["backend_pid"] if response.status == 200 else None
-    except socket.timeout:
+    except TimeoutError:
         return None
     finally:
         conn.close()

@@ -24,7 +24,7 @@ def documented_table():
         if m:
             cells = [c.strip().strip("*") for c in m.group(3).split("|")]
             assert len(cells) == len(MODES), line
-            for mode, cell in zip(MODES, cells):
+            for mode, cell in zip(MODES, cells, strict=True):
                 table[(m.group(1), m.group(2), mode)] = cell.split()[0]
     return table
 

@@ -93,7 +93,7 @@ def test_batches_take_model_instances_and_another_key(rows):
 def test_batches_give_the_connection_back_after_each_query():
     Row.objects.bulk_create(Row(n=n) for n in range(7))
     open_between = []
-    for batch in batches(Row.objects.all(), 3, key="n"):
+    for _batch in batches(Row.objects.all(), 3, key="n"):
         open_between.append(connection.connection is not None)
     assert open_between == [False, False, False]
 

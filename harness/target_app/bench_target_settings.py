@@ -15,7 +15,9 @@ project is written to.
 import importlib
 import json
 import os
+
 import dj_database_url
+
 from stream_release.accounting import accounted
 
 _own = importlib.import_module(os.environ["BENCH_TARGET_SETTINGS"])

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse, JsonResponse
 from django.urls import Resolver404, include, path, resolve
+
 from stream_release.accounting import pool_limit
 
 
