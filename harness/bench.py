@@ -569,7 +569,7 @@ def leak_check(sampler, idle_allowance, timeout_s, since):
 
 def _lacks_pgbouncer(cell, host):
     """The cell needs a PgBouncer the harness would start, and there is none: it is skipped."""
-    return cell.backend.via == "pgbouncer" and not host and pgbouncer.find() is None
+    return not host and pgbouncer.missing_for(cell.backend)
 
 
 def _pool_capacity(cell, pool_limit):

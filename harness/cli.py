@@ -456,7 +456,7 @@ def _backend_and_server(args, backends, default, spec):
         raise UsageError(f"SERVER={server} is unknown: use one of {', '.join(spec.servers)}")
     backend, served = backends[name], spec.servers[server]
     matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
-    if backend.via == "pgbouncer" and pgbouncer.find() is None:
+    if pgbouncer.missing_for(backend):
         raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
     return backend, served
 

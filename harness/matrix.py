@@ -95,6 +95,12 @@ class Backend:
     via: str = ""  # "pgbouncer": the app connects through a PgBouncer the harness starts
     server_side_cursors: bool = True
     servers: tuple = ()  # the servers it works under; empty: every one
+    pooled: bool = False  # a pool keeps its connections (matrix.toml's `pooled`)
+
+    @property
+    def persistent(self) -> bool:
+        """No pool, but connections kept between requests (CONN_MAX_AGE > 0)."""
+        return not self.pooled and self.conn_max_age > 0
 
     def django_options(self, params: Params) -> dict:
         """OPTIONS with every "{parameter}" string replaced by the cell's value."""
@@ -279,6 +285,16 @@ def parts(spec: dict) -> list[dict]:
     return spec["parts"] if "parts" in spec else [spec]
 
 
+def _expand_all(spec: dict, everything: dict) -> dict:
+    """A matrix with "all" in place of a list of backends, variants, scenarios or servers: every
+    one declared, in the file's order."""
+
+    def expand(part):
+        return {k: list(everything[k]) if v == "all" and k in everything else v for k, v in part.items()}
+
+    return {**expand(spec), "parts": [expand(p) for p in spec["parts"]]} if "parts" in spec else expand(spec)
+
+
 def _require(table, key, where, kind):
     if key not in table:
         raise UsageError(f"{MATRIX_FILE.name}: {where} needs a {key!r} {kind}")
@@ -436,6 +452,7 @@ def load(path: Path | None = None) -> Matrix:
             via=table.get("via", ""),
             server_side_cursors=table.get("server_side_cursors", True),
             servers=tuple(table.get("servers", ())),
+            pooled=bool(table.get("pooled", False)),
         )
         _check_placeholders(backends[name].options, where)
         unknown = [s for s in backends[name].servers if s not in servers]
@@ -443,13 +460,20 @@ def load(path: Path | None = None) -> Matrix:
             raise UsageError(
                 f"{label}: {where} servers names {unknown[0]!r}, which is not declared: use one of {', '.join(servers)}"
             )
+    everything = {
+        "backends": list(backends),
+        "variants": list(raw["variants"]),
+        "scenarios": list(raw["scenarios"]),
+        "servers": list(servers),
+    }
+    matrices = {name: _expand_all(spec, everything) for name, spec in raw["matrices"].items()}
     matrix = Matrix(
         path=Path(path),
         defaults=raw["defaults"],
         backends=backends,
         variants=raw["variants"],
         scenarios=raw["scenarios"],
-        matrices=raw["matrices"],
+        matrices=matrices,
         servers=servers,
         raw=raw,
     )

@@ -93,7 +93,7 @@ def run(
     tool = find()
     if tool is None:
         raise UsageError(INSTALL_HINT)
-    if spec.backends[backend].via == "pgbouncer" and pgbouncer.find() is None:
+    if pgbouncer.missing_for(spec.backends[backend]):
         raise UsageError(f"BACKEND={backend}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
     run_dir, run_id = runinfo.new_run_dir(out)

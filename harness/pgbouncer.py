@@ -18,6 +18,12 @@ INSTALL_HINT = (
 )
 
 
+def missing_for(backend) -> bool:
+    """The backend goes through PgBouncer, and there is none here: its cells are skipped (with
+    INSTALL_HINT), its serve or peer refused."""
+    return backend.via == "pgbouncer" and find() is None
+
+
 def find() -> str | None:
     configured = os.environ.get("BENCH_PGBOUNCER")
     if configured:

@@ -2,13 +2,16 @@
 against: on gunicorn (test_stream_release.py) and under each test mode
 (test_release_modes.py)."""
 
-# Pools hand a closed connection back and keep None; a next query inside the atomic block
-# then cannot open one. The stock backend keeps the closed psycopg connection.
-POOLED = {"geventpool", "geventpool-pg3", "native-pool", "geventpool-bounded"}
+from harness import matrix
+
+# The backends' traits, as matrix.toml declares them (`pooled`, and conn_max_age):
+# pools hand a closed connection back and keep None; a next query inside the atomic block then
+# cannot open one. The stock backend keeps the closed psycopg connection.
+POOLED = {b.name for b in matrix.load().backends.values() if b.pooled}
 # CONN_MAX_AGE>0 without a pool: close_old_connections() keeps a connection that is not old,
 # and nothing closes it when the request ends. PgBouncer's backend is stock-persistent's
 # code in front of PgBouncer.
-PERSISTENT = {"stock-persistent", "pgbouncer"}
+PERSISTENT = {b.name for b in matrix.load().backends.values() if b.persistent}
 # Test modes that wrap each test in a transaction: the view's connection is the test's.
 TEST_IN_ATOMIC = {"django_db", "TestCase"}
 TEST_MODES = ["django_db", "TestCase", "django_db(transaction=True)", "TransactionTestCase"]

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from harness import ROOT, procs, summary
+from tests.conftest import SPEC
 
 
 def start(*args, env=None, log=None):
@@ -174,7 +175,7 @@ def test_serve_prints_urls_and_a_signal_stops_everything(tmp_path, backend, sig)
     from harness import pgbouncer
     from harness.postgres import free_port
 
-    if backend == "pgbouncer" and pgbouncer.find() is None:
+    if pgbouncer.missing_for(SPEC.backends[backend]):
         pytest.skip(pgbouncer.INSTALL_HINT)  # .ci/run installs it, so CI runs this
     port = free_port()
     proc = start("serve", "--port", str(port), "--backend", backend)

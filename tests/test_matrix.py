@@ -251,3 +251,25 @@ def test_the_load_generator_takes_its_variants_from_the_cells_matrix_file(tmp_pa
         base + ["--matrix-file", str(mine)], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert "invalid choice" not in taken.stderr and "--run-time limit reached" in taken.stderr, taken.stderr[-2000:]
+
+
+def test_all_names_every_backend_declared_including_one_added(tmp_path):
+    """`backends = "all"` follows the file: a backend added to [backends] joins every such matrix."""
+    from harness import ROOT
+
+    mine = tmp_path / "my.toml"
+    mine.write_text(
+        (ROOT / "matrix.toml")
+        .read_text()
+        .replace(
+            "[backends.stock]",
+            '[backends.mine]\nengine = "django.db.backends.postgresql"\ndriver = "psycopg2"\nenv = "bench"\n'
+            "conn_max_age = 30\n\n[backends.stock]",
+            1,
+        )
+        + '\n[matrices.everything]\nbackends = "all"\nvariants = ["hold"]\nscenarios = ["smoke-stream"]\n'
+    )
+    spec = matrix.load(mine)
+    assert [c.backend.name for c in spec.cells("everything")] == list(spec.backends)
+    assert spec.backends["mine"].persistent and not spec.backends["mine"].pooled
+    assert "mine" in {c.backend.name for c in spec.cells("safety")}

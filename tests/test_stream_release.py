@@ -35,9 +35,9 @@ def server(request, database, tmp_path_factory):
     params = SPEC.params("slow-server", {"pool_max": 1, "seed_rows": 2000})
     with ExitStack() as stack:
         db = database
+        if pgbouncer.missing_for(backend):
+            pytest.skip(pgbouncer.INSTALL_HINT)
         if backend.via == "pgbouncer":
-            if pgbouncer.find() is None:
-                pytest.skip(pgbouncer.INSTALL_HINT)
             db = stack.enter_context(pgbouncer.PgBouncer(database, 1, 100, directory / "pgbouncer.log"))
         s = stack.enter_context(
             Server(
