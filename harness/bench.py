@@ -147,6 +147,7 @@ def run(
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
     info = {
+        "format": runinfo.FORMAT,
         "run_id": run_id,
         "status": "running",
         "matrix": matrix_name,

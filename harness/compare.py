@@ -105,7 +105,31 @@ def load(path) -> tuple[str, list[dict], dict]:
     rows = summary.read(csv_path)
     info = runinfo.read_json(os.path.join(os.path.dirname(csv_path), "run.json"))
     label = info.get("run_id") or os.path.basename(os.path.dirname(os.path.abspath(csv_path)))
-    return label, rows, info
+    return label, _current(path, rows, info), info
+
+
+def _current(path, rows, info) -> list[dict]:
+    """The rows in this harness's format: an older run's, with the columns it lacks empty
+    (unknown, not zero), said in one line; a newer run is refused."""
+    # a summary.csv without its run.json: as current if it has every column
+    version = (
+        runinfo.run_format(info)
+        if info or not rows
+        else (runinfo.FORMAT if set(summary.COLUMNS) <= set(rows[0]) else 1)
+    )
+    if version > runinfo.FORMAT:
+        raise UsageError(
+            f"{path} is of run format {version}, newer than this checkout reads ({runinfo.FORMAT}): compare it "
+            f"with the checkout that wrote it (commit {info.get('git', {}).get('sha', '?')[:12]})"
+        )
+    missing = [c for c in summary.COLUMNS if rows and c not in rows[0]]
+    if missing:
+        print(
+            f"{path}: run format {version}, {runinfo.FORMATS.get(version, 'unknown')}: the {len(missing)} "
+            "columns it lacks are compared as empty",
+            file=sys.stderr,
+        )
+    return [{**dict.fromkeys(missing, ""), **row} for row in rows]
 
 
 def sides(rows, metric) -> dict[str, Side]:

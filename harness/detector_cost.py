@@ -80,6 +80,7 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
     external = postgres.preflight()
     run_dir, run_id = runinfo.new_run_dir(out)
     info = {
+        "format": runinfo.FORMAT,
         "run_id": run_id,
         "kind": "detector-cost",
         "status": "running",

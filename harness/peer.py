@@ -98,6 +98,7 @@ def run(
     external = postgres.preflight()
     run_dir, run_id = runinfo.new_run_dir(out)
     info = {
+        "format": runinfo.FORMAT,
         "run_id": run_id,
         "kind": "peer",
         "status": "running",

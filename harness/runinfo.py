@@ -13,6 +13,20 @@ import sys
 
 from harness import ROOT, UsageError
 
+# The run directory's format: run.json's keys and summary.csv's columns, as docs/reference.md
+# describes them. A run.json without "format" is of format 1, from before it was recorded.
+# make compare reads older formats (a column they lack is empty: unknown) and refuses newer ones.
+FORMAT = 2
+FORMATS = {
+    1: "from before run.json recorded its format (commits up to 939b3d7)",
+    2: "run.json records its format; summary.csv as docs/reference.md describes it",
+}
+
+
+def run_format(info: dict) -> int:
+    return int(info.get("format", 1))
+
+
 PACKAGES = (
     "Django",
     "django-db-geventpool",

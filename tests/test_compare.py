@@ -2,13 +2,15 @@
 repeats a side, a failed and an incomplete cell, cells on one side only, a parameter that
 differs, and a single repeat (where nothing may be called significant)."""
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness import ROOT, UsageError, compare
+from harness import ROOT, UsageError, compare, runinfo
 
 DATA = Path(__file__).parent / "data" / "compare"
 METRICS = ["probe_p99_ms", "conn_hold_p50_ms", "streams_completed"]
@@ -200,3 +202,26 @@ def test_a_path_that_is_no_run_is_refused(tmp_path):
 
 def test_fail_on_passes_when_nothing_regressed():
     assert harness(DATA / "base", DATA / "base", "--fail-on", "probe_p99_ms>1.01").returncode == 0
+
+
+def test_an_older_run_is_read_with_its_missing_columns_empty_and_says_so(tmp_path):
+    """A run of format 1 (from before run.json recorded it) compares with a current one; what
+    it lacks is unknown, not zero."""
+    old = ROOT / "docs" / "runs" / "20261121T194241Z-994b08a60cd9"
+    assert runinfo.run_format(json.loads((old / "run.json").read_text())) == 1
+    result = harness(old, ROOT / "docs" / "runs" / "backends", "--metric", "conn_hold_p50_ms")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "run format 1" in line]
+    assert len(said) == 1 and "compared as empty" in said[0]
+    _, rows, _ = compare.load(old)
+    assert all(row["db_backends_from"] == "" for row in rows)  # a column added since
+
+
+def test_a_newer_run_is_refused_in_one_line(tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(DATA / "single-base", newer)
+    info = json.loads((newer / "run.json").read_text()) if (newer / "run.json").exists() else {}
+    (newer / "run.json").write_text(json.dumps({**info, "format": runinfo.FORMAT + 1}))
+    result = harness(newer, DATA / "single-new")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and f"run format {runinfo.FORMAT + 1}" in result.stderr
