@@ -6,7 +6,6 @@ are rewritten after every cell, so an interrupted run keeps what finished.
 """
 
 import dataclasses
-import functools
 import os
 import signal
 import subprocess
@@ -17,26 +16,24 @@ from pathlib import Path
 
 import psycopg2
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import Progress
 
 import harness
 from harness import (
     CellError,
     UsageError,
     audit,
-    capacity,
-    compare,
     cpu,
     envs,
     faults,
-    html_report,
     matrix,
+    modes,
     pgbouncer,
     postgres,
     procs,
     runinfo,
     summary,
+    terminal,
 )
 from harness import server as server_module
 from harness import target as targets
@@ -47,32 +44,24 @@ from harness.server import Server, prepare_database
 # The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
 METRICS_EVERY = 10
 CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
-TABLE_COLUMNS = [
-    ("cell", "cell"),
-    ("status", "status"),
-    ("streams_completed", "streams ok"),
-    ("stream_failures", "stream fail"),
-    ("conn_hold_p50_ms", "conn hold p50 ms"),
-    ("probe_requests", "probes"),
-    ("probe_failures", "probe fail"),
-    ("probe_p50_ms", "probe p50 ms"),
-    ("probe_p99_ms", "probe p99 ms"),
-    ("peak_pool_in_use", "peak in use"),
-    ("peak_pool_waiting", "peak waiting"),
-    ("peak_db_backends", "peak PG backends"),
-    ("overshoot", "over pool limit"),
-    ("pool_timeouts", "pool timeouts"),
-    ("too_many_clients", "too many clients"),
-    ("hung_requests", "hung"),
-    ("lost_writes", "lost writes"),
-    ("leaked_conns", "leaked conns"),
-]
-# shown when a cell of the run has a fault
-FAULT_COLUMNS = [
-    ("fault_s", "fault at s"),
-    ("failures_after_fault", "failed after fault"),
-    ("recovery_s", "recovery s"),
-]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What every cell of a run shares: where it is recorded, how it loads its cells (mode), and
+    what it runs against: an app something else started (host), a project of yours (target),
+    Locust's workers on other machines (master)."""
+
+    run_id: str
+    run_dir: str
+    mode: modes.LoadMode
+    host: str | None = None
+    target: targets.Target | None = None
+    master: object = None  # load.Master
+
+    @property
+    def postgres_log(self):
+        return os.path.join(self.run_dir, "postgres.log")
 
 
 def run(
@@ -83,30 +72,102 @@ def run(
     console=None,
     host=None,
     matrix_file=None,
-    search=False,
+    mode=None,
     target=None,
     master=None,
 ):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
-    cells then run with the backend that app reports, and nothing is started. `search`: make
-    capacity: each cell is a step load searching its breaking point (harness/capacity.py).
+    cells then run with the backend that app reports, and nothing is started. `mode`
+    (harness/modes.py): FixedLoad (make bench, the default) or StepLoad (make capacity).
     `target`: a target file (harness/target.py): your own project instead of benchapp, one
     cell per stream and scenario of the matrix, with the backend its settings name. `master`
     (load.Master): Locust's workers are on other machines, and connect to it."""
     console = console or Console(stderr=True)
+    mode = mode or modes.FixedLoad()
     spec = matrix.load(matrix_file)
+    target = targets.load(target) if target else None
+    cells, app_health, external = _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode)
+    pythons = _environments(cells, target, console)
+    if any(_lacks_pgbouncer(c, host) for c in cells):
+        console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
+    run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
+    the_run = Run(run_id, run_dir, mode, host, target, master)
+    info = _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
+    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    results = os.path.join(run_dir, mode.results_file)
+    rows = [_identity(run_id, c, "incomplete", target) for c in cells]
+    mode.write_rows(results, rows)
+
+    planned = [mode.planned_s(c.params) + CELL_OVERHEAD_S for c in cells]
+    if master is not None:
+        console.print(
+            f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
+            f"workers per cell: on each load machine run  {master.worker_command()}"
+        )
+    console.print(
+        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
+        f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
+    )
+    label = harness.PHASE["name"] = None  # the cell running, and its phase
+    try:
+        with ExitStack() as stack, terminal.progress(console) as progress:
+            task = progress.add_task("starting PostgreSQL", total=sum(planned))
+            databases = _Databases(the_run, external, stack)
+            for i, cell in enumerate(cells):
+                label = f"cell {i + 1}/{len(cells)} {cell.name}"
+                harness.PHASE["name"] = "cell start"
+                db = databases.for_cell(cell)
+                info["database"] = db.describe()
+                progress.update(task, description=label, completed=sum(planned[:i]))
+                slot = _Slot(progress, task, sum(planned[:i]), planned[i])
+                rows[i] = _run_cell(cell, db, databases.cluster, the_run, slot)
+                mode.write_rows(results, rows)
+                _report_cell(console, label, rows[i], mode)
+            label = None
+        info["status"] = "complete"  # every cell ran; the report says so, once written
+        info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
+        harness.PHASE["name"] = "report"
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        _print_outputs(the_run, rows, results, console)
+    except KeyboardInterrupt:
+        info["status"] = "incomplete"
+        info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
+        console.print(
+            f"[yellow]interrupted in {info['interrupted_in']}; stopped everything; "
+            f"results so far kept in {os.path.relpath(run_dir)}[/]"
+            + (f" (make report RUN={run_dir} writes the report)" if harness.PHASE["name"] == "report" else "")
+        )
+        raise
+    except BaseException as exc:
+        info["status"] = "failed"
+        info["error"] = _one_line(exc)
+        for row in rows:
+            if row["status"] == "incomplete":
+                row.update(status="failed", error=info["error"])
+        raise
+    finally:
+        if info["status"] != "complete":  # a complete run ended with its last cell, not its report
+            info["ended_utc"] = runinfo.utc_now().isoformat()
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        mode.write_rows(results, rows)
+    return run_dir, rows
+
+
+def _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode):
+    """The run's cells, every refusal made before anything starts; (cells, the external app's
+    /healthz or None, the external database or None)."""
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     cells = spec.cells(matrix_name, overrides, repeat)
     if target:
         if host:
-            raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
-        target = targets.load(target)
+            raise UsageError(
+                f"TARGET={target.file} and HOST={host}: a target is started by the harness; give one of them"
+            )
         cells = target_cells(cells, target)
         for backend, kind in {(c.backend.name, c.server.app): (c.backend, c.server.app) for c in cells}.values():
             server_module.check_target_imports(target, backend, cells[0].params, kind)
-    if search:
-        capacity.refuse_unsupported(cells)
+    mode.check(cells)
     app_health = None
     if host:
         if not os.environ.get("BENCH_DATABASE_URL"):
@@ -139,16 +200,37 @@ def run(
             f"MATRIX={matrix_name} names backend {matrix.OWN.name!r}, a target's own: "
             "give TARGET=path/to/target.toml, or use a matrix of benchapp's backends"
         )
-    pythons = {}  # each server environment the cells run in, built now: {its name: its python}
+    return cells, app_health, external
+
+
+def _environments(cells, target, console) -> dict:
+    """Each server environment the cells run in, built now: {its name: its python}."""
+    pythons = {}
     for backend in {c.backend.name: c.backend for c in cells}.values():
         python = envs.python_for_target(target, backend, console) if target else envs.python_for(backend.env, console)
         pythons.setdefault(Path(python).parent.parent.name if target else backend.env, python)
-    if any(_lacks_pgbouncer(c, host) for c in cells):
-        console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
-    info = {
+    return pythons
+
+
+def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health) -> dict:
+    """run.json as the run starts (status "running"; the database once it is up)."""
+    host, target, master = the_run.host, the_run.target, the_run.master
+    not_controlled = []
+    if external is not None:
+        not_controlled.append(
+            "PostgreSQL: BENCH_DATABASE_URL's server, neither started nor configured by the harness "
+            "(max_connections and the rest as found)"
+        )
+    if host:
+        not_controlled.append(
+            f"the app at {host}: not started; its backend, pool limit and settings are what its /healthz "
+            "reports, not the matrix's; no server-side accounting log, so the pool peaks, waits and hold "
+            "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
+            "samples its /metrics"
+        )
+    return {
         "format": runinfo.FORMAT,
-        "run_id": run_id,
+        "run_id": the_run.run_id,
         "status": "running",
         "matrix": matrix_name,
         "matrix_description": spec.matrices[matrix_name].get("description", ""),
@@ -166,29 +248,8 @@ def run(
         if external is None
         else "as configured on the external server",
         "app": {"controlled": True} if not host else {"controlled": False, "url": host, "healthz": app_health},
-        "not_controlled": []
-        if external is None and not host
-        else [
-            *(
-                [
-                    "PostgreSQL: BENCH_DATABASE_URL's server, neither started nor configured by the harness "
-                    "(max_connections and the rest as found)"
-                ]
-                if external is not None
-                else []
-            ),
-            *(
-                [
-                    f"the app at {host}: not started; its backend, pool limit and settings are what its /healthz "
-                    "reports, not the matrix's; no server-side accounting log, so the pool peaks, waits and hold "
-                    "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
-                    "samples its /metrics"
-                ]
-                if host
-                else []
-            ),
-        ],
-        "kind": "capacity" if search else "bench",
+        "not_controlled": not_controlled,
+        "kind": the_run.mode.kind,
         "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
         "target": None
         if not target
@@ -212,115 +273,56 @@ def run(
             for c in cells
         ],
     }
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-    summary_path = os.path.join(run_dir, "capacity.csv" if search else "summary.csv")
-    write_rows = capacity.write_verdicts if search else summary.write
-    rows = [_identity(run_id, c, "incomplete", target) for c in cells]
-    write_rows(summary_path, rows)
 
-    planned = [(capacity.planned_s(c.params) if search else c.params.duration_s) + CELL_OVERHEAD_S for c in cells]
-    if master is not None:
-        console.print(
-            f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
-            f"workers per cell: on each load machine run  {master.worker_command()}"
-        )
-    console.print(
-        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
-        f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
-    )
-    label = harness.PHASE["name"] = None  # the cell running, and its phase
+
+class _Databases:
+    """One throwaway cluster at a time (none with BENCH_DATABASE_URL), started again when a cell
+    needs another max_connections or the last one died; seeded (benchapp's rows, or a target's
+    migrations and setup) when it is new or a cell wants other rows."""
+
+    def __init__(self, the_run: Run, external, stack: ExitStack):
+        self.run, self.external, self.stack = the_run, external, stack
+        self.cluster, self.db, self.seeded = None, external, None
+
+    def for_cell(self, cell):
+        p, target = cell.params, self.run.target
+        if self.external is None and (
+            self.cluster is None
+            or self.cluster.max_connections != p.db_max_connections
+            or self.cluster.proc is None
+            or self.cluster.proc.poll() is not None  # a failed restart
+        ):
+            if self.cluster is not None:
+                self.cluster.stop()
+            self.cluster = postgres.Cluster(p.db_max_connections, self.run.postgres_log)
+            self.stack.callback(self.cluster.stop)
+            self.db, self.seeded = self.cluster.start(), None
+        prepare_log = os.path.join(self.run.run_dir, "prepare.log")
+        if target and self.seeded is None:  # the project's own migrations and setup, once per cluster
+            harness.phase("seeding")
+            server_module.prepare_target(target, p, self.db.app_url, prepare_log)
+            self.seeded = "target"
+        elif (
+            self.seeded != p.seed_rows and not self.run.host and not target
+        ):  # an app of its own is seeded by its owner
+            harness.phase("seeding")
+            prepare_database(cell.backend, p, self.db.app_url, prepare_log)
+            self.seeded = p.seed_rows
+        return self.db
+
+
+def _print_outputs(the_run, rows, results, console):
+    """The end of a complete run: its tables, where its results are, its report or plots."""
+    mode = the_run.mode
+    mode.print_tables(rows, Console(width=None if sys.stdout.isatty() else 200))
+    console.print(f"{'capacity' if mode.kind == 'capacity' else 'summary'}: {os.path.relpath(results)}")
     try:
-        with ExitStack() as stack, _progress(console) as progress:
-            task = progress.add_task("starting PostgreSQL", total=sum(planned))
-            cluster = db = external  # one throwaway cluster at a time, restarted when
-            seeded = None  # a cell needs another max_connections
-            for i, cell in enumerate(cells):
-                label = f"cell {i + 1}/{len(cells)} {cell.name}"
-                harness.PHASE["name"] = "cell start"
-                if external is None and (
-                    cluster is None
-                    or cluster.max_connections != cell.params.db_max_connections
-                    or cluster.proc is None
-                    or cluster.proc.poll() is not None
-                ):  # a failed restart
-                    if cluster is not None:
-                        cluster.stop()
-                    cluster = postgres.Cluster(cell.params.db_max_connections, os.path.join(run_dir, "postgres.log"))
-                    stack.callback(cluster.stop)
-                    db, seeded = cluster.start(), None
-                info["database"] = db.describe()
-                if target and seeded is None:  # the project's own migrations and setup, once per cluster
-                    harness.phase("seeding")
-                    server_module.prepare_target(target, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
-                    seeded = "target"
-                elif (
-                    seeded != cell.params.seed_rows and not host and not target
-                ):  # an app of its own is seeded by its owner
-                    harness.phase("seeding")
-                    prepare_database(cell.backend, cell.params, db.app_url, os.path.join(run_dir, "prepare.log"))
-                    seeded = cell.params.seed_rows
-                progress.update(task, description=label, completed=sum(planned[:i]))
-                rows[i] = _run_cell(
-                    cell,
-                    db,
-                    run_id,
-                    run_dir,
-                    progress,
-                    task,
-                    sum(planned[:i]),
-                    host,
-                    cluster=None if external is not None else cluster,
-                    search_s=planned[i] if search else None,
-                    target=target,
-                    master=master,
-                )
-                write_rows(summary_path, rows)
-                _report_cell(console, label, rows[i])
-            label = None
-        info["status"] = "complete"  # every cell ran; the report says so, once written
-        info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
-        harness.PHASE["name"] = "report"
-        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-        tables = Console(width=None if sys.stdout.isatty() else 200)
-        if search:
-            capacity.print_table(rows, tables)
-        else:
-            print_table(rows, tables)
-            print_headline(rows, tables)
-        console.print(f"{'capacity' if search else 'summary'}: {os.path.relpath(summary_path)}")
-        try:
-            console.print(
-                f"{'plots' if search else 'report'}:  "
-                + ", ".join(
-                    os.path.relpath(f)
-                    for f in (capacity.plot_run(run_dir, rows) if search else [html_report.write(run_dir)])
-                )
-            )
-        except Exception as exc:  # the run's results stand without their report
-            what = "the capacity plots" if search else "report.html"
-            console.print(f"[red]{what} not written: {_one_line(exc)}[/] (make report RUN={run_dir} retries)")
-    except KeyboardInterrupt:
-        info["status"] = "incomplete"
-        info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
+        files = mode.outputs(the_run.run_dir, rows)
+        console.print(f"{mode.outputs_name}:  " + ", ".join(os.path.relpath(f) for f in files))
+    except Exception as exc:  # the run's results stand without their report
         console.print(
-            f"[yellow]interrupted in {info['interrupted_in']}; stopped everything; "
-            f"results so far kept in {os.path.relpath(run_dir)}[/]"
-            + (f" (make report RUN={run_dir} writes the report)" if harness.PHASE["name"] == "report" else "")
+            f"[red]{mode.outputs_name} not written: {_one_line(exc)}[/] (make report RUN={the_run.run_dir} retries)"
         )
-        raise
-    except BaseException as exc:
-        info["status"] = "failed"
-        info["error"] = _one_line(exc)
-        for row in rows:
-            if row["status"] == "incomplete":
-                row.update(status="failed", error=info["error"])
-        raise
-    finally:
-        if info["status"] != "complete":  # a complete run ended with its last cell, not its report
-            info["ended_utc"] = runinfo.utc_now().isoformat()
-        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
-        write_rows(summary_path, rows)
-    return run_dir, rows
 
 
 HEALTH_FILE = "healthz.json"  # a cell's server as its health URL described it once started
@@ -374,146 +376,62 @@ def external_cells(cells, backend, server):
     return list(out.values())
 
 
-def _run_cell(
-    cell,
-    db,
-    run_id,
-    run_dir,
-    progress,
-    task,
-    done_before,
-    host=None,
-    cluster=None,
-    search_s=None,
-    target=None,
-    master=None,
-):
-    """One cell: a fixed load for duration_s, or (search_s: its longest time) make capacity's
-    step load."""
-    cell_dir = os.path.join(run_dir, cell.path)
+@dataclasses.dataclass
+class _Slot:
+    """A cell's place on the run's progress bar: the time planned before it, and its own."""
+
+    progress: Progress
+    task: object
+    done_before: float
+    planned_s: float
+
+    def advance(self, elapsed):
+        self.progress.update(self.task, completed=self.done_before + min(elapsed, self.planned_s))
+
+
+def _run_cell(cell, db, cluster, the_run: Run, slot: _Slot):
+    """One cell under the run's mode: the app (started, or the external one checked), the
+    sampler, Locust, the leak check; then its row, measured from the raw files. `cluster`: the
+    throwaway PostgreSQL, for the pg-restart fault and its CPU (None with BENCH_DATABASE_URL)."""
+    cell_dir = os.path.join(the_run.run_dir, cell.path)
     os.makedirs(cell_dir)
-    row = _identity(run_id, cell, "incomplete", target)
+    row = _identity(the_run.run_id, cell, "incomplete", the_run.target)
     row["db_limit"] = db.max_connections
-    if _lacks_pgbouncer(cell, host):
+    if _lacks_pgbouncer(cell, the_run.host):
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
         return row
     measure = None
     locust = None
     try:
         with ExitStack() as stack:
-            if host:
-                server = stack.enter_context(server_module.ExternalApp(host, cell.params))
-                now = (server.health.get("backend"), server.health.get("server", matrix.DEFAULT_SERVER))
-                if now != (cell.backend.name, cell.server.name):
-                    raise CellError(
-                        f"HOST={host} now reports backend {now[0]!r} under server {now[1]!r}, not "
-                        f"{cell.backend.name!r} under {cell.server.name!r} as when the run began"
-                    )
-            else:
-                app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
-                args = (
-                    cell.backend,
-                    cell.params,
-                    app_db.app_url,
-                    postgres.free_port(),
-                    os.path.join(cell_dir, "server.log"),
-                )
-                server = stack.enter_context(
-                    server_module.TargetServer(target, *args, accounting_dir=cell_dir, server=cell.server)
-                    if target
-                    else Server(*args, accounting_dir=cell_dir, server=cell.server)
-                )
-            stream = target.stream(cell.variant) if target else None
-            server.verify(stream or cell.variant)
-            # what answered: the backend, its engine and driver, its pool limit (a target's own, or substituted)
-            runinfo.write_json(os.path.join(cell_dir, HEALTH_FILE), server.health)
-            paths = {} if not target else {"stream_path": stream.path, "probe_path": target.probe}
-            if target:  # what the summary, the plots and the capacity judge read of the cell
-                routes = server.routes(stream.path, target.probe)
-                runinfo.write_json(
-                    os.path.join(cell_dir, summary.ROUTES_FILE),
-                    {**dict(zip(("stream", "probe"), routes, strict=True)), **paths},
-                )
-            sampler = (
-                None
-                if not cell.params.instrument
-                else stack.enter_context(
-                    Sampler(
-                        os.path.join(cell_dir, "timeline.csv"),
-                        db.admin_url,
-                        db.app_user,
-                        db.app_db,
-                        server.metrics_base,
-                        pooler_url="" if host else app_db.pooler_console,
-                        # the pool's timeline comes from the accounting log, exactly: /metrics
-                        # once a second during the load; every sample with no log (HOST=)
-                        metrics_every=1 if host else METRICS_EVERY,
-                    )
-                )
-            )
+            server, pooler_console = _app(stack, cell, db, the_run, cell_dir)
+            paths = _verified(server, cell, the_run.target, cell_dir)
+            sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, the_run.host)
             start = time.time()
-            shape = (
-                None
-                if search_s is None
-                else [*capacity.shape_options(cell.params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
-            )
+            shape = the_run.mode.shape_options(cell_dir, cell.params)
             locust = procs.spawn(
-                locust_command(cell, server.url, cell_dir, shape, master=master, **paths),
+                locust_command(cell, server.url, cell_dir, shape, master=the_run.master, **paths),
                 os.path.join(cell_dir, "locust.log"),
             )
             harness.phase("load")
-            stack.enter_context(
-                cpu.CpuSampler(
-                    os.path.join(cell_dir, cpu.FILE),
-                    {
-                        # the load's CPU only where all of Locust runs: not with workers elsewhere (empty, not the master's)
-                        **({"loadgen": locust.pid} if master is None else {}),
-                        **({"server": server.proc.pid} if not host else {}),
-                        **({"postgres": cluster.proc.pid} if cluster is not None else {}),
-                    },
-                )
-            )
+            stack.enter_context(_cpu_sampler(cell_dir, locust, server, cluster, the_run))
             injector = faults.Injector(cell, cell_dir, cluster, server)
-            # the run, then probes settling and streams ending (each up to the grace period)
-            planned = search_s or cell.params.duration_s + CELL_OVERHEAD_S
-            limit = planned + 2 * cell.params.grace_s + 60 + (WORKERS_WAIT_S if master else 0)
-            while locust.poll() is None:
-                elapsed = time.time() - start
-                progress.update(task, completed=done_before + min(elapsed, planned))
-                if elapsed > limit:
-                    raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
-                injector.poll()
-                time.sleep(0.1)
-            # distributed: the workers are the master's children, and write their logs as they end
-            if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
-                raise CellError("Locust's worker processes did not end after its master")
+            _wait_for_load(locust, cell, injector, slot, start, the_run.master)
             load_ended = time.time()
             window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
             injector.finish(window[0])
             pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
-            if search_s is not None:
-                measure = functools.partial(
-                    capacity.measure,
-                    cell_dir,
-                    cell,
-                    pool_capacity,
-                    requests,
-                    postgres_log=os.path.join(run_dir, "postgres.log"),
-                    app_user=db.app_user,
-                )
-            else:
-                measure = functools.partial(
-                    summary.summarize,
-                    cell_dir,
-                    variant=cell.variant,
-                    window=window,
-                    grace_end=grace_end,
-                    pool_capacity=pool_capacity,
-                    postgres_log=os.path.join(run_dir, "postgres.log"),
-                    app_user=db.app_user,
-                    requests=requests,
-                )
+            measure = the_run.mode.measure(
+                cell_dir,
+                cell,
+                window=window,
+                grace_end=grace_end,
+                pool_capacity=pool_capacity,
+                requests=requests,
+                postgres_log=the_run.postgres_log,
+                app_user=db.app_user,
+            )
             if locust.returncode != 0:
                 raise CellError(
                     f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}"
@@ -526,15 +444,14 @@ def _run_cell(
             else:
                 sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
                 leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
-            if not target:  # a target has no audit table: lost_writes stays empty, not 0
+            if not the_run.target:  # a target has no audit table: lost_writes stays empty, not 0
                 audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
         row["status"] = "ok"
         if sampler is not None and sampler.errors:
             row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
-        if search_s is not None:
-            capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
+        the_run.mode.finish_cell(cell_dir, row)
     except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
         row["status"] = "failed"
         row["error"] = _one_line(exc)
@@ -547,6 +464,95 @@ def _run_cell(
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
+
+
+def _app(stack, cell, db, the_run: Run, cell_dir):
+    """The cell's app, started (PgBouncer in front if its backend wants one) or, with HOST=,
+    checked to be still what it was; (server, PgBouncer's console URL or "")."""
+    host, target = the_run.host, the_run.target
+    if host:
+        server = stack.enter_context(server_module.ExternalApp(host, cell.params))
+        now = (server.health.get("backend"), server.health.get("server", matrix.DEFAULT_SERVER))
+        if now != (cell.backend.name, cell.server.name):
+            raise CellError(
+                f"HOST={host} now reports backend {now[0]!r} under server {now[1]!r}, not "
+                f"{cell.backend.name!r} under {cell.server.name!r} as when the run began"
+            )
+        return server, ""
+    app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
+    args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))
+    server = stack.enter_context(
+        server_module.TargetServer(target, *args, accounting_dir=cell_dir, server=cell.server)
+        if target
+        else Server(*args, accounting_dir=cell_dir, server=cell.server)
+    )
+    return server, app_db.pooler_console
+
+
+def _verified(server, cell, target, cell_dir) -> dict:
+    """The app's endpoints checked and warmed up, what answered recorded (healthz.json, and a
+    target's routes); the stream and probe paths Locust gets ({} for benchapp's)."""
+    stream = target.stream(cell.variant) if target else None
+    server.verify(stream or cell.variant)
+    # what answered: the backend, its engine and driver, its pool limit (a target's own, or substituted)
+    runinfo.write_json(os.path.join(cell_dir, HEALTH_FILE), server.health)
+    if not target:
+        return {}
+    paths = {"stream_path": stream.path, "probe_path": target.probe}
+    routes = server.routes(stream.path, target.probe)  # what the summary, the plots and the capacity judge read
+    runinfo.write_json(
+        os.path.join(cell_dir, summary.ROUTES_FILE), {**dict(zip(("stream", "probe"), routes, strict=True)), **paths}
+    )
+    return paths
+
+
+def _sampler(stack, cell, db, server, pooler_console, cell_dir, host):
+    """PostgreSQL's sessions, the server's /metrics and PgBouncer's pools every 0.1 s
+    (timeline.csv); None when the cell runs uninstrumented."""
+    if not cell.params.instrument:
+        return None
+    return stack.enter_context(
+        Sampler(
+            os.path.join(cell_dir, "timeline.csv"),
+            db.admin_url,
+            db.app_user,
+            db.app_db,
+            server.metrics_base,
+            pooler_url=pooler_console,
+            # the pool's timeline comes from the accounting log, exactly: /metrics once a
+            # second during the load; every sample with no log (HOST=)
+            metrics_every=1 if host else METRICS_EVERY,
+        )
+    )
+
+
+def _cpu_sampler(cell_dir, locust, server, cluster, the_run: Run):
+    """CPU and memory of each process group of the cell on this machine."""
+    return cpu.CpuSampler(
+        os.path.join(cell_dir, cpu.FILE),
+        {
+            # the load's CPU only where all of Locust runs: not with workers elsewhere (empty, not the master's)
+            **({"loadgen": locust.pid} if the_run.master is None else {}),
+            **({"server": server.proc.pid} if not the_run.host else {}),
+            **({"postgres": cluster.proc.pid} if cluster is not None else {}),
+        },
+    )
+
+
+def _wait_for_load(locust, cell, injector, slot: _Slot, start, master):
+    """Until Locust and its workers have ended: the load, then probes settling and streams ending
+    (each up to the grace period), with the cell's fault injected on time."""
+    limit = slot.planned_s + 2 * cell.params.grace_s + 60 + (WORKERS_WAIT_S if master else 0)
+    while locust.poll() is None:
+        elapsed = time.time() - start
+        slot.advance(elapsed)
+        if elapsed > limit:
+            raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
+        injector.poll()
+        time.sleep(0.1)
+    # distributed: the workers are the master's children, and send their logs as they end
+    if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
+        raise CellError("Locust's worker processes did not end after its master")
 
 
 def leak_check(sampler, idle_allowance, timeout_s, since):
@@ -589,73 +595,9 @@ def _one_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
-def _report_cell(console, label, row):
+def _report_cell(console, label, row, mode):
     if row["status"] != "ok":
         colour = "yellow" if row["status"] == "skipped" else "red"
         console.print(f"{label}: [{colour}]{row['status']}[/] {row.get('error', '')}")
         return
-    row = {k: ("-" if v == "" else v) for k, v in row.items()}
-    if "max_streams_ok" in row:
-        console.print(capacity.cell_text(label, row))
-        return
-    console.print(
-        f"{label}: ok; conn hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
-        f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
-        f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
-        f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
-        f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
-        + _fault_text(row)
-    )
-
-
-def _fault_text(row):
-    if row.get("fault", "-") == "-":
-        return ""
-    recovered = "never" if row["recovery_s"] == "-" else f"in {row['recovery_s']} s"
-    return (
-        f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered {recovered}"
-    )
-
-
-def _progress(console):
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("elapsed"),
-        TimeElapsedColumn(),
-        TextColumn("remaining"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def print_headline(rows, console):
-    """Each variant against hold of its backend and scenario (medians over repeats)."""
-    table = Table(
-        title="each variant against hold (medians over repeats; in brackets the ratio to hold, ÷N: N times less)"
-    )
-    table.add_column("cell", no_wrap=True)
-    for _, title in compare.HEADLINE:
-        table.add_column(title, justify="right")
-    for cell, values in compare.headline(rows):
-        table.add_row(
-            compare.label(cell, values),
-            *(
-                side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
-                for side, r in (values[m] for m, _ in compare.HEADLINE)
-            ),
-        )
-    console.print(table)
-
-
-def print_table(rows, console):
-    table = Table(title="summary (every column: summary.csv)")
-    columns = TABLE_COLUMNS + (FAULT_COLUMNS if any(r.get("fault") for r in rows) else [])
-    for _, title in columns:
-        if title == "cell":  # never cut: it says which row is which
-            table.add_column(title, no_wrap=True, min_width=max(len(r["cell"]) for r in rows))
-        else:
-            table.add_column(title, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(*(str(row.get(key, "")) for key, _ in columns))
-    console.print(table)
+    console.print(mode.cell_text(label, {k: ("-" if v == "" else v) for k, v in row.items()}))

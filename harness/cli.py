@@ -268,7 +268,7 @@ def main(argv=None):
         signal.signal(sig, _interrupt)
     try:
         if args.command in ("bench", "capacity"):
-            from harness import bench
+            from harness import bench, modes
 
             overrides = matrix.parse_overrides(args.overrides)
             if args.database_url:
@@ -292,7 +292,7 @@ def main(argv=None):
                 args.out,
                 host=args.host,
                 matrix_file=args.matrix_file,
-                search=args.command == "capacity",
+                mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
                 target=args.target,
                 master=master,
             )

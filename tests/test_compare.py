@@ -68,7 +68,7 @@ def test_headline_is_each_variant_against_hold_of_its_backend_and_scenario():
 def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
     from rich.console import Console
 
-    from harness import bench, html_report
+    from harness import html_report, terminal
 
     rows = [
         {"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},
@@ -78,7 +78,7 @@ def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
     labels = [compare.label(cell, values) for cell, values in compare.headline(rows)]
     assert labels == ["g/hold/s", f"g/release/s {compare.LEAK_MARK}"]
     console = Console(record=True, width=250)
-    bench.print_headline(rows, console)
+    terminal.print_headline(rows, console)
     assert f"g/release/s {compare.LEAK_MARK}" in console.export_text()
     assert f"<code>g/release/s</code> <span class=bad>{compare.LEAK_MARK}</span>" in html_report._headline(rows)
 

@@ -1,0 +1,78 @@
+"""What a bench run prints on the terminal: its progress, a line per cell, and at its end the
+summary table and each variant against hold. (A capacity run's tables are capacity.py's.)"""
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness import compare
+
+TABLE_COLUMNS = [
+    ("cell", "cell"),
+    ("status", "status"),
+    ("streams_completed", "streams ok"),
+    ("stream_failures", "stream fail"),
+    ("conn_hold_p50_ms", "conn hold p50 ms"),
+    ("probe_requests", "probes"),
+    ("probe_failures", "probe fail"),
+    ("probe_p50_ms", "probe p50 ms"),
+    ("probe_p99_ms", "probe p99 ms"),
+    ("peak_pool_in_use", "peak in use"),
+    ("peak_pool_waiting", "peak waiting"),
+    ("peak_db_backends", "peak PG backends"),
+    ("overshoot", "over pool limit"),
+    ("pool_timeouts", "pool timeouts"),
+    ("too_many_clients", "too many clients"),
+    ("hung_requests", "hung"),
+    ("lost_writes", "lost writes"),
+    ("leaked_conns", "leaked conns"),
+]
+# shown when a cell of the run has a fault
+FAULT_COLUMNS = [
+    ("fault_s", "fault at s"),
+    ("failures_after_fault", "failed after fault"),
+    ("recovery_s", "recovery s"),
+]
+
+
+def print_headline(rows, console):
+    """Each variant against hold of its backend and scenario (medians over repeats)."""
+    table = Table(
+        title="each variant against hold (medians over repeats; in brackets the ratio to hold, ÷N: N times less)"
+    )
+    table.add_column("cell", no_wrap=True)
+    for _, title in compare.HEADLINE:
+        table.add_column(title, justify="right")
+    for cell, values in compare.headline(rows):
+        table.add_row(
+            compare.label(cell, values),
+            *(
+                side.text() + (f" ({compare.format_ratio(r)})" if r is not None else "")
+                for side, r in (values[m] for m, _ in compare.HEADLINE)
+            ),
+        )
+    console.print(table)
+
+
+def print_table(rows, console):
+    table = Table(title="summary (every column: summary.csv)")
+    columns = TABLE_COLUMNS + (FAULT_COLUMNS if any(r.get("fault") for r in rows) else [])
+    for _, title in columns:
+        if title == "cell":  # never cut: it says which row is which
+            table.add_column(title, no_wrap=True, min_width=max(len(r["cell"]) for r in rows))
+        else:
+            table.add_column(title, justify="right", overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row.get(key, "")) for key, _ in columns))
+    console.print(table)
+
+
+def progress(console):
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("remaining"),
+        TimeRemainingColumn(),
+        console=console,
+    )
