@@ -323,9 +323,9 @@ def main(argv=None):
         if args.command == "ui":
             return ui(args)
         if args.command == "table":
-            from harness import report
+            from harness import tables
 
-            text = report.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
+            text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
             if args.out:
                 with open(args.out, "w") as f:
                     f.write(text)

@@ -101,7 +101,7 @@ CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser",
 # make test-fast: the modules that start no server (no PostgreSQL, app or Locust run), in
 # well under a minute. A test of theirs that asks for the session's database is an error.
 FAST = {
-    "test_report",
+    "test_tables",
     "test_summary",
     "test_cpu",
     "test_params",

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import UsageError, report
+from harness import UsageError, tables
 
 RUN = Path(__file__).parent / "data" / "run"
 
 
 @pytest.fixture(scope="module")
 def table():
-    return report.release_table(RUN)
+    return tables.release_table(RUN)
 
 
 def test_it_names_the_run_it_comes_from(table):
@@ -33,7 +33,7 @@ def test_burst_rows_show_overshoot_and_errors(table):
 
 def test_a_directory_without_a_summary_is_refused(tmp_path):
     with pytest.raises(UsageError, match="has no summary.csv"):
-        report.release_table(tmp_path)
+        tables.release_table(tmp_path)
 
 
 def test_lost_writes_show_when_the_run_counted_them(tmp_path):
@@ -48,8 +48,8 @@ def test_lost_writes_show_when_the_run_counted_them(tmp_path):
         row.update(lost_writes=5 if lost else 0, writes_expected=5)
     summary.write(tmp_path / "summary.csv", rows)
     lines = {
-        line.split(" | ")[0]: line for line in report.release_table(tmp_path).splitlines() if line.startswith("| `")
+        line.split(" | ")[0]: line for line in tables.release_table(tmp_path).splitlines() if line.startswith("| `")
     }
     assert "**5 of 5 writes lost**" in lines["| `stock`"]
     assert ", 0 of 5 writes lost" in lines["| `stock`"]
-    assert "lost writes" not in report.release_table(RUN)  # a run from before the column
+    assert "lost writes" not in tables.release_table(RUN)  # a run from before the column
