@@ -299,7 +299,9 @@ def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)
-    plot_cell(os.path.join(cell_dir, "capacity.png"), cell.name, rows, p, pool_capacity)
+    from harness import plots  # matplotlib, once it is needed
+
+    plots.capacity_cell(os.path.join(cell_dir, "capacity.png"), cell.name, rows, p, pool_capacity)
     return result
 
 
@@ -327,7 +329,9 @@ def rejudge(run_dir):
         )
         write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
     write_verdicts(path, rows)
-    return [path, *plot_run(run_dir, rows)]
+    from harness import plots
+
+    return [path, *plots.capacity_run(run_dir, rows)]
 
 
 def refuse_unsupported(cells):
@@ -359,131 +363,3 @@ def write_verdicts(path, rows):
 
 
 # ---------------------------------------------------------------- tables and plots
-
-
-def cell_text(label, row):
-    broke = (
-        f"broke at {row['broken_at_streams']}: {row['broken_detail']}"
-        if row["broken_objective"] != "none"
-        else row["broken_detail"]
-    )
-    return (
-        f"{label}: ok; max streams ok {row['max_streams_ok']} ({broke}); probe p99 there "
-        f"{row['probe_p99_ms_at_max_ok']} ms; leaked conns {row['leaked_conns']}"
-    )
-
-
-def print_table(rows, console):
-    from rich.table import Table
-
-    table = Table(
-        title="capacity: the most concurrent slow streams each cell served within its objectives "
-        "(every column: capacity.csv)"
-    )
-    for title in (
-        "cell",
-        "status",
-        "max streams ok",
-        "broke at",
-        "first objective broken",
-        "probe p99 ms at max ok",
-        "loadgen % core /1k streams",
-        "server % core /1k streams",
-        "leaked conns",
-    ):
-        table.add_column(
-            title, justify="left" if title in ("cell", "first objective broken") else "right", no_wrap=title == "cell"
-        )
-    for r in rows:
-        table.add_row(
-            r["cell"],
-            r["status"],
-            str(r.get("max_streams_ok", "")),
-            str(r.get("broken_at_streams", "")),
-            r.get("broken_detail", "") or r.get("error", ""),
-            str(r.get("probe_p99_ms_at_max_ok", "")),
-            str(r.get("loadgen_core_pct_per_1k_streams", "")),
-            str(r.get("server_core_pct_per_1k_streams", "")),
-            str(r.get("leaked_conns", "")),
-        )
-    console.print(table)
-
-
-def plot_cell(path, name, rows, p, pool_capacity):
-    """Probe p99 and connections against the step's streams, the objective and the break marked."""
-    if not rows:
-        return None
-    from harness.plots import _save, plt  # matplotlib, set up for files, once it is needed
-
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
-    x = [r["streams"] for r in rows]
-    p99 = [r["probe_p99_ms"] if r["probe_p99_ms"] != "" else float("nan") for r in rows]
-    top.plot(x, p99, "o-", color="tab:purple", label="probe p99")
-    top.axhline(p.slo_probe_p99_ms, color="tab:red", linestyle="--", label=f"objective {p.slo_probe_p99_ms:g} ms")
-    top.set_yscale("log")
-    top.set_ylabel("probe p99, ms (log)")
-    for r in rows:
-        if r["broken"]:
-            top.axvline(r["streams"], color="0.5", linestyle=":")
-            top.annotate("broken", (r["streams"], top.get_ylim()[1]), fontsize=8, ha="right", va="top", rotation=90)
-            break
-    top.legend(fontsize=8)
-    top.set_title(name, fontsize=10)
-    for column, label, colour in (
-        ("peak_pool_in_use", "peak in use", "tab:blue"),
-        ("peak_pool_waiting", "peak waiting", "tab:red"),
-        ("peak_db_backends", "peak PG backends", "tab:green"),
-    ):
-        ys = [r[column] if r[column] != "" else float("nan") for r in rows]
-        bottom.plot(x, ys, "o-", color=colour, label=label)
-    if pool_capacity:
-        bottom.axhline(pool_capacity, color="tab:blue", linestyle="--", label=f"pool limit {pool_capacity}")
-    bottom.set_ylabel("connections (peak in step)")
-    bottom.set_xlabel("concurrent slow streams (step)")
-    bottom.set_xscale("log", base=2)
-    bottom.set_xticks(x, [str(n) for n in x], fontsize=8)
-    bottom.minorticks_off()
-    bottom.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
-
-
-def plot_run(run_dir, rows):
-    """capacity.png of the run: every cell's max_streams_ok; returns the files written."""
-    done = [r for r in rows if r["status"] == "ok"]
-    written = [os.path.join(run_dir, r["cell"], f"r{r['repeat']}", "capacity.png") for r in done]
-    written = [f for f in written if os.path.exists(f)]
-    if not done:
-        return written
-    from harness.plots import _save, plt
-
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(done) + 1.5))
-    labels = [r["cell"] + (f" r{r['repeat']}" if int(r["repeat"]) > 1 else "") for r in done]
-    values = [int(r["max_streams_ok"]) for r in done]
-    colours = [
-        "tab:orange"
-        if r["broken_objective"] == "load_generator"
-        else "tab:green"
-        if r["broken_objective"] == "none"
-        else "tab:blue"
-        for r in done
-    ]
-    ax.barh(labels, [max(v, 0.5) for v in values], color=colours)
-    for y, (v, r) in enumerate(zip(values, done, strict=True)):
-        ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
-    ax.set_xscale("log", base=2)
-    ax.invert_yaxis()
-    ax.set_xlabel("max concurrent slow streams within the objectives (log)", fontsize=8)
-    ax.set_title(
-        "blue: an objective broke; green: nothing broke up to capacity_max;\n"
-        "orange: the load generator's own limit (a lower bound)",
-        fontsize=8,
-    )
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    path = os.path.join(run_dir, "capacity.png")
-    _save(fig, path)
-    plt.close(fig)
-    return [path, *written]

@@ -118,13 +118,15 @@ class StepLoad(LoadMode):
         capacity.write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
 
     def cell_text(self, label, row):
-        return capacity.cell_text(label, row)
+        return terminal.capacity_cell_text(label, row)
 
     def print_tables(self, rows, console):
-        capacity.print_table(rows, console)
+        terminal.print_capacity_table(rows, console)
 
     def outputs(self, run_dir, rows):
-        return capacity.plot_run(run_dir, rows)
+        from harness import plots  # matplotlib, once it is needed
+
+        return plots.capacity_run(run_dir, rows)
 
 
 def _fault_text(row):

@@ -1,5 +1,5 @@
-"""What a bench run prints on the terminal: its progress, a line per cell, and at its end the
-summary table and each variant against hold. (A capacity run's tables are capacity.py's.)"""
+"""What a run prints on the terminal: its progress, a line per cell, and at its end its tables:
+a bench run's summary and each variant against hold, a capacity run's breaking points."""
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -76,3 +76,51 @@ def progress(console):
         TimeRemainingColumn(),
         console=console,
     )
+
+
+def capacity_cell_text(label, row):
+    broke = (
+        f"broke at {row['broken_at_streams']}: {row['broken_detail']}"
+        if row["broken_objective"] != "none"
+        else row["broken_detail"]
+    )
+    return (
+        f"{label}: ok; max streams ok {row['max_streams_ok']} ({broke}); probe p99 there "
+        f"{row['probe_p99_ms_at_max_ok']} ms; leaked conns {row['leaked_conns']}"
+    )
+
+
+def print_capacity_table(rows, console):
+    from rich.table import Table
+
+    table = Table(
+        title="capacity: the most concurrent slow streams each cell served within its objectives "
+        "(every column: capacity.csv)"
+    )
+    for title in (
+        "cell",
+        "status",
+        "max streams ok",
+        "broke at",
+        "first objective broken",
+        "probe p99 ms at max ok",
+        "loadgen % core /1k streams",
+        "server % core /1k streams",
+        "leaked conns",
+    ):
+        table.add_column(
+            title, justify="left" if title in ("cell", "first objective broken") else "right", no_wrap=title == "cell"
+        )
+    for r in rows:
+        table.add_row(
+            r["cell"],
+            r["status"],
+            str(r.get("max_streams_ok", "")),
+            str(r.get("broken_at_streams", "")),
+            r.get("broken_detail", "") or r.get("error", ""),
+            str(r.get("probe_p99_ms_at_max_ok", "")),
+            str(r.get("loadgen_core_pct_per_1k_streams", "")),
+            str(r.get("server_core_pct_per_1k_streams", "")),
+            str(r.get("leaked_conns", "")),
+        )
+    console.print(table)
