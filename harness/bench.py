@@ -37,7 +37,7 @@ from harness import (
 )
 from harness import server as server_module
 from harness import target as targets
-from harness.load import WORKERS_WAIT_S, locust_command, test_window
+from harness.load import WORKERS_WAIT_S, Master, locust_command, test_window
 from harness.sampler import Sampler
 from harness.server import Server, prepare_database
 
@@ -57,7 +57,7 @@ class Run:
     mode: modes.LoadMode
     host: str | None = None
     target: targets.Target | None = None
-    master: object = None  # load.Master
+    master: Master | None = None
 
     @property
     def postgres_log(self):
@@ -85,6 +85,15 @@ def run(
     console = console or Console(stderr=True)
     mode = mode or modes.FixedLoad()
     spec = matrix.load(matrix_file)
+    if repeat < 1:
+        raise UsageError(f"REPEAT={repeat} must be at least 1")
+    if target and host:
+        raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
+    if master is not None and not host:
+        raise UsageError(
+            f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
+            "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
+        )
     target = targets.load(target) if target else None
     cells, app_health, external = _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode)
     pythons = _environments(cells, target, console)
@@ -154,16 +163,10 @@ def run(
 
 
 def _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode):
-    """The run's cells, every refusal made before anything starts; (cells, the external app's
-    /healthz or None, the external database or None)."""
-    if repeat < 1:
-        raise UsageError(f"REPEAT={repeat} must be at least 1")
+    """The run's cells, every refusal about them made before anything starts; (cells, the
+    external app's /healthz or None, the external database or None)."""
     cells = spec.cells(matrix_name, overrides, repeat)
     if target:
-        if host:
-            raise UsageError(
-                f"TARGET={target.file} and HOST={host}: a target is started by the harness; give one of them"
-            )
         cells = target_cells(cells, target)
         for backend, kind in {(c.backend.name, c.server.app): (c.backend, c.server.app) for c in cells}.values():
             server_module.check_target_imports(target, backend, cells[0].params, kind)
@@ -228,6 +231,11 @@ def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, ext
             "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
             "samples its /metrics"
         )
+    if master is not None:
+        not_controlled.append(
+            f"Locust's workers: on other machines, connected to the master at {master.host}:{master.port}; "
+            "their CPU is not sampled (loadgen_cores empty)"
+        )
     return {
         "format": runinfo.FORMAT,
         "run_id": the_run.run_id,
@@ -236,7 +244,7 @@ def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, ext
         "matrix_description": spec.matrices[matrix_name].get("description", ""),
         "overrides": overrides or {},
         "repeat": repeat,
-        "command": [postgres.redact(a) if a.startswith(("postgres://", "postgresql://")) else a for a in sys.argv],
+        "command": runinfo.command(),
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "packages": runinfo.versions(),
@@ -315,13 +323,13 @@ def _print_outputs(the_run, rows, results, console):
     """The end of a complete run: its tables, where its results are, its report or plots."""
     mode = the_run.mode
     mode.print_tables(rows, Console(width=None if sys.stdout.isatty() else 200))
-    console.print(f"{'capacity' if mode.kind == 'capacity' else 'summary'}: {os.path.relpath(results)}")
+    console.print(f"{mode.results_name}: {os.path.relpath(results)}")
     try:
         files = mode.outputs(the_run.run_dir, rows)
         console.print(f"{mode.outputs_name}:  " + ", ".join(os.path.relpath(f) for f in files))
     except Exception as exc:  # the run's results stand without their report
         console.print(
-            f"[red]{mode.outputs_name} not written: {_one_line(exc)}[/] (make report RUN={the_run.run_dir} retries)"
+            f"[red]{mode.outputs_what} not written: {_one_line(exc)}[/] (make report RUN={the_run.run_dir} retries)"
         )
 
 

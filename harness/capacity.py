@@ -15,7 +15,8 @@ log, the sampler's timeline and the processes' CPU time:
 
 max_streams_ok is the streams of the last step before the first broken one. Per cell:
 steps.csv (every step), capacity.csv (the verdict), capacity.png; per run: capacity.csv
-(every cell) and capacity.png (every cell's max_streams_ok).
+(every cell) and capacity.png (every cell's max_streams_ok). The plots are drawn by plots.py
+(capacity_cell, capacity_run), the console tables by terminal.py.
 """
 
 import bisect
@@ -360,6 +361,3 @@ def write_csv(path, columns, rows):
 
 def write_verdicts(path, rows):
     write_csv(path, VERDICT_COLUMNS, rows)
-
-
-# ---------------------------------------------------------------- tables and plots

@@ -85,13 +85,13 @@ def _parser():
         help="backend from matrix.toml (default geventpool; with --target: own, the one its settings name)",
     )
     serve.add_argument("--scenario", default=None, help="take parameters from this scenario (default: the first)")
-    serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    serve.add_argument("--port", type=int, default=8000, help="the app's port (default 8000), on --bind's address")
     serve.add_argument(
         "--bind",
         default="127.0.0.1",
         metavar="ADDRESS",
         help="listen on this address of the machine instead, the app and its throwaway PostgreSQL "
-        "(which then trusts every client on the address's subnets): for a run from other "
+        "(which then trusts the app's role from the address's network): for a run from other "
         "machines of a private network (bench --master-bind); default 127.0.0.1",
     )
     serve.add_argument(
@@ -372,6 +372,8 @@ def main(argv=None):
 
 def _check_ports(args):
     bind = getattr(args, "bind", "127.0.0.1")
+    if bind == "0.0.0.0":
+        raise UsageError("BIND=0.0.0.0 would listen on every interface: give the one address the load machines reach")
     try:
         socket.getaddrinfo(bind, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
         with socket.socket() as s:

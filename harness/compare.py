@@ -120,7 +120,7 @@ def _current(path, rows, info) -> list[dict]:
     if version > runinfo.FORMAT:
         raise UsageError(
             f"{path} is of run format {version}, newer than this checkout reads ({runinfo.FORMAT}): compare it "
-            f"with the checkout that wrote it (commit {info.get('git', {}).get('sha', '?')[:12]})"
+            f"with the checkout that wrote it (commit {((info.get('git') or {}).get('sha') or '?')[:12]})"
         )
     missing = [c for c in summary.COLUMNS if rows and c not in rows[0]]
     if missing:

@@ -87,7 +87,7 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
         "backend": backend,
         "requests_per_batch": requests,
         "repeats": repeats,
-        "command": sys.argv,
+        "command": runinfo.command(),
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "versions": runinfo.versions(),

@@ -93,7 +93,7 @@ def without_hashes(path, directory) -> str:
     text = path.read_text()
     if "--hash=" not in text:
         return str(path)
-    stripped = re.sub(r"[ \t]*\\\n[ \t]*--hash=\S+", "", text)
+    stripped = re.sub(r"[ \t]*\\\r?\n[ \t]*--hash=\S+", "", text)
     out = os.path.join(directory, f"{len(os.listdir(directory))}-{path.name}")
     with open(out, "w") as f:
         f.write(stripped)
@@ -101,28 +101,11 @@ def without_hashes(path, directory) -> str:
 
 
 def _install(venv, python, requirements):
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     for cmd in (
         [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *(arg for r in requirements for arg in ("-r", str(r))),
-        ],
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "-e",
-            str(PACKAGE),
-        ],
+        [*pip, *(arg for r in requirements for arg in ("-r", str(r)))],
+        [*pip, "--no-deps", "-e", str(PACKAGE)],
     ):
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:

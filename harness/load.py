@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,10 +170,13 @@ def _master_on_loopback():
 def run_worker(master: Master) -> int:
     """`python -m harness worker`: Locust's worker for a master on another machine, started again
     after each cell's master tells it to quit, until one finds no master (Locust's worker gives up
-    after 60 tries 5 s apart): the run is over. Its options come from the master with each cell."""
+    after 60 tries 5 s apart, and exits with 255): the run is over. Its options come from the
+    master with each cell. Three exits in a row within seconds of their start end it too: a
+    worker that cannot start."""
     print(f"worker for the master at {master.host}:{master.port}; Ctrl-C stops it", file=sys.stderr, flush=True)
-    cells = 0
+    quick = 0
     while True:
+        started = time.monotonic()
         code = subprocess.call(
             [
                 sys.executable,
@@ -187,14 +191,16 @@ def run_worker(master: Master) -> int:
                 str(master.port),
             ]
         )
-        if code != 0:
-            print(
-                f"worker: ran {cells} cells; no master now (Locust exited with {code}): done",
-                file=sys.stderr,
-                flush=True,
-            )
-            return 0 if cells else 1
-        cells += 1
+        if code == NO_MASTER:
+            print("worker: no master answers now: the run is over", file=sys.stderr, flush=True)
+            return 0
+        quick = quick + 1 if time.monotonic() - started < 5 else 0
+        if quick == 3:
+            print(f"worker: Locust's worker exited with {code} three times at start: see above", file=sys.stderr)
+            return 1
+
+
+NO_MASTER = 255  # Locust's worker's exit status when it gave up connecting
 
 
 def _window_times(cell_dir) -> dict:

@@ -14,7 +14,9 @@ class LoadMode:
 
     kind = ""  # run.json's "kind"
     results_file = ""  # the run's one CSV, a row per cell
+    results_name = ""  # how the run names it at its end
     outputs_name = ""  # what the run prints last: "report" or "plots"
+    outputs_what = ""  # the same, in a message that it could not be written
 
     def check(self, cells):
         """Refuse, before anything starts, cells this mode cannot run."""
@@ -52,7 +54,8 @@ class LoadMode:
 class FixedLoad(LoadMode):
     """make bench: each cell's streams and probes for duration_s; summary.csv, report.html."""
 
-    kind, results_file, outputs_name = "bench", "summary.csv", "report"
+    kind, results_file, results_name = "bench", "summary.csv", "summary"
+    outputs_name, outputs_what = "report", "report.html"
 
     def planned_s(self, params):
         return params.duration_s
@@ -74,14 +77,7 @@ class FixedLoad(LoadMode):
         summary.write(path, rows)
 
     def cell_text(self, label, row):
-        return (
-            f"{label}: ok; conn hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
-            f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
-            f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
-            f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
-            f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
-            + _fault_text(row)
-        )
+        return terminal.bench_cell_text(label, row)
 
     def print_tables(self, rows, console):
         terminal.print_table(rows, console)
@@ -95,7 +91,8 @@ class StepLoad(LoadMode):
     """make capacity: each cell under a step load of slow streams until an objective breaks;
     capacity.csv (the run's and each cell's), the capacity plots."""
 
-    kind, results_file, outputs_name = "capacity", "capacity.csv", "plots"
+    kind, results_file, results_name = "capacity", "capacity.csv", "capacity"
+    outputs_name, outputs_what = "plots", "the capacity plots"
 
     def check(self, cells):
         capacity.refuse_unsupported(cells)
@@ -127,12 +124,3 @@ class StepLoad(LoadMode):
         from harness import plots  # matplotlib, once it is needed
 
         return plots.capacity_run(run_dir, rows)
-
-
-def _fault_text(row):
-    if row.get("fault", "-") == "-":
-        return ""
-    recovered = "never" if row["recovery_s"] == "-" else f"in {row['recovery_s']} s"
-    return (
-        f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered {recovered}"
-    )

@@ -106,7 +106,7 @@ def run(
         "variant": variant,
         "scenario": scenario,
         "params": vars(p),
-        "command": sys.argv,
+        "command": runinfo.command(),
         "git": runinfo.git_state(),
         "machine": runinfo.machine(),
         "started_utc": runinfo.utc_now().isoformat(),

@@ -45,6 +45,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def network_of(address: str) -> str:
+    """The network (CIDR) of the interface that has `address`; the address alone if none has it."""
+    import ipaddress
+
+    import psutil
+
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family == socket.AF_INET and a.address == address and a.netmask:
+                return str(ipaddress.ip_interface(f"{address}/{a.netmask}").network)
+    return f"{address}/32"
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         try:
@@ -136,8 +149,8 @@ class Cluster(procs.Service):
     stop_timeout = 15
 
     def __init__(self, max_connections: int, log_path: Path, port: int | None = None, bind: str | None = None):
-        """`bind`: an address of this machine to listen on too (make serve BIND=), trusting every
-        client on its subnets (pg_hba's samenet): for a private test network only."""
+        """`bind`: an address of this machine to listen on too (make serve BIND=), trusting the app's
+        role from that address's network: for a private test network only."""
         self.max_connections = max_connections
         self.log_path = Path(log_path)
         self.port = port
@@ -182,9 +195,9 @@ class Cluster(procs.Service):
             raise CellError(f"initdb failed with {code}; see {self.log_path}:\n{procs.tail(self.log_path)}")
         procs.forget(self.proc)
         self.proc = None
-        if self.bind:
+        if self.bind:  # the app's role and database only, from the bind address's own network
             with open(data / "pg_hba.conf", "a") as hba:
-                hba.write("host all all samenet trust  # make serve BIND=\n")
+                hba.write(f"host {APP_DB} {APP_ROLE} {network_of(self.bind)} trust  # make serve BIND=\n")
 
         self.port = self.port or free_port()
         host = self.bind or "127.0.0.1"

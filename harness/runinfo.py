@@ -18,9 +18,22 @@ from harness import ROOT, UsageError
 # make compare reads older formats (a column they lack is empty: unknown) and refuses newer ones.
 FORMAT = 2
 FORMATS = {
-    1: "from before run.json recorded its format (commits up to 939b3d7)",
+    1: "from before run.json recorded its format",
     2: "run.json records its format; summary.csv as docs/reference.md describes it",
 }
+
+
+def command() -> list:
+    """The command line as run.json records it: `python -m harness ...` whatever path started it
+    (no path of the machine it ran on), a database URL's password redacted."""
+    from harness.postgres import redact
+
+    return [
+        "python",
+        "-m",
+        "harness",
+        *(redact(a) if a.startswith(("postgres://", "postgresql://")) else a for a in sys.argv[1:]),
+    ]
 
 
 def run_format(info: dict) -> int:

@@ -124,3 +124,24 @@ def print_capacity_table(rows, console):
             str(r.get("leaked_conns", "")),
         )
     console.print(table)
+
+
+def bench_cell_text(label, row):
+    """A bench cell's line as it ends."""
+    return (
+        f"{label}: ok; conn hold p50 {row['conn_hold_p50_ms']} ms, probe p99 {row['probe_p99_ms']} ms, "
+        f"{row['probe_failures']}/{row['probe_requests']} probes failed, "
+        f"peak in use {row['peak_pool_in_use']}, peak waiting {row['peak_pool_waiting']}, "
+        f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
+        f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
+        + _fault_text(row)
+    )
+
+
+def _fault_text(row):
+    if row.get("fault", "-") == "-":
+        return ""
+    recovered = "never" if row["recovery_s"] == "-" else f"in {row['recovery_s']} s"
+    return (
+        f"; {row['fault']} at {row['fault_s']} s: {row['failures_after_fault']} failed after it, recovered {recovered}"
+    )

@@ -9,7 +9,7 @@ project is written to.
   replace the project's. Then django-stream-release's accounting.
 - MIDDLEWARE: django-stream-release's detector first.
 - ROOT_URLCONF: bench_target_urls, the project's URLs plus the harness's two.
-- ALLOWED_HOSTS: 127.0.0.1 added; DEBUG off (Django's query log would grow without end).
+- ALLOWED_HOSTS: 127.0.0.1 added (and make serve BIND='s address); DEBUG off (Django's query log would grow without end).
 """
 
 import importlib
@@ -52,7 +52,12 @@ MIDDLEWARE = [
 ]
 BENCH_TARGET_URLCONF = globals().get("ROOT_URLCONF")
 ROOT_URLCONF = "bench_target_urls"
-ALLOWED_HOSTS = [*globals().get("ALLOWED_HOSTS", []), "127.0.0.1", "localhost"]
+ALLOWED_HOSTS = [
+    *globals().get("ALLOWED_HOSTS", []),
+    "127.0.0.1",
+    "localhost",
+    os.environ.get("BENCH_HOST", "127.0.0.1"),
+]
 DEBUG = False
 STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
 STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
