@@ -224,7 +224,7 @@ class Cluster(procs.Service):
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
         db = Database(
             app_url=f"postgres://{APP_ROLE}@{host}:{self.port}/{APP_DB}",
-            admin_url=f"postgres://postgres@{host}:{self.port}/{APP_DB}",
+            admin_url=f"postgres://postgres@127.0.0.1:{self.port}/{APP_DB}",  # the superuser: this machine only
             source=source,
         )
         inspect(db)

@@ -26,7 +26,7 @@ def harness(*args, env=None):
         (
             ["bench", "--matrix", "nope"],
             {},
-            "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, overhead, smoke",
+            "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, capacity-max, overhead",
         ),
         (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
         (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
