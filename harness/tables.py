@@ -1,4 +1,5 @@
-"""Tables drawn from a run's summary.csv, in Markdown, saying which run they come from."""
+"""Tables drawn from a run's summary.csv (or a capacity run's capacity.csv), in Markdown,
+saying which run they come from: `make table`."""
 
 import json
 import os
@@ -47,7 +48,12 @@ def _rows(run_dir):
 
 
 def table(run_dir, scenario=None) -> str:
-    """The servers table for a run under more than one server, else the release table."""
+    """The capacity table for a capacity run; the servers table for a run under more than one
+    server; else the release table."""
+    if os.path.exists(os.path.join(run_dir, "capacity.csv")) and not os.path.exists(
+        os.path.join(run_dir, "summary.csv")
+    ):
+        return capacity_table(run_dir)
     rows = _rows(run_dir)
     if len({r.get("server") or "gevent" for r in rows}) > 1:
         return servers_table(run_dir, rows)
@@ -202,3 +208,41 @@ def _lost(row) -> str:
         return ", lost writes unknown"
     text = f"{lost} of {expected} writes lost"
     return f", **{text}**" if int(lost) else f", {text}"
+
+
+CAPACITY_COLUMNS = [
+    ("max_streams_ok", "max streams ok"),
+    ("broken_at_streams", "broke at"),
+    ("broken_detail", "first objective broken"),
+    ("probe_p99_ms_at_max_ok", "probe p99 ms at max ok"),
+    ("server_core_pct_per_1k_streams", "server % core /1k streams"),
+]
+
+
+def capacity_table(run_dir) -> str:
+    """make capacity's verdicts, a row per cell and repeat: the most concurrent slow streams
+    served within the objectives, and what broke first."""
+    rows = summary.read(os.path.join(run_dir, "capacity.csv"))
+    with open(os.path.join(run_dir, "run.json")) as f:
+        cells = json.load(f).get("cells", [])
+    p = cells[0]["params"] if cells else {}
+    repeats = len({r["repeat"] for r in rows}) > 1
+    lines = [
+        "# Capacity of each cell",
+        "",
+        _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.",
+        "",
+        f"Steps of {p.get('capacity_start')}, ×{p.get('capacity_growth')}, up to {p.get('capacity_max')} concurrent "
+        f"slow streams, each held {p.get('capacity_step_s')} s; objectives: probe p99 ≤ {p.get('slo_probe_p99_ms')} ms "
+        f"in each step's hold, at most {p.get('slo_failures')} failed requests, connections within the pool's limit. "
+        "Every step of every cell: its `steps.csv`.",
+        "",
+        "| cell |" + (" repeat |" if repeats else "") + "".join(f" {title} |" for _, title in CAPACITY_COLUMNS),
+        "|---|" + ("---:|" if repeats else "") + "---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        values = (
+            [r.get(k) or "-" for k, _ in CAPACITY_COLUMNS] if r["status"] == "ok" else [r["status"], "", "", "", ""]
+        )
+        lines.append(f"| {r['cell']} |" + (f" {r['repeat']} |" if repeats else "") + "".join(f" {v} |" for v in values))
+    return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import UsageError, tables
+from harness import UsageError, summary, tables
 
 RUN = Path(__file__).parent / "data" / "run"
 
@@ -53,3 +53,15 @@ def test_lost_writes_show_when_the_run_counted_them(tmp_path):
     assert "**5 of 5 writes lost**" in lines["| `stock`"]
     assert ", 0 of 5 writes lost" in lines["| `stock`"]
     assert "lost writes" not in tables.release_table(RUN)  # a run from before the column
+
+
+def test_a_capacity_run_gets_its_verdicts_one_row_per_cell_and_repeat():
+    from harness import ROOT
+
+    run = ROOT / "docs" / "runs" / "capacity-5000-repeat3"
+    rows = summary.read(run / "capacity.csv")
+    text = tables.table(run)
+    lines = [line for line in text.splitlines() if line.startswith("| geventpool-bounded/")]
+    assert len(lines) == len(rows) > 1
+    for line, row in zip(lines, rows, strict=True):
+        assert f"| {row['repeat']} | {row['max_streams_ok']} |" in line and row["broken_detail"] in line
