@@ -104,7 +104,8 @@ def _parser():
     )
 
     table = sub.add_parser(
-        "table", help="Markdown tables of a run: which variant releases on which backend (and server)"
+        "table",
+        help="Markdown tables of a run: which variant releases on which backend, the servers side by side, or a capacity run's verdicts",
     )
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
     table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
