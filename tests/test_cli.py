@@ -53,6 +53,11 @@ def harness(*args, env=None):
             "BACKEND=pgbouncr is unknown: use one of stock, stock-persistent, geventpool",
         ),
         (["serve", "--scenario", "fast"], {}, "SCENARIO=fast is unknown"),
+        (["serve", "--bind", "0.0.0.0"], {}, "BIND=0.0.0.0 would listen on every interface"),
+        (["serve", "--bind", "192.0.2.1"], {}, "BIND=192.0.2.1 is not an IPv4 address of this machine"),
+        (["bench", "--master-bind", "nope:x"], {}, "MASTER_BIND=nope:x is not ADDRESS[:PORT]"),
+        (["bench", "--master-bind", "127.0.0.1"], {}, "needs HOST= too: workers on other machines reach the app"),
+        (["worker", "--master", "10.0.0.2:99999"], {}, "--master=10.0.0.2:99999 is not ADDRESS[:PORT]"),
         (["ui", "--backend", "nope"], {}, "BACKEND=nope is unknown"),
         (["bench", "--host", "http://127.0.0.1:1"], {}, "HOST=http://127.0.0.1:1 needs DATABASE_URL= too"),
         (
