@@ -131,9 +131,13 @@ class Server(procs.Service):
     ):
         self.backend, self.params, self.server = backend, params, server or matrix.default_server()
         self.port, self.log_path = port, log_path
-        self.env = server_env(backend, params, database_url, port, accounting_dir, self.server)
+        self.env = self.environment(database_url, accounting_dir)
         self.listen_on(bind)
         self.health = {}
+
+    def environment(self, database_url, accounting_dir) -> dict:
+        """What the server runs with: benchapp's settings from the backend and parameters."""
+        return server_env(self.backend, self.params, database_url, self.port, accounting_dir, self.server)
 
     def listen_on(self, bind: str):
         """Where the server listens: 127.0.0.1, or (make serve BIND=) one address of this machine."""
@@ -295,25 +299,13 @@ class TargetServer(Server):
     def metrics_base(self):
         return f"{self.url}/__stream_release__"
 
-    def __init__(
-        self,
-        target,
-        backend: Backend,
-        params: Params,
-        database_url: str,
-        port: int,
-        log_path,
-        accounting_dir="",
-        server: matrix.Server | None = None,
-        bind=LOOPBACK,
-    ):
-        self.target, self.backend, self.params = target, backend, params
-        self.server = server or matrix.default_server()
-        self.port, self.log_path = port, log_path
-        self.env = target_env(target, backend, params, database_url, port, accounting_dir, self.server)
-        self.listen_on(bind)
-        self.cwd = target.project
-        self.health = {}
+    def __init__(self, target, *args, **kwargs):
+        """Server's arguments, after the target."""
+        self.target, self.cwd = target, target.project
+        super().__init__(*args, **kwargs)
+
+    def environment(self, database_url, accounting_dir) -> dict:
+        return target_env(self.target, self.backend, self.params, database_url, self.port, accounting_dir, self.server)
 
     def python(self):
         return python_for_target(self.target, self.backend)
