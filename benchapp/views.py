@@ -241,4 +241,8 @@ def metrics(request):
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+    # ?name[]=...: only those samples, as prometheus_client's own exposition apps do (the sampler
+    # reads three; the whole page costs the server about 15 times as much to write)
+    if names := request.GET.getlist("name[]"):
+        registry = registry.restricted_registry(names)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

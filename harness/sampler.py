@@ -10,6 +10,7 @@ meanwhile have empty PostgreSQL columns and count in `errors`.
 import csv
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import psycopg2
@@ -54,8 +55,13 @@ METRICS = {
 }
 
 
+# only the samples read here: the app's /metrics honours prometheus_client's `name[]`, and one
+# that does not sends the whole page, which parses the same
+METRICS_QUERY = urllib.parse.urlencode([("name[]", name) for name in METRICS])
+
+
 def read_metrics(base_url: str, timeout: float = 1.0) -> dict:
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=timeout) as response:
+    with urllib.request.urlopen(f"{base_url}/metrics?{METRICS_QUERY}", timeout=timeout) as response:
         text = response.read().decode()
     out = {}
     for family in text_string_to_metric_families(text):

@@ -89,3 +89,17 @@ def test_healthz_and_metrics_touch_no_database(client, django_assert_num_queries
     assert health["backend"] == "geventpool"
     assert health["variants"] == list(VARIANTS)
     assert "stream_release_connections_in_use" in metrics
+
+
+def test_metrics_sends_only_the_samples_named_in_name_brackets(client):
+    """What the sampler asks for once a second (harness.sampler.METRICS_QUERY): its three
+    samples, not the histograms; the whole page without a name."""
+    from harness.sampler import METRICS, METRICS_QUERY
+
+    client.get("/probe/")  # a checkout, so that the counter has a sample for its route
+    whole = client.get("/metrics").content.decode()
+    some = client.get(f"/metrics?{METRICS_QUERY}").content.decode()
+    sample_names = {line.split("{")[0].split(" ")[0] for line in some.splitlines() if not line.startswith("#")}
+    assert sample_names == set(METRICS)
+    assert "stream_release_connection_hold_seconds_bucket" in whole
+    assert len(some) < len(whole) / 5

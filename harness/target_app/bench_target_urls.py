@@ -15,7 +15,9 @@ from stream_release.accounting import pool_limit
 def metrics(request):
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    names = request.GET.getlist("name[]")  # only those samples, as prometheus_client's own apps do
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def served(request) -> dict:
