@@ -48,7 +48,12 @@ def _parser():
     run.add_argument(
         "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
     )
-    run.add_argument("--repeat", type=int, default=1, help="run every cell this many times (default 1)")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every cell this many times, every other time in reverse order (default 1)",
+    )
     run.add_argument(
         "--host",
         default=None,

@@ -206,13 +206,20 @@ class Matrix:
         spec = parts(self.matrices[matrix])
         params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
         backends = {**self.backends, OWN.name: OWN}
-        cells = [
-            Cell(backends[b], v, s, r, params[s], self.servers[server], self.path)
-            for r in range(1, repeat + 1)
+        once = [
+            (self.servers[server], backends[b], v, s)
             for part in spec
             for server, b, v, s in itertools.product(
                 part.get("servers", [DEFAULT_SERVER]), part["backends"], part["variants"], part["scenarios"]
             )
+        ]
+        # Every other repeat runs the cells in reverse order, so that no cell always runs first, or
+        # always after the same neighbour: a comparison of two cells (overhead vs overhead-off)
+        # then carries no bias of its position, such as the state the cell before left behind.
+        cells = [
+            Cell(backend, v, s, r, params[s], server, self.path)
+            for r in range(1, repeat + 1)
+            for server, backend, v, s in (once if r % 2 else reversed(once))
         ]
         for cell in cells:
             check_pair(cell.backend, cell.server, f"MATRIX={matrix}")

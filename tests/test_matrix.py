@@ -47,6 +47,16 @@ def test_named_matrices_fit_their_time_budget(name, limit_s):
     assert planned <= limit_s - 10  # room for PostgreSQL start and seeding
 
 
+def test_every_other_repeat_runs_the_cells_in_reverse_order():
+    """So that in MATRIX=overhead REPEAT=n the instrumented cell runs first in half the repeats."""
+    once = [c.scenario for c in SPEC.cells("overhead")]
+    cells = SPEC.cells("overhead", repeat=4)
+    by_repeat = [[c.scenario for c in cells if c.repeat == r] for r in range(1, 5)]
+    assert once == ["overhead", "overhead-off"]
+    assert by_repeat == [once, once[::-1], once, once[::-1]]
+    assert [c.repeat for c in cells] == [1, 1, 2, 2, 3, 3, 4, 4]  # a repeat's cells still run together
+
+
 def test_overrides_apply_last_and_are_checked():
     cell = SPEC.cells("smoke", {"duration_s": 3, "pool_max": 2})[0]
     assert (cell.params.duration_s, cell.params.pool_max) == (3, 2)
