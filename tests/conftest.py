@@ -102,6 +102,7 @@ CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser",
 # well under a minute. A test of theirs that asks for the session's database is an error.
 FAST = {
     "test_tables",
+    "test_paired",
     "test_summary",
     "test_cpu",
     "test_params",
