@@ -3,8 +3,9 @@ saying which run they come from: `make table`."""
 
 import json
 import os
+import statistics
 
-from harness import UsageError, summary
+from harness import UsageError, paired, summary
 
 RELEASED, HELD, KEPT = "released", "held for the stream", "held, not returned in the cell"
 
@@ -48,13 +49,16 @@ def _rows(run_dir):
 
 
 def table(run_dir, scenario=None) -> str:
-    """The capacity table for a capacity run; the servers table for a run under more than one
-    server; else the release table."""
+    """The capacity table for a capacity run; the overhead table for a run with cells both
+    instrumented and not; the servers table for a run under more than one server; else the
+    release table."""
     if os.path.exists(os.path.join(run_dir, "capacity.csv")) and not os.path.exists(
         os.path.join(run_dir, "summary.csv")
     ):
         return capacity_table(run_dir)
     rows = _rows(run_dir)
+    if {r.get("instrument") for r in rows} == {"True", "False"}:
+        return overhead_table(run_dir, rows)
     if len({r.get("server") or "gevent" for r in rows}) > 1:
         return servers_table(run_dir, rows)
     return release_table(run_dir, scenario, rows)
@@ -245,4 +249,77 @@ def capacity_table(run_dir) -> str:
             [r.get(k) or "-" for k, _ in CAPACITY_COLUMNS] if r["status"] == "ok" else [r["status"], "", "", "", ""]
         )
         lines.append(f"| {r['cell']} |" + (f" {r['repeat']} |" if repeats else "") + "".join(f" {v} |" for v in values))
+    return "\n".join(lines) + "\n"
+
+
+def _cost_pct(on, off):
+    return 100 * (float(on) - float(off)) / float(off)
+
+
+def overhead_table(run_dir, rows) -> str:
+    """What the instrumentation costs (MATRIX=overhead): a row per repeat of each instrumented
+    cell and its uninstrumented twin (same backend, variant, server and repeat), and the paired
+    comparison over the repeats (harness.paired)."""
+    pairs = {}
+    for position, r in enumerate(rows):
+        if r["status"] == "ok":
+            key = (r["backend"], r["variant"], r.get("server") or "gevent")
+            pairs.setdefault(key, {}).setdefault(int(r["repeat"]), {})[r["instrument"]] = (position, r)
+    lines = [
+        "# What the measuring costs",
+        "",
+        _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.",
+        "",
+        "Each repeat runs the same load instrumented (the app's connection accounting and event log, the "
+        "detector middleware, the garbage-collector timing, the harness's sampler) and not "
+        "(`instrument=false`), one after the other (`make bench` reverses the order of every other repeat). "
+        "Cost: the instrumented cell's server cores over the other's, minus 1.",
+    ]
+    for (backend, variant, server), by_repeat in pairs.items():
+        done = {r: p for r, p in sorted(by_repeat.items()) if set(p) == {"True", "False"}}
+        if not done:
+            continue
+        lines += [
+            "",
+            f"## {backend} / {variant} under {server}",
+            "",
+            "| repeat | instrumented ran | server cores on | off | CPU cost | probe p99 ms on | off "
+            "| probes answered /s on | off |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        costs, p99_differences, first, second = [], [], [], []
+        for repeat, p in done.items():
+            (at_on, on), (at_off, off) = p["True"], p["False"]
+            cost = _cost_pct(on["server_cores"], off["server_cores"])
+            costs.append(cost)
+            (first if at_on < at_off else second).append(cost)
+            p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
+            lines.append(
+                f"| {repeat} | {'first' if at_on < at_off else 'second'} | {on['server_cores']} | "
+                f"{off['server_cores']} | {cost:+.1f} % | {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
+                f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
+            )
+        estimate, low, high, level = paired.hodges_lehmann(costs)
+        p = paired.signed_rank_p(p99_differences)
+        lines += [
+            "",
+            f"- **Server CPU:** the instrumentation costs {estimate:+.1f} % (Hodges-Lehmann estimate over "
+            f"{len(costs)} repeats); {100 * level:.1f} % confidence interval {low:+.1f} to {high:+.1f} % "
+            f"(Wilcoxon signed-rank, exact). Repeat by repeat: {min(costs):+.1f} to {max(costs):+.1f} %.",
+            "- **By position:** "
+            + "; ".join(
+                f"instrumented {name}, median {statistics.median(group):+.1f} % ({len(group)} repeat{'' if len(group) == 1 else 's'})"
+                for name, group in (("first", first), ("second", second))
+                if group
+            )
+            + ".",
+            f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; "
+            + (
+                "no repeat differs."
+                if p is None
+                else f"Wilcoxon signed-rank p = {p:.2f}: "
+                + ("not significantly different" if p >= 0.05 else "**significantly different**")
+                + " at the 5 % level."
+            ),
+        ]
     return "\n".join(lines) + "\n"

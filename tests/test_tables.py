@@ -65,3 +65,37 @@ def test_a_capacity_run_gets_its_verdicts_one_row_per_cell_and_repeat():
     assert len(lines) == len(rows) > 1
     for line, row in zip(lines, rows, strict=True):
         assert f"| {row['repeat']} | {row['max_streams_ok']} |" in line and row["broken_detail"] in line
+
+
+def test_an_overhead_run_gets_each_repeats_pair_and_the_paired_comparison():
+    from harness import ROOT
+
+    run = ROOT / "docs" / "runs" / "overhead" / "at-e2921f8"
+    text = tables.table(run)
+    assert text.startswith("# What the measuring costs")
+    pairs = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert pairs[0] == "| 1 | first | 0.392 | 0.372 | +5.4 % | 37.7 | 30.3 | 20.0 | 20.01 |"
+    assert [line.split(" | ")[4] for line in pairs] == ["+5.4 %", "+6.5 %", "+15.6 %"]
+    # three pairs cannot give 95 %: the interval says the confidence it has
+    assert "75.0 % confidence interval +5.4 to +15.6 %" in text
+    assert "instrumented first, median +6.5 % (3 repeats)." in text
+    assert "Wilcoxon signed-rank p = 0.75: not significantly different" in text
+
+
+def test_an_overhead_pair_in_either_order_counts_by_position(tmp_path):
+    import csv
+    import shutil
+
+    from harness import ROOT
+
+    source = ROOT / "docs" / "runs" / "overhead" / "at-e2921f8"
+    shutil.copy(source / "run.json", tmp_path / "run.json")
+    rows = summary.read(source / "summary.csv")
+    rows[2], rows[3] = rows[3], rows[2]  # repeat 2: the uninstrumented cell first
+    with open(tmp_path / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = tables.table(tmp_path)
+    assert "| 2 | second | 0.44 | 0.413 |" in text
+    assert "instrumented first, median +10.5 % (2 repeats); instrumented second, median +6.5 % (1 repeat)." in text
