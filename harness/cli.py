@@ -110,7 +110,7 @@ def _parser():
 
     table = sub.add_parser(
         "table",
-        help="Markdown tables of a run: which variant releases on which backend, the servers side by side, or a capacity run's verdicts",
+        help="Markdown tables of a run: which variant releases on which backend, the servers side by side, a capacity run's verdicts, or an overhead run's paired costs",
     )
     table.add_argument("run", nargs="?", default=None, help="run directory (default: the newest under results/)")
     table.add_argument("--scenario", default=None, help="scenario for the release table (default: the first but burst)")
