@@ -256,10 +256,21 @@ def _cost_pct(on, off):
     return 100 * (float(on) - float(off)) / float(off)
 
 
+def _hl_line(title, what, values):
+    estimate, low, high, level = paired.hodges_lehmann(values)
+    return (
+        f"- **{title}:** {what} {estimate:+.1f} % (Hodges-Lehmann estimate over {len(values)} repeats); "
+        f"{100 * level:.1f} % confidence interval {low:+.1f} to {high:+.1f} % (Wilcoxon signed-rank, exact). "
+        f"Repeat by repeat: {min(values):+.1f} to {max(values):+.1f} %."
+    )
+
+
 def overhead_table(run_dir, rows) -> str:
     """What the instrumentation costs (MATRIX=overhead): a row per repeat of each instrumented
     cell and its uninstrumented twin (same backend, variant, server and repeat), and the paired
-    comparison over the repeats (harness.paired)."""
+    comparison over the repeats (harness.paired). The load generator is the control: it does
+    the same work either way, and from cell to cell its CPU moves with the server's, so the
+    server's cores per load-generator core cancel that shared noise."""
     pairs = {}
     for position, r in enumerate(rows):
         if r["status"] == "ok":
@@ -273,39 +284,67 @@ def overhead_table(run_dir, rows) -> str:
         "Each repeat runs the same load instrumented (the app's connection accounting and event log, the "
         "detector middleware, the garbage-collector timing, the harness's sampler) and not "
         "(`instrument=false`), one after the other (`make bench` reverses the order of every other repeat). "
-        "Cost: the instrumented cell's server cores over the other's, minus 1.",
+        "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
+        "the same with each cell's server cores divided by its load generator's.",
     ]
     for (backend, variant, server), by_repeat in pairs.items():
         done = {r: p for r, p in sorted(by_repeat.items()) if set(p) == {"True", "False"}}
         if not done:
             continue
+        controlled = all(p[k][1]["loadgen_cores"] not in ("", None) for p in done.values() for k in p)
         lines += [
             "",
             f"## {backend} / {variant} under {server}",
             "",
-            "| repeat | instrumented ran | server cores on | off | CPU cost | probe p99 ms on | off "
-            "| probes answered /s on | off |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| repeat | instrumented ran | server cores on | off | CPU cost |"
+            + (" load generator cores on | off | cost against the load generator |" if controlled else "")
+            + " probe p99 ms on | off | probes answered /s on | off |",
+            "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
         ]
-        costs, p99_differences, first, second = [], [], [], []
+        costs, against, loadgen, p99_differences, first, second = [], [], [], [], [], []
         for repeat, p in done.items():
             (at_on, on), (at_off, off) = p["True"], p["False"]
             cost = _cost_pct(on["server_cores"], off["server_cores"])
             costs.append(cost)
             (first if at_on < at_off else second).append(cost)
             p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
+            control = ""
+            if controlled:
+                loadgen.append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
+                against.append(
+                    _cost_pct(
+                        float(on["server_cores"]) / float(on["loadgen_cores"]),
+                        float(off["server_cores"]) / float(off["loadgen_cores"]),
+                    )
+                )
+                control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {against[-1]:+.1f} % |"
             lines.append(
                 f"| {repeat} | {'first' if at_on < at_off else 'second'} | {on['server_cores']} | "
-                f"{off['server_cores']} | {cost:+.1f} % | {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
+                f"{off['server_cores']} | {cost:+.1f} % |{control} {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
                 f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
             )
-        estimate, low, high, level = paired.hodges_lehmann(costs)
         p = paired.signed_rank_p(p99_differences)
+        lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)]
+        if controlled:
+            off_rows = [p["False"][1] for p in done.values()]
+            r = (
+                statistics.correlation(
+                    [float(x["server_cores"]) for x in off_rows], [float(x["loadgen_cores"]) for x in off_rows]
+                )
+                if len(off_rows) > 2
+                else None
+            )
+            lines += [
+                _hl_line("Against the load generator", "the instrumentation costs", against),
+                _hl_line("The load generator itself", "instrumented minus not,", loadgen)
+                + " It does the same work either way"
+                + (
+                    f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}."
+                    if r is not None
+                    else "."
+                ),
+            ]
         lines += [
-            "",
-            f"- **Server CPU:** the instrumentation costs {estimate:+.1f} % (Hodges-Lehmann estimate over "
-            f"{len(costs)} repeats); {100 * level:.1f} % confidence interval {low:+.1f} to {high:+.1f} % "
-            f"(Wilcoxon signed-rank, exact). Repeat by repeat: {min(costs):+.1f} to {max(costs):+.1f} %.",
             "- **By position:** "
             + "; ".join(
                 f"instrumented {name}, median {statistics.median(group):+.1f} % ({len(group)} repeat{'' if len(group) == 1 else 's'})"

@@ -74,8 +74,12 @@ def test_an_overhead_run_gets_each_repeats_pair_and_the_paired_comparison():
     text = tables.table(run)
     assert text.startswith("# What the measuring costs")
     pairs = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert pairs[0] == "| 1 | first | 0.392 | 0.372 | +5.4 % | 37.7 | 30.3 | 20.0 | 20.01 |"
+    # server cores, load generator cores, each cell's server cores per load-generator core
+    assert pairs[0] == "| 1 | first | 0.392 | 0.372 | +5.4 % | 0.158 | 0.163 | +8.7 % | 37.7 | 30.3 | 20.0 | 20.01 |"
     assert [line.split(" | ")[4] for line in pairs] == ["+5.4 %", "+6.5 %", "+15.6 %"]
+    assert [line.split(" | ")[7] for line in pairs] == ["+8.7 %", "+7.1 %", "+4.7 %"]
+    assert "**Against the load generator:** the instrumentation costs +6.9 %" in text
+    assert "its cores and the server's correlate at r = 0.98" in text
     # three pairs cannot give 95 %: the interval says the confidence it has
     assert "75.0 % confidence interval +5.4 to +15.6 %" in text
     assert "instrumented first, median +6.5 % (3 repeats)." in text
@@ -92,10 +96,13 @@ def test_an_overhead_pair_in_either_order_counts_by_position(tmp_path):
     shutil.copy(source / "run.json", tmp_path / "run.json")
     rows = summary.read(source / "summary.csv")
     rows[2], rows[3] = rows[3], rows[2]  # repeat 2: the uninstrumented cell first
+    for row in rows:
+        row["loadgen_cores"] = ""  # Locust's workers on other machines: no control
     with open(tmp_path / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     text = tables.table(tmp_path)
-    assert "| 2 | second | 0.44 | 0.413 |" in text
+    assert "| 2 | second | 0.44 | 0.413 | +6.5 % | 44.3 |" in text
+    assert "load generator cores" not in text and "**Against the load generator" not in text
     assert "instrumented first, median +10.5 % (2 repeats); instrumented second, median +6.5 % (1 repeat)." in text
