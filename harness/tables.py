@@ -334,13 +334,20 @@ def overhead_table(run_dir, rows) -> str:
                 if len(off_rows) > 2
                 else None
             )
+            _, low, high, _ = paired.hodges_lehmann(loadgen)
             lines += [
                 _hl_line("Against the load generator", "the instrumentation costs", against),
                 _hl_line("The load generator itself", "instrumented minus not,", loadgen)
-                + " It does the same work either way"
+                + " It runs the same load either way, so it is a control only while this stays near 0"
                 + (
-                    f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}."
+                    f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}"
                     if r is not None
+                    else ""
+                )
+                + (
+                    ". **Here its interval excludes 0: the control moved too, so the cost against it is "
+                    "off by about as much.**"
+                    if low > 0 or high < 0
                     else "."
                 ),
             ]

@@ -106,3 +106,17 @@ def test_an_overhead_pair_in_either_order_counts_by_position(tmp_path):
     assert "| 2 | second | 0.44 | 0.413 | +6.5 % | 44.3 |" in text
     assert "load generator cores" not in text and "**Against the load generator" not in text
     assert "instrumented first, median +10.5 % (2 repeats); instrumented second, median +6.5 % (1 repeat)." in text
+
+
+def test_a_control_that_moved_is_flagged():
+    """docs/runs/overhead/abba-10: the load generator used less CPU in the instrumented cells
+    (interval -8.5 to -0.6 %), so the cost against it is flagged; repeat-20's control stayed."""
+    from harness import ROOT
+
+    runs = ROOT / "docs" / "runs" / "overhead"
+    flag = "Here its interval excludes 0: the control moved too"
+    moved = tables.table(runs / "abba-10")
+    assert "instrumented minus not, -4.1 %" in moved and flag in moved
+    stayed = tables.table(runs / "repeat-20")
+    assert "instrumented minus not, +2.1 %" in stayed and flag not in stayed
+    assert "the instrumentation costs +5.4 % (Hodges-Lehmann estimate over 20 repeats)" in stayed
