@@ -1,5 +1,7 @@
 """The views through Django's test client, on the session's PostgreSQL (pytest-django)."""
 
+import os
+
 import pytest
 
 from benchapp.models import Item
@@ -103,3 +105,68 @@ def test_metrics_sends_only_the_samples_named_in_name_brackets(client):
     assert sample_names == set(METRICS)
     assert "stream_release_connection_hold_seconds_bucket" in whole
     assert len(some) < len(whole) / 5
+
+
+def test_metrics_names_its_samples_from_every_worker_too(tmp_path):
+    """With several gunicorn workers /metrics merges their files (PROMETHEUS_MULTIPROC_DIR), and
+    prometheus_client's restricted_registry() finds nothing there: ?name[]= must still give the
+    sampler its three samples, summed over the workers' files."""
+    import subprocess
+    import sys
+
+    from harness import ROOT
+    from harness.sampler import METRICS
+
+    script = """
+import django, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "benchapp.settings"
+django.setup()
+from django.test import RequestFactory
+from benchapp import views
+from harness.sampler import METRICS_QUERY
+from stream_release import metrics
+metrics.IN_USE.set(3)
+metrics.CHECKOUTS.labels("probe").inc(5)
+print(views.metrics(RequestFactory().get("/metrics?" + METRICS_QUERY)).content.decode())
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    samples = {line.split("{")[0].split(" ")[0]: line for line in out.splitlines() if line and line[0] != "#"}
+    assert set(samples) == set(METRICS)
+    assert samples["stream_release_connections_in_use"].endswith(" 3.0")
+    assert samples["stream_release_checkouts_total"].endswith(" 5.0")
+
+
+def test_the_sampler_reads_the_whole_page_when_the_named_samples_come_back_empty():
+    """An app's own /metrics may filter name[] with restricted_registry(), which over several
+    workers' files gives nothing: the sampler then reads the page without the filter."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from harness.sampler import read_metrics
+
+    asked = []
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = b"" if "?" in self.path else b"stream_release_connections_in_use 2.0\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert read_metrics(f"http://127.0.0.1:{server.server_port}") == {"pool_in_use": 2.0}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path.partition("?")[0] for path in asked] == ["/metrics", "/metrics"] and "?name" in asked[0]
