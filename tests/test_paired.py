@@ -50,3 +50,12 @@ def test_too_few_pairs_give_the_widest_interval_at_the_level_it_has():
     estimate, low, high, level = paired.hodges_lehmann([3.0, 1.0, 2.0])
     assert (estimate, low, high) == (2.0, 1.0, 3.0)
     assert level == pytest.approx(1 - 2 / 2**3)  # below 95 %: said, not hidden
+
+
+def test_differences_of_floats_read_from_csv_tie_when_they_are_equal():
+    """84.0 - 23.7 and 92.2 - 31.9 are both 60.3 to the CSV's precision, but not as floats."""
+    assert 84.0 - 23.7 != -(31.9 - 92.2)
+    read = [84.0 - 23.7, 31.9 - 92.2, 1, 2, 3]
+    exact = [60.3, -60.3, 1, 2, 3]
+    assert paired.signed_rank_p(read) == paired.signed_rank_p(exact)
+    assert paired.hodges_lehmann(read) == paired.hodges_lehmann(exact)
