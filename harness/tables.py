@@ -256,10 +256,23 @@ def _cost_pct(on, off):
     return 100 * (float(on) - float(off)) / float(off)
 
 
+def _positive(value) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _measured(row) -> bool:
+    """A cell that can enter the overhead table: it ran, and has its server cores and probe p99."""
+    return row["status"] == "ok" and _positive(row["server_cores"]) and row["probe_p99_ms"] not in ("", None)
+
+
 def _hl_line(title, what, values):
     estimate, low, high, level = paired.hodges_lehmann(values)
     return (
-        f"- **{title}:** {what} {estimate:+.1f} % (Hodges-Lehmann estimate over {len(values)} repeats); "
+        f"- **{title}:** {what} {estimate:+.1f} % (Hodges-Lehmann estimate over {len(values)} "
+        f"repeat{'' if len(values) == 1 else 's'}); "
         f"{100 * level:.1f} % confidence interval {low:+.1f} to {high:+.1f} % (Wilcoxon signed-rank, exact). "
         f"Repeat by repeat: {min(values):+.1f} to {max(values):+.1f} %."
     )
@@ -271,11 +284,20 @@ def overhead_table(run_dir, rows) -> str:
     comparison over the repeats (harness.paired). The load generator is the control: it does
     the same work either way, and from cell to cell its CPU moves with the server's, so the
     server's cores per load-generator core cancel that shared noise."""
-    pairs = {}
+    pairs, dropped = {}, {}
     for position, r in enumerate(rows):
-        if r["status"] == "ok":
-            key = (r["backend"], r["variant"], r.get("server") or "gevent")
-            pairs.setdefault(key, {}).setdefault(int(r["repeat"]), {})[r["instrument"]] = (position, r)
+        key = (r["backend"], r["variant"], r.get("server") or "gevent")
+        if not _measured(r):  # failed, or no CPU or probe figure: the repeat has no pair
+            dropped.setdefault(key, set()).add(int(r["repeat"]))
+            continue
+        twins = pairs.setdefault(key, {}).setdefault(int(r["repeat"]), {})
+        if r["instrument"] in twins:
+            raise UsageError(
+                f"RUN={run_dir}: repeat {r['repeat']} has two cells of {'/'.join(key)} with instrument="
+                f"{r['instrument']} ({twins[r['instrument']][1]['scenario']}, {r['scenario']}): the overhead "
+                "table pairs one instrumented cell with one that is not"
+            )
+        twins[r["instrument"]] = (position, r)
     lines = [
         "# What the measuring costs",
         "",
@@ -288,10 +310,14 @@ def overhead_table(run_dir, rows) -> str:
         "the same with each cell's server cores divided by its load generator's.",
     ]
     for (backend, variant, server), by_repeat in pairs.items():
-        done = {r: p for r, p in sorted(by_repeat.items()) if set(p) == {"True", "False"}}
+        done = {
+            r: p
+            for r, p in sorted(by_repeat.items())
+            if set(p) == {"True", "False"} and r not in dropped.get((backend, variant, server), ())
+        }
         if not done:
             continue
-        controlled = all(p[k][1]["loadgen_cores"] not in ("", None) for p in done.values() for k in p)
+        controlled = all(_positive(p[k][1]["loadgen_cores"]) for p in done.values() for k in p)
         lines += [
             "",
             f"## {backend} / {variant} under {server}",
@@ -325,15 +351,19 @@ def overhead_table(run_dir, rows) -> str:
             )
         p = paired.signed_rank_p(p99_differences)
         lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)]
+        if left_out := sorted(dropped.get((backend, variant, server), ())):
+            lines.append(
+                f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "
+                "where a cell failed or has no server cores or probe p99."
+            )
         if controlled:
             off_rows = [p["False"][1] for p in done.values()]
-            r = (
-                statistics.correlation(
+            try:
+                r = statistics.correlation(
                     [float(x["server_cores"]) for x in off_rows], [float(x["loadgen_cores"]) for x in off_rows]
                 )
-                if len(off_rows) > 2
-                else None
-            )
+            except statistics.StatisticsError:  # fewer than two repeats, or a column that never changed
+                r = None
             _, low, high, _ = paired.hodges_lehmann(loadgen)
             lines += [
                 _hl_line("Against the load generator", "the instrumentation costs", against),

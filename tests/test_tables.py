@@ -120,3 +120,41 @@ def test_a_control_that_moved_is_flagged():
     stayed = tables.table(runs / "repeat-20")
     assert "instrumented minus not, +2.1 %" in stayed and flag not in stayed
     assert "the instrumentation costs +5.4 % (Hodges-Lehmann estimate over 20 repeats)" in stayed
+
+
+def _overhead_copy(tmp_path, change):
+    import csv
+    import shutil
+
+    from harness import ROOT
+
+    source = ROOT / "docs" / "runs" / "overhead" / "at-e2921f8"
+    shutil.copy(source / "run.json", tmp_path / "run.json")
+    rows = summary.read(source / "summary.csv")
+    change(rows)
+    with open(tmp_path / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return tables.table(tmp_path)
+
+
+def test_a_repeat_without_a_figure_is_left_out_and_said(tmp_path):
+    def change(rows):
+        rows[2]["server_cores"] = ""  # repeat 2, instrumented: no CPU samples
+        rows[5]["status"] = "failed"  # repeat 3, uninstrumented
+        rows[0]["loadgen_cores"] = "0.0"  # no control then
+
+    text = _overhead_copy(tmp_path, change)
+    assert "over 1 repeat);" in text and "- **Left out:** repeats 2, 3, where a cell failed" in text
+    assert "**Against the load generator" not in text
+
+
+def test_two_instrumented_cells_in_one_repeat_are_refused(tmp_path):
+    def change(rows):
+        rows[1]["instrument"] = "True"
+
+    with pytest.raises(
+        UsageError, match="repeat 1 has two cells of geventpool-bounded/release/gevent with instrument=True"
+    ):
+        _overhead_copy(tmp_path, change)
