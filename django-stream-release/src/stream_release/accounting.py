@@ -62,7 +62,9 @@ class _EventLog:
     def __init__(self):
         self._fd = None
         self._opened = None  # (pid, directory) of self._fd
-        self._lock = threading.Lock()  # only for opening
+        # only for opening; reentrant: a finalizer run by the garbage collector while this
+        # thread opens the file writes too
+        self._lock = threading.RLock()
 
     def _open(self, directory):
         with self._lock:
@@ -71,8 +73,8 @@ class _EventLog:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 if os.fstat(fd).st_size == 0:
                     os.write(fd, EVENT_LOG_HEADER.encode())
-                if self._fd is not None and self._opened[0] == os.getpid():
-                    os.close(self._fd)  # this process's file of the directory before (tests change it)
+                # the file of the directory before stays open: another thread may be writing to it
+                # (only tests change the directory)
                 self._fd, self._opened = fd, (os.getpid(), directory)
         return self._fd
 
@@ -84,7 +86,9 @@ class _EventLog:
         if detail:
             detail = detail.replace('"', "'").replace("\n", " ")
         line = f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},{acquire_id},"{detail}"\n'
-        os.write(fd, line.encode())
+        data = line.encode()
+        while data:  # a regular file takes the whole line but when the disk fills mid-write
+            data = data[os.write(fd, data) :]
 
 
 event_log = _EventLog()
