@@ -10,6 +10,7 @@ meanwhile have empty PostgreSQL columns and count in `errors`.
 import csv
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -60,21 +61,32 @@ METRICS = {
 METRICS_QUERY = urllib.parse.urlencode([("name[]", name) for name in METRICS])
 
 
+# base URLs whose /metrics gave none of the named samples, or refused the filter: read whole
+_WHOLE_PAGE = set()
+
+
 def read_metrics(base_url: str, timeout: float = 1.0) -> dict:
     """The accounting's gauges and checkouts from the app's /metrics. When the named samples come
     back empty (an app's own view filtering with restricted_registry() over several workers'
-    files finds nothing), the whole page is read instead."""
-    for query in (f"?{METRICS_QUERY}", ""):
-        with urllib.request.urlopen(f"{base_url}/metrics{query}", timeout=timeout) as response:
-            text = response.read().decode()
-        out = {}
+    files finds nothing) or the filter is refused, the whole page is read, then and from then on."""
+    out = {}
+    for query in ("",) if base_url in _WHOLE_PAGE else (f"?{METRICS_QUERY}", ""):
+        try:
+            with urllib.request.urlopen(f"{base_url}/metrics{query}", timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError:
+            if not query:
+                raise
+            _WHOLE_PAGE.add(base_url)
+            continue
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 column = METRICS.get(sample.name)
                 if column:
                     out[column] = out.get(column, 0) + sample.value
-        if out:
+        if out or not query:
             break
+        _WHOLE_PAGE.add(base_url)
     return out
 
 
