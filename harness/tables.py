@@ -268,36 +268,141 @@ def _measured(row) -> bool:
     return row["status"] == "ok" and _positive(row["server_cores"]) and row["probe_p99_ms"] not in ("", None)
 
 
+def _repeats(n) -> str:
+    return f"{n} repeat{'' if n == 1 else 's'}"
+
+
 def _hl_line(title, what, values):
+    """(the bullet, (low, high)): the Hodges-Lehmann estimate of `values` with its interval."""
     estimate, low, high, level = paired.hodges_lehmann(values)
-    return (
-        f"- **{title}:** {what} {estimate:+.1f} % (Hodges-Lehmann estimate over {len(values)} "
-        f"repeat{'' if len(values) == 1 else 's'}); "
+    line = (
+        f"- **{title}:** {what} {estimate:+.1f} % (Hodges-Lehmann estimate over {_repeats(len(values))}); "
         f"{100 * level:.1f} % confidence interval {low:+.1f} to {high:+.1f} % (Wilcoxon signed-rank, exact). "
         f"Repeat by repeat: {min(values):+.1f} to {max(values):+.1f} %."
     )
+    return line, (low, high)
+
+
+def _overhead_pairs(run_dir, rows):
+    """({(backend, variant, server): {repeat: (instrumented ran first, on row, off row)}},
+    {(backend, variant, server): repeats left out}), the repeats in order. A repeat is left out
+    when one of its cells failed or lacks its CPU or probe figure."""
+    twins, left_out = {}, {}
+    for position, r in enumerate(rows):
+        key = (r["backend"], r["variant"], r.get("server") or "gevent")
+        if not _measured(r):
+            left_out.setdefault(key, set()).add(int(r["repeat"]))
+            continue
+        repeat = twins.setdefault(key, {}).setdefault(int(r["repeat"]), {})
+        if r["instrument"] in repeat:
+            raise UsageError(
+                f"RUN={run_dir}: repeat {r['repeat']} has two cells of {'/'.join(key)} with instrument="
+                f"{r['instrument']} ({repeat[r['instrument']][1]['scenario']}, {r['scenario']}): the overhead "
+                "table pairs one instrumented cell with one that is not"
+            )
+        repeat[r["instrument"]] = (position, r)
+    pairs = {
+        key: {
+            n: (cells["True"][0] < cells["False"][0], cells["True"][1], cells["False"][1])
+            for n, cells in sorted(by_repeat.items())
+            if set(cells) == {"True", "False"} and n not in left_out.get(key, ())
+        }
+        for key, by_repeat in twins.items()
+    }
+    return {key: done for key, done in pairs.items() if done}, {k: sorted(v) for k, v in left_out.items()}
+
+
+def _overhead_section(key, done, left_out) -> list[str]:
+    """One backend, variant and server of an overhead run: its pairs and their statistics."""
+    backend, variant, server = key
+    controlled = all(_positive(row["loadgen_cores"]) for _, on, off in done.values() for row in (on, off))
+    lines = [
+        "",
+        f"## {backend} / {variant} under {server}",
+        "",
+        "| repeat | instrumented ran | server cores on | off | CPU cost |"
+        + (" load generator cores on | off | cost against the load generator |" if controlled else "")
+        + " probe p99 ms on | off | probes answered /s on | off |",
+        "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
+    ]
+    costs, against, loadgen, p99_differences, by_position = [], [], [], [], {"first": [], "second": []}
+    for repeat, (on_first, on, off) in done.items():
+        cost = _cost_pct(on["server_cores"], off["server_cores"])
+        costs.append(cost)
+        by_position["first" if on_first else "second"].append(cost)
+        p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
+        control = ""
+        if controlled:
+            loadgen.append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
+            against.append(
+                _cost_pct(
+                    float(on["server_cores"]) / float(on["loadgen_cores"]),
+                    float(off["server_cores"]) / float(off["loadgen_cores"]),
+                )
+            )
+            control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {against[-1]:+.1f} % |"
+        lines.append(
+            f"| {repeat} | {'first' if on_first else 'second'} | {on['server_cores']} | "
+            f"{off['server_cores']} | {cost:+.1f} % |{control} {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
+            f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
+        )
+    lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)[0]]
+    if left_out:
+        lines.append(
+            f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "
+            "where a cell failed or has no server cores or probe p99."
+        )
+    if controlled:
+        lines += [_hl_line("Against the load generator", "the instrumentation costs", against)[0]]
+        line, (low, high) = _hl_line("The load generator itself", "instrumented minus not,", loadgen)
+        try:
+            offs = [off for _, _, off in done.values()]
+            r = statistics.correlation(
+                [float(x["server_cores"]) for x in offs], [float(x["loadgen_cores"]) for x in offs]
+            )
+            correlated = f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}"
+        except statistics.StatisticsError:  # fewer than two repeats, or a column that never changed
+            correlated = ""
+        moved = low > 0 or high < 0
+        lines.append(
+            line
+            + " It runs the same load either way, so it is a control only while this stays near 0"
+            + correlated
+            + (
+                ". **Here its interval excludes 0: the control moved too, so the cost against it is off by "
+                "about as much.**"
+                if moved
+                else "."
+            )
+        )
+    p = paired.signed_rank_p(p99_differences)
+    lines += [
+        "- **By position:** "
+        + "; ".join(
+            f"instrumented {name}, median {statistics.median(group):+.1f} % ({_repeats(len(group))})"
+            for name, group in by_position.items()
+            if group
+        )
+        + ".",
+        f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; "
+        + (
+            "no repeat differs."
+            if p is None
+            else f"Wilcoxon signed-rank p = {p:.2f}: "
+            + ("not significantly different" if p >= 0.05 else "**significantly different**")
+            + " at the 5 % level."
+        ),
+    ]
+    return lines
 
 
 def overhead_table(run_dir, rows) -> str:
     """What the instrumentation costs (MATRIX=overhead): a row per repeat of each instrumented
     cell and its uninstrumented twin (same backend, variant, server and repeat), and the paired
-    comparison over the repeats (harness.paired). The load generator is the control: it does
-    the same work either way, and from cell to cell its CPU moves with the server's, so the
+    comparison over the repeats (harness.paired). The load generator is the control: it runs
+    the same load either way, and from cell to cell its CPU moves with the server's, so the
     server's cores per load-generator core cancel that shared noise."""
-    pairs, dropped = {}, {}
-    for position, r in enumerate(rows):
-        key = (r["backend"], r["variant"], r.get("server") or "gevent")
-        if not _measured(r):  # failed, or no CPU or probe figure: the repeat has no pair
-            dropped.setdefault(key, set()).add(int(r["repeat"]))
-            continue
-        twins = pairs.setdefault(key, {}).setdefault(int(r["repeat"]), {})
-        if r["instrument"] in twins:
-            raise UsageError(
-                f"RUN={run_dir}: repeat {r['repeat']} has two cells of {'/'.join(key)} with instrument="
-                f"{r['instrument']} ({twins[r['instrument']][1]['scenario']}, {r['scenario']}): the overhead "
-                "table pairs one instrumented cell with one that is not"
-            )
-        twins[r["instrument"]] = (position, r)
+    pairs, left_out = _overhead_pairs(run_dir, rows)
     lines = [
         "# What the measuring costs",
         "",
@@ -309,93 +414,6 @@ def overhead_table(run_dir, rows) -> str:
         "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
         "the same with each cell's server cores divided by its load generator's.",
     ]
-    for (backend, variant, server), by_repeat in pairs.items():
-        done = {
-            r: p
-            for r, p in sorted(by_repeat.items())
-            if set(p) == {"True", "False"} and r not in dropped.get((backend, variant, server), ())
-        }
-        if not done:
-            continue
-        controlled = all(_positive(p[k][1]["loadgen_cores"]) for p in done.values() for k in p)
-        lines += [
-            "",
-            f"## {backend} / {variant} under {server}",
-            "",
-            "| repeat | instrumented ran | server cores on | off | CPU cost |"
-            + (" load generator cores on | off | cost against the load generator |" if controlled else "")
-            + " probe p99 ms on | off | probes answered /s on | off |",
-            "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
-        ]
-        costs, against, loadgen, p99_differences, first, second = [], [], [], [], [], []
-        for repeat, p in done.items():
-            (at_on, on), (at_off, off) = p["True"], p["False"]
-            cost = _cost_pct(on["server_cores"], off["server_cores"])
-            costs.append(cost)
-            (first if at_on < at_off else second).append(cost)
-            p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
-            control = ""
-            if controlled:
-                loadgen.append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
-                against.append(
-                    _cost_pct(
-                        float(on["server_cores"]) / float(on["loadgen_cores"]),
-                        float(off["server_cores"]) / float(off["loadgen_cores"]),
-                    )
-                )
-                control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {against[-1]:+.1f} % |"
-            lines.append(
-                f"| {repeat} | {'first' if at_on < at_off else 'second'} | {on['server_cores']} | "
-                f"{off['server_cores']} | {cost:+.1f} % |{control} {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
-                f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
-            )
-        p = paired.signed_rank_p(p99_differences)
-        lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)]
-        if left_out := sorted(dropped.get((backend, variant, server), ())):
-            lines.append(
-                f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "
-                "where a cell failed or has no server cores or probe p99."
-            )
-        if controlled:
-            off_rows = [p["False"][1] for p in done.values()]
-            try:
-                r = statistics.correlation(
-                    [float(x["server_cores"]) for x in off_rows], [float(x["loadgen_cores"]) for x in off_rows]
-                )
-            except statistics.StatisticsError:  # fewer than two repeats, or a column that never changed
-                r = None
-            _, low, high, _ = paired.hodges_lehmann(loadgen)
-            lines += [
-                _hl_line("Against the load generator", "the instrumentation costs", against),
-                _hl_line("The load generator itself", "instrumented minus not,", loadgen)
-                + " It runs the same load either way, so it is a control only while this stays near 0"
-                + (
-                    f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}"
-                    if r is not None
-                    else ""
-                )
-                + (
-                    ". **Here its interval excludes 0: the control moved too, so the cost against it is "
-                    "off by about as much.**"
-                    if low > 0 or high < 0
-                    else "."
-                ),
-            ]
-        lines += [
-            "- **By position:** "
-            + "; ".join(
-                f"instrumented {name}, median {statistics.median(group):+.1f} % ({len(group)} repeat{'' if len(group) == 1 else 's'})"
-                for name, group in (("first", first), ("second", second))
-                if group
-            )
-            + ".",
-            f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; "
-            + (
-                "no repeat differs."
-                if p is None
-                else f"Wilcoxon signed-rank p = {p:.2f}: "
-                + ("not significantly different" if p >= 0.05 else "**significantly different**")
-                + " at the 5 % level."
-            ),
-        ]
+    for key, done in pairs.items():
+        lines += _overhead_section(key, done, left_out.get(key, []))
     return "\n".join(lines) + "\n"
