@@ -14,9 +14,13 @@ class LoadMode:
 
     kind = ""  # run.json's "kind"
     results_file = ""  # the run's one CSV, a row per cell
-    results_name = ""  # how the run names it at its end
     outputs_name = ""  # what the run prints last: "report" or "plots"
     outputs_what = ""  # the same, in a message that it could not be written
+
+    @property
+    def results_name(self) -> str:
+        """How the run names its CSV at its end: "summary", "capacity"."""
+        return self.results_file.removesuffix(".csv")
 
     def check(self, cells):
         """Refuse, before anything starts, cells this mode cannot run."""
@@ -54,7 +58,7 @@ class LoadMode:
 class FixedLoad(LoadMode):
     """make bench: each cell's streams and probes for duration_s; summary.csv, report.html."""
 
-    kind, results_file, results_name = "bench", "summary.csv", "summary"
+    kind, results_file = "bench", "summary.csv"
     outputs_name, outputs_what = "report", "report.html"
 
     def planned_s(self, params):
@@ -91,7 +95,7 @@ class StepLoad(LoadMode):
     """make capacity: each cell under a step load of slow streams until an objective breaks;
     capacity.csv (the run's and each cell's), the capacity plots."""
 
-    kind, results_file, results_name = "capacity", "capacity.csv", "capacity"
+    kind, results_file = "capacity", "capacity.csv"
     outputs_name, outputs_what = "plots", "the capacity plots"
 
     def check(self, cells):
