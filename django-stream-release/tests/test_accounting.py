@@ -49,6 +49,23 @@ def test_each_checkout_and_return_is_counted_and_logged(tmp_path, settings):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_gauges_read_the_counts_when_scraped():
+    """Outside prometheus_client's multiprocess mode no checkout sets a gauge: /metrics reads
+    the counts (the multiprocess mode, which sets them, is tested with the app's /metrics)."""
+    gauge = pytest.importorskip(
+        "prometheus_client", reason="the metrics extra is not installed"
+    ).REGISTRY.get_sample_value
+    connection.close()
+    before = gauge("stream_release_connections_in_use")
+    connection.ensure_connection()
+    assert gauge("stream_release_connections_in_use") == before + 1 == counts.in_use
+    assert gauge("stream_release_connections_in_use_peak") == counts.in_use_peak >= before + 1
+    assert gauge("stream_release_connections_waiting") == counts.waiting == 0
+    connection.close()
+    assert gauge("stream_release_connections_in_use") == before
+
+
+@pytest.mark.django_db(transaction=True)
 def test_switched_off_it_passes_calls_on_and_counts_nothing(tmp_path, settings):
     settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
     settings.STREAM_RELEASE_ACCOUNTING = False

@@ -17,6 +17,7 @@ directory, appends one exact line per event to `accounting-<pid>.csv` there.
 STREAM_RELEASE_ACCOUNTING = False turns all of it off (the wrapper then only passes calls on).
 """
 
+import _thread
 import contextvars
 import itertools
 import os
@@ -99,31 +100,60 @@ def fmt_ms(seconds: float) -> str:
 
 
 class _Counts:
-    """In-process counts behind the gauges; a lock keeps them exact under threads too."""
+    """In-process counts behind the live gauges, exact under threads too. Their lock is
+    CPython's own reentrant lock even under gevent's monkey-patching, which would give a lock
+    written in Python at several times the cost: nothing done while it is held can switch
+    greenlets, and a finalizer run by the garbage collector inside it counts too. The gauges
+    read these counts when /metrics is scraped, or, in prometheus_client's multiprocess mode,
+    are set when they change."""
 
     def __init__(self):
-        self.lock = threading.RLock()
+        self.lock = _thread.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
+        self._set_gauges = metrics.MULTIPROCESS
+        if not self._set_gauges:
+            metrics.IN_USE.set_function(lambda: self.in_use)
+            metrics.WAITING.set_function(lambda: self.waiting)
+            metrics.IN_USE_PEAK.set_function(lambda: self.in_use_peak)
+            metrics.WAITING_PEAK.set_function(lambda: self.waiting_peak)
 
     def add(self, in_use=0, waiting=0):
-        """Change the counts and the gauges that changed (each gauge set takes a lock of its own)."""
+        """Change the counts; in multiprocess mode, set the gauges that changed."""
         with self.lock:
             if in_use:
                 self.in_use += in_use
-                metrics.IN_USE.set(self.in_use)
                 if self.in_use > self.in_use_peak:
                     self.in_use_peak = self.in_use
-                    metrics.IN_USE_PEAK.set(self.in_use_peak)
+                    if self._set_gauges:
+                        metrics.IN_USE_PEAK.set(self.in_use_peak)
+                if self._set_gauges:
+                    metrics.IN_USE.set(self.in_use)
             if waiting:
                 self.waiting += waiting
-                metrics.WAITING.set(self.waiting)
                 if self.waiting > self.waiting_peak:
                     self.waiting_peak = self.waiting
-                    metrics.WAITING_PEAK.set(self.waiting_peak)
+                    if self._set_gauges:
+                        metrics.WAITING_PEAK.set(self.waiting_peak)
+                if self._set_gauges:
+                    metrics.WAITING.set(self.waiting)
 
 
 counts = _Counts()
 _acquire_ids = itertools.count(1)
+_route_metrics = {}
+
+
+def route_metrics(route):
+    """(checkouts, acquire wait, hold): `route`'s children of those metrics, looked up once;
+    labels() takes a lock and converts its arguments at every call."""
+    children = _route_metrics.get(route)
+    if children is None:
+        children = _route_metrics[route] = (
+            metrics.CHECKOUTS.labels(route),
+            metrics.ACQUIRE_WAIT.labels(route),
+            metrics.HOLD.labels(route),
+        )
+    return children
 
 
 def backend_pid(conn):
@@ -182,8 +212,9 @@ class AccountingMixin:
             raise
         waited = time.perf_counter() - started
         counts.add(in_use=1, waiting=-1)
-        metrics.CHECKOUTS.labels(route).inc()
-        metrics.ACQUIRE_WAIT.labels(route).observe(waited)
+        checkouts, acquire_wait, _ = route_metrics(route)
+        checkouts.inc()
+        acquire_wait.observe(waited)
         pid = backend_pid(conn)
         if self._sr_holder is None:
             self._sr_holder = [None]
@@ -218,7 +249,7 @@ def _returned(checkout, detail=""):
     checkout.clear()
     held = time.perf_counter() - started
     counts.add(in_use=-1)
-    metrics.HOLD.labels(route).observe(held)
+    route_metrics(route)[2].observe(held)
     event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
 
 
@@ -238,7 +269,7 @@ def hand_over(route):
             continue
         started, earlier, pid = checkout
         now = time.perf_counter()
-        metrics.HOLD.labels(earlier).observe(now - started)
+        route_metrics(earlier)[2].observe(now - started)
         holder[0] = [now, route, pid]
         event_log.write("handover", route, hold_ms=fmt_ms(now - started), backend_pid=pid, detail=earlier)
 

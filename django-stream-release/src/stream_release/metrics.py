@@ -5,9 +5,15 @@ no-op and the rest works the same. Expose them with your usual /metrics view
 """
 
 try:
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram, values
 except ImportError:  # the metrics extra is not installed
-    Counter = Gauge = Histogram = None
+    Counter = Gauge = Histogram = values = None
+
+# prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, read when it is imported)
+# keeps each process's values in a file, so a gauge there must be set to be seen. Otherwise the
+# accounting's live gauges read its counts when /metrics is scraped (Gauge.set_function), and a
+# checkout sets none of them.
+MULTIPROCESS = values is not None and values.ValueClass is not values.MutexValue
 
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
 
@@ -23,6 +29,9 @@ class _NoMetric:
         pass
 
     def observe(self, value):
+        pass
+
+    def set_function(self, f):
         pass
 
 
