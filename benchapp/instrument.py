@@ -19,7 +19,7 @@ GC_PAUSE = Histogram(
 )
 GC_LOGGED_S = 0.01  # a pause this long or longer also goes to the accounting log ("gc" event)
 
-_gc_started = []
+_gc_started = None  # perf_counter() at the start of the collection under way
 # a generation's histogram, looked up once: the callback runs at every collection, young ones
 # many times a second under load, and is part of what the instrumentation costs
 _GC_PAUSE_BY_GENERATION = {generation: GC_PAUSE.labels(str(generation)) for generation in range(3)}
@@ -28,12 +28,13 @@ _GC_PAUSE_BY_GENERATION = {generation: GC_PAUSE.labels(str(generation)) for gene
 def _gc_pause(phase, info):
     """gc.callbacks: every collection's pause; the whole worker (every greenlet) waits for it.
     Installed only with the accounting on."""
+    global _gc_started
     if phase == "start":
-        _gc_started[:] = [time.perf_counter()]
+        _gc_started = time.perf_counter()
         return
-    if not _gc_started:
+    if _gc_started is None:
         return
-    took = time.perf_counter() - _gc_started.pop()
+    took, _gc_started = time.perf_counter() - _gc_started, None
     _GC_PAUSE_BY_GENERATION[info["generation"]].observe(took)
     if took >= GC_LOGGED_S:
         accounting.event_log.write(
