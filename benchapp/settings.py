@@ -49,12 +49,13 @@ INSTALLED_APPS = ["benchapp"]
 
 # Where each worker appends one line per connection checkout and return (exact accounting).
 STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
-# BENCH_ACCOUNTING=0: no connection accounting (metrics or log) and no detector, to measure their cost.
+# BENCH_ACCOUNTING=0: no connection accounting (metrics, event log, GC timing), to measure its cost.
 STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 
-# The package's detector: a warning for each stream that starts sending with a connection
-# checked out; it also labels checkouts with the URL name for the accounting.
-MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"] if STREAM_RELEASE_ACCOUNTING else []
+# The package's detector, on whatever BENCH_ACCOUNTING says, as in a user's project: a warning
+# for each stream that starts sending with a connection checked out; with the accounting on, it
+# also labels checkouts with the URL name. `make detector-cost` measures what it costs.
+MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"]
 
 # Connection accounting on whatever backend BENCH_DB_ENGINE names, as in a user's project.
 DATABASES = accounted(

@@ -408,8 +408,8 @@ def overhead_table(run_dir, rows) -> str:
         "",
         _run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.",
         "",
-        "Each repeat runs the same load instrumented (the app's connection accounting and event log, the "
-        "detector middleware, the garbage-collector timing, the harness's sampler) and not "
+        "Each repeat runs the same load instrumented (the app's connection accounting: its metrics, event log "
+        "and garbage-collector timing; the harness's sampler) and not "
         "(`instrument=false`), one after the other (`make bench` reverses the order of every other repeat). "
         "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
         "the same with each cell's server cores divided by its load generator's.",

@@ -25,6 +25,17 @@ def test_the_accounting_counts_checkouts_only_when_instrumented(database, tmp_pa
         assert checkouts == 0
 
 
+@pytest.mark.parametrize("instrument", [True, False])
+def test_the_detector_warns_whether_instrumented_or_not(database, tmp_path, instrument):
+    """The detector middleware is the app's, as in a user's project: instrument=false measures
+    the accounting and the sampler without taking it away."""
+    with app_server(database, tmp_path, instrument=instrument) as server:
+        status, body, _ = get(f"{server.url}/stream/hold/?chunks=2&chunk_bytes=16&delay_ms=0&category=1")
+    assert status == 200 and len(body) == 32
+    log = (tmp_path / "server.log").read_text()
+    assert log.count("benchapp.views.stream started streaming its body with database connection") == 1, log
+
+
 @pytest.mark.parametrize("server_gc", ["default", "tuned"])
 def test_a_tuned_garbage_collector_is_frozen_in_the_worker(database, tmp_path, server_gc):
     with app_server(database, tmp_path, server_gc=server_gc) as server:
