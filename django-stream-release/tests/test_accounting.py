@@ -2,13 +2,14 @@
 counted exactly, the event log written."""
 
 import csv
+import os
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from django.db.utils import ConnectionHandler, load_backend
 
-from stream_release.accounting import AccountingMixin, accounted, counts, pool_limit
+from stream_release.accounting import AccountingMixin, accounted, counts, event_log, pool_limit
 
 
 def test_accounted_wraps_each_entry_once_and_keeps_its_engine():
@@ -46,6 +47,25 @@ def test_each_checkout_and_return_is_counted_and_logged(tmp_path, settings):
     (log,) = tmp_path.glob("accounting-*.csv")
     events = [row["event"] for row in csv.DictReader(log.open())]
     assert events == ["acquire", "checkout", "return"] * 3
+
+
+def log_of(path):
+    return [row for row in csv.DictReader(path.open())]
+
+
+def test_a_forked_process_writes_a_file_of_its_own(tmp_path, settings):
+    settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
+    event_log.write("db_error", "parent")
+    child = os.fork()
+    if child == 0:  # the child: one event, then out without pytest's teardown
+        try:
+            event_log.write("db_error", "child")
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    event_log.write("db_error", "parent again")
+    routes = {path.name: [e["route"] for e in log_of(path)] for path in tmp_path.glob("accounting-*.csv")}
+    assert routes == {f"accounting-{os.getpid()}.csv": ["parent", "parent again"], f"accounting-{child}.csv": ["child"]}
 
 
 @pytest.mark.django_db(transaction=True)
