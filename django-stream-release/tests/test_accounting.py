@@ -3,12 +3,14 @@ counted exactly, the event log written."""
 
 import csv
 import os
+import threading
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from django.db.utils import ConnectionHandler, load_backend
 
+from stream_release import accounting
 from stream_release.accounting import AccountingMixin, accounted, counts, event_log, pool_limit
 
 
@@ -51,6 +53,30 @@ def test_each_checkout_and_return_is_counted_and_logged(tmp_path, settings):
 
 def log_of(path):
     return [row for row in csv.DictReader(path.open())]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_kept_from_an_earlier_request_is_handed_over(tmp_path, settings):
+    """A persistent connection this thread checked out before belongs to the next request
+    (hand_over, at each request's view); a thread that has checked nothing out has nothing to
+    hand over."""
+    connection.close()
+    settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
+    elsewhere = threading.Thread(target=accounting.hand_over, args=("elsewhere",))
+    elsewhere.start()
+    elsewhere.join()
+    accounting.current_route.set("earlier")
+    connection.ensure_connection()
+    accounting.hand_over("next")
+    connection.close()
+    (log,) = tmp_path.glob("accounting-*.csv")
+    events = [(e["event"], e["route"], e["detail"]) for e in log_of(log)]
+    assert events == [
+        ("acquire", "earlier", ""),
+        ("checkout", "earlier", ""),
+        ("handover", "next", "earlier"),
+        ("return", "next", ""),
+    ]
 
 
 def test_a_forked_process_writes_a_file_of_its_own(tmp_path, settings):

@@ -146,6 +146,11 @@ class _Counts:
 
 counts = _Counts()
 _acquire_ids = itertools.count(1)
+# Whether this thread has checked a connection out (under gevent's monkey-patching, this
+# greenlet: Django keeps a thread's connections the same way). Until it has, it keeps no
+# connection from an earlier request, and hand_over() need not look: Django's
+# connections.all() costs microseconds, and it runs at every request.
+_this_thread = threading.local()
 _route_metrics = {}
 
 
@@ -228,6 +233,7 @@ class AccountingMixin:
             # it goes when the garbage collector takes its wrapper, and is counted as returned then.
             weakref.finalize(self, _collected, self._sr_holder)
         self._sr_holder[0] = [time.perf_counter(), route, pid]
+        _this_thread.checked_out = True
         event_log.write("checkout", route, fmt_ms(waited), backend_pid=pid, acquire_id=acquire_id)
         return conn
 
@@ -264,7 +270,7 @@ def hand_over(route):
     the current request from now on: a `handover` event (detail: the earlier request's route)
     ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
     so the connections in use do not change."""
-    if not enabled():
+    if not getattr(_this_thread, "checked_out", False) or not enabled():
         return
     from django.db import connections
 
