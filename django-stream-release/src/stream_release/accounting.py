@@ -62,34 +62,30 @@ class _EventLog:
 
     def __init__(self):
         self._fd = None
-        self._directory = None  # of self._fd; None in a process forked since (a gunicorn worker)
+        self._opened = None  # (pid, directory) of self._fd
         # only for opening; reentrant: a finalizer run by the garbage collector while this
         # thread opens the file writes too
         self._lock = threading.RLock()
-        if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-            os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self):
-        # the child writes a file of its own pid; the lock may have been held by another thread
-        self._directory, self._lock = None, threading.RLock()
 
     def _open(self, directory):
         with self._lock:
-            if self._directory != directory:  # a forked worker, or another directory
+            if self._opened != (os.getpid(), directory):  # a forked worker, or another directory
                 path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 if os.fstat(fd).st_size == 0:
                     os.write(fd, EVENT_LOG_HEADER.encode())
                 # the file of the directory before stays open: another thread may be writing to it
                 # (only tests change the directory)
-                self._fd, self._directory = fd, directory
+                self._fd, self._opened = fd, (os.getpid(), directory)
         return self._fd
 
     def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
         directory = getattr(settings, "STREAM_RELEASE_EVENT_LOG_DIR", "")
         if not directory:
             return
-        fd = self._fd if self._directory == directory else self._open(directory)
+        # the pid at every line: a server may fork without os.register_at_fork's hooks running
+        # (uWSGI by default), and a worker must not append to its master's file
+        fd = self._fd if self._opened == (os.getpid(), directory) else self._open(directory)
         if detail:
             detail = detail.replace('"', "'").replace("\n", " ")
         line = f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},{acquire_id},"{detail}"\n'
