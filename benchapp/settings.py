@@ -49,7 +49,7 @@ INSTALLED_APPS = ["benchapp"]
 
 # Where each worker appends one line per connection checkout and return (exact accounting).
 STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
-# BENCH_ACCOUNTING=0: no connection accounting (metrics, event log, GC timing), to measure its cost.
+# BENCH_ACCOUNTING=0: no connection accounting (its metrics, its event log, GC timing), to measure its cost.
 STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 
 # The package's detector, on whatever BENCH_ACCOUNTING says, as in a user's project: a warning

@@ -410,7 +410,8 @@ def overhead_table(run_dir, rows) -> str:
         "",
         "Each repeat runs the same load instrumented (the app's connection accounting: its metrics, event log "
         "and garbage-collector timing; the harness's sampler) and not "
-        "(`instrument=false`), one after the other (`make bench` reverses the order of every other repeat). "
+        "(`instrument=false`; from commit 80bb282 on the detector middleware runs in both cells, before it "
+        "the uninstrumented cell had none), one after the other (`make bench` reverses the order of every other repeat). "
         "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
         "the same with each cell's server cores divided by its load generator's.",
     ]
