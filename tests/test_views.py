@@ -124,8 +124,9 @@ django.setup()
 from django.test import RequestFactory
 from benchapp import views
 from harness.sampler import METRICS_QUERY
-from stream_release import metrics
-metrics.IN_USE.set(3)
+from stream_release import accounting, metrics
+accounting.counts.add(in_use=3, waiting=2)  # multiprocess mode: the counts set their gauges
+accounting.counts.add(waiting=-2)
 metrics.CHECKOUTS.labels("probe").inc(5)
 print(views.metrics(RequestFactory().get("/metrics?" + METRICS_QUERY)).content.decode())
 """
@@ -137,6 +138,7 @@ print(views.metrics(RequestFactory().get("/metrics?" + METRICS_QUERY)).content.d
     samples = {line.split("{")[0].split(" ")[0]: line for line in out.splitlines() if line and line[0] != "#"}
     assert set(samples) == set(METRICS)
     assert samples["stream_release_connections_in_use"].endswith(" 3.0")
+    assert samples["stream_release_connections_waiting"].endswith(" 0.0")
     assert samples["stream_release_checkouts_total"].endswith(" 5.0")
 
 
