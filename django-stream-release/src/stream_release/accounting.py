@@ -120,24 +120,23 @@ class _Counts:
             metrics.WAITING_PEAK.set_function(lambda: self.waiting_peak)
 
     def add(self, in_use=0, waiting=0):
-        """Change the counts; in multiprocess mode, set the gauges that changed."""
+        """Change the counts; in multiprocess mode, set the gauges of those that changed."""
         with self.lock:
             if in_use:
                 self.in_use += in_use
                 if self.in_use > self.in_use_peak:
                     self.in_use_peak = self.in_use
-                    if self._set_gauges:
-                        metrics.IN_USE_PEAK.set(self.in_use_peak)
-                if self._set_gauges:
-                    metrics.IN_USE.set(self.in_use)
             if waiting:
                 self.waiting += waiting
                 if self.waiting > self.waiting_peak:
                     self.waiting_peak = self.waiting
-                    if self._set_gauges:
-                        metrics.WAITING_PEAK.set(self.waiting_peak)
-                if self._set_gauges:
+            if self._set_gauges:
+                if in_use:
+                    metrics.IN_USE.set(self.in_use)
+                    metrics.IN_USE_PEAK.set(self.in_use_peak)
+                if waiting:
                     metrics.WAITING.set(self.waiting)
+                    metrics.WAITING_PEAK.set(self.waiting_peak)
 
 
 counts = _Counts()
