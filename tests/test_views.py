@@ -124,10 +124,12 @@ django.setup()
 from django.test import RequestFactory
 from benchapp import views
 from harness.sampler import METRICS_QUERY
-from stream_release import accounting, metrics
-accounting.counts.add(in_use=3, waiting=2)  # multiprocess mode: the counts set their gauges
-accounting.counts.add(waiting=-2)
-metrics.CHECKOUTS.labels("probe").inc(5)
+from stream_release import accounting
+for _ in range(5):  # multiprocess mode: the counts set the metrics in this process's file
+    accounting.counts.acquiring()
+    accounting.counts.checked_out("probe", 0.002)
+for _ in range(2):
+    accounting.counts.held("probe", 0.01)
 print(views.metrics(RequestFactory().get("/metrics?" + METRICS_QUERY)).content.decode())
 """
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}

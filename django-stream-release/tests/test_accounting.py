@@ -3,13 +3,15 @@ counted exactly, the event log written."""
 
 import csv
 import os
+import threading
+import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from django.db.utils import ConnectionHandler, load_backend
 
-from stream_release import accounting
+from stream_release import accounting, metrics
 from stream_release.accounting import AccountingMixin, accounted, counts, event_log, pool_limit
 
 
@@ -108,6 +110,59 @@ def test_the_gauges_read_the_counts_when_scraped():
     assert gauge("stream_release_connections_waiting") == counts.waiting == 0
     connection.close()
     assert gauge("stream_release_connections_in_use") == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_checkouts_waits_and_holds_read_the_counts_when_scraped():
+    sample = pytest.importorskip(
+        "prometheus_client", reason="the metrics extra is not installed"
+    ).REGISTRY.get_sample_value
+    route = {"route": "scraped"}
+    connection.close()
+    token = accounting.current_route.set("scraped")
+    try:
+        connection.ensure_connection()
+        time.sleep(0.012)
+        connection.close()
+    finally:
+        accounting.current_route.reset(token)
+    assert sample("stream_release_checkouts_total", route) == 1
+    assert sample("stream_release_acquire_wait_seconds_count", route) == 1
+    assert sample("stream_release_connection_hold_seconds_count", route) == 1
+    held = sample("stream_release_connection_hold_seconds_sum", route)
+    assert held >= 0.012
+    for bound in metrics.SECONDS_BUCKETS:  # in the bucket of each bound at or above it only
+        assert sample("stream_release_connection_hold_seconds_bucket", {**route, "le": str(float(bound))}) == (
+            held <= bound
+        )
+
+
+def test_the_counts_show_as_prometheus_clients_own_histogram_would():
+    """Observed into the counts or into prometheus_client's Histogram, the same values give the
+    same samples: at each bound (a value on it is in its bucket), below the first, above the last."""
+    prometheus = pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
+    seconds = [0, 0.0005, 0.001, 0.0011, 0.005, 0.3, 1, 2.5, 30, 60, 61, 3600]
+    own = prometheus.Histogram(
+        "h_seconds", "h", registry=prometheus.CollectorRegistry(), buckets=metrics.SECONDS_BUCKETS
+    )
+    counted = metrics.RouteCounts()
+    for s in seconds:
+        own.observe(s)
+        counted.hold.observe(s)
+        counted.checkouts += 1
+
+    class Counts:  # what the collector reads of stream_release.accounting.counts
+        lock = threading.Lock()
+        in_use = waiting = in_use_peak = waiting_peak = 0
+        routes = {"r": counted}
+
+    def samples(families, name):
+        return [(s.name.removeprefix(name), s.labels.get("le"), s.value) for f in families for s in f.samples]
+
+    collected = {f.name: f for f in metrics._CountsCollector(Counts()).collect()}
+    hold = collected["stream_release_connection_hold_seconds"]
+    assert samples([hold], hold.name) == [s for s in samples(own.collect(), "h_seconds") if s[0] != "_created"]
+    assert [s.value for s in collected["stream_release_checkouts"].samples] == [len(seconds)]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -102,41 +102,73 @@ def fmt_ms(seconds: float) -> str:
 
 
 class _Counts:
-    """In-process counts behind the live gauges, exact under threads too. Their lock is
-    CPython's own reentrant lock even under gevent's monkey-patching, which would give a lock
-    written in Python at several times the cost: nothing done while it is held can switch
-    greenlets, and a finalizer run by the garbage collector inside it counts too. The gauges
-    read these counts when /metrics is scraped, or, in prometheus_client's multiprocess mode,
-    are set when they change."""
+    """In-process counts: the connections in use and waiting, their peaks, and by route the
+    checkouts, waits and holds (stream_release.metrics.RouteCounts), exact under threads too.
+    /metrics reads them when scraped; in prometheus_client's multiprocess mode each change also
+    sets the metrics in this process's file. Their lock is CPython's own reentrant lock even
+    under gevent's monkey-patching, which would give a lock written in Python at several times
+    the cost: nothing done while it is held can switch greenlets, and a finalizer run by the
+    garbage collector inside it counts too."""
 
     def __init__(self):
         self.lock = _thread.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
-        self._set_gauges = metrics.MULTIPROCESS
-        if not self._set_gauges:
-            metrics.IN_USE.set_function(lambda: self.in_use)
-            metrics.WAITING.set_function(lambda: self.waiting)
-            metrics.IN_USE_PEAK.set_function(lambda: self.in_use_peak)
-            metrics.WAITING_PEAK.set_function(lambda: self.waiting_peak)
+        self.routes = {}  # route -> metrics.RouteCounts
+        metrics.register_counts(self)
 
-    def add(self, in_use=0, waiting=0):
-        """Change the counts; in multiprocess mode, set the gauges of those that changed."""
-        with self.lock:
+    def route(self, route):
+        """`route`'s counts (under the lock)."""
+        counts = self.routes.get(route)
+        if counts is None:
+            counts = self.routes[route] = metrics.RouteCounts()
+        return counts
+
+    def _change(self, in_use=0, waiting=0):
+        """Under the lock."""
+        if in_use:
+            self.in_use += in_use
+            if self.in_use > self.in_use_peak:
+                self.in_use_peak = self.in_use
+        if waiting:
+            self.waiting += waiting
+            if self.waiting > self.waiting_peak:
+                self.waiting_peak = self.waiting
+        live = metrics.LIVE
+        if live:
             if in_use:
-                self.in_use += in_use
-                if self.in_use > self.in_use_peak:
-                    self.in_use_peak = self.in_use
+                live["in_use"].set(self.in_use)
+                live["in_use_peak"].set(self.in_use_peak)
             if waiting:
-                self.waiting += waiting
-                if self.waiting > self.waiting_peak:
-                    self.waiting_peak = self.waiting
-            if self._set_gauges:
-                if in_use:
-                    metrics.IN_USE.set(self.in_use)
-                    metrics.IN_USE_PEAK.set(self.in_use_peak)
-                if waiting:
-                    metrics.WAITING.set(self.waiting)
-                    metrics.WAITING_PEAK.set(self.waiting_peak)
+                live["waiting"].set(self.waiting)
+                live["waiting_peak"].set(self.waiting_peak)
+
+    def acquiring(self):
+        with self.lock:
+            self._change(waiting=1)
+
+    def acquire_failed(self):
+        with self.lock:
+            self._change(waiting=-1)
+
+    def checked_out(self, route, waited):
+        with self.lock:
+            self._change(in_use=1, waiting=-1)
+            counts = self.route(route)
+            counts.checkouts += 1
+            counts.wait.observe(waited)
+        if metrics.BY_ROUTE:
+            checkouts, acquire_wait, _ = metrics.BY_ROUTE
+            checkouts.labels(route).inc()
+            acquire_wait.labels(route).observe(waited)
+
+    def held(self, route, seconds, returned=True):
+        """A hold of `seconds` under `route` ended: returned, or handed over to another request."""
+        with self.lock:
+            if returned:
+                self._change(in_use=-1)
+            self.route(route).hold.observe(seconds)
+        if metrics.BY_ROUTE:
+            metrics.BY_ROUTE[2].labels(route).observe(seconds)
 
 
 counts = _Counts()
@@ -146,20 +178,6 @@ _acquire_ids = itertools.count(1)
 # connection from an earlier request, and hand_over() need not look: Django's
 # connections.all() costs microseconds, and it runs at every request.
 _this_thread = threading.local()
-_route_metrics = {}
-
-
-def route_metrics(route):
-    """(checkouts, acquire wait, hold): `route`'s children of those metrics, looked up once;
-    labels() takes a lock and converts its arguments at every call."""
-    children = _route_metrics.get(route)
-    if children is None:
-        children = _route_metrics[route] = (
-            metrics.CHECKOUTS.labels(route),
-            metrics.ACQUIRE_WAIT.labels(route),
-            metrics.HOLD.labels(route),
-        )
-    return children
 
 
 def backend_pid(conn):
@@ -200,13 +218,13 @@ class AccountingMixin:
             return super().get_new_connection(conn_params)
         route = current_route.get()
         acquire_id = next(_acquire_ids)  # pairs this acquire with its checkout or error
-        counts.add(waiting=1)
+        counts.acquiring()
         event_log.write("acquire", route, acquire_id=acquire_id)
         started = time.perf_counter()
         try:
             conn = super().get_new_connection(conn_params)
         except BaseException as exc:
-            counts.add(waiting=-1)
+            counts.acquire_failed()
             metrics.ACQUIRE_ERRORS.labels(route).inc()
             event_log.write(
                 "acquire_error",
@@ -217,10 +235,7 @@ class AccountingMixin:
             )
             raise
         waited = time.perf_counter() - started
-        counts.add(in_use=1, waiting=-1)
-        checkouts, acquire_wait, _ = route_metrics(route)
-        checkouts.inc()
-        acquire_wait.observe(waited)
+        counts.checked_out(route, waited)
         pid = backend_pid(conn)
         if self._sr_holder is None:
             self._sr_holder = [None]
@@ -255,8 +270,7 @@ def _returned(checkout, detail=""):
     started, route, pid = checkout
     checkout.clear()
     held = time.perf_counter() - started
-    counts.add(in_use=-1)
-    route_metrics(route)[2].observe(held)
+    counts.held(route, held)
     event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
 
 
@@ -276,7 +290,7 @@ def hand_over(route):
             continue
         started, earlier, pid = checkout
         now = time.perf_counter()
-        route_metrics(earlier)[2].observe(now - started)
+        counts.held(earlier, now - started, returned=False)
         holder[0] = [now, route, pid]
         event_log.write("handover", route, hold_ms=fmt_ms(now - started), backend_pid=pid, detail=earlier)
 

@@ -4,15 +4,16 @@ no-op and the rest works the same. Expose them with your usual /metrics view
 (prometheus_client's, django-prometheus's): they are in prometheus_client's default REGISTRY.
 """
 
+import bisect
+import itertools
+
 try:
-    from prometheus_client import Counter, Gauge, Histogram, values
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
 except ImportError:  # the metrics extra is not installed
-    Counter = Gauge = Histogram = values = None
+    REGISTRY = Counter = Gauge = Histogram = values = None
 
 # prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, read when it is imported)
-# keeps each process's values in a file, so a gauge there must be set to be seen. Otherwise the
-# accounting's live gauges read its counts when /metrics is scraped (Gauge.set_function), and a
-# checkout sets none of them.
+# keeps each process's values in a file, so a value there must be set to be seen.
 MULTIPROCESS = values is not None and values.ValueClass is not values.MutexValue
 
 SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
@@ -25,13 +26,7 @@ class _NoMetric:
     def inc(self, amount=1):
         pass
 
-    def set(self, value):
-        pass
-
     def observe(self, value):
-        pass
-
-    def set_function(self, f):
         pass
 
 
@@ -39,39 +34,106 @@ def _make(kind, *args, **kwargs):
     return _NoMetric() if kind is None else kind(*args, **kwargs)
 
 
-_LIVE = {"multiprocess_mode": "livesum"}
-IN_USE = _make(Gauge, "stream_release_connections_in_use", "Database connections checked out right now", **_LIVE)
-WAITING = _make(
-    Gauge,
-    "stream_release_connections_waiting",
-    "Requests (threads, greenlets) waiting to check out a connection right now",
-    **_LIVE,
-)
-IN_USE_PEAK = _make(
-    Gauge,
-    "stream_release_connections_in_use_peak",
-    "Most connections in use at once since start",
-    multiprocess_mode="max",
-)
-WAITING_PEAK = _make(
-    Gauge, "stream_release_connections_waiting_peak", "Most waiters at once since start", multiprocess_mode="max"
-)
-CHECKOUTS = _make(Counter, "stream_release_checkouts", "Connections checked out", ["route"])
-ACQUIRE_ERRORS = _make(Counter, "stream_release_acquire_errors", "Checkouts that raised", ["route"])
-ACQUIRE_WAIT = _make(
-    Histogram,
+# The accounting's own metrics: the connections in use and waiting, with their peaks, and by
+# route the checkouts, their waits and their holds. Outside the multiprocess mode they are read
+# from the accounting's counts when /metrics is scraped (register_counts): a checkout or a
+# return changes a few numbers under one lock, where prometheus_client's metrics take a lock
+# for each value they change (five for a checkout and its return, each gevent's under its
+# monkey-patching). In the multiprocess mode each process's values must be in its file, so they
+# are prometheus_client's metrics, set as they change (LIVE and BY_ROUTE, None otherwise).
+GAUGES = {  # the counts' attribute: (name, documentation, multiprocess_mode)
+    "in_use": ("stream_release_connections_in_use", "Database connections checked out right now", "livesum"),
+    "waiting": (
+        "stream_release_connections_waiting",
+        "Requests (threads, greenlets) waiting to check out a connection right now",
+        "livesum",
+    ),
+    "in_use_peak": ("stream_release_connections_in_use_peak", "Most connections in use at once since start", "max"),
+    "waiting_peak": ("stream_release_connections_waiting_peak", "Most waiters at once since start", "max"),
+}
+CHECKOUTS_DOC = ("stream_release_checkouts", "Connections checked out")
+ACQUIRE_WAIT_DOC = (
     "stream_release_acquire_wait_seconds",
     "Time from asking for a connection to having one (pool wait, connect and checks)",
-    ["route"],
-    buckets=SECONDS_BUCKETS,
 )
-HOLD = _make(
-    Histogram,
-    "stream_release_connection_hold_seconds",
-    "Time from checkout to return of a connection",
-    ["route"],
-    buckets=SECONDS_BUCKETS,
-)
+HOLD_DOC = ("stream_release_connection_hold_seconds", "Time from checkout to return of a connection")
+
+
+class Buckets:
+    """One histogram's counts as Prometheus shows them: by upper bound (SECONDS_BUCKETS, then
+    +Inf), and the sum. Not locked: its owner's lock guards it."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self):
+        self.counts = [0] * (len(SECONDS_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds):
+        self.counts[bisect.bisect_left(SECONDS_BUCKETS, seconds)] += 1  # the first bound >= it
+        self.sum += seconds
+
+
+class RouteCounts:
+    """A route's checkouts, and their waits and holds."""
+
+    __slots__ = ("checkouts", "wait", "hold")
+
+    def __init__(self):
+        self.checkouts = 0
+        self.wait = Buckets()
+        self.hold = Buckets()
+
+
+class _CountsCollector:
+    """The accounting's metrics, read from its counts (stream_release.accounting._Counts) at
+    each scrape, all under the counts' lock: what one scrape shows is one moment."""
+
+    def __init__(self, counts):
+        self.counts = counts
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        with self.counts.lock:
+            gauges = {attribute: getattr(self.counts, attribute) for attribute in GAUGES}
+            routes = [
+                (route, c.checkouts, list(c.wait.counts), c.wait.sum, list(c.hold.counts), c.hold.sum)
+                for route, c in self.counts.routes.items()
+            ]
+        for attribute, (name, documentation, _) in GAUGES.items():
+            yield GaugeMetricFamily(name, documentation, value=gauges[attribute])
+        bounds = [floatToGoString(b) for b in SECONDS_BUCKETS] + ["+Inf"]
+        checkouts = CounterMetricFamily(*CHECKOUTS_DOC, labels=["route"])
+        waits = HistogramMetricFamily(*ACQUIRE_WAIT_DOC, labels=["route"])
+        holds = HistogramMetricFamily(*HOLD_DOC, labels=["route"])
+        for route, n, wait_counts, wait_sum, hold_counts, hold_sum in routes:
+            checkouts.add_metric([route], n)
+            waits.add_metric([route], list(zip(bounds, itertools.accumulate(wait_counts), strict=True)), wait_sum)
+            holds.add_metric([route], list(zip(bounds, itertools.accumulate(hold_counts), strict=True)), hold_sum)
+        yield from (checkouts, waits, holds)
+
+
+def register_counts(counts):
+    """Serve the accounting's metrics from `counts` (outside the multiprocess mode)."""
+    if values is not None and not MULTIPROCESS:
+        REGISTRY.register(_CountsCollector(counts))
+
+
+if MULTIPROCESS:
+    LIVE = {
+        attribute: Gauge(name, documentation, multiprocess_mode=mode)
+        for attribute, (name, documentation, mode) in GAUGES.items()
+    }
+    BY_ROUTE = (  # checkouts, acquire wait, hold
+        Counter(*CHECKOUTS_DOC, ["route"]),
+        Histogram(*ACQUIRE_WAIT_DOC, ["route"], buckets=SECONDS_BUCKETS),
+        Histogram(*HOLD_DOC, ["route"], buckets=SECONDS_BUCKETS),
+    )
+else:
+    LIVE = BY_ROUTE = None
+ACQUIRE_ERRORS = _make(Counter, "stream_release_acquire_errors", "Checkouts that raised", ["route"])
 DB_ERRORS = _make(Counter, "stream_release_db_errors", "Requests that failed with a django.db.Error", ["route"])
 PINNED_STREAMS = _make(
     Counter,
