@@ -26,6 +26,7 @@ import time
 import weakref
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from stream_release import metrics
 
@@ -38,8 +39,31 @@ current_route = contextvars.ContextVar("stream_release_route", default="other")
 EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,acquire_id,detail\n"
 
 
+# The two settings read at every event, read once: each read of django.conf.settings goes
+# through its LazyObject. Read again when they change the way Django supports, by
+# override_settings or pytest-django's `settings` fixture (the setting_changed signal).
+_SETTINGS = {"STREAM_RELEASE_ACCOUNTING": True, "STREAM_RELEASE_EVENT_LOG_DIR": ""}  # name: default
+_read = {}
+
+
+def _setting(name):
+    try:
+        return _read[name]
+    except KeyError:
+        value = _read[name] = getattr(settings, name, _SETTINGS[name])
+        return value
+
+
+def _forget_setting(setting, **kwargs):
+    if setting in _SETTINGS:
+        _read.pop(setting, None)
+
+
+setting_changed.connect(_forget_setting, dispatch_uid="stream_release.accounting.settings")
+
+
 def enabled() -> bool:
-    return getattr(settings, "STREAM_RELEASE_ACCOUNTING", True)
+    return _setting("STREAM_RELEASE_ACCOUNTING")
 
 
 def accounted(databases: dict, *aliases: str) -> dict:
@@ -80,7 +104,7 @@ class _EventLog:
         return self._fd
 
     def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
-        directory = getattr(settings, "STREAM_RELEASE_EVENT_LOG_DIR", "")
+        directory = _setting("STREAM_RELEASE_EVENT_LOG_DIR")
         if not directory:
             return
         # the pid at every line: a server may fork without os.register_at_fork's hooks running
