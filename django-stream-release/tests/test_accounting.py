@@ -3,6 +3,8 @@ counted exactly, the event log written."""
 
 import csv
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -163,6 +165,50 @@ def test_the_counts_show_as_prometheus_clients_own_histogram_would():
     hold = collected["stream_release_connection_hold_seconds"]
     assert samples([hold], hold.name) == [s for s in samples(own.collect(), "h_seconds") if s[0] != "_created"]
     assert [s.value for s in collected["stream_release_checkouts"].samples] == [len(seconds)]
+
+
+MULTIPROCESS_COLLECTED = """
+import os, threading, time
+import django
+from django.conf import settings
+settings.configure()
+django.setup()
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.multiprocess import MultiProcessCollector
+from stream_release import accounting
+# the one lock of prometheus_client's multiprocess values
+(values_lock,) = (cell.cell_contents for cell in values.ValueClass.inc.__closure__)
+accounting.counts.acquiring()
+accounting.counts.checked_out("kept", 0.001)
+done = threading.Event()
+def collected_inside_an_update():  # where the garbage collector may run the finalizer
+    with values_lock:
+        accounting._collected([[time.perf_counter(), "kept", 1]])
+    done.set()
+threading.Thread(target=collected_inside_an_update, daemon=True).start()
+if not done.wait(10):
+    print("waited for ever")
+    os._exit(1)  # the lock stays held: nothing else could set a value
+print("returned")
+accounting.counts.acquiring()  # the next change sets what the finalizer could not
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+print(registry.get_sample_value("stream_release_connections_in_use"))
+print(registry.get_sample_value("stream_release_connection_hold_seconds_count", {"route": "kept"}))
+"""
+
+
+def test_a_connection_collected_inside_a_multiprocess_update_is_published_by_the_next_change(tmp_path):
+    """In prometheus_client's multiprocess mode every value shares one lock, not reentrant, and
+    the garbage collector can run a persistent connection's finalizer while this thread holds
+    it: the return is counted at once and reaches the process's file with the next change."""
+    pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_COLLECTED], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == ["returned", "0.0", "1.0"], out.stdout + out.stderr
 
 
 @pytest.mark.django_db(transaction=True)

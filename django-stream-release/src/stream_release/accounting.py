@@ -18,6 +18,7 @@ STREAM_RELEASE_ACCOUNTING = False turns all of it off (the wrapper then only pas
 """
 
 import _thread
+import collections
 import contextvars
 import itertools
 import os
@@ -138,6 +139,11 @@ class _Counts:
         self.lock = _thread.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
         self.routes = {}  # route -> metrics.RouteCounts
+        # multiprocess mode: the holds of connections the garbage collector took, not yet in
+        # prometheus_client's file. It may run their finalizer inside an update of any of its
+        # metrics, under the one lock of all their values (not reentrant): setting one there
+        # would wait for ever. The next change in this process sets them.
+        self._unpublished = collections.deque()
         metrics.register_counts(self)
 
     def route(self, route):
@@ -147,8 +153,8 @@ class _Counts:
             counts = self.routes[route] = metrics.RouteCounts()
         return counts
 
-    def _change(self, in_use=0, waiting=0):
-        """Under the lock."""
+    def _change(self, in_use=0, waiting=0, collected=False):
+        """Under the lock. `collected`: from a finalizer (see _unpublished)."""
         if in_use:
             self.in_use += in_use
             if self.in_use > self.in_use_peak:
@@ -158,8 +164,14 @@ class _Counts:
             if self.waiting > self.waiting_peak:
                 self.waiting_peak = self.waiting
         live = metrics.LIVE
-        if live:
-            if in_use:
+        if live and not collected:
+            stale = False  # a collected connection's return has not set the gauges
+            while self._unpublished:
+                stale = True
+                route, seconds = self._unpublished.popleft()
+                metrics.BY_ROUTE[2].labels(route).observe(seconds)
+            # a finalizer run in here leaves its return in _unpublished for the next change
+            if in_use or stale:
                 live["in_use"].set(self.in_use)
                 live["in_use_peak"].set(self.in_use_peak)
             if waiting:
@@ -185,12 +197,16 @@ class _Counts:
             checkouts.labels(route).inc()
             acquire_wait.labels(route).observe(waited)
 
-    def held(self, route, seconds, returned=True):
-        """A hold of `seconds` under `route` ended: returned, or handed over to another request."""
+    def held(self, route, seconds, returned=True, collected=False):
+        """A hold of `seconds` under `route` ended: returned, or handed over to another request;
+        `collected`: returned by the garbage collector's finalizer."""
         with self.lock:
             if returned:
-                self._change(in_use=-1)
+                self._change(in_use=-1, collected=collected)
             self.route(route).hold.observe(seconds)
+            if collected and metrics.BY_ROUTE:
+                self._unpublished.append((route, seconds))
+                return
         if metrics.BY_ROUTE:
             metrics.BY_ROUTE[2].labels(route).observe(seconds)
 
@@ -284,17 +300,19 @@ class AccountingMixin:
 
 
 def _collected(holder):
-    _returned(holder[0], "garbage-collected")
+    _returned(holder[0], collected=True)
 
 
-def _returned(checkout, detail=""):
-    """Count a checkout [perf_counter, route, pid] as returned, once."""
+def _returned(checkout, collected=False):
+    """Count a checkout [perf_counter, route, pid] as returned, once; `collected`: by the
+    garbage collector."""
     if not checkout:
         return
     started, route, pid = checkout
     checkout.clear()
     held = time.perf_counter() - started
-    counts.held(route, held)
+    counts.held(route, held, collected=collected)
+    detail = "garbage-collected" if collected else ""
     event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
 
 
