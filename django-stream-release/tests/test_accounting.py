@@ -161,10 +161,26 @@ def test_the_counts_show_as_prometheus_clients_own_histogram_would():
     def samples(families, name):
         return [(s.name.removeprefix(name), s.labels.get("le"), s.value) for f in families for s in f.samples]
 
-    collected = {f.name: f for f in metrics._CountsCollector(Counts()).collect()}
+    counts = Counts()
+    collected = {
+        f.name: f for c in (metrics._CountsCollector, metrics._HistogramsCollector) for f in c(counts).collect()
+    }
     hold = collected["stream_release_connection_hold_seconds"]
     assert samples([hold], hold.name) == [s for s in samples(own.collect(), "h_seconds") if s[0] != "_created"]
     assert [s.value for s in collected["stream_release_checkouts"].samples] == [len(seconds)]
+
+
+def test_a_scrape_for_the_gauges_and_checkouts_builds_no_histograms(monkeypatch):
+    """prometheus_client's restricted registry (`?name[]=`) asks only the collectors of the
+    names asked for: the sampler's once-a-second read leaves the histograms alone."""
+    prometheus = pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
+    built = []
+    monkeypatch.setattr(metrics._HistogramsCollector, "collect", lambda self: built.append(self) or iter(()))
+    names = ["stream_release_connections_in_use", "stream_release_checkouts_total"]
+    page = prometheus.generate_latest(prometheus.REGISTRY.restricted_registry(names)).decode()
+    assert "stream_release_connections_in_use " in page and not built
+    prometheus.generate_latest(prometheus.REGISTRY)
+    assert built
 
 
 MULTIPROCESS_COLLECTED = """

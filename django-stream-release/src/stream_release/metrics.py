@@ -86,39 +86,55 @@ class RouteCounts:
 
 
 class _CountsCollector:
-    """The accounting's metrics, read from its counts (stream_release.accounting._Counts) at
-    each scrape, all under the counts' lock: what one scrape shows is one moment."""
+    """The accounting's gauges and checkouts, read from its counts
+    (stream_release.accounting._Counts) at each scrape, under the counts' lock: what one scrape
+    shows is one moment."""
 
     def __init__(self, counts):
         self.counts = counts
 
     def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-        from prometheus_client.utils import floatToGoString
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self.counts.lock:
             gauges = {attribute: getattr(self.counts, attribute) for attribute in GAUGES}
-            routes = [
-                (route, c.checkouts, list(c.wait.counts), c.wait.sum, list(c.hold.counts), c.hold.sum)
-                for route, c in self.counts.routes.items()
-            ]
+            checkouts = [(route, c.checkouts) for route, c in self.counts.routes.items()]
         for attribute, (name, documentation, _) in GAUGES.items():
             yield GaugeMetricFamily(name, documentation, value=gauges[attribute])
+        family = CounterMetricFamily(*CHECKOUTS_DOC, labels=["route"])
+        for route, n in checkouts:
+            family.add_metric([route], n)
+        yield family
+
+
+class _HistogramsCollector(_CountsCollector):
+    """The accounting's two histograms, from the same counts: a collector of their own, so that
+    a scrape for some samples only (prometheus_client's `name[]`, as the harness's sampler
+    asks once a second) need not build them."""
+
+    def collect(self):
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        with self.counts.lock:
+            routes = [
+                (route, list(c.wait.counts), c.wait.sum, list(c.hold.counts), c.hold.sum)
+                for route, c in self.counts.routes.items()
+            ]
         bounds = [floatToGoString(b) for b in SECONDS_BUCKETS] + ["+Inf"]
-        checkouts = CounterMetricFamily(*CHECKOUTS_DOC, labels=["route"])
         waits = HistogramMetricFamily(*ACQUIRE_WAIT_DOC, labels=["route"])
         holds = HistogramMetricFamily(*HOLD_DOC, labels=["route"])
-        for route, n, wait_counts, wait_sum, hold_counts, hold_sum in routes:
-            checkouts.add_metric([route], n)
+        for route, wait_counts, wait_sum, hold_counts, hold_sum in routes:
             waits.add_metric([route], list(zip(bounds, itertools.accumulate(wait_counts), strict=True)), wait_sum)
             holds.add_metric([route], list(zip(bounds, itertools.accumulate(hold_counts), strict=True)), hold_sum)
-        yield from (checkouts, waits, holds)
+        yield from (waits, holds)
 
 
 def register_counts(counts):
     """Serve the accounting's metrics from `counts` (outside the multiprocess mode)."""
     if values is not None and not MULTIPROCESS:
         REGISTRY.register(_CountsCollector(counts))
+        REGISTRY.register(_HistogramsCollector(counts))
 
 
 if MULTIPROCESS:
