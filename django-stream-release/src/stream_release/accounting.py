@@ -213,11 +213,19 @@ class _Counts:
 
 counts = _Counts()
 _acquire_ids = itertools.count(1)
-# Whether this thread has checked a connection out (under gevent's monkey-patching, this
-# greenlet: Django keeps a thread's connections the same way). Until it has, it keeps no
-# connection from an earlier request, and hand_over() need not look: Django's
-# connections.all() costs microseconds, and it runs at every request.
-_this_thread = threading.local()
+
+
+class _ThisThread(threading.local):
+    """Whether this thread has checked a connection out (under gevent's monkey-patching, this
+    greenlet: Django keeps a thread's connections the same way). Until it has, it keeps no
+    connection from an earlier request, and hand_over() need not look: Django's
+    connections.all() costs microseconds, and it runs at every request. A default on the
+    class: asking gevent's local for an attribute it lacks costs 0.66 us, this 0.09 us."""
+
+    checked_out = False
+
+
+_this_thread = _ThisThread()
 
 
 def backend_pid(conn):
@@ -321,7 +329,7 @@ def hand_over(route):
     the current request from now on: a `handover` event (detail: the earlier request's route)
     ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
     so the connections in use do not change."""
-    if not getattr(_this_thread, "checked_out", False) or not enabled():
+    if not _this_thread.checked_out or not enabled():
         return
     from django.db import connections
 
