@@ -158,6 +158,9 @@ def test_the_counts_show_as_prometheus_clients_own_histogram_would():
         in_use = waiting = in_use_peak = waiting_peak = 0
         routes = {"r": counted}
 
+        def settle(self):
+            pass
+
     def samples(families, name):
         return [(s.name.removeprefix(name), s.labels.get("le"), s.value) for f in families for s in f.samples]
 
@@ -183,6 +186,20 @@ def test_a_scrape_for_the_gauges_and_checkouts_builds_no_histograms(monkeypatch)
     assert built
 
 
+def test_a_return_by_the_garbage_collector_is_counted_by_the_next_scrape():
+    sample = pytest.importorskip(
+        "prometheus_client", reason="the metrics extra is not installed"
+    ).REGISTRY.get_sample_value
+    route = {"route": "collected"}
+    before = counts.in_use
+    counts.acquiring()
+    counts.checked_out("collected", 0.001)
+    accounting._collected([[time.perf_counter(), "collected", 1]])
+    assert counts.in_use == before + 1  # the finalizer takes no lock: not counted yet
+    assert sample("stream_release_connections_in_use") == before == counts.in_use
+    assert sample("stream_release_connection_hold_seconds_count", route) == 1
+
+
 MULTIPROCESS_COLLECTED = """
 import os, threading, time
 import django
@@ -201,10 +218,12 @@ def collected_inside_an_update():  # where the garbage collector may run the fin
     with values_lock:
         accounting._collected([[time.perf_counter(), "kept", 1]])
     done.set()
-threading.Thread(target=collected_inside_an_update, daemon=True).start()
-if not done.wait(10):
-    print("waited for ever")
-    os._exit(1)  # the lock stays held: nothing else could set a value
+# and this thread holds the counts' lock, as one does that waits for values_lock to set a gauge
+with accounting.counts.lock:
+    threading.Thread(target=collected_inside_an_update, daemon=True).start()
+    if not done.wait(10):
+        print("waited for ever")
+        os._exit(1)  # the locks stay held: nothing else could count or set a value
 print("returned")
 accounting.counts.acquiring()  # the next change sets what the finalizer could not
 registry = CollectorRegistry()
@@ -216,8 +235,9 @@ print(registry.get_sample_value("stream_release_connection_hold_seconds_count", 
 
 def test_a_connection_collected_inside_a_multiprocess_update_is_published_by_the_next_change(tmp_path):
     """In prometheus_client's multiprocess mode every value shares one lock, not reentrant, and
-    the garbage collector can run a persistent connection's finalizer while this thread holds
-    it: the return is counted at once and reaches the process's file with the next change."""
+    the garbage collector can run a persistent connection's finalizer in a thread that holds
+    it, while another holds the counts' lock and waits for it: the finalizer waits for neither,
+    and the return reaches the process's file with the next change."""
     pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     env.pop("DJANGO_SETTINGS_MODULE", None)

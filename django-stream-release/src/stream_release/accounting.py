@@ -130,20 +130,21 @@ class _Counts:
     """In-process counts: the connections in use and waiting, their peaks, and by route the
     checkouts, waits and holds (stream_release.metrics.RouteCounts), exact under threads too.
     /metrics reads them when scraped; in prometheus_client's multiprocess mode each change also
-    sets the metrics in this process's file. Their lock is CPython's own reentrant lock even
+    sets the metrics in this process's file. A return by the garbage collector is counted by the
+    next change, scrape or request (see _collected). Their lock is CPython's own reentrant lock even
     under gevent's monkey-patching, which would give a lock written in Python at several times
-    the cost: nothing done while it is held can switch greenlets, and a finalizer run by the
-    garbage collector inside it counts too."""
+    the cost: nothing done while it is held can switch greenlets."""
 
     def __init__(self):
         self.lock = _thread.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
         self.routes = {}  # route -> metrics.RouteCounts
-        # multiprocess mode: the holds of connections the garbage collector took, not yet in
-        # prometheus_client's file. It may run their finalizer inside an update of any of its
-        # metrics, under the one lock of all their values (not reentrant): setting one there
-        # would wait for ever. The next change in this process sets them.
-        self._unpublished = collections.deque()
+        # (route, seconds) of the connections the garbage collector took, not counted yet. Their
+        # finalizer takes no lock: the collector may run it in any thread, inside anything,
+        # such as an update of prometheus_client's multiprocess values (one lock for them all,
+        # not reentrant) while another thread holds self.lock and waits for that lock. A deque's
+        # append and popleft are atomic; each change and each scrape counts what is here first.
+        self._collected = collections.deque()
         metrics.register_counts(self)
 
     def route(self, route):
@@ -153,8 +154,15 @@ class _Counts:
             counts = self.routes[route] = metrics.RouteCounts()
         return counts
 
-    def _change(self, in_use=0, waiting=0, collected=False):
-        """Under the lock. `collected`: from a finalizer (see _unpublished)."""
+    def settle(self):
+        """Count the returns the garbage collector made (under the lock)."""
+        while self._collected:
+            route, seconds = self._collected.popleft()
+            self._change(in_use=-1)
+            self._observe_hold(route, seconds)
+
+    def _change(self, in_use=0, waiting=0):
+        """Under the lock."""
         if in_use:
             self.in_use += in_use
             if self.in_use > self.in_use_peak:
@@ -164,51 +172,53 @@ class _Counts:
             if self.waiting > self.waiting_peak:
                 self.waiting_peak = self.waiting
         live = metrics.LIVE
-        if live and not collected:
-            stale = False  # a collected connection's return has not set the gauges
-            while self._unpublished:
-                stale = True
-                route, seconds = self._unpublished.popleft()
-                metrics.BY_ROUTE[2].labels(route).observe(seconds)
-            # a finalizer run in here leaves its return in _unpublished for the next change
-            if in_use or stale:
+        if live:
+            if in_use:
                 live["in_use"].set(self.in_use)
                 live["in_use_peak"].set(self.in_use_peak)
             if waiting:
                 live["waiting"].set(self.waiting)
                 live["waiting_peak"].set(self.waiting_peak)
 
+    def _observe_hold(self, route, seconds):
+        self.route(route).hold.observe(seconds)
+        if metrics.BY_ROUTE:
+            metrics.by_route(route)[2].observe(seconds)
+
     def acquiring(self):
         with self.lock:
+            self.settle()
             self._change(waiting=1)
 
     def acquire_failed(self):
         with self.lock:
+            self.settle()
             self._change(waiting=-1)
 
     def checked_out(self, route, waited):
         with self.lock:
+            self.settle()
             self._change(in_use=1, waiting=-1)
             counts = self.route(route)
             counts.checkouts += 1
             counts.wait.observe(waited)
         if metrics.BY_ROUTE:
-            checkouts, acquire_wait, _ = metrics.BY_ROUTE
-            checkouts.labels(route).inc()
-            acquire_wait.labels(route).observe(waited)
+            checkouts, acquire_wait, _ = metrics.by_route(route)
+            checkouts.inc()
+            acquire_wait.observe(waited)
 
-    def held(self, route, seconds, returned=True, collected=False):
-        """A hold of `seconds` under `route` ended: returned, or handed over to another request;
-        `collected`: returned by the garbage collector's finalizer."""
+    def held(self, route, seconds, returned=True):
+        """A hold of `seconds` under `route` ended: returned, or handed over to another request."""
         with self.lock:
+            self.settle()
             if returned:
-                self._change(in_use=-1, collected=collected)
-            self.route(route).hold.observe(seconds)
-            if collected and metrics.BY_ROUTE:
-                self._unpublished.append((route, seconds))
-                return
-        if metrics.BY_ROUTE:
-            metrics.BY_ROUTE[2].labels(route).observe(seconds)
+                self._change(in_use=-1)
+            self._observe_hold(route, seconds)
+
+    def collected(self, route, seconds):
+        """A hold of `seconds` under `route` ended when the garbage collector took its connection:
+        counted by the next change or scrape (see _collected)."""
+        self._collected.append((route, seconds))
 
 
 counts = _Counts()
@@ -319,7 +329,10 @@ def _returned(checkout, collected=False):
     started, route, pid = checkout
     checkout.clear()
     held = time.perf_counter() - started
-    counts.held(route, held, collected=collected)
+    if collected:
+        counts.collected(route, held)
+    else:
+        counts.held(route, held)
     detail = "garbage-collected" if collected else ""
     event_log.write("return", route, hold_ms=fmt_ms(held), backend_pid=pid, detail=detail)
 
@@ -329,6 +342,9 @@ def hand_over(route):
     the current request from now on: a `handover` event (detail: the earlier request's route)
     ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
     so the connections in use do not change."""
+    if counts._collected:  # a worker's returns by the garbage collector, counted before it idles
+        with counts.lock:
+            counts.settle()
     if not _this_thread.checked_out or not enabled():
         return
     from django.db import connections

@@ -97,6 +97,7 @@ class _CountsCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self.counts.lock:
+            self.counts.settle()
             gauges = {attribute: getattr(self.counts, attribute) for attribute in GAUGES}
             checkouts = [(route, c.checkouts) for route, c in self.counts.routes.items()]
         for attribute, (name, documentation, _) in GAUGES.items():
@@ -117,6 +118,7 @@ class _HistogramsCollector(_CountsCollector):
         from prometheus_client.utils import floatToGoString
 
         with self.counts.lock:
+            self.counts.settle()
             routes = [
                 (route, list(c.wait.counts), c.wait.sum, list(c.hold.counts), c.hold.sum)
                 for route, c in self.counts.routes.items()
@@ -149,6 +151,17 @@ if MULTIPROCESS:
     )
 else:
     LIVE = BY_ROUTE = None
+_BY_ROUTE_CHILDREN = {}
+
+
+def by_route(route):
+    """BY_ROUTE's children for `route`, looked up once: labels() takes a lock at each call."""
+    children = _BY_ROUTE_CHILDREN.get(route)
+    if children is None:
+        children = _BY_ROUTE_CHILDREN[route] = tuple(metric.labels(route) for metric in BY_ROUTE)
+    return children
+
+
 ACQUIRE_ERRORS = _make(Counter, "stream_release_acquire_errors", "Checkouts that raised", ["route"])
 DB_ERRORS = _make(Counter, "stream_release_db_errors", "Requests that failed with a django.db.Error", ["route"])
 PINNED_STREAMS = _make(
