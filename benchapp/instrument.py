@@ -2,10 +2,12 @@
 (stream_release.accounting): garbage-collector pauses, and a /metrics registry cut to what the
 sampler reads. Installed by benchapp.apps.BenchAppConfig.ready()."""
 
+import collections
 import gc
 import time
 
 from django.conf import settings
+from django.core.signals import request_started
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, Histogram
 
 from stream_release import accounting
@@ -23,6 +25,11 @@ _gc_started = None  # perf_counter() at the start of the collection under way
 # a generation's histogram, looked up once: the callback runs at every collection, young ones
 # many times a second under load, and is part of what the instrumentation costs
 _GC_PAUSE_BY_GENERATION = {generation: GC_PAUSE.labels(str(generation)) for generation in range(3)}
+# (generation, seconds) of the pauses not in GC_PAUSE yet: the collector may run in any thread,
+# inside anything, such as an update of prometheus_client's multiprocess values (one lock for
+# them all, not reentrant), so the callback only appends here (atomic), and each request
+# (request_started; /metrics is one) observes them first
+_pauses = collections.deque()
 
 
 def _gc_pause(phase, info):
@@ -35,7 +42,7 @@ def _gc_pause(phase, info):
     if _gc_started is None:
         return
     took, _gc_started = time.perf_counter() - _gc_started, None
-    _GC_PAUSE_BY_GENERATION[info["generation"]].observe(took)
+    _pauses.append((info["generation"], took))
     if took >= GC_LOGGED_S:
         accounting.event_log.write(
             "gc",
@@ -43,6 +50,13 @@ def _gc_pause(phase, info):
             hold_ms=accounting.fmt_ms(took),
             detail=f"generation {info['generation']}, {info['collected']} collected",
         )
+
+
+def observe_pauses(**kwargs):
+    """request_started: the pauses since the last request, into GC_PAUSE."""
+    while _pauses:
+        generation, took = _pauses.popleft()
+        _GC_PAUSE_BY_GENERATION[generation].observe(took)
 
 
 def install():
@@ -55,4 +69,5 @@ def install():
         except KeyError:  # already done
             pass
     if settings.STREAM_RELEASE_ACCOUNTING and _gc_pause not in gc.callbacks:
+        request_started.connect(observe_pauses, dispatch_uid="benchapp.instrument.gc_pauses")
         gc.callbacks.append(_gc_pause)
