@@ -311,6 +311,11 @@ def open_request_log(environment, runner=None, **_):
         environment.parsed_options.json_file = None  # the master writes Locust's totals
         # --request-log is the master's (sent with each spawn): a worker always ships
         log = ShippedLog(runner)
+        # A worker reports its stats every 3 s and once more when the master quits, which then
+        # waits 0.5 s for that report: on a loaded machine it came too late for the master's
+        # totals (locust_final.json one stream short of the request logs). One more report when
+        # the users have stopped, before the worker says so, leaves nothing for that last one.
+        environment.events.test_stop.add_listener(lambda **_: runner._send_stats())
     elif isinstance(runner, MasterRunner):
         log = None
         if path:
