@@ -54,8 +54,11 @@ def _gc_pause(phase, info):
 
 def observe_pauses(**kwargs):
     """request_started: the pauses since the last request, into GC_PAUSE."""
-    while _pauses:
-        generation, took = _pauses.popleft()
+    while True:
+        try:  # another thread (gthread) may take the last one between a check and the pop
+            generation, took = _pauses.popleft()
+        except IndexError:
+            return
         _GC_PAUSE_BY_GENERATION[generation].observe(took)
 
 
