@@ -3,6 +3,7 @@ variables and the web UI form, defaults from matrix.toml) and an exact per-reque
 
 import csv
 import json
+import logging
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import gevent
 from locust import events
+from locust.exception import RPCError
 from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -299,6 +301,15 @@ def settle_probes(environment):
         environment.runner.send_message(SETTLED)
 
 
+def _report_now(runner):
+    """A worker's stats to the master now (Locust's own reporter's call), unless the master is
+    gone: then there is no one to count them, as for Locust's periodic report."""
+    try:
+        runner._send_stats()
+    except RPCError as exc:
+        logging.getLogger(__name__).warning("stats not sent to the master at stop: %s", exc)
+
+
 @events.init.add_listener
 def open_request_log(environment, runner=None, **_):
     """Requests are logged where they are made, in this process; in a distributed run each
@@ -315,7 +326,7 @@ def open_request_log(environment, runner=None, **_):
         # waits 0.5 s for that report: on a loaded machine it came too late for the master's
         # totals (locust_final.json one stream short of the request logs). One more report when
         # the users have stopped, before the worker says so, leaves nothing for that last one.
-        environment.events.test_stop.add_listener(lambda **_: runner._send_stats())
+        environment.events.test_stop.add_listener(lambda **_: _report_now(runner))
     elif isinstance(runner, MasterRunner):
         log = None
         if path:
