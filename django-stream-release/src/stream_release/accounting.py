@@ -140,7 +140,7 @@ class _Counts:
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
         self.routes = {}  # route -> metrics.RouteCounts
         # (route, seconds) of the connections the garbage collector took, not counted yet. Their
-        # finalizer takes no lock: the collector may run it in any thread, inside anything,
+        # finalizer takes neither this lock nor prometheus_client's: the collector may run it in any thread, inside anything,
         # such as an update of prometheus_client's multiprocess values (one lock for them all,
         # not reentrant) while another thread holds self.lock and waits for that lock. A deque's
         # append and popleft are atomic; each change and each scrape counts what is here first.
