@@ -73,6 +73,11 @@ class Buckets:
         self.counts[bisect.bisect_left(SECONDS_BUCKETS, seconds)] += 1  # the first bound >= it
         self.sum += seconds
 
+    def copy(self):
+        other = Buckets()
+        other.counts, other.sum = list(self.counts), self.sum
+        return other
+
 
 class RouteCounts:
     """A route's checkouts, and their waits and holds."""
@@ -83,6 +88,11 @@ class RouteCounts:
         self.checkouts = 0
         self.wait = Buckets()
         self.hold = Buckets()
+
+    def copy(self):
+        other = RouteCounts()
+        other.checkouts, other.wait, other.hold = self.checkouts, self.wait.copy(), self.hold.copy()
+        return other
 
 
 class _CountsCollector:
@@ -119,17 +129,15 @@ class _HistogramsCollector(_CountsCollector):
 
         with self.counts.lock:
             self.counts.settle()
-            routes = [
-                (route, list(c.wait.counts), c.wait.sum, list(c.hold.counts), c.hold.sum)
-                for route, c in self.counts.routes.items()
-            ]
+            routes = [(route, c.copy()) for route, c in self.counts.routes.items()]
         bounds = [floatToGoString(b) for b in SECONDS_BUCKETS] + ["+Inf"]
-        waits = HistogramMetricFamily(*ACQUIRE_WAIT_DOC, labels=["route"])
-        holds = HistogramMetricFamily(*HOLD_DOC, labels=["route"])
-        for route, wait_counts, wait_sum, hold_counts, hold_sum in routes:
-            waits.add_metric([route], list(zip(bounds, itertools.accumulate(wait_counts), strict=True)), wait_sum)
-            holds.add_metric([route], list(zip(bounds, itertools.accumulate(hold_counts), strict=True)), hold_sum)
-        yield from (waits, holds)
+        for doc, attribute in ((ACQUIRE_WAIT_DOC, "wait"), (HOLD_DOC, "hold")):
+            family = HistogramMetricFamily(*doc, labels=["route"])
+            for route, route_counts in routes:
+                buckets = getattr(route_counts, attribute)
+                cumulative = itertools.accumulate(buckets.counts)
+                family.add_metric([route], list(zip(bounds, cumulative, strict=True)), buckets.sum)
+            yield family
 
 
 def register_counts(counts):
