@@ -131,19 +131,20 @@ class _Counts:
     checkouts, waits and holds (stream_release.metrics.RouteCounts), exact under threads too.
     /metrics reads them when scraped; in prometheus_client's multiprocess mode each change also
     sets the metrics in this process's file. A return by the garbage collector is counted by the
-    next change, scrape or request (see _collected). Their lock is CPython's own reentrant lock even
-    under gevent's monkey-patching, which would give a lock written in Python at several times
-    the cost: nothing done while it is held can switch greenlets."""
+    next change, scrape or request (see _collected). Their lock is CPython's own reentrant lock
+    even under gevent's monkey-patching, which would give a lock written in Python at several
+    times the cost: nothing done while it is held can switch greenlets."""
 
     def __init__(self):
         self.lock = _thread.RLock()
         self.in_use = self.waiting = self.in_use_peak = self.waiting_peak = 0
         self.routes = {}  # route -> metrics.RouteCounts
         # (route, seconds) of the connections the garbage collector took, not counted yet. Their
-        # finalizer takes neither this lock nor prometheus_client's: the collector may run it in any thread, inside anything,
-        # such as an update of prometheus_client's multiprocess values (one lock for them all,
-        # not reentrant) while another thread holds self.lock and waits for that lock. A deque's
-        # append and popleft are atomic; each change and each scrape counts what is here first.
+        # finalizer takes neither this lock nor prometheus_client's: the collector may run it in
+        # any thread, inside anything, such as an update of prometheus_client's multiprocess
+        # values (one lock for them all, not reentrant) while another thread holds self.lock and
+        # waits for that lock. A deque's append and popleft are atomic; each change, scrape and
+        # request counts what is here first.
         self._collected = collections.deque()
         metrics.register_counts(self)
 
@@ -153,6 +154,13 @@ class _Counts:
         if counts is None:
             counts = self.routes[route] = metrics.RouteCounts()
         return counts
+
+    def settle_pending(self):
+        """settle(), taking the lock only when the garbage collector has made returns: at each
+        request, so that an idle worker's gauges come right too."""
+        if self._collected:
+            with self.lock:
+                self.settle()
 
     def settle(self):
         """Count the returns the garbage collector made (under the lock)."""
@@ -217,7 +225,7 @@ class _Counts:
 
     def collected(self, route, seconds):
         """A hold of `seconds` under `route` ended when the garbage collector took its connection:
-        counted by the next change or scrape (see _collected)."""
+        counted by the next change, scrape or request (see _collected)."""
         self._collected.append((route, seconds))
 
 
@@ -342,9 +350,7 @@ def hand_over(route):
     the current request from now on: a `handover` event (detail: the earlier request's route)
     ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
     so the connections in use do not change."""
-    if counts._collected:  # a worker's returns by the garbage collector, counted before it idles
-        with counts.lock:
-            counts.settle()
+    counts.settle_pending()
     if not _this_thread.checked_out or not enabled():
         return
     from django.db import connections
