@@ -15,7 +15,7 @@ from stream_release.metrics import SECONDS_BUCKETS
 
 GC_PAUSE = Histogram(
     "bench_gc_pause_seconds",
-    "Pauses of the worker for Python's garbage collector, by generation",
+    "Pauses of the worker for Python's garbage collector, by generation (counted at its next request)",
     ["generation"],
     buckets=SECONDS_BUCKETS,
 )
