@@ -21,15 +21,13 @@ import _thread
 import collections
 import contextvars
 import itertools
-import os
 import threading
 import time
 import weakref
 
-from django.conf import settings
-from django.core.signals import setting_changed
-
 from stream_release import metrics
+from stream_release.conf import setting
+from stream_release.event_log import event_log
 
 ENGINE = "stream_release.db"
 
@@ -37,34 +35,9 @@ ENGINE = "stream_release.db"
 # stream_release.middleware.StreamReleaseMiddleware: checkouts made later while streaming keep it.
 current_route = contextvars.ContextVar("stream_release_route", default="other")
 
-EVENT_LOG_HEADER = "event,unix_s,route,wait_ms,hold_ms,backend_pid,acquire_id,detail\n"
-
-
-# The two settings read at every event, read once: each read of django.conf.settings goes
-# through its LazyObject. Read again when they change the way Django supports, by
-# override_settings or pytest-django's `settings` fixture (the setting_changed signal).
-_SETTINGS = {"STREAM_RELEASE_ACCOUNTING": True, "STREAM_RELEASE_EVENT_LOG_DIR": ""}  # name: default
-_read = {}
-
-
-def _setting(name):
-    try:
-        return _read[name]
-    except KeyError:
-        value = _read[name] = getattr(settings, name, _SETTINGS[name])
-        return value
-
-
-def _forget_setting(setting, **kwargs):
-    if setting in _SETTINGS:
-        _read.pop(setting, None)
-
-
-setting_changed.connect(_forget_setting, dispatch_uid="stream_release.accounting.settings")
-
 
 def enabled() -> bool:
-    return _setting("STREAM_RELEASE_ACCOUNTING")
+    return setting("STREAM_RELEASE_ACCOUNTING")
 
 
 def accounted(databases: dict, *aliases: str) -> dict:
@@ -77,49 +50,6 @@ def accounted(databases: dict, *aliases: str) -> dict:
             entry["ENGINE"] = ENGINE
         out[alias] = entry
     return out
-
-
-class _EventLog:
-    """One CSV per process. Each line is one os.write() to a file opened with O_APPEND: nothing
-    is buffered in the process, so a killed worker loses nothing written, and a line written
-    from a finalizer while this thread writes another cannot cut into it (the kernel appends each
-    write whole). It is also the cheapest way to write a line from Python: no buffer, no lock."""
-
-    def __init__(self):
-        self._fd = None
-        self._opened = None  # (pid, directory) of self._fd
-        # only for opening; reentrant: a finalizer run by the garbage collector while this
-        # thread opens the file writes too
-        self._lock = threading.RLock()
-
-    def _open(self, directory):
-        with self._lock:
-            if self._opened != (os.getpid(), directory):  # a forked worker, or another directory
-                path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                if os.fstat(fd).st_size == 0:
-                    os.write(fd, EVENT_LOG_HEADER.encode())
-                # the file of the directory before stays open: another thread may be writing to it
-                # (only tests change the directory)
-                self._fd, self._opened = fd, (os.getpid(), directory)
-        return self._fd
-
-    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
-        directory = _setting("STREAM_RELEASE_EVENT_LOG_DIR")
-        if not directory:
-            return
-        # the pid at every line: a server may fork without os.register_at_fork's hooks running
-        # (uWSGI by default), and a worker must not append to its master's file
-        fd = self._fd if self._opened == (os.getpid(), directory) else self._open(directory)
-        if detail:
-            detail = detail.replace('"', "'").replace("\n", " ")
-        line = f'{event},{time.time():.6f},{route},{wait_ms},{hold_ms},{backend_pid},{acquire_id},"{detail}"\n'
-        data = line.encode()
-        while data:  # a regular file takes the whole line but when the disk fills mid-write
-            data = data[os.write(fd, data) :]
-
-
-event_log = _EventLog()
 
 
 def fmt_ms(seconds: float) -> str:

@@ -1,0 +1,27 @@
+"""The package's settings, read once from django.conf.settings: the accounting reads them at
+every event, and each read of django.conf.settings goes through its LazyObject."""
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+# Read again when they change the way Django supports: override_settings, pytest-django's
+# `settings` fixture (the setting_changed signal).
+_SETTINGS = {"STREAM_RELEASE_ACCOUNTING": True, "STREAM_RELEASE_EVENT_LOG_DIR": ""}  # name: default
+_read = {}
+
+
+def setting(name):
+    """The setting `name` of _SETTINGS, or its default."""
+    try:
+        return _read[name]
+    except KeyError:
+        value = _read[name] = getattr(settings, name, _SETTINGS[name])
+        return value
+
+
+def _forget(setting, **kwargs):
+    if setting in _SETTINGS:
+        _read.pop(setting, None)
+
+
+setting_changed.connect(_forget, dispatch_uid="stream_release.conf")
