@@ -22,6 +22,7 @@ import math
 import os
 
 from harness import cpu, faults, pglog, runinfo
+from stream_release import event_log
 
 AUDIT_FILE = "audit.csv"  # written by harness/audit.py
 
@@ -170,7 +171,7 @@ def read_accounting(cell_dir, killed=None):
     events = [
         {**row, "unix_s": float(row["unix_s"]), "worker": os.path.basename(path)}
         for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv"))
-        for row in read(path)
+        for row in event_log.read(path)
     ]
     events.sort(key=lambda e: e["unix_s"])
     if killed:

@@ -5,7 +5,6 @@ the stream ends, is it back?
 
 tests/facts.py says what docs/facts.md reports; these tests measure it."""
 
-import csv
 import http.client
 import json
 import time
@@ -16,6 +15,7 @@ import pytest
 from harness import pgbouncer, postgres
 from harness.sampler import read_metrics
 from harness.server import Server
+from stream_release import event_log
 from tests.conftest import SPEC, app_backends, app_server
 from tests.facts import PERSISTENT, POOLED, releases_on_a_server
 
@@ -84,8 +84,7 @@ def open_stream(server, variant):
 def stream_events(server):
     rows = []
     for path in server.accounting_dir.glob("accounting-*.csv"):
-        with open(path) as f:
-            rows += [r for r in csv.DictReader(f) if r["route"] == "stream" and r["event"] in ("checkout", "return")]
+        rows += [r for r in event_log.read(path) if r["route"] == "stream" and r["event"] in ("checkout", "return")]
     return sorted(rows, key=lambda r: float(r["unix_s"]))
 
 

@@ -1,7 +1,6 @@
 """stream_release.accounting: any ENGINE wrapped by a settings change, checkouts and returns
 counted exactly, the event log written."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from django.db import connection, connections
 from django.db.utils import ConnectionHandler, load_backend
 
 from stream_release import accounting, metrics
+from stream_release import event_log as event_log_module
 from stream_release.accounting import AccountingMixin, accounted, counts, event_log, pool_limit
 
 
@@ -50,12 +50,12 @@ def test_each_checkout_and_return_is_counted_and_logged(tmp_path, settings):
         connection.close()
         assert counts.in_use == before
     (log,) = tmp_path.glob("accounting-*.csv")
-    events = [row["event"] for row in csv.DictReader(log.open())]
+    events = [row["event"] for row in log_of(log)]
     assert events == ["acquire", "checkout", "return"] * 3
 
 
 def log_of(path):
-    return [row for row in csv.DictReader(path.open())]
+    return event_log_module.read(path)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,13 +1,13 @@
 """The production detector on Django's test client: one warning for a stream that starts
 with a connection checked out, none for one that releases it, its hold recorded."""
 
-import csv
 import logging
 
 import pytest
 from django.db import connection
 from django.test import Client
 
+from stream_release import event_log
 from tests.models import Row
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +49,7 @@ def test_the_pinned_streams_hold_goes_to_the_event_log(warnings, tmp_path, setti
     settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
     stream("/query-then-stream/")
     (log,) = tmp_path.glob("accounting-*.csv")
-    pinned = [r for r in csv.DictReader(log.open()) if r["event"] == "pinned_stream"]
+    pinned = [r for r in event_log.read(log) if r["event"] == "pinned_stream"]
     assert len(pinned) == 1 and pinned[0]["route"] == "query-then-stream"
     assert pinned[0]["detail"] == "tests.views.query_then_stream default" and float(pinned[0]["hold_ms"]) > 0
 
