@@ -15,19 +15,21 @@ MIB = 1024 * 1024
 
 
 def groups_usage(pgids):
-    """{pgid: (CPU seconds used so far, resident bytes now)} of each process group. CPU: user +
-    system of its live processes and of the children they have reaped (an ended PostgreSQL
-    backend, a restarted worker). Memory: the live processes' resident set sizes summed, pages
+    """{pgid: (CPU seconds used so far, of them in the kernel, resident bytes now)} of each
+    process group. CPU: user + system of its live processes and of the children they have
+    reaped (an ended PostgreSQL backend, a restarted worker); in the kernel: the system part
+    (system calls, page faults). Memory: the live processes' resident set sizes summed, pages
     shared between them (a forked worker's) counted in each. One pass over the processes,
     whatever the number of groups."""
-    totals = {pgid: [0.0, 0] for pgid in pgids}
+    totals = {pgid: [0.0, 0.0, 0] for pgid in pgids}
     for p in psutil.process_iter():
         try:
             pgid = os.getpgid(p.pid)
             if pgid in totals and p.status() != psutil.STATUS_ZOMBIE:
                 t = p.cpu_times()
                 totals[pgid][0] += t.user + t.system + t.children_user + t.children_system
-                totals[pgid][1] += p.memory_info().rss
+                totals[pgid][1] += t.system + t.children_system
+                totals[pgid][2] += p.memory_info().rss
         except (ProcessLookupError, psutil.Error):
             continue
     return {pgid: tuple(used) for pgid, used in totals.items()}
@@ -35,12 +37,13 @@ def groups_usage(pgids):
 
 def groups_cpu_s(pgids):
     """{pgid: CPU seconds (user + system) used so far by that process group} (groups_usage)."""
-    return {pgid: cpu_s for pgid, (cpu_s, _) in groups_usage(pgids).items()}
+    return {pgid: cpu_s for pgid, (cpu_s, _, _) in groups_usage(pgids).items()}
 
 
 class CpuSampler(threading.Thread):
-    """Every `interval` seconds, the CPU seconds each named process group has used and the
-    memory it holds: cpu.csv, columns `<name>_cpu_s` and `<name>_rss_mib`."""
+    """Every `interval` seconds, the CPU seconds each named process group has used, of them in
+    the kernel, and the memory it holds: cpu.csv, columns `<name>_cpu_s`, `<name>_system_s` and
+    `<name>_rss_mib`."""
 
     def __init__(self, path, groups, interval=1.0):
         super().__init__(name="cpu", daemon=True)
@@ -59,7 +62,12 @@ class CpuSampler(threading.Thread):
         with open(self.path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
-                ["unix_s", *(f"{name}_cpu_s" for name in self.groups), *(f"{name}_rss_mib" for name in self.groups)]
+                [
+                    "unix_s",
+                    *(f"{name}_cpu_s" for name in self.groups),
+                    *(f"{name}_system_s" for name in self.groups),
+                    *(f"{name}_rss_mib" for name in self.groups),
+                ]
             )
             while True:
                 used = groups_usage(self.groups.values())
@@ -67,7 +75,8 @@ class CpuSampler(threading.Thread):
                     [
                         f"{time.time():.3f}",
                         *(f"{used[pgid][0]:.3f}" for pgid in self.groups.values()),
-                        *(f"{used[pgid][1] / MIB:.1f}" for pgid in self.groups.values()),
+                        *(f"{used[pgid][1]:.3f}" for pgid in self.groups.values()),
+                        *(f"{used[pgid][2] / MIB:.1f}" for pgid in self.groups.values()),
                     ]
                 )
                 f.flush()
@@ -75,13 +84,15 @@ class CpuSampler(threading.Thread):
                     return
 
 
-def cores(cpu_rows, name, start, end):
+def cores(cpu_rows, name, start, end, column="cpu_s"):
     """Cores `name` used on average between the first sample at or after `start` and the last
-    at or before `end` (None with fewer than two samples there)."""
-    inside = [r for r in cpu_rows if start <= r["unix_s"] <= end and r.get(f"{name}_cpu_s") not in (None, "")]
+    at or before `end` (None with fewer than two samples there); `column="system_s"`: of them,
+    in the kernel (None in a cpu.csv from before that was sampled)."""
+    column = f"{name}_{column}"
+    inside = [r for r in cpu_rows if start <= r["unix_s"] <= end and r.get(column) not in (None, "")]
     if len(inside) < 2 or inside[-1]["unix_s"] <= inside[0]["unix_s"]:
         return None
-    used = float(inside[-1][f"{name}_cpu_s"]) - float(inside[0][f"{name}_cpu_s"])
+    used = float(inside[-1][column]) - float(inside[0][column])
     return max(used, 0.0) / (inside[-1]["unix_s"] - inside[0]["unix_s"])
 
 

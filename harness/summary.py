@@ -124,6 +124,9 @@ COLUMNS = [
     # never did, or if no client left (streams still waiting for their headers stay)
     "abort_conns_held",
     "abort_conns_back_max_ms",
+    # the part of server_cores in the kernel (system calls, page faults: the system CPU time of
+    # its processes); empty in runs from before it was sampled (harness/cpu.py)
+    "server_system_cores",
 ]
 
 
@@ -497,6 +500,9 @@ def summarize(
             for name in ("loadgen", "server", "postgres")
             for c in [cpu.cores(cpu_rows, name, start, end)]
         },
+        "server_system_cores": ""
+        if (c := cpu.cores(cpu_rows, "server", start, end, column="system_s")) is None
+        else round(c, 3),
         "server_rss_peak_mib": "" if (rss := cpu.peak_rss_mib(cpu_rows, "server", start, end)) is None else round(rss),
         "timeline_samples": len(timeline),
         "lost_writes": lost if has_audit else "",
