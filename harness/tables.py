@@ -326,11 +326,19 @@ def _overhead_section(key, done, left_out) -> list[str]:
         "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
     ]
     costs, against, loadgen, p99_differences, by_position = [], [], [], [], {"first": [], "second": []}
+    # the cost's part in the kernel and in user space, each in % of the uninstrumented cell's
+    # server cores (they add up to the cost); runs from before the kernel's part was sampled have none
+    split = all(row.get("server_system_cores") not in (None, "") for _, on, off in done.values() for row in (on, off))
+    kernel, user = [], []
     for repeat, (on_first, on, off) in done.items():
         cost = _cost_pct(on["server_cores"], off["server_cores"])
         costs.append(cost)
         by_position["first" if on_first else "second"].append(cost)
         p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
+        if split:
+            in_kernel = float(on["server_system_cores"]) - float(off["server_system_cores"])
+            kernel.append(100 * in_kernel / float(off["server_cores"]))
+            user.append(cost - kernel[-1])
         control = ""
         if controlled:
             loadgen.append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
@@ -347,6 +355,12 @@ def _overhead_section(key, done, left_out) -> list[str]:
             f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
         )
     lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)[0]]
+    if split:
+        lines += [
+            _hl_line("Of it, in the kernel", "system calls and page faults, instrumented minus not,", kernel)[0]
+            + " In % of the uninstrumented server's cores, as the next.",
+            _hl_line("Of it, in user space", "the rest,", user)[0],
+        ]
     if left_out:
         lines.append(
             f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "

@@ -7,6 +7,7 @@ import pytest
 from harness import UsageError, summary, tables
 
 RUN = Path(__file__).parent / "data" / "run"
+ROOT_RUNS = Path(__file__).parent.parent / "docs" / "runs" / "overhead"
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,23 @@ def test_two_instrumented_cells_in_one_repeat_are_refused(tmp_path):
         UsageError, match="repeat 1 has two cells of geventpool-bounded/release/gevent with instrument=True"
     ):
         _overhead_copy(tmp_path, change)
+
+
+def test_an_overhead_run_with_the_servers_kernel_time_splits_the_cost(tmp_path):
+    """Here all the cost is in the kernel: each instrumented cell's system cores are its twin's
+    plus the whole difference of their server cores."""
+
+    def change(rows):
+        by_repeat = {}
+        for row in rows:
+            by_repeat.setdefault(row["repeat"], {})[row["instrument"]] = row
+        for pair in by_repeat.values():
+            on, off = pair["True"], pair["False"]
+            off["server_system_cores"] = "0.05"
+            on["server_system_cores"] = str(0.05 + float(on["server_cores"]) - float(off["server_cores"]))
+
+    text = _overhead_copy(tmp_path, change)
+    assert "**Server CPU:** the instrumentation costs +8.5 %" in text
+    assert "**Of it, in the kernel:** system calls and page faults, instrumented minus not, +8.5 %" in text
+    assert "**Of it, in user space:** the rest, +0.0 %" in text
+    assert "in the kernel" not in tables.table(ROOT_RUNS / "at-e2921f8")  # a run from before it was sampled
