@@ -196,7 +196,7 @@ def test_a_return_by_the_garbage_collector_is_counted_by_the_next_scrape():
     before = counts.in_use
     counts.acquiring()
     counts.checked_out("collected", 0.001)
-    accounting._collected([[time.perf_counter(), "collected", 1]])
+    accounting._collected([[time.perf_counter(), "collected", 1, accounting._Holding()]])
     assert counts.in_use == before + 1  # the finalizer takes no lock: not counted yet
     assert sample("stream_release_connections_in_use") == before == counts.in_use
     assert sample("stream_release_connection_hold_seconds_count", route) == 1
@@ -218,7 +218,7 @@ accounting.counts.checked_out("kept", 0.001)
 done = threading.Event()
 def collected_inside_an_update():  # where the garbage collector may run the finalizer
     with values_lock:
-        accounting._collected([[time.perf_counter(), "kept", 1]])
+        accounting._collected([[time.perf_counter(), "kept", 1, accounting._Holding()]])
     done.set()
 # and this thread holds the counts' lock, as one does that waits for values_lock to set a gauge
 with accounting.counts.lock:

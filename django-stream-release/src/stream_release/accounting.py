@@ -25,6 +25,8 @@ import threading
 import time
 import weakref
 
+from django.db import connections
+
 from stream_release import metrics
 from stream_release.conf import setting
 from stream_release.event_log import event_log
@@ -163,14 +165,28 @@ counts = _Counts()
 _acquire_ids = itertools.count(1)
 
 
-class _ThisThread(threading.local):
-    """Whether this thread has checked a connection out (under gevent's monkey-patching, this
-    greenlet: Django keeps a thread's connections the same way). Until it has, it keeps no
-    connection from an earlier request, and hand_over() need not look: Django's
-    connections.all() costs microseconds, and it runs at every request. A default on the
-    class: asking gevent's local for an attribute it lacks costs 0.66 us, this 0.09 us."""
+class _Holding:
+    """How many connections one thread (under gevent's monkey-patching, one greenlet: Django
+    keeps a thread's connections the same way) has checked out and not returned. While it
+    holds none, it keeps no connection from an earlier request, and hand_over() need not look:
+    Django's connections.all() costs microseconds, and it runs at every request (a greenlet of
+    gunicorn's serves every request of a keep-alive connection). Each checkout keeps its
+    thread's, so that a return counts there whichever thread makes it (Django lets a thread
+    close another's connection only when shared on purpose; a return and a checkout at once in
+    two threads could then miss one of the two changes: one look too many at worst, or a
+    handover missed)."""
 
-    checked_out = False
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+
+class _ThisThread(threading.local):
+    """This thread's _Holding, from its first checkout. A default on the class: asking gevent's
+    local for an attribute it lacks costs 0.66 us, this 0.09 us."""
+
+    holding = None
 
 
 _this_thread = _ThisThread()
@@ -207,7 +223,7 @@ class AccountingMixin:
     stream_release.db builds that class for any ENGINE; subclass it yourself only for a
     backend you write."""
 
-    _sr_holder = None  # [checkout] where checkout is [perf_counter, route, backend pid]
+    _sr_holder = None  # [checkout] where checkout is [perf_counter, route, backend pid, its thread's _Holding]
 
     def get_new_connection(self, conn_params):
         if not enabled():
@@ -238,8 +254,11 @@ class AccountingMixin:
             # A persistent connection whose thread or greenlet ends is never closed by Django:
             # it goes when the garbage collector takes its wrapper, and is counted as returned then.
             weakref.finalize(self, _collected, self._sr_holder)
-        self._sr_holder[0] = [time.perf_counter(), route, pid]
-        _this_thread.checked_out = True
+        holding = _this_thread.holding
+        if holding is None:
+            holding = _this_thread.holding = _Holding()
+        holding.n += 1
+        self._sr_holder[0] = [time.perf_counter(), route, pid, holding]
         event_log.write("checkout", route, fmt_ms(waited), backend_pid=pid, acquire_id=acquire_id)
         return conn
 
@@ -260,12 +279,13 @@ def _collected(holder):
 
 
 def _returned(checkout, collected=False):
-    """Count a checkout [perf_counter, route, pid] as returned, once; `collected`: by the
-    garbage collector."""
+    """Count a checkout [perf_counter, route, pid, _Holding] as returned, once; `collected`: by
+    the garbage collector."""
     if not checkout:
         return
-    started, route, pid = checkout
+    started, route, pid, holding = checkout
     checkout.clear()
+    holding.n -= 1
     held = time.perf_counter() - started
     if collected:
         counts.collected(route, held)
@@ -281,19 +301,18 @@ def hand_over(route):
     ends the earlier hold and starts this request's under `route`. Nothing goes back to a pool,
     so the connections in use do not change."""
     counts.settle_pending()
-    if not _this_thread.checked_out or not enabled():
+    holding = _this_thread.holding
+    if holding is None or not holding.n or not enabled():
         return
-    from django.db import connections
-
     for wrapper in connections.all(initialized_only=True):
         holder = getattr(wrapper, "_sr_holder", None)
         checkout = holder[0] if holder else None
         if not checkout or wrapper.connection is None:
             continue
-        started, earlier, pid = checkout
+        started, earlier, pid, holding = checkout
         now = time.perf_counter()
         counts.held(earlier, now - started, returned=False)
-        holder[0] = [now, route, pid]
+        holder[0] = [now, route, pid, holding]
         event_log.write("handover", route, hold_ms=fmt_ms(now - started), backend_pid=pid, detail=earlier)
 
 
