@@ -36,6 +36,8 @@ def test_a_killed_process_loses_no_line_and_a_reader_skips_the_room_it_left(tmp_
     status = a_process(
         tmp_path,
         """
+        from stream_release import event_log as module
+        module.ROOM = 1000  # a map for about 30 lines: the kill comes after many a new one
         for n in range(1000):
             event_log.write("acquire", "stream", acquire_id=n)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -119,6 +121,29 @@ def test_a_line_written_by_the_garbage_collector_inside_another_line_is_whole(lo
     assert in_gc, "the collector never ran during the writes"
     assert [i for i in written if i < 100000] == list(range(3000))
     assert len(written) == 3000 + len(in_gc)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no os.posix_fallocate on this platform")
+def test_a_map_that_could_not_be_made_leaves_the_next_line_to_open_the_file_again(log_dir, monkeypatch):
+    """A full disk, say, when the next part of the file is mapped: that line's event fails with
+    the error, and the lines after it are written once there is room again."""
+    for n in range(3):
+        event_log.event_log.write("acquire", "stream", acquire_id=n)
+    fallocate = os.posix_fallocate
+
+    def full(*args):
+        monkeypatch.setattr(os, "posix_fallocate", fallocate)  # once
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left"):
+        for n in range(3, 100):  # until the map is full
+            event_log.event_log.write("acquire", "stream", acquire_id=n)
+    lost = n
+    for n in range(100, 103):
+        event_log.event_log.write("acquire", "stream", acquire_id=n)
+    (path,) = log_dir.glob("accounting-*.csv")
+    assert ids(path) == [i for i in range(103) if i != lost and not lost < i < 100]
 
 
 def test_a_file_left_by_a_killed_process_of_the_same_pid_goes_on_after_its_last_whole_line(log_dir):

@@ -1,18 +1,21 @@
 """The accounting's event log: one CSV line per event, appended to `accounting-<pid>.csv` in the
 directory the setting STREAM_RELEASE_EVENT_LOG_DIR names (none when it is empty).
 
-Each process writes its lines into a memory map of its file's end, not with write(): a write
-to a file costs a system call, about 20 to 30 µs a line on a loaded 2-core virtual machine,
-where the rest of the accounting's work at a checkout and its return costs a few µs. The map
+Each process copies its lines into a memory map of its file's end, not with write(): a write
+to a file is a system call, which on this project's 2-core virtual machine took 20 to 30 µs
+timed alone with the caches cold, as under load (docs/scale.md), where the rest of the
+accounting's work at a checkout and its return costs a few µs. The map
 is the kernel's page cache, so a worker killed with SIGKILL loses no line written. Ahead of
 the last line the file holds room for the next ones (ROOM bytes of NUL, reserved with
-posix_fallocate, so a full disk is an OSError, not a SIGBUS); a process trims it when it exits
-or changes directory, and read() leaves it out, with a line cut short by a kill.
+posix_fallocate where the file system has it, so a full disk is an OSError, not a SIGBUS); a
+process trims it at exit (a line written after, by a finalizer run at exit, leaves room again)
+or when it changes directory, and read() leaves it out, with a line cut short by a kill.
 """
 
 import atexit
 import contextlib
 import csv
+import errno
 import gc
 import io
 import mmap
@@ -40,7 +43,10 @@ class _EventLog:
         self._base = 0  # where in the file self._map starts
         self._opened = None  # (pid, directory) of self._map
         self._lock = threading.RLock()  # only for opening, mapping the next part and closing
+        self._gc_paused = False  # the collector is off inside _alone(), turned on again after
         self._at_exit = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forked)
 
     def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
         directory = setting("STREAM_RELEASE_EVENT_LOG_DIR")
@@ -67,20 +73,30 @@ class _EventLog:
         """The lock, and no collection meanwhile: a finalizer run by the garbage collector in this
         thread writes a line too, and must not open or map the file half way through this."""
         with self._lock:
-            collecting = gc.isenabled()
+            self._gc_paused = gc.isenabled()
             gc.disable()
             try:
                 yield
             finally:
-                if collecting:
+                if self._gc_paused:
+                    self._gc_paused = False
                     gc.enable()
+
+    def _forked(self):
+        """In a child forked while another thread of its parent was inside _alone() (its system
+        calls let others run): that thread is not here to let go of the lock, or to turn the
+        collector on again."""
+        self._lock = threading.RLock()
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
 
     def _room(self, directory, size):
         """The map of this process's file in `directory`, with room for `size` bytes."""
         with self._alone():
             if self._opened != (os.getpid(), directory):
                 self._open(directory)
-            if self._map.closed or len(self._map) - self._map.tell() < size:
+            if len(self._map) - self._map.tell() < size:  # else made by another thread meanwhile
                 self._map_next(self._base + self._map.tell(), size)
             return self._map
 
@@ -89,7 +105,7 @@ class _EventLog:
         process of the same pid may have left room after them, or a line cut short)."""
         if self._opened is not None and self._opened[0] == os.getpid():
             self._close()  # another directory (only tests change it)
-        elif self._fd is not None:  # a forked child: the map and the file are its parent's
+        elif self._fd is not None:  # a forked child's (its parent's), or one whose next map failed
             os.close(self._fd)
         path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
         self._fd, self._map, self._base = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), None, 0
@@ -103,18 +119,23 @@ class _EventLog:
 
     def _map_next(self, since, size):
         """Close the map (no line goes into it from now on), and map the file from the end of
-        its lines (at or after `since`, where one ends) with room for `size` bytes."""
-        if self._map is not None:
-            self._map.close()
-        end = _end_of_lines(self._fd, since)
-        start = end - end % mmap.ALLOCATIONGRANULARITY
-        length = end - start + max(ROOM, size)
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(self._fd, start, length)  # on disk now: a full disk is ENOSPC here, not SIGBUS later
-        elif os.fstat(self._fd).st_size < start + length:
-            os.ftruncate(self._fd, start + length)
-        self._map, self._base = mmap.mmap(self._fd, length, offset=start), start
-        self._map.seek(end - start)
+        its lines (at or after `since`, where one ends) with room for `size` bytes. When that
+        fails (a full disk), the error goes to the event's caller, and the next line opens the
+        file again."""
+        old, self._map = self._map, None
+        if old is not None:
+            old.close()
+        try:
+            end = _end_of_lines(self._fd, since)
+            start = end - end % mmap.ALLOCATIONGRANULARITY
+            length = end - start + max(ROOM, size)
+            _reserve(self._fd, start, length)
+            new = mmap.mmap(self._fd, length, offset=start)
+            new.seek(end - start)  # before another thread can see it
+        except BaseException:
+            self._opened = None
+            raise
+        self._map, self._base = new, start
 
     def close(self):
         """Trim the room after this process's last line, and close its file (at exit; the next
@@ -130,6 +151,22 @@ class _EventLog:
         os.ftruncate(self._fd, _end_of_lines(self._fd, since))
         os.close(self._fd)
         self._map = self._fd = None
+
+
+def _reserve(fd, start, length):
+    """Blocks on disk for the file's bytes [start, start + length): a full disk is ENOSPC now,
+    not a SIGBUS when the map touches them. Where the file system cannot (EOPNOTSUPP under musl,
+    say) or the platform has no posix_fallocate, only the file's size grows."""
+    try:
+        os.posix_fallocate(fd, start, length)
+        return
+    except AttributeError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    if os.fstat(fd).st_size < start + length:
+        os.ftruncate(fd, start + length)
 
 
 def _end_of_lines(fd, since=0):
