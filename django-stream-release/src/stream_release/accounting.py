@@ -309,10 +309,10 @@ def hand_over(route):
         checkout = holder[0] if holder else None
         if not checkout or wrapper.connection is None:
             continue
-        started, earlier, pid, holding = checkout
+        started, earlier, pid, its_thread = checkout
         now = time.perf_counter()
         counts.held(earlier, now - started, returned=False)
-        holder[0] = [now, route, pid, holding]
+        holder[0] = [now, route, pid, its_thread]
         event_log.write("handover", route, hold_ms=fmt_ms(now - started), backend_pid=pid, detail=earlier)
 
 
