@@ -56,6 +56,20 @@ def test_a_process_that_exits_leaves_only_its_lines(tmp_path):
     assert text.startswith(EVENT_LOG_HEADER) and text.count("\n") == 2 and text.endswith('1,""\n')
 
 
+def test_a_line_a_finalizer_writes_at_exit_is_trimmed_after_too(tmp_path):
+    """As a persistent connection's return does, when weakref.finalize's own exit hook runs it."""
+    body = """
+    import weakref
+    class Wrapper: pass
+    kept = Wrapper()  # alive until the interpreter exits
+    weakref.finalize(kept, event_log.write, "return", "stream", acquire_id=2)
+    event_log.write("acquire", "stream", acquire_id=1)
+    """
+    assert a_process(tmp_path, body) == 0
+    (path,) = tmp_path.glob("accounting-*.csv")
+    assert ids(path) == [1, 2] and b"\0" not in path.read_bytes()
+
+
 @pytest.fixture
 def log_dir(tmp_path, settings, monkeypatch):
     """This process's event log in tmp_path, with room for about two lines at a time: each few

@@ -8,11 +8,10 @@ accounting's work at a checkout and its return costs a few µs. The map
 is the kernel's page cache, so a worker killed with SIGKILL loses no line written. Ahead of
 the last line the file holds room for the next ones (ROOM bytes of NUL, reserved with
 posix_fallocate where the file system has it, so a full disk is an OSError, not a SIGBUS); a
-process trims it at exit (a line written after, by a finalizer run at exit, leaves room again)
+process trims it at exit (after the finalizers weakref runs then, which may write lines)
 or when it changes directory, and read() leaves it out, with a line cut short by a kill.
 """
 
-import atexit
 import contextlib
 import csv
 import errno
@@ -22,6 +21,7 @@ import mmap
 import os
 import threading
 import time
+import weakref
 
 from stream_release.conf import setting
 
@@ -44,7 +44,10 @@ class _EventLog:
         self._opened = None  # (pid, directory) of self._map
         self._lock = threading.RLock()  # only for opening, mapping the next part and closing
         self._gc_paused = False  # the collector is off inside _alone(), turned on again after
-        self._at_exit = False
+        # at exit, after the finalizers made later, such as the persistent connections' (their
+        # returns are lines too): weakref runs those left at exit newest first. The bound method
+        # keeps this object alive, as the module does anyway
+        weakref.finalize(self, self.close)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
 
@@ -113,9 +116,6 @@ class _EventLog:
         if self._base + self._map.tell() == 0:
             self._map.write(EVENT_LOG_HEADER.encode())
         self._opened = (os.getpid(), directory)
-        if not self._at_exit:
-            atexit.register(self.close)
-            self._at_exit = True
 
     def _map_next(self, since, size):
         """Close the map (no line goes into it from now on), and map the file from the end of
