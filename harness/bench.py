@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,6 +33,7 @@ from harness import (
     postgres,
     procs,
     runinfo,
+    schedules,
     summary,
     terminal,
 )
@@ -44,6 +46,7 @@ from harness.server import Server, prepare_database
 # The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
 METRICS_EVERY = 10
 CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
+TOGETHER_TIMEOUT_S = 300  # side by side: how long a lane ready for its load waits for the others
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +61,6 @@ class Run:
     host: str | None = None
     target: targets.Target | None = None
     master: Master | None = None
-
-    @property
-    def postgres_log(self):
-        return os.path.join(self.run_dir, "postgres.log")
 
 
 def run(
@@ -96,42 +95,51 @@ def run(
         )
     target = targets.load(target) if target else None
     cells, app_health, external = _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode)
+    schedule = spec.schedule(matrix_name)
+    schedule.check(matrix_name, host, external)
+    batches = schedule.batches(cells)
+    lanes = [schedules.lane_of(batches, i) for i in range(len(cells))]
     pythons = _environments(cells, target, console)
     if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
     run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
     the_run = Run(run_id, run_dir, mode, host, target, master)
     info = _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
+    info["schedule"] = schedule.name
+    for entry, lane in zip(info["cells"], lanes, strict=True):
+        entry["postgres_log"] = schedules.postgres_log_name(lane)
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
     results = os.path.join(run_dir, mode.results_file)
     rows = [_identity(run_id, c, "incomplete", target) for c in cells]
     mode.write_rows(results, rows)
 
-    planned = [mode.planned_s(c.params) + CELL_OVERHEAD_S for c in cells]
+    planned = [max(mode.planned_s(cells[i].params) for i in batch) + CELL_OVERHEAD_S for batch in batches]
     if master is not None:
         console.print(
             f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
             f"workers per cell: on each load machine run  {master.worker_command()}"
         )
     console.print(
-        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}, about "
-        f"{sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
+        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}"
+        + (", those of a repeat side by side" if len(batches) < len(cells) else "")
+        + f", about {sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
     )
     label = harness.PHASE["name"] = None  # the cell running, and its phase
     try:
         with ExitStack() as stack, terminal.progress(console) as progress:
             task = progress.add_task("starting PostgreSQL", total=sum(planned))
-            databases = _Databases(the_run, external, stack)
-            for i, cell in enumerate(cells):
-                label = f"cell {i + 1}/{len(cells)} {cell.name}"
+            databases = [_Databases(the_run, external, stack, lane) for lane in range(1, max(lanes) + 1)]
+            for b, batch in enumerate(batches):
+                label = _batch_label(batch, cells)
                 harness.PHASE["name"] = "cell start"
-                db = databases.for_cell(cell)
-                info["database"] = db.describe()
-                progress.update(task, description=label, completed=sum(planned[:i]))
-                slot = _Slot(progress, task, sum(planned[:i]), planned[i])
-                rows[i] = _run_cell(cell, db, databases.cluster, the_run, slot)
+                progress.update(task, description=label, completed=sum(planned[:b]))
+                slot = _Slot(progress, task, sum(planned[:b]), planned[b])
+                jobs = [_lane_job(cells[i], databases[lanes[i] - 1], the_run, slot, info) for i in batch]
+                for i, row in zip(batch, _side_by_side(jobs) if len(jobs) > 1 else [jobs[0](None)], strict=True):
+                    rows[i] = row
                 mode.write_rows(results, rows)
-                _report_cell(console, label, rows[i], mode)
+                for i in batch:
+                    _report_cell(console, _batch_label([i], cells), rows[i], mode)
             label = None
         info["status"] = "complete"  # every cell ran; the report says so, once written
         info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
@@ -283,14 +291,70 @@ def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, ext
     }
 
 
-class _Databases:
-    """One throwaway cluster at a time (none with BENCH_DATABASE_URL), started again when a cell
-    needs another max_connections or the last one died; seeded (benchapp's rows, or a target's
-    migrations and setup) when it is new or a cell wants other rows."""
+def _batch_label(batch, cells):
+    """ "cell 3/40 <name>", or for cells side by side "cells 3-4/40 <name> + <name>"."""
+    numbers = f"{batch[0] + 1}" if len(batch) == 1 else f"{batch[0] + 1}-{batch[-1] + 1}"
+    return f"cell{'s' if len(batch) > 1 else ''} {numbers}/{len(cells)} " + " + ".join(cells[i].name for i in batch)
 
-    def __init__(self, the_run: Run, external, stack: ExitStack):
-        self.run, self.external, self.stack = the_run, external, stack
+
+def _lane_job(cell, databases, the_run, slot, info):
+    """A function that runs `cell` against its lane's database, given the barrier the cells
+    running with it start their load at (None when it runs alone); its row."""
+
+    def job(together):
+        db = databases.for_cell(cell)
+        if databases.lane == 1:
+            info["database"] = db.describe()
+        return _run_cell(cell, db, databases.cluster, databases.log, the_run, slot, together)
+
+    return job
+
+
+def _side_by_side(jobs):
+    """Run the jobs at once, each in a thread of its own (its lane), and start their load at
+    the same moment; their rows, in order. An interrupt (Ctrl-C reaches the main thread, here)
+    stops every lane as if each were interrupted itself; then it goes on up from here."""
+    together = threading.Barrier(len(jobs))
+    harness.STOP.clear()
+    results, errors = [None] * len(jobs), [None] * len(jobs)
+
+    def lane(k):
+        try:
+            results[k] = jobs[k](together)
+        except BaseException as exc:  # raised again in the main thread
+            errors[k] = exc
+        finally:
+            together.abort()  # a lane that ended before the load: the others wait no longer, and run alone
+
+    threads = [threading.Thread(target=lane, args=(k,), name=f"lane {k + 1}", daemon=True) for k in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except KeyboardInterrupt:
+        harness.STOP.set()
+        together.abort()
+        for thread in threads:
+            thread.join()
+        raise
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
+
+
+class _Databases:
+    """One lane's throwaway cluster at a time (none with BENCH_DATABASE_URL), started again when
+    a cell needs another max_connections or the last one died; seeded (benchapp's rows, or a
+    target's migrations and setup) when it is new or a cell wants other rows. A run has one
+    lane, or one for each cell that runs side by side with others (harness/schedules.py)."""
+
+    def __init__(self, the_run: Run, external, stack: ExitStack, lane=1):
+        self.run, self.external, self.stack, self.lane = the_run, external, stack, lane
         self.cluster, self.db, self.seeded = None, external, None
+        self.log = os.path.join(the_run.run_dir, schedules.postgres_log_name(lane))
 
     def for_cell(self, cell):
         p, target = cell.params, self.run.target
@@ -302,10 +366,10 @@ class _Databases:
         ):
             if self.cluster is not None:
                 self.cluster.stop()
-            self.cluster = postgres.Cluster(p.db_max_connections, self.run.postgres_log)
+            self.cluster = postgres.Cluster(p.db_max_connections, self.log)
             self.stack.callback(self.cluster.stop)
             self.db, self.seeded = self.cluster.start(), None
-        prepare_log = os.path.join(self.run.run_dir, "prepare.log")
+        prepare_log = os.path.join(self.run.run_dir, "prepare.log" if self.lane == 1 else f"prepare-{self.lane}.log")
         if target and self.seeded is None:  # the project's own migrations and setup, once per cluster
             harness.phase("seeding")
             server_module.prepare_target(target, p, self.db.app_url, prepare_log)
@@ -397,10 +461,12 @@ class _Slot:
         self.progress.update(self.task, completed=self.done_before + min(elapsed, self.planned_s))
 
 
-def _run_cell(cell, db, cluster, the_run: Run, slot: _Slot):
+def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, together=None):
     """One cell under the run's mode: the app (started, or the external one checked), the
     sampler, Locust, the leak check; then its row, measured from the raw files. `cluster`: the
-    throwaway PostgreSQL, for the pg-restart fault and its CPU (None with BENCH_DATABASE_URL)."""
+    throwaway PostgreSQL, for the pg-restart fault and its CPU (None with BENCH_DATABASE_URL),
+    and `postgres_log` its log. `together`: the barrier of the cells side by side with this
+    one, which start their load at once."""
     cell_dir = os.path.join(the_run.run_dir, cell.path)
     os.makedirs(cell_dir)
     row = _identity(the_run.run_id, cell, "incomplete", the_run.target)
@@ -415,8 +481,9 @@ def _run_cell(cell, db, cluster, the_run: Run, slot: _Slot):
             server, pooler_console = _app(stack, cell, db, the_run, cell_dir)
             paths = _verified(server, cell, the_run.target, cell_dir)
             sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, the_run.host)
-            start = time.time()
             shape = the_run.mode.shape_options(cell_dir, cell.params)
+            _start_together(together)
+            start = time.time()
             locust = procs.spawn(
                 locust_command(cell, server.url, cell_dir, shape, master=the_run.master, **paths),
                 os.path.join(cell_dir, "locust.log"),
@@ -437,7 +504,7 @@ def _run_cell(cell, db, cluster, the_run: Run, slot: _Slot):
                 grace_end=grace_end,
                 pool_capacity=pool_capacity,
                 requests=requests,
-                postgres_log=the_run.postgres_log,
+                postgres_log=postgres_log,
                 app_user=db.app_user,
             )
             if locust.returncode != 0:
@@ -472,6 +539,17 @@ def _run_cell(cell, db, cluster, the_run: Run, slot: _Slot):
     finally:
         procs.stop(locust, signal.SIGTERM, timeout=5)
     return row
+
+
+def _start_together(together):
+    """Wait for the cells side by side with this one to be ready for their load too: when one
+    of them failed before, or took too long, this one runs alone."""
+    if together is None:
+        return
+    try:
+        together.wait(TOGETHER_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        harness.check_stop()
 
 
 def _app(stack, cell, db, the_run: Run, cell_dir):
@@ -552,6 +630,7 @@ def _wait_for_load(locust, cell, injector, slot: _Slot, start, master):
     (each up to the grace period), with the cell's fault injected on time."""
     limit = slot.planned_s + 2 * cell.params.grace_s + 60 + (WORKERS_WAIT_S if master else 0)
     while locust.poll() is None:
+        harness.check_stop()
         elapsed = time.time() - start
         slot.advance(elapsed)
         if elapsed > limit:

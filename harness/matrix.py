@@ -227,6 +227,12 @@ class Matrix:
             check_server_params(cell.params, cell.server, f"MATRIX={matrix} scenario {cell.scenario}")
         return cells
 
+    def schedule(self, matrix: str):
+        """When `matrix`'s cells run (harness/schedules.py): side by side where it says so."""
+        from harness import schedules
+
+        return schedules.SideBySide() if self.matrices[matrix].get("side_by_side") else schedules.OneAfterAnother()
+
     def params(self, scenario: str, overrides: dict | None = None) -> Params:
         values = dict(self.defaults)
         values.update(self.scenario_values(scenario))
@@ -490,6 +496,11 @@ def load(path: Path | None = None) -> Matrix:
         raise UsageError(f"{label}: [backends.{OWN.name}] is reserved for a target's own backend: rename it")
     declared = {"backends": {**backends, OWN.name: OWN}, "variants": matrix.variants, "scenarios": matrix.scenarios}
     for name, spec in matrix.matrices.items():
+        if not isinstance(spec.get("side_by_side", False), bool):
+            raise UsageError(
+                f"{label}: [matrices.{name}] side_by_side = {spec['side_by_side']!r}: use true (the cells of "
+                "each repeat at once) or false"
+            )
         for part, (key, known) in itertools.product(parts(spec), declared.items()):
             unknown = [item for item in _require(part, key, f"[matrices.{name}]", "list") if item not in known]
             if unknown:

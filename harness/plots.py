@@ -63,8 +63,8 @@ def _lines(run_dir, cell_dir, samples, t0):
         cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
     )
     pool = [(t - t0, in_use, waiting) for t, in_use, waiting in summary.pool_series(events)]
-    sessions = pglog.sessions(os.path.join(run_dir, "postgres.log"), postgres.APP_ROLE)
-    # the run's log holds every cell: this cell's part, while its sampler ran (the state it began with first)
+    sessions = pglog.sessions(runinfo.postgres_log(run_dir, cell_dir), postgres.APP_ROLE)
+    # the lane's log holds every cell it ran: this cell's part, while its sampler ran (the state it began with first)
     first, last = (float(samples[0]["unix_s"]), float(samples[-1]["unix_s"])) if samples else (t0, float("inf"))
     backends = []
     for t, n in pglog.series(sessions or []):

@@ -9,17 +9,26 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psutil
 
+import harness
 from harness import ROOT, CellError
 
 _guardian = None
+_guardian_lock = threading.RLock()  # cells side by side start and stop processes from threads of their own
 
 
 def _start_guardian():
     """This command's guardian, started the first time."""
+    global _guardian
+    with _guardian_lock:
+        return _started_guardian()
+
+
+def _started_guardian():
     global _guardian
     if _guardian is None or _guardian.poll() is not None:
         _guardian = subprocess.Popen(
@@ -39,8 +48,9 @@ def guard(kind, value, done=False):
     if done and (_guardian is None or _guardian.poll() is not None):
         return  # nothing to forget
     try:
-        _start_guardian().stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
-        _guardian.stdin.flush()
+        with _guardian_lock:  # one whole line at a time
+            _start_guardian().stdin.write(f"{'done ' if done else ''}{kind} {value}\n")
+            _guardian.stdin.flush()
     except OSError:  # it died: nothing left to tell
         pass
 
@@ -152,6 +162,7 @@ def wait_ready(proc, ready, what, log_path, timeout):
     once if `proc` exits, or after `timeout` seconds, quoting the end of its log."""
     deadline = time.monotonic() + timeout
     while True:
+        harness.check_stop()
         result = ready()
         if result is not None:
             return result

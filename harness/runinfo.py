@@ -171,6 +171,16 @@ def read_json(path) -> dict:
         return {}
 
 
+def postgres_log(run_dir, cell_dir) -> str:
+    """The cluster log a cell's sessions are in: its lane's, as run.json says (harness/schedules.py);
+    postgres.log in a run from before there were lanes."""
+    relative = os.path.relpath(cell_dir, run_dir)
+    for cell in read_json(os.path.join(run_dir, "run.json")).get("cells", []):
+        if cell.get("path") == relative:
+            return os.path.join(run_dir, cell.get("postgres_log", "postgres.log"))
+    return os.path.join(run_dir, "postgres.log")
+
+
 def write_json(path, data):
     with replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)

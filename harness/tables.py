@@ -5,7 +5,7 @@ import json
 import os
 import statistics
 
-from harness import UsageError, paired, summary
+from harness import UsageError, paired, runinfo, summary
 
 RELEASED, HELD, KEPT = "released", "held for the stream", "held, not returned in the cell"
 
@@ -284,9 +284,11 @@ def _hl_line(title, what, values):
 
 
 def _overhead_pairs(run_dir, rows):
-    """({(backend, variant, server): {repeat: (instrumented ran first, on row, off row)}},
+    """({(backend, variant, server): {repeat: (when the instrumented cell ran: "first", "second"
+    or, side by side, "together"; on row, off row)}},
     {(backend, variant, server): repeats left out}), the repeats in order. A repeat is left out
     when one of its cells failed or lacks its CPU or probe figure."""
+    together = runinfo.read_json(os.path.join(run_dir, "run.json")).get("schedule") == "side by side"
     twins, left_out = {}, {}
     for position, r in enumerate(rows):
         key = (r["backend"], r["variant"], r.get("server") or "gevent")
@@ -303,7 +305,11 @@ def _overhead_pairs(run_dir, rows):
         repeat[r["instrument"]] = (position, r)
     pairs = {
         key: {
-            n: (cells["True"][0] < cells["False"][0], cells["True"][1], cells["False"][1])
+            n: (
+                "together" if together else "first" if cells["True"][0] < cells["False"][0] else "second",
+                cells["True"][1],
+                cells["False"][1],
+            )
             for n, cells in sorted(by_repeat.items())
             if set(cells) == {"True", "False"} and n not in left_out.get(key, ())
         }
@@ -326,14 +332,15 @@ def _overhead_section(key, done, left_out) -> list[str]:
         "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
     ]
     costs, against, loadgen, p99_differences, by_position = [], [], [], [], {"first": [], "second": []}
+    together = all(ran == "together" for ran, _, _ in done.values())  # done is never empty
     # the cost's part in the kernel and in user space, each in % of the uninstrumented cell's
     # server cores (they add up to the cost); runs from before the kernel's part was sampled have none
     split = all(row.get("server_system_cores") not in (None, "") for _, on, off in done.values() for row in (on, off))
     kernel, user = [], []
-    for repeat, (on_first, on, off) in done.items():
+    for repeat, (ran, on, off) in done.items():
         cost = _cost_pct(on["server_cores"], off["server_cores"])
         costs.append(cost)
-        by_position["first" if on_first else "second"].append(cost)
+        by_position.setdefault(ran, []).append(cost)
         p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
         if split:
             in_kernel = float(on["server_system_cores"]) - float(off["server_system_cores"])
@@ -350,7 +357,7 @@ def _overhead_section(key, done, left_out) -> list[str]:
             )
             control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {against[-1]:+.1f} % |"
         lines.append(
-            f"| {repeat} | {'first' if on_first else 'second'} | {on['server_cores']} | "
+            f"| {repeat} | {ran} | {on['server_cores']} | "
             f"{off['server_cores']} | {cost:+.1f} % |{control} {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
             f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
         )
@@ -390,14 +397,17 @@ def _overhead_section(key, done, left_out) -> list[str]:
             )
         )
     p = paired.signed_rank_p(p99_differences)
-    lines += [
-        "- **By position:** "
-        + "; ".join(
-            f"instrumented {name}, median {statistics.median(group):+.1f} % ({_repeats(len(group))})"
-            for name, group in by_position.items()
-            if group
+    if not together:  # side by side, neither ran first
+        lines.append(
+            "- **By position:** "
+            + "; ".join(
+                f"instrumented {name}, median {statistics.median(group):+.1f} % ({_repeats(len(group))})"
+                for name, group in by_position.items()
+                if group
+            )
+            + "."
         )
-        + ".",
+    lines += [
         f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; "
         + (
             "no repeat differs."
@@ -417,6 +427,7 @@ def overhead_table(run_dir, rows) -> str:
     the same load either way, and from cell to cell its CPU moves with the server's, so the
     server's cores per load-generator core cancel that shared noise."""
     pairs, left_out = _overhead_pairs(run_dir, rows)
+    together = bool(pairs) and all(ran == "together" for done in pairs.values() for ran, _, _ in done.values())
     lines = [
         "# What the measuring costs",
         "",
@@ -425,8 +436,14 @@ def overhead_table(run_dir, rows) -> str:
         "Each repeat runs the same load instrumented (the app's connection accounting: its metrics, event log "
         "and garbage-collector timing; the harness's sampler) and not "
         "(`instrument=false`; from commit 80bb282 on the detector middleware runs in both cells, before it "
-        "the uninstrumented cell had none), one after the other (`make bench` reverses the order of every other repeat). "
-        "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
+        "the uninstrumented cell had none), "
+        + (
+            "side by side (`side_by_side = true`: both cells at once, each with its own app, load generator and "
+            "PostgreSQL, so both see the same machine at the same moment). "
+            if together
+            else "one after the other (`make bench` reverses the order of every other repeat). "
+        )
+        + "Cost: the instrumented cell's server cores over the other's, minus 1; against the load generator: "
         "the same with each cell's server cores divided by its load generator's.",
     ]
     for key, done in pairs.items():
