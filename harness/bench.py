@@ -98,7 +98,7 @@ def run(
     schedule = spec.schedule(matrix_name)
     schedule.check(matrix_name, host, external)
     batches = schedule.batches(cells)
-    lanes = [schedules.lane_of(batches, i) for i in range(len(cells))]
+    lanes = schedules.lanes(batches)
     pythons = _environments(cells, target, console)
     if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
@@ -106,8 +106,8 @@ def run(
     the_run = Run(run_id, run_dir, mode, host, target, master)
     info = _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
     info["schedule"] = schedule.name
-    for entry, lane in zip(info["cells"], lanes, strict=True):
-        entry["postgres_log"] = schedules.postgres_log_name(lane)
+    for i, entry in enumerate(info["cells"]):
+        entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
     runinfo.write_json(os.path.join(run_dir, "run.json"), info)
     results = os.path.join(run_dir, mode.results_file)
     rows = [_identity(run_id, c, "incomplete", target) for c in cells]
@@ -128,7 +128,7 @@ def run(
     try:
         with ExitStack() as stack, terminal.progress(console) as progress:
             task = progress.add_task("starting PostgreSQL", total=sum(planned))
-            databases = [_Databases(the_run, external, stack, lane) for lane in range(1, max(lanes) + 1)]
+            databases = [_Databases(the_run, external, stack, lane) for lane in range(1, max(lanes.values()) + 1)]
             for b, batch in enumerate(batches):
                 label = _batch_label(batch, cells)
                 harness.PHASE["name"] = "cell start"
@@ -354,7 +354,7 @@ class _Databases:
     def __init__(self, the_run: Run, external, stack: ExitStack, lane=1):
         self.run, self.external, self.stack, self.lane = the_run, external, stack, lane
         self.cluster, self.db, self.seeded = None, external, None
-        self.log = os.path.join(the_run.run_dir, schedules.postgres_log_name(lane))
+        self.log = os.path.join(the_run.run_dir, schedules.lane_file("postgres.log", lane))
 
     def for_cell(self, cell):
         p, target = cell.params, self.run.target
@@ -369,7 +369,7 @@ class _Databases:
             self.cluster = postgres.Cluster(p.db_max_connections, self.log)
             self.stack.callback(self.cluster.stop)
             self.db, self.seeded = self.cluster.start(), None
-        prepare_log = os.path.join(self.run.run_dir, "prepare.log" if self.lane == 1 else f"prepare-{self.lane}.log")
+        prepare_log = os.path.join(self.run.run_dir, schedules.lane_file("prepare.log", self.lane))
         if target and self.seeded is None:  # the project's own migrations and setup, once per cluster
             harness.phase("seeding")
             server_module.prepare_target(target, p, self.db.app_url, prepare_log)

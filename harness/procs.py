@@ -25,21 +25,16 @@ def _start_guardian():
     """This command's guardian, started the first time."""
     global _guardian
     with _guardian_lock:
-        return _started_guardian()
-
-
-def _started_guardian():
-    global _guardian
-    if _guardian is None or _guardian.poll() is not None:
-        _guardian = subprocess.Popen(
-            [sys.executable, "-m", "harness.guard"],
-            stdin=subprocess.PIPE,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
-    return _guardian
+        if _guardian is None or _guardian.poll() is not None:
+            _guardian = subprocess.Popen(
+                [sys.executable, "-m", "harness.guard"],
+                stdin=subprocess.PIPE,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+            )
+        return _guardian
 
 
 def guard(kind, value, done=False):

@@ -49,14 +49,12 @@ class SideBySide(OneAfterAnother):
             )
 
 
-def postgres_log_name(lane: int) -> str:
-    """The file, in the run's directory, of lane `lane`'s cluster log (lanes count from 1)."""
-    return "postgres.log" if lane == 1 else f"postgres-{lane}.log"
+def lane_file(name: str, lane: int) -> str:
+    """Lane `lane`'s file of the run's directory (lanes count from 1): postgres.log, postgres-2.log."""
+    stem, dot, ext = name.partition(".")
+    return name if lane == 1 else f"{stem}-{lane}{dot}{ext}"
 
 
-def lane_of(batches, index) -> int:
-    """The lane (from 1) cell `index` runs in."""
-    for batch in batches:
-        if index in batch:
-            return batch.index(index) + 1
-    raise ValueError(index)
+def lanes(batches) -> dict[int, int]:
+    """{cell index: the lane (from 1) it runs in}: its place in its batch."""
+    return {i: k + 1 for batch in batches for k, i in enumerate(batch)}
