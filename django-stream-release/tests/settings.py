@@ -13,7 +13,7 @@ SECRET_KEY = "tests-only"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
-INSTALLED_APPS = ["tests"]
+INSTALLED_APPS = ["stream_release", "tests"]
 MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"]
 
 _sqlite = os.path.join(tempfile.gettempdir(), f"stream-release-tests-{os.getpid()}.sqlite3")

@@ -1,12 +1,13 @@
 """ReleasingStreamingHttpResponse, release_connections() and (a)batches() on a real database."""
 
 import logging
+import re
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 
-from stream_release import ReleasingStreamingHttpResponse, abatches, batches, release_connections, response
+from stream_release import ReleasingStreamingHttpResponse, abatches, batches, release, release_connections
 from stream_release.signals import connections_released
 from tests.models import Row
 
@@ -34,7 +35,7 @@ def test_release_closes_outside_an_atomic_block_and_says_which():
 
 
 def test_inside_an_atomic_block_it_leaves_the_connection_and_says_so_once(db, caplog, monkeypatch):
-    monkeypatch.setattr(response, "_noted", set())
+    monkeypatch.setattr(release, "_noted", set())
     Row.objects.exists()
     with caplog.at_level(logging.DEBUG, logger="stream_release"):
         assert release_connections() == []
@@ -42,7 +43,7 @@ def test_inside_an_atomic_block_it_leaves_the_connection_and_says_so_once(db, ca
             assert release_connections() == []
     assert connection.connection is not None
     assert [r.levelname for r in caplog.records] == ["DEBUG"]
-    assert "'default' is inside an atomic block; left open" in caplog.records[0].getMessage()
+    assert "'default' is kept open: inside an atomic block" in caplog.records[0].getMessage()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -111,10 +112,129 @@ def test_abatches_yield_the_same_rows_and_give_the_connection_back():
     assert async_to_sync(read)() == [([0, 1, 2], True), ([3, 4, 5], True), ([6], True)]
 
 
-def test_batches_refuse_what_they_cannot_page_through(rows):
-    with pytest.raises(ValueError, match="size must be at least 1"):
-        next(batches(Row.objects.all(), 0))
-    with pytest.raises(TypeError, match="not values_list"):
-        list(batches(Row.objects.values_list("pk", "n"), 5))
-    with pytest.raises(ValueError, match="needs 'pk' among the values"):
-        list(batches(Row.objects.values("n"), 5))
+def test_batches_refuse_before_any_query_what_they_cannot_page_through(rows, django_assert_num_queries):
+    """Refused when batches() is called, in the view: never after the first batch, when the
+    client would already have a 200 and part of the body."""
+    from tests.models import Item
+
+    refusals = [
+        (lambda: batches(Row.objects.all(), 0), "size must be a whole number of rows, at least 1"),
+        (lambda: batches(Row.objects.all(), 2.5), "size must be a whole number"),
+        (lambda: batches(Item.objects.all(), 5, key="group"), "key='group' is not unique"),
+        (lambda: batches(Item.objects.all(), 5, key="code"), "key='code' may be NULL"),
+        (lambda: batches(Row.objects.all(), 5, key="nope"), "key='nope' is not a field of tests.Row"),
+        (lambda: batches(Row.objects.values("n"), 5), "key='pk' is not among the values() fields (n)"),
+        (lambda: batches(Row.objects.values_list("n", flat=True), 5), "key='pk' is not among the values_list()"),
+        (lambda: batches(Row.objects.order_by("-n"), 5), "the queryset is ordered by -n, but batches come in key"),
+        (lambda: batches(Row.objects.all()[:5], 5), "the queryset is sliced"),
+        (lambda: batches(Row.objects.all().union(Row.objects.all()), 5), "a union() cannot be filtered"),
+    ]
+    with django_assert_num_queries(0):
+        for make, message in refusals:
+            with pytest.raises(ValueError, match=re.escape(message)):
+                make()
+        # abatches() checks the same, when it is called
+        with pytest.raises(ValueError, match="key='group' is not unique"):
+            abatches(Item.objects.all(), 5, key="group")
+        with pytest.raises(ValueError, match="the queryset is sliced"):
+            abatches(Row.objects.all()[:3], 5)
+
+
+@pytest.mark.parametrize(
+    "queryset, key, read",
+    [
+        (lambda: Row.objects.values("id", "n"), "pk", lambda row: row["n"]),
+        (lambda: Row.objects.values("pk", "n"), "pk", lambda row: row["n"]),
+        (lambda: Row.objects.values(), "pk", lambda row: row["n"]),
+        (lambda: Row.objects.values_list("n", "id"), "pk", lambda row: row[0]),
+        (lambda: Row.objects.values_list("id", "n", named=True), "id", lambda row: row.n),
+        (lambda: Row.objects.values_list("n", flat=True), "n", lambda n: n),
+        (lambda: Row.objects.order_by("n"), "n", lambda row: row.n),
+        (lambda: Row.objects.all(), "-n", lambda row: -row.n),
+        (lambda: Row.objects.values_list("n", flat=True), "-n", lambda n: -n),
+        (lambda: Row.objects.order_by("-pk"), "-pk", lambda row: -row.n),
+    ],
+    ids=[
+        "values-id",
+        "values-pk",
+        "values-all",
+        "values_list",
+        "named",
+        "flat",
+        "own-order",
+        "desc",
+        "desc-flat",
+        "desc-pk",
+    ],
+)
+def test_batches_page_every_shape_in_key_order(rows, queryset, key, read):
+    got = [read(row) for batch in batches(queryset(), 4, key=key) for row in batch]
+    expected = sorted(read(row) for row in queryset())
+    assert got == expected and len(got) == 23
+
+
+def test_batches_replace_the_models_own_ordering_and_lose_no_row(db):
+    """Item orders by -group (Meta.ordering, shared values): batches come in key order, every
+    row once; the same filtered."""
+    from tests.models import Item
+
+    Item.objects.bulk_create(Item(group=n % 2, n=n) for n in range(6))
+    assert [i.n for b in batches(Item.objects.all(), 2, key="n") for i in b] == [0, 1, 2, 3, 4, 5]
+    assert [i.n for b in batches(Item.objects.filter(group=1), 1, key="n") for i in b] == [1, 3, 5]
+    assert [i["n"] for b in batches(Item.objects.values("id", "n"), 4) for i in b] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_keeps_a_connection_whose_cursor_is_still_being_read(client):
+    """The view starts queryset.iterator(); the released body continues it: every row comes
+    (before: 2 chunks, then `the connection is closed`, or SQLite's `closed database`)."""
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+    kept = []
+    connections_released.connect(lambda **kw: kept.append(kw["kept"]), weak=False, dispatch_uid="t")
+    try:
+        response = client.get("/iterator-then-release/")
+        assert b"".join(response) == b"".join(b"%d\n" % n for n in range(10))
+    finally:
+        connections_released.disconnect(dispatch_uid="t")
+    assert kept == [{"default": release.READING}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_inside_an_outer_iterator_loop_leave_the_outer_cursor_alone():
+    """batches() gives back the connection it used, and keeps one whose cursor is still read."""
+    Row.objects.bulk_create(Row(n=n) for n in range(6))
+    seen = []
+    for outer in Row.objects.order_by("n").iterator(chunk_size=2):
+        inner = [row.n for batch in batches(Row.objects.filter(n__lte=outer.n), 2, key="n") for row in batch]
+        seen.append((outer.n, inner))
+    assert seen == [(n, list(range(n + 1))) for n in range(6)]
+    assert release_connections() == ["default"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_closed_already_is_not_said_released():
+    Row.objects.exists()
+    assert release_connections() == ["default"]
+    assert release_connections() == []
+    assert release_connections(using="other") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_release_runs_once_whatever_rewraps_the_body(client, settings):
+    """GZipMiddleware and a toolbar-like middleware each set streaming_content again: the
+    release wraps the view's body once (before: once per middleware)."""
+    settings.MIDDLEWARE = [
+        "django.middleware.gzip.GZipMiddleware",
+        "tests.middleware.rewrap_body",
+        "stream_release.middleware.StreamReleaseMiddleware",
+    ]
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+    sent = []
+    connections_released.connect(lambda **kw: sent.append(kw["released"]), weak=False, dispatch_uid="t")
+    try:
+        response = client.get("/release/", headers={"accept-encoding": "gzip"})
+        assert response.headers["Content-Encoding"] == "gzip"
+        b"".join(response)
+    finally:
+        connections_released.disconnect(dispatch_uid="t")
+    assert sent == [["default"]]

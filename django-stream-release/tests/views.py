@@ -1,7 +1,7 @@
 """The views the tests stream from: each returns a body of the rows 0..9 ("0\n1\n...").
 They are the shapes that pin a connection, and their fixes."""
 
-from django.db import connection
+from django.db import connection, transaction
 from django.http import FileResponse, StreamingHttpResponse
 
 from stream_release import ReleasingStreamingHttpResponse, abatches, batches
@@ -40,6 +40,49 @@ def query_then_file(request):
     return FileResponse(io.BytesIO(b"".join(f"{n}\n".encode() for n in numbers)))
 
 
+def header_then_iterator(request):
+    """The usual CSV export: a header, then queryset.iterator() in the body. The connection is
+    opened after the first chunk, and held from the second to the end."""
+
+    def body():
+        yield b"0\n"  # the header: the first line, made without the database
+        for row in Row.objects.filter(n__gte=1).order_by("n").iterator(chunk_size=3):
+            yield f"{row.n}\n".encode()
+
+    return StreamingHttpResponse(body())
+
+
+def iterator_then_release(request):
+    """Starts queryset.iterator() in the view and returns a ReleasingStreamingHttpResponse that
+    continues it: the release must keep the connection (its cursor is still being read)."""
+    rows = Row.objects.order_by("n").iterator(chunk_size=3)
+    first = next(rows)
+    return ReleasingStreamingHttpResponse(_continue(first, rows))
+
+
+def _continue(first, rows):
+    yield f"{first.n}\n".encode()
+    for row in rows:
+        yield f"{row.n}\n".encode()
+
+
+def atomic_body(request):
+    """A body that holds a transaction of its own while it streams."""
+
+    def body():
+        with transaction.atomic():
+            for row in Row.objects.order_by("n").iterator(chunk_size=3):
+                yield f"{row.n}\n".encode()
+
+    return StreamingHttpResponse(body())
+
+
+@transaction.non_atomic_requests
+def non_atomic_no_database(request):
+    """Streams without the database, outside ATOMIC_REQUESTS' transaction: holds nothing."""
+    return StreamingHttpResponse(_lines(range(10)))
+
+
 def no_database(request):
     return StreamingHttpResponse(_lines(range(10)))
 
@@ -67,7 +110,11 @@ VIEWS = {
     "query-then-stream": query_then_stream,
     "iterator": iterator,
     "guarded-close": guarded_close,
+    "header-then-iterator": header_then_iterator,
+    "iterator-then-release": iterator_then_release,
+    "atomic-body": atomic_body,
     "no-database": no_database,
+    "non-atomic-no-database": non_atomic_no_database,
     "release": release,
     "release-batches": release_batches,
     "async-release-batches": async_release_batches,

@@ -7,52 +7,24 @@ synchronous iterator (WSGI, or ASGI, where Django consumes it whole first) or an
 one (ASGI: the release then runs in the request's thread, where its connections live).
 """
 
-import logging
+from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-from django.db import connections
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
 from django.http import StreamingHttpResponse
 
-from stream_release.signals import connections_released
+from stream_release.release import arelease_connections, release_connections
 
-logger = logging.getLogger("stream_release")
-_noted = set()
-
-
-def release_connections() -> list[str]:
-    """Close (or give back to its pool) every initialized connection of this thread that is
-    not inside an atomic block; returns the aliases released.
-
-    A connection inside an atomic block is left open, and a debug message says so once per
-    process and alias: closing it would end the transaction, so that the next query fails or
-    the block's writes are silently lost. That is the case under Django's TestCase and
-    pytest-django's `django_db`, where the test's transaction owns the connection."""
-    released, kept = [], []
-    for conn in connections.all(initialized_only=True):
-        if conn.in_atomic_block:
-            kept.append(conn.alias)
-            if conn.alias not in _noted:
-                _noted.add(conn.alias)
-                logger.debug("release_connections: %r is inside an atomic block; left open", conn.alias)
-            continue
-        conn.close()
-        released.append(conn.alias)
-    connections_released.send(sender=release_connections, released=released, kept_in_atomic=kept)
-    return released
+__all__ = ["ReleasingStreamingHttpResponse", "arelease_connections", "release_connections"]
 
 
-async def arelease_connections() -> list[str]:
-    """release_connections() for async code: run in the request's thread (thread-sensitive),
-    where Django keeps the connections of its sync code and of the async ORM."""
-    return await sync_to_async(release_connections, thread_sensitive=True)()
-
-
-def _release_then(content):
+def _release_then(content: Iterator[Any]) -> Iterator[Any]:
     release_connections()
     yield from content
 
 
-async def _arelease_then(content):
+async def _arelease_then(content: AsyncIterator[Any]) -> AsyncIterator[Any]:
     await arelease_connections()
     async for part in content:
         yield part
@@ -61,10 +33,21 @@ async def _arelease_then(content):
 class ReleasingStreamingHttpResponse(StreamingHttpResponse):
     """A StreamingHttpResponse that releases the request's connections when the server
     starts sending its body. Do the view's writes and queries first; a body that reads the
-    database as it goes should use batches() (or abatches())."""
+    database as it goes should use batches() (or abatches()).
 
-    def _set_streaming_content(self, value):
+    The release wraps the body the view gave, once: a middleware that wraps the body again
+    (GZipMiddleware, say) does not add another."""
+
+    _stream_release_wrapped = False
+
+    def __init__(self, streaming_content: Iterable[Any] | AsyncIterator[Any] = (), *args: Any, **kwargs: Any) -> None:
+        super().__init__(streaming_content, *args, **kwargs)
+
+    def _set_streaming_content(self, value: Any) -> None:
         super()._set_streaming_content(value)
+        if self._stream_release_wrapped:
+            return
+        self._stream_release_wrapped = True
         if self.is_async:
             self._iterator = _arelease_then(self._iterator)
         else:

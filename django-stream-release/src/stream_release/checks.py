@@ -1,0 +1,1 @@
+"""Django system checks of django-stream-release (registered by its AppConfig)."""
