@@ -2,191 +2,281 @@
 
     MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware", ...]   # first
 
-When a streaming response starts sending its body while one of the request's connections is
-still checked out outside an atomic block, it logs one warning (logger "stream_release":
-the view, the alias, how long the connection has been held) and counts it in the counter
-stream_release_pinned_streams_total{alias, view}; when the body ends it records how long the
-stream held the connection in stream_release_pinned_stream_hold_seconds, from its checkout (or
-the request's start, for a connection kept from an earlier request) until it was given back or
-the body ended (metrics need the
-`metrics` extra). It also labels the request with its URL name for the connection
-accounting (stream_release.accounting) and counts requests that failed with a database error.
+A streaming response pins a connection when one that the request used is still checked out
+across two chunks of its body: from the headers to the first chunk (the view queried and
+nothing gave the connection back), or from one chunk to the next (the body queried and kept
+it: `queryset.iterator()`, a query with nothing giving it back, a `transaction.atomic()`
+around the loop). For each pinned connection it logs one warning (logger "stream_release":
+the view, the alias, why, since when) and counts it in stream_release_pinned_streams_total
+{alias, view}; when the body ends it records how long the stream held the connection in
+stream_release_pinned_stream_hold_seconds, from its checkout (or the request's start, for a
+connection kept from an earlier request) until it was given back or the body ended (metrics
+need the `metrics` extra). It also labels the request with its URL name for the connection
+accounting (stream_release.accounting), and counts requests that failed with a database error.
 
-What it costs: nothing on a response that is not streaming but one attribute check; on a
-streaming one, a look at each initialized connection before the first chunk, and at the
-pinned ones after each chunk (docs: the measured cost per request).
+Not reported: a connection the request never used (a persistent one kept from an earlier
+request), the test's own transaction (TestCase, pytest-django's django_db), SQLite in memory
+(Django never closes it, and no other request waits for it).
+
+It works sync and async (Django's middleware "async_capable"): under ASGI a request does not
+hop to a thread for it; a streaming body is looked at in the request's thread, where its
+connections are. What it costs: one attribute check on a response that is not streaming; on a
+streaming one, a look at each initialized connection at each chunk (docs: the measured cost).
 """
+
+from __future__ import annotations
 
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.core.signals import request_started
 from django.db import Error, connections
-from django.db.backends.signals import connection_created
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.http import HttpRequest, HttpResponseBase
 
-from stream_release import accounting, metrics
+from stream_release import accounting, metrics, tracking
 
 logger = logging.getLogger("stream_release")
 
-
-def _stamp(sender, connection, **kwargs):
-    """When a connection was checked out: Django sends connection_created at every connect(),
-    which for a pool is every checkout."""
-    connection._stream_release_since = time.monotonic()
+UNRESOLVED = "<unresolved>"  # the view label of a response made before URL resolution
 
 
-connection_created.connect(_stamp, dispatch_uid="stream_release.checkout_time")
+def _request_started(**kwargs: Any) -> None:
+    """A request's checkouts made before this middleware runs (a middleware before it that
+    queries) are not the previous request's: in a WSGI thread the route would still be its."""
+    accounting.current_route.set("other")
 
 
-def view_name(request) -> str:
+request_started.connect(_request_started, dispatch_uid="stream_release.route_reset")
+
+
+def view_name(request: HttpRequest) -> str:
+    """The view's dotted path, or UNRESOLVED: a metric label, bounded by the project's code
+    whatever the traffic (never the request's path)."""
     match = getattr(request, "resolver_match", None)
     if match is None:
-        return request.path
+        return UNRESOLVED
     func = getattr(match.func, "view_class", match.func)
     return f"{func.__module__}.{func.__qualname__}"
 
 
-def _held_outside_atomic():
-    """[(alias, wrapper)] of this thread's connections checked out outside an atomic block. Not
-    SQLite's in-memory databases: Django never closes those (closing would destroy the data),
-    so they are open whatever the view does, and no other request waits for them."""
-    return [
-        (c.alias, c)
-        for c in connections.all(initialized_only=True)
-        if c.connection is not None and not c.in_atomic_block and not _in_memory(c)
-    ]
+def _in_memory(conn: BaseDatabaseWrapper) -> bool:
+    return conn.vendor == "sqlite" and conn.is_in_memory_db()  # type: ignore[attr-defined]
 
 
-def _in_memory(conn):
-    return conn.vendor == "sqlite" and conn.is_in_memory_db()
+def _own_atomic(conn: BaseDatabaseWrapper) -> bool:
+    """Inside an atomic block that is not a test's (TestCase, django_db): in production, while
+    a body streams, nothing but the body itself can hold one (ATOMIC_REQUESTS' block ended
+    with the view)."""
+    return any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks)
 
 
-class _PinnedStream:
-    """One streaming response: its pinned connections, found at its first chunk. It keeps no
-    reference to a connection's wrapper: a persistent connection goes when its thread or
-    greenlet does, and a reference here would keep it until the garbage collector ran."""
+def _used_by(conn: BaseDatabaseWrapper, token: object | None) -> bool:
+    """Whether the request `token` checked `conn` out or made a cursor on it. A connection
+    opened before the package was imported is not followed: counted as used."""
+    conn_state = tracking.state(conn)
+    return conn_state is None or token in (conn_state.checkout_request, conn_state.last_request)
 
-    def __init__(self, view, started=None):
-        self.view = view
-        self.started = time.monotonic() if started is None else started  # the request's start
-        # alias -> [weakref to the wrapper, held by this request since (monotonic), given back at
-        # or None, checked out at, PostgreSQL backend pid]
-        self.pinned = {}
 
-    def first_chunk(self, record=True):
-        """Warn and count the connections held now; `record`: follow them to the body's end.
-        The request holds a connection from its checkout, or from its own start for one kept
-        from an earlier request (a persistent connection)."""
+def _since(conn: BaseDatabaseWrapper, default: float) -> float:
+    """When `conn` was checked out (`default` when it is not followed)."""
+    conn_state = tracking.state(conn)
+    return default if conn_state is None else conn_state.checked_out
+
+
+def held(token: object | None) -> dict[str, tuple[BaseDatabaseWrapper, str]]:
+    """{alias: (wrapper, why)} of this thread's connections that request `token` used and that
+    are still checked out, outside the test's transaction; `why` says what keeps it, when
+    something other than nothing giving it back does."""
+    out = {}
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or _in_memory(conn) or not _used_by(conn, token):
+            continue
+        if _own_atomic(conn):
+            why = "inside the body's own atomic block"
+        elif conn.in_atomic_block:
+            continue  # the test's transaction owns it
+        else:
+            conn_state = tracking.state(conn)
+            why = "a cursor on it is still being read" if conn_state and conn_state.reading() else ""
+        out[conn.alias] = (conn, why)
+    return out
+
+
+class _Hold:
+    """One pinned connection of a stream: a weak reference to its wrapper (a strong one would
+    keep a persistent connection until the garbage collector ran), since when the request held
+    it, when it was given back, its backend pid."""
+
+    __slots__ = ("given_back", "pid", "since", "wrapper")
+
+    def __init__(self, conn: BaseDatabaseWrapper, request_started: float) -> None:
+        self.wrapper = weakref.ref(conn)
+        self.since = max(_since(conn, request_started), request_started)
+        self.given_back: float | None = None
+        self.pid = accounting.backend_pid(conn.connection)
+
+
+class _Stream:
+    """One streaming response: at each chunk, the connections the request used and still holds;
+    a connection held across two chunks (the headers and the first, or two of the body) is
+    pinned: warned, counted, its hold followed until it is given back or the body ends."""
+
+    def __init__(self, view: str, token: object | None, started: float) -> None:
+        self.view, self.token, self.started = view, token, started
+        self.pinned: dict[str, _Hold] = {}  # alias -> its hold, while not given back
+        self.last: dict[str, float] = {}  # alias -> the checkout held at the last chunk
+
+    def chunk(self, first: bool) -> None:
+        """At a chunk, in the request's thread."""
         now = time.monotonic()
-        pinned = {}
-        for alias, conn in _held_outside_atomic():
-            checked_out = getattr(conn, "_stream_release_since", now)
-            pinned[alias] = [
-                weakref.ref(conn),
-                max(checked_out, self.started),
-                None,
-                checked_out,
-                accounting.backend_pid(conn.connection),
-            ]
-        if not pinned:
+        self._given_back(now)
+        found = held(self.token)
+        newly = {}
+        for alias, (conn, why) in found.items():
+            since = _since(conn, self.started)
+            if alias not in self.pinned and (first or self.last.get(alias) == since):
+                newly[alias] = (conn, why, since)
+        self.last = {alias: _since(conn, self.started) for alias, (conn, _) in found.items()}
+        if not newly:
             return
-        if record:
-            self.pinned = pinned
-        held = ", ".join(
-            f"{alias!r} (checked out {1000 * (now - entry[3]):.0f} ms ago)" for alias, entry in pinned.items()
+        for alias, (conn, _, _) in newly.items():
+            self.pinned[alias] = _Hold(conn, self.started)
+        held_text = ", ".join(
+            f"{alias!r} (checked out {1000 * (now - since):.0f} ms ago{'; ' + why if why else ''})"
+            for alias, (_, why, since) in newly.items()
         )
         logger.warning(
-            "%s started streaming its body with database connection %s: it stays checked out until the "
-            "last chunk is sent. Give it back first: stream_release.ReleasingStreamingHttpResponse",
+            "%s %s: it stays checked out while the client reads. Give it back first: "
+            "stream_release.ReleasingStreamingHttpResponse, batches() for a body that reads",
             self.view,
-            held,
+            f"started streaming its body with database connection {held_text}"
+            if first
+            else f"kept database connection {held_text} across two chunks of its body",
         )
-        for alias in pinned:
+        for alias in newly:
             metrics.PINNED_STREAMS.labels(alias, self.view).inc()
 
-    def after_chunk(self):
-        now = time.monotonic()
-        for entry in self.pinned.values():
-            conn, given_back = entry[0](), entry[2]
-            if given_back is None and (conn is None or conn.connection is None):
-                entry[2] = now
+    def _given_back(self, now: float, ended: bool = False) -> None:
+        """Record the holds of the pinned connections given back since (all, at the end)."""
+        for alias, hold in list(self.pinned.items()):
+            conn = hold.wrapper()
+            if conn is None or conn.connection is None:
+                hold.given_back = now
+            elif not ended:
+                continue
+            del self.pinned[alias]
+            self._record(alias, hold, now)
 
-    def ended(self):
-        """The hold over the body: in the metric, and in the event log as a `pinned_stream`
-        event with the connection's backend pid (its detail ends in "given back" when the
-        connection came back before the body's end: its `return` was written then)."""
-        self.after_chunk()  # given back after the last chunk (a body's own `finally`, or closed first on abort)
-        now = time.monotonic()
-        for alias, (_, since, given_back, _, pid) in self.pinned.items():
-            held = (given_back or now) - since
-            metrics.PINNED_HOLD.labels(alias).observe(held)
-            if accounting.enabled():
-                accounting.event_log.write(
-                    "pinned_stream",
-                    accounting.current_route.get(),
-                    hold_ms=accounting.fmt_ms(held),
-                    backend_pid=pid,
-                    detail=f"{self.view} {alias}" + (" given back" if given_back else ""),
-                )
-        self.pinned.clear()
+    def _record(self, alias: str, hold: _Hold, now: float) -> None:
+        """A pinned connection's hold, in the metric and in the event log as a `pinned_stream`
+        event with its backend pid (the detail ends in "given back" when it came back before the
+        body's end: its `return` was written then)."""
+        seconds = (hold.given_back or now) - hold.since
+        metrics.PINNED_HOLD.labels(alias).observe(seconds)
+        if accounting.enabled():
+            accounting.event_log.write(
+                "pinned_stream",
+                accounting.current_route.get(),
+                hold_ms=accounting.fmt_ms(seconds),
+                backend_pid=hold.pid,
+                detail=f"{self.view} {alias}" + (" given back" if hold.given_back else ""),
+            )
 
-    def watch(self, content):
+    def ended(self) -> None:
+        # a connection closed after the last chunk (the body's own `finally`, or closed on abort)
+        # counts as given back at the end
+        self._given_back(time.monotonic(), ended=True)
+
+    def watch(self, content: Iterator[Any]) -> Iterator[Any]:
         try:
             first = True
-            for chunk in content:
-                if first:
-                    self.first_chunk()
-                    first = False
-                elif self.pinned:
-                    self.after_chunk()
-                yield chunk
+            for part in content:
+                self.chunk(first)
+                first = False
+                yield part
         finally:
             self.ended()
 
-    async def awatch(self, content):
+    async def awatch(self, content: AsyncIterator[Any]) -> AsyncIterator[Any]:
         # the request's connections live in its thread (thread-sensitive), not the event loop's
+        look = sync_to_async(self.chunk, thread_sensitive=True)
         try:
             first = True
-            async for chunk in content:
-                if first:
-                    await sync_to_async(self.first_chunk, thread_sensitive=True)()
-                    first = False
-                elif self.pinned:
-                    await sync_to_async(self.after_chunk, thread_sensitive=True)()
-                yield chunk
+            async for part in content:
+                await look(first)
+                first = False
+                yield part
         finally:
             self.ended()
 
 
 class StreamReleaseMiddleware:
-    """Put it first in MIDDLEWARE (see the module's documentation)."""
+    """Put it first in MIDDLEWARE (see the module's documentation; the system check
+    stream_release.W001 says when it is not)."""
 
-    def __init__(self, get_response):
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
-    def __call__(self, request):
-        started = time.monotonic()
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        started, token = self._started()
+        return self._watch(request, self.get_response(request), started, token)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        started, token = self._started()
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        response = await get_response(request)
+        if getattr(response, "file_to_stream", None) is not None and response.streaming:
+            # looked at now, in the request's thread: the only look a FileResponse gets
+            await sync_to_async(self._look_at_file, thread_sensitive=True)(request, response, started, token)
+            return response
+        return self._watch(request, response, started, token)
+
+    @staticmethod
+    def _started() -> tuple[float, object]:
+        token = object()
+        tracking.current_request.set(token)
         accounting.current_route.set("other")
-        response = self.get_response(request)
+        return time.monotonic(), token
+
+    def _look_at_file(self, request: HttpRequest, response: HttpResponseBase, started: float, token: object) -> None:
+        stream = _Stream(view_name(request), token, started)
+        stream.chunk(first=True)
+        stream.pinned.clear()  # its hold is not followed: the server may send it with sendfile
+
+    def _watch(self, request: HttpRequest, response: Any, started: float, token: object) -> Any:
         if not response.streaming:
             return response
-        stream = _PinnedStream(view_name(request), started)
         if getattr(response, "file_to_stream", None) is not None:
             # a FileResponse the server may send with sendfile (wsgi.file_wrapper): re-wrapping its
             # content would lose that, so its connections are looked at now, just before it goes
-            stream.first_chunk(record=False)
+            if not self.async_mode:
+                self._look_at_file(request, response, started, token)
             return response
+        stream = _Stream(view_name(request), token, started)
         content = response.streaming_content
         response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
         return response
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
         # the URL's name ("namespace:name"), or the view's dotted path when it has none
-        route = request.resolver_match.view_name or "other"
+        match = request.resolver_match
+        route = (match.view_name if match else None) or "other"
         accounting.current_route.set(route)
         accounting.hand_over(route)  # a persistent connection kept from an earlier request is this one's now
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         if isinstance(exception, Error):
             accounting.record_db_error(exception)
