@@ -5,7 +5,8 @@ pin a database connection, caught in your test suite.
   every test in which a streaming response's body is consumed while the response holds a
   database connection.
 - The fixture `assert_stream_releases(response)` consumes one response's body, fails the test
-  the same way if it holds a connection, and returns the body's bytes.
+  the same way if it holds a connection, and returns the body's bytes;
+  `await aassert_stream_releases(response)` does the same in an async test.
 
 What counts as holding, for each alias, at the first chunk and between chunks:
 - the view (or the body, between two chunks) queried the alias since the request started and
@@ -15,16 +16,22 @@ What counts as holding, for each alias, at the first chunk and between chunks:
   reports that outside the test's transaction it would be held.
 A query the body makes during its last chunk's production holds nothing across a chunk and is
 not reported. Queries are seen through Django's execute wrappers on every connection of the
-test's thread (and of threads that connect while the test runs). Docs: what it sees under
+test's thread and of threads that connect while the test runs (a live server's). ATOMIC_REQUESTS
+counts as a use of the alias when Django wraps the view in its transaction (not for a
+view marked transaction.non_atomic_requests). Docs: what it sees under
 django_db, django_db(transaction=True), TestCase and TransactionTestCase.
 """
 
+from __future__ import annotations
+
 import sys
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
-_WATCH = pytest.StashKey()
+_WATCH: pytest.StashKey[Watch] = pytest.StashKey()
 _OPTION = "fail_on_pinned_streams"
 
 
@@ -103,27 +110,73 @@ def pytest_runtest_teardown(item, nextitem):
 
 
 @pytest.fixture
-def assert_stream_releases(request):
+def assert_stream_releases(request: pytest.FixtureRequest) -> Callable[[Any], bytes]:
     """`body = assert_stream_releases(response)`: consume a streaming response and fail if it
-    held a database connection while its body was sent (with or without the option)."""
+    held a database connection while its body was sent (with or without the option). In an
+    async test, use aassert_stream_releases."""
     watch = request.node.stash[_WATCH]
 
-    def check(response):
+    def check(response: Any) -> bytes:
         __tracebackhide__ = True
-        stream = getattr(response, "_stream_release_watched", None)
-        if stream is None:
-            raise TypeError(
-                f"assert_stream_releases() takes a streaming response made during the test, "
-                f"got {type(response).__name__}"
+        stream = _watched(response)
+        if _in_event_loop():
+            raise RuntimeError(
+                "assert_stream_releases() was called in an async test, where it cannot read an async body: "
+                "use `await aassert_stream_releases(response)`"
             )
         body = _consume(response)
-        if stream.problems:
-            for problem in stream.problems:
-                watch.problems.remove(problem)
-            pytest.fail(report(stream.problems))
+        _fail_if_held(watch, stream)
         return body
 
     return check
+
+
+@pytest.fixture
+def aassert_stream_releases(request: pytest.FixtureRequest) -> Callable[[Any], Awaitable[bytes]]:
+    """`body = await aassert_stream_releases(response)`: assert_stream_releases for async tests
+    (an AsyncClient's response, a sync or async body)."""
+    watch = request.node.stash[_WATCH]
+
+    async def check(response: Any) -> bytes:
+        __tracebackhide__ = True
+        stream = _watched(response)
+        if response.is_async:
+            body = b"".join([part async for part in response.streaming_content])
+        else:  # read in the test's thread, where a sync body's connections are
+            from asgiref.sync import sync_to_async
+
+            body = await sync_to_async(lambda: b"".join(response.streaming_content), thread_sensitive=True)()
+        _fail_if_held(watch, stream)
+        return body
+
+    return check
+
+
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _watched(response: Any) -> _Stream:
+    stream = getattr(response, "_stream_release_watched", None)
+    if stream is None:
+        raise TypeError(
+            f"assert_stream_releases() takes a streaming response made during the test, got {type(response).__name__}"
+        )
+    return stream
+
+
+def _fail_if_held(watch: Watch, stream: _Stream) -> None:
+    __tracebackhide__ = True
+    if stream.problems:
+        for problem in stream.problems:
+            watch.problems.remove(problem)
+        pytest.fail(report(stream.problems))
 
 
 def report(problems) -> str:
@@ -157,13 +210,22 @@ def _caller() -> str:
 class Watch:
     """One test's watch: connection uses per alias, and every streaming response made meanwhile."""
 
-    def __init__(self):
-        self.problems = []
-        self.uses = defaultdict(int)  # alias -> connects and queries since the request or the last release
-        self.producing = []  # the streams whose body is producing a chunk right now
-        self._original = None
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.uses: defaultdict[str, int] = defaultdict(
+            int
+        )  # alias -> connects and queries since the request or the last release
+        self.producing: list[_Stream] = []  # the streams whose body is producing a chunk right now
+        self._patched: list[tuple[type, str, Any]] = []
 
-    def start(self):
+    def _patch(self, cls: type, name: str, replacement: Any) -> Any:
+        original = cls.__dict__[name]
+        self._patched.append((cls, name, original))
+        setattr(cls, name, replacement)
+        return original
+
+    def start(self) -> None:
+        from django.core.handlers.base import BaseHandler
         from django.core.signals import request_started
         from django.db import connections
         from django.db.backends.signals import connection_created
@@ -171,11 +233,10 @@ class Watch:
 
         from stream_release.signals import connections_released
 
-        watch, original = self, StreamingHttpResponse._set_streaming_content
-        self._original = original
+        watch = self
 
-        def _set_streaming_content(response, value):
-            original(response, value)
+        def _set_streaming_content(response: Any, value: Any) -> None:
+            set_content(response, value)
             if getattr(response, "_stream_release_watched", None) is None:
                 # innermost: whatever wraps the body later (the release, a middleware) runs first
                 stream = _Stream(watch, _caller())
@@ -184,22 +245,35 @@ class Watch:
                     stream.afollow(response._iterator) if response.is_async else stream.follow(response._iterator)
                 )
 
-        StreamingHttpResponse._set_streaming_content = _set_streaming_content
+        def make_view_atomic(handler: Any, view: Any) -> Any:
+            # ATOMIC_REQUESTS: the request's transaction uses the connection even if the view does
+            # not (and in a test the connection may be open already, so no connect shows it); Django
+            # decides here, per view (transaction.non_atomic_requests opts one out)
+            atomic_view = make_atomic(handler, view)
+            exempt = getattr(view, "_non_atomic_requests", set())
+            for alias, settings_dict in connections.settings.items():
+                if settings_dict.get("ATOMIC_REQUESTS") and alias not in exempt:
+                    watch.uses[alias] += 1
+            return atomic_view
+
+        set_content = self._patch(StreamingHttpResponse, "_set_streaming_content", _set_streaming_content)
+        make_atomic = self._patch(BaseHandler, "make_view_atomic", make_view_atomic)
         request_started.connect(self._request_started, dispatch_uid=id(self))
         connection_created.connect(self._connected, dispatch_uid=id(self))
         connections_released.connect(self._released, dispatch_uid=id(self))
         for conn in connections.all(initialized_only=True):
             self._instrument(conn)
 
-    def stop(self):
+    def stop(self) -> None:
         from django.core.signals import request_started
         from django.db import connections
         from django.db.backends.signals import connection_created
-        from django.http import StreamingHttpResponse
 
         from stream_release.signals import connections_released
 
-        StreamingHttpResponse._set_streaming_content = self._original
+        while self._patched:
+            cls, name, original = self._patched.pop()
+            setattr(cls, name, original)
         request_started.disconnect(dispatch_uid=id(self))
         connection_created.disconnect(dispatch_uid=id(self))
         connections_released.disconnect(dispatch_uid=id(self))
@@ -207,46 +281,42 @@ class Watch:
             if self._execute in conn.execute_wrappers:
                 conn.execute_wrappers.remove(self._execute)
 
-    def _instrument(self, conn):
+    def _instrument(self, conn: Any) -> None:
         if self._execute not in conn.execute_wrappers:
             conn.execute_wrappers.append(self._execute)
 
-    def _execute(self, execute, sql, params, many, context):
+    def _execute(self, execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
         alias = context["connection"].alias
         self.uses[alias] += 1
         if self.producing:
             self.producing[-1].body_queries[alias] += 1
         return execute(sql, params, many, context)
 
-    def _request_started(self, **kwargs):
-        from django.db import connections
-
+    def _request_started(self, **kwargs: Any) -> None:
         self.uses.clear()
-        # ATOMIC_REQUESTS: the request's transaction uses the connection even if the view does
-        # not (and in a test the connection may be open already, so no connect shows it)
-        for alias in connections:
-            if connections[alias].settings_dict.get("ATOMIC_REQUESTS"):
-                self.uses[alias] += 1
 
-    def _connected(self, sender, connection, **kwargs):
+    def _connected(self, sender: Any, connection: Any, **kwargs: Any) -> None:
         # opening a connection is a use too: ATOMIC_REQUESTS opens one for a view that never queries
         self._instrument(connection)
         self.uses[connection.alias] += 1
 
-    def _released(self, sender, released, kept_in_atomic, **kwargs):
+    def _released(self, sender: Any, released: list[str], kept_in_atomic: list[str], **kwargs: Any) -> None:
+        # a connection kept because a cursor on it is still being read is still used
         for alias in (*released, *kept_in_atomic):
             self.uses.pop(alias, None)
 
 
 class _Stream:
-    def __init__(self, watch, view):
+    def __init__(self, watch: Watch, view: str) -> None:
         self.watch, self.view = watch, view
-        self.problems = []
-        self.body_queries = defaultdict(int)  # alias -> queries made while producing a chunk
-        self._reported = set()
+        self.problems: list[str] = []
+        self.body_queries: defaultdict[str, int] = defaultdict(int)  # alias -> queries made while producing a chunk
+        self._reported: set[str] = set()
 
-    def check(self, first: bool):
+    def check(self, first: bool) -> None:
         from django.db import connections
+
+        from stream_release.tracking import state
 
         for alias, count in list(self.watch.uses.items()):
             if not count:
@@ -258,7 +328,14 @@ class _Stream:
             if alias in self._reported:
                 continue
             self._reported.add(alias)
-            if self.body_queries[alias]:
+            conn_state = state(conn)
+            if first and conn_state is not None and conn_state.reading() and not self.body_queries[alias]:
+                what = (
+                    f"started sending its body with a cursor on {alias!r} still being read (a queryset.iterator() "
+                    "begun in the view, or a cursor not closed): nothing can give the connection back before "
+                    "the cursor is closed; read in batches() in the body instead"
+                )
+            elif self.body_queries[alias]:
                 what = (
                     f"queried {alias!r} while producing its body and kept the connection to the next chunk "
                     "(an open cursor such as queryset.iterator(), or queries with nothing giving it back)"
@@ -280,7 +357,7 @@ class _Stream:
             self.problems.append(problem)
             self.watch.problems.append(problem)
 
-    def follow(self, content):
+    def follow(self, content: Iterator[Any]) -> Iterator[Any]:
         first = True
         while True:
             self.watch.producing.append(self)
@@ -294,7 +371,7 @@ class _Stream:
             first = False
             yield chunk
 
-    async def afollow(self, content):
+    async def afollow(self, content: AsyncIterator[Any]) -> AsyncIterator[Any]:
         from asgiref.sync import sync_to_async
 
         first = True
