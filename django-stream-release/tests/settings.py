@@ -25,3 +25,4 @@ _entry = json.loads(os.environ.get("STREAM_RELEASE_TEST_DATABASE", "null")) or {
 # pytester's inner runs are processes of their own: each its own test database
 _entry.setdefault("TEST", {}).setdefault("NAME", f"test_{_entry.get('NAME', 'db')}_{os.getpid()}")
 DATABASES = accounted({"default": _entry})
+STATIC_URL = "/assets/"  # the live server serves static files under it

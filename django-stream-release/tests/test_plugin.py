@@ -180,3 +180,75 @@ def test_no_warning(client, caplog):
     )
     detector = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", "test_detector.py")
     detector.assert_outcomes(passed=1)
+
+
+def test_the_async_fixture_asserts_a_response_in_an_async_test(pytester):
+    """aassert_stream_releases awaits the body (the sync fixture cannot: AsyncToSync in a running
+    event loop), and the sync one, called there, names the async one."""
+    pytester.makepyfile(
+        test_async_fixture="""
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+from tests.models import Row
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BODY = b"".join(b"%d\\n" % n for n in range(10))
+
+
+def test_release(aassert_stream_releases):
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+
+    async def go():
+        return await aassert_stream_releases(await AsyncClient().get("/async-release-batches/"))
+
+    assert async_to_sync(go)() == BODY
+
+
+def test_hold(aassert_stream_releases):
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+
+    async def go():
+        return await aassert_stream_releases(await AsyncClient().get("/query-then-stream/"))
+
+    async_to_sync(go)()
+
+
+def test_the_sync_fixture_names_the_async_one(assert_stream_releases):
+    async def go():
+        assert_stream_releases(await AsyncClient().get("/no-database/"))
+
+    with pytest.raises(RuntimeError, match="use `await aassert_stream_releases"):
+        async_to_sync(go)()
+"""
+    )
+    result = pytester.runpytest_subprocess("--ds=tests.settings", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED test_async_fixture.py::test_hold*"])
+    result.stdout.fnmatch_lines(["*tests.views.query_then_stream started sending its body holding*"])
+
+
+def test_it_sees_the_streams_of_a_live_server(pytester):
+    """The live server answers in a thread of its own; its connections are watched too."""
+    pytester.makepyfile(
+        test_live="""
+import urllib.request
+import pytest
+from tests.models import Row
+
+BODY = b"".join(b"%d\\n" % n for n in range(10))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("view", ["query-then-stream", "release", "release-batches"])
+def test_live(live_server, view):
+    Row.objects.bulk_create(Row(n=n) for n in range(10))
+    with urllib.request.urlopen(f"{live_server.url}/{view}/", timeout=30) as response:
+        assert response.read() == BODY
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "--ds=tests.settings", "-p", "no:cacheprovider", "--fail-on-pinned-streams", timeout=120
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED test_live.py::test_live?query-then-stream?*"])

@@ -84,7 +84,8 @@ def pytest_report_header(config):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    if _fails(item.config) or "assert_stream_releases" in getattr(item, "fixturenames", ()):
+    fixtures = getattr(item, "fixturenames", ())
+    if _fails(item.config) or "assert_stream_releases" in fixtures or "aassert_stream_releases" in fixtures:
         item.stash[_WATCH] = Watch()
         item.stash[_WATCH].start()
     return (yield)
