@@ -190,3 +190,14 @@ def test_under_asgi_it_warns_the_same(warnings, path):
     connection.close()
     assert async_to_sync(get)() == b"".join(b"%d\n" % n for n in range(10))
     assert len(warnings.records) == (1 if path == "/query-then-stream/" else 0)
+
+
+def test_a_persistent_connection_kept_on_purpose_is_not_warned_about(warnings, settings, monkeypatch):
+    """STREAM_RELEASE_KEEP_PERSISTENT: the release keeps the thread's own persistent connection,
+    which no other request waits for; the detector does not count it."""
+    settings.STREAM_RELEASE_KEEP_PERSISTENT = True
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    assert stream("/release-batches/") == b"".join(b"%d\n" % n for n in range(10))
+    assert connection.connection is not None
+    assert warnings.records == []

@@ -238,3 +238,36 @@ def test_the_release_runs_once_whatever_rewraps_the_body(client, settings):
     finally:
         connections_released.disconnect(dispatch_uid="t")
     assert sent == [["default"]]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("keep, max_age, connects", [(True, 60, 1), (False, 60, 51), (True, 0, 51)])
+def test_a_persistent_connection_without_a_pool_is_kept_when_the_setting_says(
+    monkeypatch, settings, keep, max_age, connects
+):
+    """STREAM_RELEASE_KEEP_PERSISTENT with CONN_MAX_AGE > 0 and no pool: the thread's own
+    connection, which no other request can take, stays open between batches (before: one
+    connection per batch, 51 for 100 rows in batches of 2). Off, or CONN_MAX_AGE = 0 (closed
+    after each request anyway): each batch's connection is given back."""
+    from django.db.backends.signals import connection_created
+
+    from stream_release import tracking
+
+    if tracking.pooled(connection):
+        if max_age and (connection.settings_dict["OPTIONS"] or {}).get("pool"):
+            pytest.skip("Django's native pool refuses CONN_MAX_AGE > 0")
+        connects = 51  # each batch's connection goes back to the pool, and out again for the next
+    settings.STREAM_RELEASE_KEEP_PERSISTENT = keep
+    Row.objects.bulk_create(Row(n=n) for n in range(100))
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", max_age)
+    opened = []
+    connection_created.connect(lambda **kw: opened.append(1), weak=False, dispatch_uid="t")
+    try:
+        got = [row.n for batch in batches(Row.objects.all(), 2, key="n") for row in batch]
+        kept_open = connection.connection is not None
+    finally:
+        connection_created.disconnect(dispatch_uid="t")
+    assert got == list(range(100))
+    assert len(opened) == connects
+    assert kept_open == (connects == 1)

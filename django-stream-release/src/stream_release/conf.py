@@ -6,7 +6,11 @@ from django.core.signals import setting_changed
 
 # Read again when they change the way Django supports: override_settings, pytest-django's
 # `settings` fixture (the setting_changed signal).
-_SETTINGS = {"STREAM_RELEASE_ACCOUNTING": True, "STREAM_RELEASE_EVENT_LOG_DIR": ""}  # name: default
+_SETTINGS = {  # name: default
+    "STREAM_RELEASE_ACCOUNTING": True,
+    "STREAM_RELEASE_EVENT_LOG_DIR": "",
+    "STREAM_RELEASE_KEEP_PERSISTENT": False,
+}
 _read = {}
 
 

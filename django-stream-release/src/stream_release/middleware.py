@@ -15,7 +15,7 @@ need the `metrics` extra). It also labels the request with its URL name for the 
 accounting (stream_release.accounting), and counts requests that failed with a database error.
 
 Not reported: a connection the request never used (a persistent one kept from an earlier
-request), the test's own transaction (TestCase, pytest-django's django_db), SQLite in memory
+request), one kept on purpose by STREAM_RELEASE_KEEP_PERSISTENT, the test's own transaction (TestCase, pytest-django's django_db), SQLite in memory
 (Django never closes it, and no other request waits for it).
 
 It works sync and async (Django's middleware "async_capable"): under ASGI a request does not
@@ -38,7 +38,7 @@ from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponseBase
 
-from stream_release import accounting, metrics, tracking
+from stream_release import accounting, metrics, release, tracking
 
 logger = logging.getLogger("stream_release")
 
@@ -100,6 +100,8 @@ def held(token: object | None) -> dict[str, tuple[BaseDatabaseWrapper, str]]:
             why = "inside the body's own atomic block"
         elif conn.in_atomic_block:
             continue  # the test's transaction owns it
+        elif release.why_kept(conn) == release.PERSISTENT:
+            continue  # the thread's own, kept on purpose: no other request of the process waits for it
         else:
             conn_state = tracking.state(conn)
             why = "a cursor on it is still being read" if conn_state and conn_state.reading() else ""

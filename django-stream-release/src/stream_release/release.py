@@ -6,7 +6,12 @@ A connection is given back (closed, or returned to its pool) unless
   one for the whole test; ATOMIC_REQUESTS for the view; a body's own `transaction.atomic()`);
 - a cursor on it is still being read: `queryset.iterator()`, or a raw `connection.cursor()`
   not closed yet. Closing the connection would break it (`the connection is closed` on the
-  next fetch).
+  next fetch);
+- STREAM_RELEASE_KEEP_PERSISTENT = True and it is persistent (CONN_MAX_AGE other than 0) with
+  no pool in the process: then it is the thread's own, no other request of the process can
+  take it, and closing it costs the next query (the next batch, the thread's next request) a
+  new connection. Off by default: PgBouncer in front of a persistent connection is a pool
+  Django cannot see, where closing it frees a server connection for other clients.
 
 Which cursors are open is known from the moment a connection is opened with the package
 imported (stream_release.tracking; put "stream_release" in INSTALLED_APPS so that it is
@@ -22,14 +27,16 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from stream_release.conf import setting
 from stream_release.signals import connections_released
-from stream_release.tracking import state
+from stream_release.tracking import own_persistent, state
 
 logger = logging.getLogger("stream_release")
 _noted: set[tuple[str, str]] = set()
 
 IN_ATOMIC = "inside an atomic block"
 READING = "a cursor on it is still being read (queryset.iterator(), or a cursor not closed)"
+PERSISTENT = "persistent with no pool, and STREAM_RELEASE_KEEP_PERSISTENT is on"
 
 
 def why_kept(conn: BaseDatabaseWrapper) -> str | None:
@@ -40,6 +47,8 @@ def why_kept(conn: BaseDatabaseWrapper) -> str | None:
         return READING
     if conn.in_atomic_block:
         return IN_ATOMIC
+    if setting("STREAM_RELEASE_KEEP_PERSISTENT") and own_persistent(conn):
+        return PERSISTENT
     return None
 
 

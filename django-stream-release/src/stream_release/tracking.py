@@ -26,7 +26,14 @@ class ConnectionState:
     """What the package follows of one connection wrapper: the cursors not closed yet, and how
     many cursors it has made (a request that made none did not use the connection)."""
 
-    __slots__ = ("__weakref__", "checked_out", "checkout_request", "cursors_made", "last_request", "open_cursors")
+    __slots__ = (
+        "__weakref__",
+        "checked_out",
+        "checkout_request",
+        "cursors_made",
+        "last_request",
+        "open_cursors",
+    )
 
     def __init__(self) -> None:
         self.open_cursors: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -54,6 +61,25 @@ class _Close:
         if wrapper is not None:
             wrapper._stream_release_closed = True
         return self.close()
+
+
+def pooled(conn: BaseDatabaseWrapper) -> bool:
+    """Whether `conn` comes from a pool in this process (Django's native pool,
+    django-db-geventpool, django-db-connection-pool, or a backend with a pool_limit()): giving
+    it back lets another request of the process take it."""
+    if callable(getattr(conn, "pool_limit", None)):
+        return True
+    if (conn.settings_dict.get("OPTIONS") or {}).get("pool"):
+        return True
+    modules = {cls.__module__.split(".", 1)[0] for cls in type(conn).__mro__}
+    return bool(modules & {"django_db_geventpool", "dj_db_conn_pool"})
+
+
+def own_persistent(conn: BaseDatabaseWrapper) -> bool:
+    """A persistent connection (CONN_MAX_AGE other than 0) with no pool in the process: this
+    thread's own, which no other request of the process can take. (PgBouncer in front of it is
+    a pool Django cannot see: there closing it frees a server connection for other clients.)"""
+    return conn.settings_dict.get("CONN_MAX_AGE", 0) != 0 and not pooled(conn)
 
 
 def state(conn: BaseDatabaseWrapper) -> ConnectionState | None:
