@@ -18,5 +18,5 @@ from stream_release.batches import abatches, batches
 from stream_release.release import arelease_connections, release_connections
 from stream_release.response import ReleasingStreamingHttpResponse
 
-__version__ = "1.0.0.dev0"
+__version__ = "1.0.0rc1"
 __all__ = ["ReleasingStreamingHttpResponse", "abatches", "arelease_connections", "batches", "release_connections"]
