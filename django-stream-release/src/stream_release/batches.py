@@ -113,7 +113,7 @@ def _key_reader(queryset: QuerySet[Any], field: Any, key: str) -> Callable[[Any]
     if issubclass(iterable, ModelIterable):
         return operator.attrgetter(field.attname)
     query = queryset.query
-    fields = list(queryset._fields) or [*query.extra_select, *query.values_select, *query.annotation_select]
+    fields = list(queryset._fields) or [*query.extra_select, *query.values_select, *query.annotation_select]  # type: ignore[attr-defined]
     found = [f for f in fields if f in names]
     if not found:
         shape = "values()" if issubclass(iterable, ValuesIterable) else "values_list()"

@@ -1,20 +1,28 @@
 """The package's settings, read once from django.conf.settings: the accounting reads them at
 every event, and each read of django.conf.settings goes through its LazyObject."""
 
+from __future__ import annotations
+
+from typing import Any, Literal, overload
+
 from django.conf import settings
 from django.core.signals import setting_changed
 
 # Read again when they change the way Django supports: override_settings, pytest-django's
 # `settings` fixture (the setting_changed signal).
-_SETTINGS = {  # name: default
+_SETTINGS: dict[str, bool | str] = {  # name: default
     "STREAM_RELEASE_ACCOUNTING": True,
     "STREAM_RELEASE_EVENT_LOG_DIR": "",
     "STREAM_RELEASE_KEEP_PERSISTENT": False,
 }
-_read = {}
+_read: dict[str, Any] = {}
 
 
-def setting(name):
+@overload
+def setting(name: Literal["STREAM_RELEASE_ACCOUNTING", "STREAM_RELEASE_KEEP_PERSISTENT"]) -> bool: ...
+@overload
+def setting(name: Literal["STREAM_RELEASE_EVENT_LOG_DIR"]) -> str: ...
+def setting(name: str) -> Any:
     """The setting `name` of _SETTINGS, or its default."""
     try:
         return _read[name]
@@ -23,7 +31,7 @@ def setting(name):
         return value
 
 
-def _forget(setting, **kwargs):
+def _forget(setting: str, **kwargs: Any) -> None:
     if setting in _SETTINGS:
         _read.pop(setting, None)
 

@@ -12,6 +12,8 @@ process trims it at exit (after the finalizers weakref runs then, which may writ
 or when it changes directory, and read() leaves it out, with a line cut short by a kill.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import errno
@@ -22,6 +24,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 
 from stream_release.conf import setting
 
@@ -37,11 +40,13 @@ class _EventLog:
     closed (a line another thread was about to put into it fails, and goes into the next) and
     a map of the file from the end of its lines takes its place."""
 
-    def __init__(self):
-        self._map = None
-        self._fd = None
+    def __init__(self) -> None:
+        # self._map and self._fd are None while the file is not open (self._opened is None then):
+        # typed as open, as every use of them is (their None assignments are marked)
+        self._map: mmap.mmap = None  # type: ignore[assignment]
+        self._fd: int = None  # type: ignore[assignment]
         self._base = 0  # where in the file self._map starts
-        self._opened = None  # (pid, directory) of self._map
+        self._opened: tuple[int, str] | None = None  # (pid, directory) of self._map
         self._lock = threading.RLock()  # only for opening, mapping the next part and closing
         self._gc_paused = False  # the collector is off inside _alone(), turned on again after
         # at exit, after the finalizers made later, such as the persistent connections' (their
@@ -51,7 +56,16 @@ class _EventLog:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forked)
 
-    def write(self, event, route, wait_ms="", hold_ms="", backend_pid="", acquire_id="", detail=""):
+    def write(
+        self,
+        event: str,
+        route: str,
+        wait_ms: str = "",
+        hold_ms: str = "",
+        backend_pid: int | str = "",
+        acquire_id: int | str = "",
+        detail: str = "",
+    ) -> None:
         directory = setting("STREAM_RELEASE_EVENT_LOG_DIR")
         if not directory:
             return
@@ -72,7 +86,7 @@ class _EventLog:
             into = self._room(directory, len(data))
 
     @contextlib.contextmanager
-    def _alone(self):
+    def _alone(self) -> Iterator[None]:
         """The lock, and no collection meanwhile: a finalizer run by the garbage collector in this
         thread writes a line too, and must not open or map the file half way through this."""
         with self._lock:
@@ -85,7 +99,7 @@ class _EventLog:
                     self._gc_paused = False
                     gc.enable()
 
-    def _forked(self):
+    def _forked(self) -> None:
         """In a child forked while another thread of its parent was inside _alone() (its system
         calls let others run): that thread is not here to let go of the lock, or to turn the
         collector on again."""
@@ -94,7 +108,7 @@ class _EventLog:
             self._gc_paused = False
             gc.enable()
 
-    def _room(self, directory, size):
+    def _room(self, directory: str, size: int) -> mmap.mmap:
         """The map of this process's file in `directory`, with room for `size` bytes."""
         with self._alone():
             if self._opened != (os.getpid(), directory):
@@ -103,7 +117,7 @@ class _EventLog:
                 self._map_next(self._base + self._map.tell(), size)
             return self._map
 
-    def _open(self, directory):
+    def _open(self, directory: str) -> None:
         """This process's file in `directory`, mapped from the end of its lines (an earlier
         process of the same pid may have left room after them, or a line cut short)."""
         if self._opened is not None and self._opened[0] == os.getpid():
@@ -111,18 +125,18 @@ class _EventLog:
         elif self._fd is not None:  # a forked child's (its parent's), or one whose next map failed
             os.close(self._fd)
         path = os.path.join(directory, f"accounting-{os.getpid()}.csv")
-        self._fd, self._map, self._base = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), None, 0
+        self._fd, self._map, self._base = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), None, 0  # type: ignore[assignment]
         self._map_next(0, len(EVENT_LOG_HEADER))
         if self._base + self._map.tell() == 0:
             self._map.write(EVENT_LOG_HEADER.encode())
         self._opened = (os.getpid(), directory)
 
-    def _map_next(self, since, size):
+    def _map_next(self, since: int, size: int) -> None:
         """Close the map (no line goes into it from now on), and map the file from the end of
         its lines (at or after `since`, where one ends) with room for `size` bytes. When that
         fails (a full disk), the error goes to the event's caller, and the next line opens the
         file again."""
-        old, self._map = self._map, None
+        old, self._map = self._map, None  # type: ignore[assignment]
         if old is not None:
             old.close()
         try:
@@ -137,23 +151,23 @@ class _EventLog:
             raise
         self._map, self._base = new, start
 
-    def close(self):
+    def close(self) -> None:
         """Trim the room after this process's last line, and close its file (at exit; the next
         line opens it again)."""
         with self._alone():
             if self._opened is not None and self._opened[0] == os.getpid():
                 self._close()
 
-    def _close(self):
+    def _close(self) -> None:
         since = self._base + self._map.tell()
         self._opened = None
         self._map.close()
         os.ftruncate(self._fd, _end_of_lines(self._fd, since))
         os.close(self._fd)
-        self._map = self._fd = None
+        self._map = self._fd = None  # type: ignore[assignment]
 
 
-def _reserve(fd, start, length):
+def _reserve(fd: int, start: int, length: int) -> None:
     """Blocks on disk for the file's bytes [start, start + length): a full disk is ENOSPC now,
     not a SIGBUS when the map touches them. Where the file system cannot (EOPNOTSUPP under musl,
     say) or the platform has no posix_fallocate, only the file's size grows."""
@@ -169,7 +183,7 @@ def _reserve(fd, start, length):
         os.ftruncate(fd, start + length)
 
 
-def _end_of_lines(fd, since=0):
+def _end_of_lines(fd: int, since: int = 0) -> int:
     """Where the last whole line of the file ends, at or after `since` (where one ends): what
     follows is room, or a line a kill cut short."""
     at = os.fstat(fd).st_size
@@ -185,7 +199,7 @@ def _end_of_lines(fd, since=0):
 event_log = _EventLog()
 
 
-def read(path) -> list[dict]:
+def read(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The events of one `accounting-<pid>.csv`, as csv.DictReader gives them: up to its last
     whole line, without the room a live or killed process leaves after it."""
     with open(path, "rb") as f:

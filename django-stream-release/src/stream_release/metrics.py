@@ -4,13 +4,25 @@ no-op and the rest works the same. Expose them with your usual /metrics view
 (prometheus_client's, django-prometheus's): they are in prometheus_client's default REGISTRY.
 """
 
+from __future__ import annotations
+
 import bisect
 import itertools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 try:
     from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
 except ImportError:  # the metrics extra is not installed
-    REGISTRY = Counter = Gauge = Histogram = values = None
+    REGISTRY = Counter = Gauge = Histogram = values = None  # type: ignore[assignment,misc]
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from stream_release.accounting import _Counts
+
+_P = ParamSpec("_P")
+_M = TypeVar("_M")
 
 # prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, read when it is imported)
 # keeps each process's values in a file, so a value there must be set to be seen.
@@ -20,17 +32,17 @@ SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
 
 
 class _NoMetric:
-    def labels(self, *args, **kwargs):
+    def labels(self, *args: object, **kwargs: object) -> _NoMetric:
         return self
 
-    def inc(self, amount=1):
+    def inc(self, amount: float = 1) -> None:
         pass
 
-    def observe(self, value):
+    def observe(self, value: float) -> None:
         pass
 
 
-def _make(kind, *args, **kwargs):
+def _make(kind: Callable[_P, _M] | None, *args: _P.args, **kwargs: _P.kwargs) -> _M | _NoMetric:
     return _NoMetric() if kind is None else kind(*args, **kwargs)
 
 
@@ -41,7 +53,8 @@ def _make(kind, *args, **kwargs):
 # for each value they change (five for a checkout and its return, each gevent's under its
 # monkey-patching). In the multiprocess mode each process's values must be in its file, so they
 # are prometheus_client's metrics, set as they change (LIVE and BY_ROUTE, None otherwise).
-GAUGES = {  # the counts' attribute: (name, documentation, multiprocess_mode)
+# the counts' attribute: (name, documentation, multiprocess_mode)
+GAUGES: dict[str, tuple[str, str, Literal["livesum", "max"]]] = {
     "in_use": ("stream_release_connections_in_use", "Database connections checked out right now", "livesum"),
     "waiting": (
         "stream_release_connections_waiting",
@@ -65,15 +78,15 @@ class Buckets:
 
     __slots__ = ("counts", "sum")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts = [0] * (len(SECONDS_BUCKETS) + 1)
         self.sum = 0.0
 
-    def observe(self, seconds):
+    def observe(self, seconds: float) -> None:
         self.counts[bisect.bisect_left(SECONDS_BUCKETS, seconds)] += 1  # the first bound >= it
         self.sum += seconds
 
-    def copy(self):
+    def copy(self) -> Buckets:
         other = Buckets()
         other.counts, other.sum = list(self.counts), self.sum
         return other
@@ -84,12 +97,12 @@ class RouteCounts:
 
     __slots__ = ("checkouts", "wait", "hold")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.checkouts = 0
         self.wait = Buckets()
         self.hold = Buckets()
 
-    def copy(self):
+    def copy(self) -> RouteCounts:
         other = RouteCounts()
         other.checkouts, other.wait, other.hold = self.checkouts, self.wait.copy(), self.hold.copy()
         return other
@@ -100,10 +113,10 @@ class _CountsCollector:
     (stream_release.accounting._Counts) at each scrape, under the counts' lock: what one scrape
     shows is one moment."""
 
-    def __init__(self, counts):
+    def __init__(self, counts: _Counts) -> None:
         self.counts = counts
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self.counts.lock:
@@ -123,14 +136,14 @@ class _HistogramsCollector(_CountsCollector):
     a scrape for some samples only (prometheus_client's `name[]`, as the harness's sampler
     asks once a second) need not build them."""
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import HistogramMetricFamily
         from prometheus_client.utils import floatToGoString
 
         with self.counts.lock:
             self.counts.settle()
             routes = [(route, c.copy()) for route, c in self.counts.routes.items()]
-        bounds = [floatToGoString(b) for b in SECONDS_BUCKETS] + ["+Inf"]
+        bounds: list[str] = [floatToGoString(b) for b in SECONDS_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
         for doc, attribute in ((ACQUIRE_WAIT_DOC, "wait"), (HOLD_DOC, "hold")):
             family = HistogramMetricFamily(*doc, labels=["route"])
             for route, route_counts in routes:
@@ -140,7 +153,7 @@ class _HistogramsCollector(_CountsCollector):
             yield family
 
 
-def register_counts(counts):
+def register_counts(counts: _Counts) -> None:
     """Serve the accounting's metrics from `counts` (outside the multiprocess mode)."""
     if values is not None and not MULTIPROCESS:
         REGISTRY.register(_CountsCollector(counts))
@@ -148,26 +161,26 @@ def register_counts(counts):
 
 
 if MULTIPROCESS:
-    LIVE = {
+    LIVE: dict[str, Gauge] | None = {
         attribute: Gauge(name, documentation, multiprocess_mode=mode)
         for attribute, (name, documentation, mode) in GAUGES.items()
     }
-    BY_ROUTE = (  # checkouts, acquire wait, hold
+    BY_ROUTE: tuple[Counter, Histogram, Histogram] | None = (  # checkouts, acquire wait, hold
         Counter(*CHECKOUTS_DOC, ["route"]),
         Histogram(*ACQUIRE_WAIT_DOC, ["route"], buckets=SECONDS_BUCKETS),
         Histogram(*HOLD_DOC, ["route"], buckets=SECONDS_BUCKETS),
     )
 else:
     LIVE = BY_ROUTE = None
-_BY_ROUTE_CHILDREN = {}
+_BY_ROUTE_CHILDREN: dict[str, tuple[Counter, Histogram, Histogram]] = {}
 
 
-def by_route(route):
+def by_route(route: str) -> tuple[Counter, Histogram, Histogram]:
     """BY_ROUTE's children for `route`, looked up once: labels() takes a lock at each call."""
     children = _BY_ROUTE_CHILDREN.get(route)
     if children is None:
-        children = _BY_ROUTE_CHILDREN[route] = tuple(metric.labels(route) for metric in BY_ROUTE)
-    return children
+        children = _BY_ROUTE_CHILDREN[route] = tuple(metric.labels(route) for metric in BY_ROUTE)  # type: ignore[union-attr,assignment]
+    return children  # type: ignore[return-value]
 
 
 ACQUIRE_ERRORS = _make(Counter, "stream_release_acquire_errors", "Checkouts that raised", ["route"])

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ _WATCH: pytest.StashKey[Watch] = pytest.StashKey()
 _OPTION = "fail_on_pinned_streams"
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("stream_release", "django-stream-release")
     group.addoption(
         "--fail-on-pinned-streams",
@@ -47,18 +48,18 @@ def pytest_addoption(parser):
     )
     parser.addini(
         _OPTION,
-        type="bool",
+        type="bool",  # type: ignore[maybe-unrecognized-str-typeform]  # pytest 9 also takes a TypeForm here
         default=False,
         help="fail tests in which a streaming response's body is sent while it holds a database connection",
     )
 
 
-def _fails(config) -> bool:
-    given = config.getoption(_OPTION)
+def _fails(config: pytest.Config) -> bool:
+    given: bool | None = config.getoption(_OPTION)
     return config.getini(_OPTION) if given is None else given
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not _fails(config):
         return None
     lines = ["stream_release: failing tests whose streaming responses hold a database connection"]
@@ -83,7 +84,7 @@ def pytest_report_header(config):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     fixtures = getattr(item, "fixturenames", ())
     if _fails(item.config) or "assert_stream_releases" in fixtures or "aassert_stream_releases" in fixtures:
         item.stash[_WATCH] = Watch()
@@ -92,7 +93,7 @@ def pytest_runtest_setup(item):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
     watch = item.stash.get(_WATCH, None)
     if watch is not None and watch.problems and _fails(item.config):
@@ -101,7 +102,7 @@ def pytest_runtest_call(item):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item, nextitem):
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     try:
         return (yield)
     finally:
@@ -164,7 +165,7 @@ def _in_event_loop() -> bool:
 
 
 def _watched(response: Any) -> _Stream:
-    stream = getattr(response, "_stream_release_watched", None)
+    stream: _Stream | None = getattr(response, "_stream_release_watched", None)
     if stream is None:
         raise TypeError(
             f"assert_stream_releases() takes a streaming response made during the test, got {type(response).__name__}"
@@ -180,16 +181,16 @@ def _fail_if_held(watch: Watch, stream: _Stream) -> None:
         pytest.fail(report(stream.problems))
 
 
-def report(problems) -> str:
+def report(problems: list[str]) -> str:
     head = f"stream_release: {len(problems)} streaming response(s) held a database connection while the body was sent:"
     return "\n".join([head, *(f"  - {p}" for p in problems)])
 
 
-def _consume(response) -> bytes:
+def _consume(response: Any) -> bytes:
     if response.is_async:
         from asgiref.sync import async_to_sync
 
-        async def read():
+        async def read() -> bytes:
             return b"".join([part async for part in response.streaming_content])
 
         return async_to_sync(read)()
@@ -199,7 +200,7 @@ def _consume(response) -> bytes:
 def _caller() -> str:
     """The code that made the response: the first frame outside Django, asgiref and this
     package (the view, or the helper it called)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith(("django.", "stream_release", "asgiref")):
@@ -251,7 +252,7 @@ class Watch:
             # not (and in a test the connection may be open already, so no connect shows it); Django
             # decides here, per view (transaction.non_atomic_requests opts one out)
             atomic_view = make_atomic(handler, view)
-            exempt = getattr(view, "_non_atomic_requests", set())
+            exempt: set[str] = getattr(view, "_non_atomic_requests", set())
             for alias, settings_dict in connections.settings.items():
                 if settings_dict.get("ATOMIC_REQUESTS") and alias not in exempt:
                     watch.uses[alias] += 1
@@ -275,9 +276,9 @@ class Watch:
         while self._patched:
             cls, name, original = self._patched.pop()
             setattr(cls, name, original)
-        request_started.disconnect(dispatch_uid=id(self))
-        connection_created.disconnect(dispatch_uid=id(self))
-        connections_released.disconnect(dispatch_uid=id(self))
+        request_started.disconnect(dispatch_uid=id(self))  # type: ignore[arg-type]  # Django takes any hashable
+        connection_created.disconnect(dispatch_uid=id(self))  # type: ignore[arg-type]  # Django takes any hashable
+        connections_released.disconnect(dispatch_uid=id(self))  # type: ignore[arg-type]  # Django takes any hashable
         for conn in connections.all(initialized_only=True):
             if self._execute in conn.execute_wrappers:
                 conn.execute_wrappers.remove(self._execute)

@@ -39,12 +39,13 @@ class ReleasingStreamingHttpResponse(StreamingHttpResponse):
     (GZipMiddleware, say) does not add another."""
 
     _stream_release_wrapped = False
+    _iterator: Any  # Django's (not in django-stubs): an iterator, an async one when is_async
 
     def __init__(self, streaming_content: Iterable[Any] | AsyncIterator[Any] = (), *args: Any, **kwargs: Any) -> None:
         super().__init__(streaming_content, *args, **kwargs)
 
     def _set_streaming_content(self, value: Any) -> None:
-        super()._set_streaming_content(value)
+        super()._set_streaming_content(value)  # type: ignore[misc]  # Django's, not in django-stubs
         if self._stream_release_wrapped:
             return
         self._stream_release_wrapped = True

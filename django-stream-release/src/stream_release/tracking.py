@@ -98,7 +98,7 @@ def _follow(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None
         return
     conn_state = ConnectionState()
     conn_state.checkout_request = current_request.get()
-    prepare = connection._prepare_cursor
+    prepare = connection._prepare_cursor  # type: ignore[attr-defined]  # Django's, not in django-stubs
 
     def _prepare_cursor(cursor: Any) -> Any:
         wrapper = prepare(cursor)
@@ -110,8 +110,8 @@ def _follow(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None
         wrapper.close = _Close(wrapper, wrapper.close)
         return wrapper
 
-    connection._prepare_cursor = _prepare_cursor
-    connection._stream_release = conn_state
+    connection._prepare_cursor = _prepare_cursor  # type: ignore[attr-defined]
+    connection._stream_release = conn_state  # type: ignore[attr-defined]
 
 
 connection_created.connect(_follow, dispatch_uid="stream_release.tracking")
