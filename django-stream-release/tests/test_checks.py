@@ -46,3 +46,21 @@ def test_an_event_log_directory_that_is_not_there_is_an_error(settings, tmp_path
     assert ids() == ["stream_release.E002"]
     settings.STREAM_RELEASE_EVENT_LOG_DIR = str(tmp_path)
     assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "entry, keep, said",
+    [
+        ({"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 60}, False, True),
+        ({"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": None}, False, True),
+        ({"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 60}, True, False),
+        ({"ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": 0}, False, False),
+        ({"ENGINE": "django_db_geventpool.backends.postgresql_psycopg3", "CONN_MAX_AGE": 60}, False, False),
+        ({"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"pool": True}}, False, False),
+    ],
+    ids=["persistent", "forever", "kept", "new-each-time", "geventpool", "native-pool"],
+)
+def test_persistent_connections_without_a_pool_are_said(settings, entry, keep, said):
+    settings.STREAM_RELEASE_KEEP_PERSISTENT = keep
+    settings.DATABASES = {**settings.DATABASES, "other": {**entry, "NAME": "x"}}
+    assert ids() == (["stream_release.I002"] if said else [])

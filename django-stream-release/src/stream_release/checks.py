@@ -10,6 +10,9 @@
   checkout is booked to the route "other", and no pinned stream is found.
 - stream_release.I001: a SQLite database whose test database is in memory: Django never closes
   such a connection, so no release (and no pinned stream) can be seen in the test suite.
+- stream_release.I002: persistent connections with no pool in the process, and
+  STREAM_RELEASE_KEEP_PERSISTENT off: each release closes the thread's connection, which its
+  next request opens again (docs: when keeping it helps, measured).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Warning, register
 
 from stream_release.accounting import ENGINE
+from stream_release.conf import setting
 
 MIDDLEWARE = "stream_release.middleware.StreamReleaseMiddleware"
 
@@ -53,7 +57,24 @@ def _databases() -> list[CheckMessage]:
                     id="stream_release.I001",
                 )
             )
+        if _persistent_without_pool(entry, engine) and not setting("STREAM_RELEASE_KEEP_PERSISTENT"):
+            out.append(
+                Info(
+                    f"DATABASES[{alias!r}] keeps persistent connections (CONN_MAX_AGE) with no pool in the process: "
+                    "each release closes the thread's connection, and its next request, or a batches() body's "
+                    "next batch, opens a new one.",
+                    hint="With a sync or gthread worker and no PgBouncer in front, "
+                    "STREAM_RELEASE_KEEP_PERSISTENT = True keeps it; under gevent or ASGI leave it off.",
+                    id="stream_release.I002",
+                )
+            )
     return out
+
+
+def _persistent_without_pool(entry: dict[str, Any], engine: str | None) -> bool:
+    if entry.get("CONN_MAX_AGE", 0) == 0 or (entry.get("OPTIONS") or {}).get("pool"):
+        return False
+    return not str(engine).startswith(("django_db_geventpool.", "dj_db_conn_pool."))
 
 
 def _in_memory(name: str | None) -> bool:
