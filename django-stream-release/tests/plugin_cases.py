@@ -11,8 +11,16 @@ from tests.models import Row
 from tests.views import VIEWS
 
 ATOMIC = {"off": False, "on": True}
-# Django refuses ATOMIC_REQUESTS for async views
-CASES = [(view, atomic) for view in VIEWS for atomic in ATOMIC if not (view.startswith("async-") and atomic == "on")]
+# Django refuses ATOMIC_REQUESTS for async views. A queryset.iterator() begun in the view under
+# ATOMIC_REQUESTS is a server-side cursor of the request's transaction on PostgreSQL, which its
+# commit closes when the view returns, before the body reads on (with or without this package).
+UNSUPPORTED = {("iterator-then-release", "on")}
+CASES = [
+    (view, atomic)
+    for view in VIEWS
+    for atomic in ATOMIC
+    if not (view.startswith("async-") and atomic == "on") and (view, atomic) not in UNSUPPORTED
+]
 BODY = b"".join(f"{n}\n".encode() for n in range(10))
 
 

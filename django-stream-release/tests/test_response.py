@@ -5,7 +5,7 @@ import re
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from stream_release import ReleasingStreamingHttpResponse, abatches, batches, release, release_connections
 from stream_release.signals import connections_released
@@ -253,7 +253,7 @@ def test_a_persistent_connection_without_a_pool_is_kept_when_the_setting_says(
 
     from stream_release import tracking
 
-    if tracking.pooled(connection):
+    if tracking.pooled(connections["default"]):
         if max_age and (connection.settings_dict["OPTIONS"] or {}).get("pool"):
             pytest.skip("Django's native pool refuses CONN_MAX_AGE > 0")
         connects = 51  # each batch's connection goes back to the pool, and out again for the next

@@ -64,7 +64,7 @@ class _Close:
 
 
 def pooled(conn: BaseDatabaseWrapper) -> bool:
-    """Whether `conn` comes from a pool in this process (Django's native pool,
+    """Whether `conn` (a wrapper, as connections[alias] gives it) comes from a pool in this process (Django's native pool,
     django-db-geventpool, django-db-connection-pool, or a backend with a pool_limit()): giving
     it back lets another request of the process take it."""
     if callable(getattr(conn, "pool_limit", None)):
