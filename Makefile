@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast lint fmt package lock clean
+.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast package-matrix lint fmt package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -59,6 +59,8 @@ help:
 	@echo "make report [RUN=results/<run>]  rebuild a run's report.html and plots"
 	@echo "make test      run the test suite (real PostgreSQL, gunicorn and Locust)"
 	@echo "make test-fast the tests that start no server, in under a minute"
+	@echo "make package-matrix [PYTHONS='3.12'] [DJANGO='6.0'] [DATABASES='sqlite stock'] [REUSE=1] [JOBS=2] [PYTEST_ARGS='-x']"
+	@echo "               django-stream-release's own tests on every Python x Django x database, with nox (noxfile.py)"
 	@echo "make lint      ruff check and ruff format --check (part of make test); make fmt fixes what it can"
 	@echo "make deps      install the Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
@@ -159,24 +161,41 @@ fmt: venv
 test-fast: venv
 	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)
 
+# django-stream-release's own suite on every supported Python x Django series x database, one nox
+# session per Python and Django (noxfile.py), against a throwaway PostgreSQL; a Python that is
+# not installed fails it, naming it (harness/package_matrix.py). About 5 minutes on 2 cores.
+PYTHONS   ?=
+DJANGO    ?=
+DATABASES ?=
+REUSE     ?=
+JOBS      ?=
+PACKAGE_MATRIX_ARGS = $(foreach p,$(PYTHONS),--python $(p)) $(foreach d,$(DJANGO),--django $(d)) \
+	$(foreach d,$(DATABASES),--database $(d)) $(if $(REUSE),--reuse) $(if $(JOBS),--jobs $(JOBS)) \
+	$(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+package-matrix: venv
+	$(PY) -m harness package-matrix $(strip $(PACKAGE_MATRIX_ARGS))
+
 package: venv
 	$(PY) -m build --outdir dist $(PACKAGE)
 
 # Re-pin requirements/<env>.txt from requirements/<env>.in with pip-tools' pip-compile, every
 # file's sha256 included, so that an install gets exactly the files that were locked (pip's
 # hash-checking mode). The pins already there are kept unless the .in asks otherwise.
+# The package matrix's pins (requirements/package-matrix/django-<series>.txt) are compiled the
+# same way, each on the oldest Python of its series in noxfile.py (harness/package_matrix.py).
 LOCK_ENVS ?= bench pg3
 PIP_TOOLS ?= pip-tools==7.6.2
+PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url --no-emit-find-links
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && \
 	  .venv-lock/bin/pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)' || { rm -rf .venv-lock; exit 1; }
 	@for env in $(LOCK_ENVS); do \
 	  echo "locking requirements/$$env.txt"; \
-	  CUSTOM_COMPILE_COMMAND='make lock' .venv-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
-	    --no-emit-index-url --no-emit-find-links \
+	  CUSTOM_COMPILE_COMMAND='make lock' .venv-lock/bin/pip-compile $(PIP_COMPILE_FLAGS) \
 	    --output-file requirements/$$env.txt requirements/$$env.in || { rm -rf .venv-lock; exit 1; }; \
 	done; rm -rf .venv-lock
+	$(PYTHON) -m harness.package_matrix lock --pip-tools '$(PIP_TOOLS)' -- $(PIP_COMPILE_FLAGS)
 
 clean:
-	rm -rf $(VENV) .venv-* .pytest_cache dist
+	rm -rf $(VENV) .venv-* .nox .pytest_cache dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -231,6 +231,50 @@ def _parser():
     )
     docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed page is out of date")
 
+    packaged = sub.add_parser(
+        "package-matrix",
+        help="django-stream-release's own test suite on every supported Python x Django series x "
+        "database, with nox (noxfile.py) against a throwaway PostgreSQL",
+        description="Run django-stream-release's own test suite on every supported Python x Django "
+        "series x database: one nox session per Python and Django series (noxfile.py), each running "
+        "the suite on SQLite and on a throwaway PostgreSQL with four backends, side by side. A "
+        "Python that is not installed fails the run, naming it.",
+    )
+    packaged.add_argument(
+        "--python",
+        dest="pythons",
+        action="append",
+        default=[],
+        metavar="X.Y",
+        help="only this Python's sessions (repeatable)",
+    )
+    packaged.add_argument(
+        "--django",
+        dest="djangos",
+        action="append",
+        default=[],
+        metavar="SERIES",
+        help="only this Django series' sessions, e.g. 6.0 (repeatable)",
+    )
+    packaged.add_argument(
+        "--database",
+        dest="databases",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this database, of sqlite, stock, persistent, native-pool, geventpool "
+        "(repeatable; sqlite alone starts no PostgreSQL)",
+    )
+    packaged.add_argument(
+        "--reuse", action="store_true", help="reuse the sessions' environments in .nox/ (the pins are installed again)"
+    )
+    packaged.add_argument(
+        "--jobs", type=int, default=2, help="sessions side by side (default 2), each running its databases side by side"
+    )
+    packaged.add_argument(
+        "pytest_args", nargs="*", metavar="PYTEST_ARG", help="after --: for each pytest run, e.g. -- -x -k plugin"
+    )
+
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
     show.add_argument("--matrix", default="default")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
@@ -324,6 +368,12 @@ def main(argv=None):
         if args.command == "worker":
             procs.raise_fd_limit()
             return load.run_worker(load.Master.parse(args.master, "--master"))
+        if args.command == "package-matrix":
+            from harness import package_matrix
+
+            return package_matrix.run(
+                args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs
+            )
         if args.command == "serve":
             return serve(args)
         if args.command == "ui":

@@ -111,6 +111,7 @@ FAST = {
     "test_matrix",
     "test_docs",
     "test_containers",
+    "test_package_matrix",
 }
 
 
