@@ -61,7 +61,7 @@ help:
 	@echo "make test-fast the tests that start no server, in under a minute"
 	@echo "make package-matrix [PYTHONS='3.12'] [DJANGO='6.0'] [DATABASES='sqlite stock'] [REUSE=1] [JOBS=2] [PYTEST_ARGS='-x']"
 	@echo "               django-stream-release's own tests on every Python x Django x database, with nox (noxfile.py)"
-	@echo "make lint      ruff check and ruff format --check (part of make test); make fmt fixes what it can"
+	@echo "make lint      ruff check, ruff format --check and mypy --strict on the package (part of make test); make fmt fixes what it can"
 	@echo "make deps      install the Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...)"
 	@echo "make package   build django-stream-release's wheel and sdist into dist/"
 	@echo "make matrix    list the cells of MATRIX with their parameters"
@@ -147,10 +147,12 @@ TEST_WORKERS ?= 3
 test: venv lint
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15 $(PYTEST_ARGS)
 
-# ruff: the lint rules and the format of pyproject.toml; make fmt fixes what can be fixed
+# ruff: the lint rules and the format of pyproject.toml (make fmt fixes what can be fixed); mypy:
+# the package, strict (its pyproject's [tool.mypy])
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd $(PACKAGE) && ../$(VENV)/bin/mypy
 
 fmt: venv
 	$(VENV)/bin/ruff check --fix .

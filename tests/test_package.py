@@ -1,9 +1,11 @@
 """django-stream-release as people install it, and its own tests on every backend.
 
-- `make package`'s wheel and sdist, the wheel installed into a clean virtual environment with
-  only Django, pytest and pytest-django: the package's test suite passes there against the
-  installed wheel (SQLite; its plugin test runs `pytest --fail-on-pinned-streams` on views
-  that pin and views that release), and `pip install ./django-stream-release` works too;
+- `make package`'s wheel and sdist pass `twine check` (what PyPI checks of their metadata and
+  README), and hold the license, the changelog and `py.typed`; the wheel installed into a clean
+  virtual environment with only Django, pytest and pytest-django: the sdist's own test suite
+  passes there against the installed wheel (SQLite; its plugin test runs
+  `pytest --fail-on-pinned-streams` on views that pin and views that release), and
+  `pip install ./django-stream-release` works too;
 - the same test suite on the session's PostgreSQL with a backend of each kind, in that backend's
   own environment, through the accounting wrapper."""
 
@@ -11,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import pytest
@@ -64,6 +67,32 @@ def test_the_wheel_holds_the_package_and_its_pytest_entry_point(dist):
     assert "[pytest11]\nstream_release = stream_release.pytest_plugin" in text
 
 
+def test_the_wheel_and_sdist_pass_twine_check_and_carry_license_changelog_and_types(dist):
+    wheel, sdist = dist
+    result = run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)])
+    assert result.stdout.count("PASSED") == 2, result.stdout
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "stream_release/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: BSD-3-Clause" in metadata and "Classifier: Typing :: Typed" in metadata
+    with tarfile.open(sdist) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        members = set(tar.getnames())
+    for name in ("LICENSE", "CHANGELOG.md", "README.md", "tests/settings.py", "src/stream_release/py.typed"):
+        assert f"{top}/{name}" in members, name
+
+
+@pytest.fixture(scope="module")
+def sdist_tree(tmp_path_factory, dist):
+    """The sdist unpacked, as a packager or a user who downloads it has it."""
+    out = tmp_path_factory.mktemp("sdist")
+    with tarfile.open(dist[1]) as tar:
+        tar.extractall(out, filter="data")
+    (tree,) = out.iterdir()
+    return tree
+
+
 def test_the_wheel_installs_with_django_as_its_only_dependency(clean_venv):
     listed = json.loads(run([clean_venv, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]).stdout)
     names = {p["name"].lower() for p in listed}
@@ -73,10 +102,16 @@ def test_the_wheel_installs_with_django_as_its_only_dependency(clean_venv):
     assert "site-packages" in where
 
 
-def test_the_package_tests_pass_against_the_installed_wheel(clean_venv):
+def test_the_sdists_tests_pass_against_the_installed_wheel(clean_venv, sdist_tree):
     result = run(
-        [clean_venv, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"], cwd=PACKAGE, timeout=600, env=package_env()
+        [clean_venv, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs"],
+        cwd=sdist_tree,
+        timeout=600,
+        env=package_env(),
     )
+    # the package is the wheel's, not the sdist's src/ (which is not on the path)
+    where = run([clean_venv, "-c", "import stream_release; print(stream_release.__file__)"], cwd=sdist_tree).stdout
+    assert "site-packages" in where
     assert " passed" in result.stdout and " failed" not in result.stdout
     # the skips are the metrics tests, one for each that asks for prometheus_client: the extra is
     # not installed here, and each says so
