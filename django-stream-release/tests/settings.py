@@ -26,3 +26,5 @@ _entry = json.loads(os.environ.get("STREAM_RELEASE_TEST_DATABASE", "null")) or {
 _entry.setdefault("TEST", {}).setdefault("NAME", f"test_{_entry.get('NAME', 'db')}_{os.getpid()}")
 DATABASES = accounted({"default": _entry})
 STATIC_URL = "/assets/"  # the live server serves static files under it
+# the switch that releases every stream (tests/test_switch.py runs the plugin's cases with it on)
+STREAM_RELEASE_ALL_STREAMS = os.environ.get("STREAM_RELEASE_TEST_ALL_STREAMS") == "1"

@@ -83,6 +83,25 @@ def non_atomic_no_database(request):
     return StreamingHttpResponse(_lines(range(10)))
 
 
+def write_then_stream(request):
+    """Writes, then streams a plain StreamingHttpResponse (under ATOMIC_REQUESTS the write
+    commits when the view returns)."""
+    Row.objects.create(n=100)
+    return StreamingHttpResponse(iter([b"written\n"]))
+
+
+async def events(request):
+    """Server-sent events polling the database between events with the async ORM, and
+    nothing giving the connection back."""
+
+    async def body():
+        for _ in range(3):
+            count = await Row.objects.filter(n__lt=10).acount()
+            yield f"data: {count}\n\n".encode()
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream")
+
+
 def no_database(request):
     return StreamingHttpResponse(_lines(range(10)))
 

@@ -14,12 +14,15 @@ _SETTINGS: dict[str, bool | str] = {  # name: default
     "STREAM_RELEASE_ACCOUNTING": True,
     "STREAM_RELEASE_EVENT_LOG_DIR": "",
     "STREAM_RELEASE_KEEP_PERSISTENT": False,
+    "STREAM_RELEASE_ALL_STREAMS": False,
 }
 _read: dict[str, Any] = {}
 
 
 @overload
-def setting(name: Literal["STREAM_RELEASE_ACCOUNTING", "STREAM_RELEASE_KEEP_PERSISTENT"]) -> bool: ...
+def setting(
+    name: Literal["STREAM_RELEASE_ACCOUNTING", "STREAM_RELEASE_KEEP_PERSISTENT", "STREAM_RELEASE_ALL_STREAMS"],
+) -> bool: ...
 @overload
 def setting(name: Literal["STREAM_RELEASE_EVENT_LOG_DIR"]) -> str: ...
 def setting(name: str) -> Any:

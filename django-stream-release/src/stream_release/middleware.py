@@ -14,6 +14,12 @@ connection kept from an earlier request) until it was given back or the body end
 need the `metrics` extra). It also labels the request with its URL name for the connection
 accounting (stream_release.accounting), and counts requests that failed with a database error.
 
+With STREAM_RELEASE_ALL_STREAMS = True it also releases every streaming response, with no view
+changed (StreamingHttpResponse, its subclasses, FileResponse; sync and async bodies): the
+connections the request used are given back when the body starts, as
+ReleasingStreamingHttpResponse does, and again after every chunk. What it cannot release (a
+cursor still being read, the body's own atomic block) it reports as pinned, with the reason.
+
 Not reported: a connection the request never used (a persistent one kept from an earlier
 request), one kept on purpose by STREAM_RELEASE_KEEP_PERSISTENT, the test's own transaction (TestCase, pytest-django's django_db), SQLite in memory
 (Django never closes it, and no other request waits for it).
@@ -39,6 +45,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponseBase
 
 from stream_release import accounting, metrics, release, tracking
+from stream_release.conf import setting
+from stream_release.release import release_connections
 
 logger = logging.getLogger("stream_release")
 
@@ -132,9 +140,20 @@ class _Stream:
         self.view, self.token, self.started = view, token, started
         self.pinned: dict[str, _Hold] = {}  # alias -> its hold, while not given back
         self.last: dict[str, float] = {}  # alias -> the checkout held at the last chunk
+        self.releasing = setting("STREAM_RELEASE_ALL_STREAMS")
+
+    def release(self) -> None:
+        """STREAM_RELEASE_ALL_STREAMS: give back the connections this request used, as
+        ReleasingStreamingHttpResponse does (never inside an atomic block, nor one whose cursor
+        is still being read; those the next look reports)."""
+        used = [conn.alias for conn in connections.all(initialized_only=True) if _used_by(conn, self.token)]
+        if used:
+            release_connections(using=used)
 
     def chunk(self, first: bool) -> None:
-        """At a chunk, in the request's thread."""
+        """At a chunk, in the request's thread: released first under STREAM_RELEASE_ALL_STREAMS."""
+        if self.releasing:
+            self.release()
         now = time.monotonic()
         self._given_back(now)
         found = held(self.token)
@@ -196,6 +215,8 @@ class _Stream:
 
     def watch(self, content: Iterator[Any]) -> Iterator[Any]:
         try:
+            if self.releasing:
+                self.release()  # as the body starts: after the view, its transaction, the middleware
             first = True
             for part in content:
                 self.chunk(first)
@@ -208,6 +229,8 @@ class _Stream:
         # the request's connections live in its thread (thread-sensitive), not the event loop's
         look = sync_to_async(self.chunk, thread_sensitive=True)
         try:
+            if self.releasing:
+                await sync_to_async(self.release, thread_sensitive=True)()
             first = True
             async for part in content:
                 await look(first)
@@ -255,7 +278,7 @@ class StreamReleaseMiddleware:
 
     def _look_at_file(self, request: HttpRequest, response: HttpResponseBase, started: float, token: object) -> None:
         stream = _Stream(view_name(request), token, started)
-        stream.chunk(first=True)
+        stream.chunk(first=True)  # released first under STREAM_RELEASE_ALL_STREAMS
         stream.pinned.clear()  # its hold is not followed: the server may send it with sendfile
 
     def _watch(self, request: HttpRequest, response: Any, started: float, token: object) -> Any:

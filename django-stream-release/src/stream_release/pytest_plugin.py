@@ -316,12 +316,16 @@ class _Stream:
         self._reported: set[str] = set()
 
     def check(self, first: bool) -> None:
+        """At the first chunk, once it is produced: what the view left held (a connection the body
+        used while producing it is looked at later, since whatever wraps the body, a middleware
+        releasing every stream, may give it back before it is sent). Before each later chunk is
+        produced: whatever is still held, across the chunk just sent."""
         from django.db import connections
 
         from stream_release.tracking import state
 
         for alias, count in list(self.watch.uses.items()):
-            if not count:
+            if not count or (first and self.body_queries[alias]):
                 continue
             conn = connections[alias]
             if conn.connection is None or conn.closed_in_transaction:
@@ -362,6 +366,8 @@ class _Stream:
     def follow(self, content: Iterator[Any]) -> Iterator[Any]:
         first = True
         while True:
+            if not first:
+                self.check(False)  # held across the chunk just sent
             self.watch.producing.append(self)
             try:
                 chunk = next(content)
@@ -369,15 +375,19 @@ class _Stream:
                 return  # a query made for nothing but the end held nothing across a chunk
             finally:
                 self.watch.producing.pop()
-            self.check(first)
-            first = False
+            if first:
+                self.check(True)
+                first = False
             yield chunk
 
     async def afollow(self, content: AsyncIterator[Any]) -> AsyncIterator[Any]:
         from asgiref.sync import sync_to_async
 
+        check = sync_to_async(self.check, thread_sensitive=True)
         first = True
         while True:
+            if not first:
+                await check(False)
             self.watch.producing.append(self)
             try:
                 chunk = await anext(content)
@@ -385,6 +395,7 @@ class _Stream:
                 return
             finally:
                 self.watch.producing.pop()
-            await sync_to_async(self.check, thread_sensitive=True)(first)
-            first = False
+            if first:
+                await check(True)
+                first = False
             yield chunk
