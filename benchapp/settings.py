@@ -51,6 +51,9 @@ INSTALLED_APPS = ["benchapp"]
 STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
 # BENCH_ACCOUNTING=0: no connection accounting (its metrics, its event log, GC timing), to measure its cost.
 STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
+# BENCH_RELEASE_ALL_STREAMS=1 (make bench SET=release_all_streams=true): the package's switch, every
+# streaming response released by the detector middleware with no view changed
+STREAM_RELEASE_ALL_STREAMS = os.environ.get("BENCH_RELEASE_ALL_STREAMS", "0") == "1"
 
 # The package's detector, on whatever BENCH_ACCOUNTING says, as in a user's project: a warning
 # for each stream that starts sending with a connection checked out; with the accounting on, it

@@ -45,6 +45,7 @@ class Params:
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
     locust_workers: int = _limits(1, 256, "Locust worker processes")
     atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
+    release_all_streams: bool = field(metadata={"limits": None})  # STREAM_RELEASE_ALL_STREAMS
     settle_s: float = _limits(0, 600, "seconds")
     fault: str = field(metadata={"limits": None, "choices": FAULTS})
     fault_at_s: float = _limits(0, 86_400, "seconds")

@@ -78,6 +78,7 @@ def gunicorn_env(
         BENCH_ACCOUNTING_DIR=str(accounting_dir) if params.instrument else "",
         BENCH_ACCOUNTING="1" if params.instrument else "0",
         BENCH_GC=params.server_gc,
+        BENCH_RELEASE_ALL_STREAMS="1" if params.release_all_streams else "0",
         BENCH_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT_S),
     )
     # With several workers, Server.start() adds PROMETHEUS_MULTIPROC_DIR, so that /metrics

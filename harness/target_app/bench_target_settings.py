@@ -61,3 +61,6 @@ ALLOWED_HOSTS = [
 DEBUG = False
 STREAM_RELEASE_EVENT_LOG_DIR = os.environ.get("BENCH_ACCOUNTING_DIR", "")
 STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
+# BENCH_RELEASE_ALL_STREAMS=1 (make bench SET=release_all_streams=true): the package's switch, every
+# streaming response released by the detector middleware with no view changed
+STREAM_RELEASE_ALL_STREAMS = os.environ.get("BENCH_RELEASE_ALL_STREAMS", "0") == "1"
