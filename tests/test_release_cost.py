@@ -134,7 +134,9 @@ def test_too_few_requests_are_refused_before_anything_starts(tmp_path):
 
 def test_ctrl_c_stops_the_worker_and_the_cluster(tmp_path):
     # its own temporary directory (PostgreSQL's, as another user when root): what is left is its own
-    tmp = tempfile.mkdtemp(prefix="release-cost-interrupt-")
+    # directly under /tmp: under pytest-xdist TMPDIR is nested deep enough that PostgreSQL's
+    # Unix socket path would pass its 107-byte limit
+    tmp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
     os.chmod(tmp, 0o1777)
     out = tmp_path / "run"
     with open(tmp_path / "output.log", "w") as log:
