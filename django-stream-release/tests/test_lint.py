@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from stream_release.lint import check_source, main
+from stream_release.lint import check_files, check_source, main
 
 
 def codes(source):
@@ -82,6 +82,89 @@ PINS = {
     ),
 }
 
+PINS.update(
+    {
+        "a shortcut and a helper that builds the response": (
+            """
+            def serve(obj):
+                return FileResponse(open(obj.path, "rb"))
+
+            def download(request, pk):
+                doc = get_object_or_404(Document, pk=pk)
+                return serve(doc)
+            """,
+            [("SR001", 7)],
+        ),
+        "a queryset bound to a name, iterated by a generator given it": (
+            """
+            def rows(queryset):
+                for item in queryset:
+                    yield item.name
+
+            def export(request):
+                qs = Item.objects.filter(active=True)
+                return StreamingHttpResponse(rows(qs))
+            """,
+            [("SR003", 3)],
+        ),
+        "a related manager iterated in the body": (
+            """
+            def export(request, pk):
+                def body():
+                    for source in collection.source_set.all():
+                        yield source.name
+                return StreamingHttpResponse(body())
+            """,
+            [("SR003", 4)],
+        ),
+        "iterator() one generator deeper": (
+            """
+            def inner():
+                yield from Item.objects.all().iterator(chunk_size=1000)
+
+            def rows():
+                for item in inner():
+                    yield item.name
+
+            def export(request):
+                return StreamingHttpResponse(rows())
+            """,
+            [("SR002", 3)],
+        ),
+        "iterator() as the body itself": (
+            """
+            def export(request):
+                return StreamingHttpResponse(Item.objects.values_list("name", flat=True).iterator())
+            """,
+            [("SR002", 3)],
+        ),
+        "iterator passed uncalled to a factory": (
+            """
+            def csv_response(rows):
+                return StreamingHttpResponse(write(rows()))
+
+            def export(request):
+                sources = Source.objects.filter(active=True)
+                return csv_response(sources.iterator)
+            """,
+            [("SR002", 7)],
+        ),
+    }
+)
+
+PINS["a method streaming the queryset it is given"] = (
+    """
+    class ExportView(View):
+        def stream_csv(self, queryset):
+            for item in queryset:
+                yield item.name
+
+        def get(self, request):
+            return StreamingHttpResponse(self.stream_csv(self.get_queryset()))
+    """,
+    [("SR003", 4)],
+)
+
 RELEASES = {
     "released": """
         def export(request):
@@ -114,6 +197,21 @@ RELEASES = {
     "a queryset iterated outside any stream": """
         def report(request):
             return HttpResponse("".join(i.name for i in Item.objects.all()))
+        """,
+    "a body that releases through a helper of its own": """
+        from contextlib import contextmanager
+
+        @contextmanager
+        def released():
+            connections.close_all()
+            yield
+
+        def chat(request):
+            doc = Document.objects.get(pk=1)
+            def body():
+                with released():
+                    yield from ask(doc)
+            return StreamingHttpResponse(body())
         """,
     "suppressed": """
         def export(request):
@@ -169,3 +267,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 def test_it_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "stream_release.lint", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "SR001" in result.stdout
+
+
+def test_a_view_and_its_helper_in_two_files_are_read_together(tmp_path):
+    (tmp_path / "responses.py").write_text("def serve_file(doc):\n    return FileResponse(open(doc.path, 'rb'))\n")
+    (tmp_path / "views.py").write_text(
+        "def download(request, pk):\n    doc = Document.objects.get(pk=pk)\n    return serve_file(doc)\n"
+    )
+    findings, errors = check_files(sorted(tmp_path.glob("*.py")))
+    assert errors == [] and [(f.path.rsplit("/", 1)[1], f.line, f.code) for f in findings] == [("views.py", 3, "SR001")]
+    assert check_source((tmp_path / "views.py").read_text()) == []  # alone, the helper is unknown
+
+
+def test_a_release_function_of_your_own_can_be_named(tmp_path, capsys):
+    (tmp_path / "views.py").write_text(
+        "def export(request):\n    rows = list(Item.objects.all())\n    give_back()\n"
+        "    return StreamingHttpResponse(iter(rows))\n"
+    )
+    assert main([str(tmp_path)]) == 1
+    capsys.readouterr()
+    assert main(["--release-name", "give_back", str(tmp_path)]) == 0
