@@ -4,8 +4,6 @@ gives its connection back when the body starts, so that a probe gets it while th
 on; `cursor-hold`, a body reading one QuerySet.iterator() cursor, cannot be released, keeps it,
 and the detector says why."""
 
-import http.client
-import json
 from contextlib import ExitStack
 
 import pytest
@@ -13,8 +11,7 @@ import pytest
 from harness import postgres
 from harness.server import Server
 from tests.conftest import SPEC
-
-CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 700
+from tests.test_stream_release import CHUNK_BYTES, CHUNKS, open_stream, probe
 
 
 @pytest.fixture(scope="module", params=["geventpool", "native-pool"])
@@ -33,26 +30,6 @@ def switched(request, database, tmp_path_factory):
             )
         )
         yield server, directory / "server.log"
-
-
-def probe(server, timeout):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-    try:
-        conn.request("GET", "/probe/")
-        response = conn.getresponse()
-        return json.loads(response.read())["backend_pid"] if response.status == 200 else None
-    except TimeoutError:
-        return None
-    finally:
-        conn.close()
-
-
-def open_stream(server, variant):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", f"/stream/{variant}/?chunks={CHUNKS}&chunk_bytes={CHUNK_BYTES}&delay_ms={DELAY_MS}")
-    response = conn.getresponse()
-    assert response.status == 200
-    return conn, response
 
 
 def test_the_unchanged_hold_view_is_released_while_it_streams(switched):

@@ -96,13 +96,13 @@ def _since(conn: BaseDatabaseWrapper, default: float) -> float:
     return default if conn_state is None else conn_state.checked_out
 
 
-def held(token: object | None) -> dict[str, tuple[BaseDatabaseWrapper, str]]:
+def held(token: object | None, atomic: frozenset[str] = frozenset()) -> dict[str, tuple[BaseDatabaseWrapper, str]]:
     """{alias: (wrapper, why)} of this thread's connections that request `token` used and that
     are still checked out, outside the test's transaction; `why` says what keeps it, when
     something other than nothing giving it back does."""
     out = {}
     for conn in connections.all(initialized_only=True):
-        if conn.connection is None or _in_memory(conn) or not _used_by(conn, token):
+        if conn.connection is None or _in_memory(conn) or not (conn.alias in atomic or _used_by(conn, token)):
             continue
         if _own_atomic(conn):
             why = "inside the body's own atomic block"
@@ -115,6 +115,11 @@ def held(token: object | None) -> dict[str, tuple[BaseDatabaseWrapper, str]]:
             why = "a cursor on it is still being read" if conn_state and conn_state.reading() else ""
         out[conn.alias] = (conn, why)
     return out
+
+
+def _atomic(request: HttpRequest) -> frozenset[str]:
+    atomic: frozenset[str] = getattr(request, "_stream_release_atomic", frozenset())
+    return atomic
 
 
 class _Hold:
@@ -136,8 +141,10 @@ class _Stream:
     a connection held across two chunks (the headers and the first, or two of the body) is
     pinned: warned, counted, its hold followed until it is given back or the body ends."""
 
-    def __init__(self, view: str, token: object | None, started: float) -> None:
-        self.view, self.token, self.started = view, token, started
+    def __init__(self, view: str, token: object | None, started: float, atomic: frozenset[str] = frozenset()) -> None:
+        # atomic: the aliases whose ATOMIC_REQUESTS transaction wrapped the view, which used
+        # their connections even when the view did not query (PostgreSQL begins one without a query)
+        self.view, self.token, self.started, self.atomic = view, token, started, atomic
         self.pinned: dict[str, _Hold] = {}  # alias -> its hold, while not given back
         self.last: dict[str, float] = {}  # alias -> the checkout held at the last chunk
         self.releasing = setting("STREAM_RELEASE_ALL_STREAMS")
@@ -146,7 +153,11 @@ class _Stream:
         """STREAM_RELEASE_ALL_STREAMS: give back the connections this request used, as
         ReleasingStreamingHttpResponse does (never inside an atomic block, nor one whose cursor
         is still being read; those the next look reports)."""
-        used = [conn.alias for conn in connections.all(initialized_only=True) if _used_by(conn, self.token)]
+        used = [
+            conn.alias
+            for conn in connections.all(initialized_only=True)
+            if conn.alias in self.atomic or _used_by(conn, self.token)
+        ]
         if used:
             release_connections(using=used)
 
@@ -156,7 +167,7 @@ class _Stream:
             self.release()
         now = time.monotonic()
         self._given_back(now)
-        found = held(self.token)
+        found = held(self.token, self.atomic)
         newly = {}
         for alias, (conn, why) in found.items():
             since = _since(conn, self.started)
@@ -277,7 +288,7 @@ class StreamReleaseMiddleware:
         return time.monotonic(), token
 
     def _look_at_file(self, request: HttpRequest, response: HttpResponseBase, started: float, token: object) -> None:
-        stream = _Stream(view_name(request), token, started)
+        stream = _Stream(view_name(request), token, started, _atomic(request))
         stream.chunk(first=True)  # released first under STREAM_RELEASE_ALL_STREAMS
         stream.pinned.clear()  # its hold is not followed: the server may send it with sendfile
 
@@ -290,12 +301,19 @@ class StreamReleaseMiddleware:
             if not self.async_mode:
                 self._look_at_file(request, response, started, token)
             return response
-        stream = _Stream(view_name(request), token, started)
+        stream = _Stream(view_name(request), token, started, _atomic(request))
         content = response.streaming_content
         response.streaming_content = stream.awatch(content) if response.is_async else stream.watch(content)
         return response
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        # as Django's make_view_atomic() decides: the aliases whose transaction wraps this view
+        exempt: set[str] = getattr(view_func, "_non_atomic_requests", set())
+        request._stream_release_atomic = frozenset(  # type: ignore[attr-defined]
+            alias
+            for alias, entry in connections.settings.items()
+            if entry.get("ATOMIC_REQUESTS") and alias not in exempt
+        )
         # the URL's name ("namespace:name"), or the view's dotted path when it has none
         match = request.resolver_match
         route = (match.view_name if match else None) or "other"
