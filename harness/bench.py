@@ -416,6 +416,7 @@ def _identity(run_id, cell, status, target=None):
         "duration_s": p.duration_s,
         "stream_design_ms": round(p.stream_s * 1000, 1),
         "instrument": p.instrument,
+        "release_all_streams": p.release_all_streams,
     }
     if target:  # its streams' shape is its own, and so is its pool unless a matrix backend is substituted in
         row.update(

@@ -98,6 +98,9 @@ COLUMNS = [
     # streams of the load whose body started sending with a connection checked out outside an
     # atomic block (django-stream-release's detector; every one the server ended, late ones too)
     "streams_pinned",
+    # make bench SET=release_all_streams=true: django-stream-release's switch released every stream
+    # it could; streams_pinned then counts those it could not (a cursor still read, an atomic block)
+    "release_all_streams",
     # make bench TARGET=...: the project's name and the stream's path (empty for benchapp)
     "target",
     "stream_path",

@@ -38,6 +38,14 @@ servers = ["uvicorn"]
 backends = ["own"]
 variants = ["hold"]
 scenarios = ["own-slow-read"]
+[scenarios.own-slow-read-switched]
+description = "own-slow-read with django-stream-release's switch on"
+base = "own-slow-read"
+release_all_streams = true
+[[matrices.two.parts]]
+backends = ["own"]
+variants = ["hold"]
+scenarios = ["own-slow-read-switched"]
 """
     )
     result = subprocess.run(
@@ -72,13 +80,14 @@ scenarios = ["own-slow-read"]
     rows = summary.read(out / "summary.csv")
     return (
         out,
-        {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent"},
+        {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent" and r["scenario"] == "own-slow-read"},
         {r["variant"]: r for r in rows if r["server"] == "uvicorn"},
+        {r["variant"]: r for r in rows if r["scenario"] == "own-slow-read-switched"},
     )
 
 
 def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
-    out, rows, _ = bench_run
+    out, rows, _, _ = bench_run
     assert sorted(rows) == [(b, s) for b in ("geventpool-bounded", "own") for s in ("iterator", "query", "released")]
     for (backend, name), row in rows.items():
         assert row["status"] == "ok" and row["target"] == "mysite", row
@@ -103,7 +112,7 @@ def test_bench_tells_the_pinning_streams_from_the_released_one(bench_run):
 def test_under_asgi_the_targets_streams_pin_as_under_gevent_and_come_all_at_once(bench_run):
     """target.asgi under uvicorn: the same views, their sync iterators consumed whole by Django
     before the first byte; the pinning ones still hold the connection, the released one not."""
-    out, _, rows = bench_run
+    out, _, rows, _ = bench_run
     assert sorted(rows) == ["iterator", "query", "released"]
     for name, row in rows.items():
         assert row["status"] == "ok" and row["cell"] == f"own/{name}/own-slow-read@uvicorn", row
@@ -119,7 +128,7 @@ def test_under_asgi_the_targets_streams_pin_as_under_gevent_and_come_all_at_once
 
 
 def test_the_report_and_compare_work_on_a_target_run(bench_run):
-    out, _, _ = bench_run
+    out, _, _, _ = bench_run
     assert (out / "report.html").stat().st_size > 10_000 and (out / "conn-hold.png").exists()
     result = subprocess.run(
         [sys.executable, "-m", "harness", "compare", str(out), str(out)],
@@ -200,3 +209,17 @@ def test_a_target_with_requirements_gets_its_own_environment_built_once(project,
         if os.path.exists(f"{venv}.lock"):
             os.remove(f"{venv}.lock")
         requirements.unlink()
+
+
+def test_the_switch_releases_the_targets_streams_it_can_and_says_which_it_cannot(bench_run):
+    """SET=release_all_streams=true (here a scenario's key): the project's files unchanged, its
+    query-then-stream export is released, its iterator() export cannot be, and the summary says so."""
+    *_, switched = bench_run
+    assert sorted(switched) == ["iterator", "query", "released"]
+    for name, row in switched.items():
+        assert row["release_all_streams"] == "True" and int(row["streams_completed"]) > 0, row
+        total, held = float(row["stream_total_p50_ms"]), float(row["conn_hold_p50_ms"])
+        if name == "iterator":
+            assert held > total / 2 and int(row["streams_pinned"]) >= int(row["streams_completed"]), row
+        else:
+            assert held < total / 20 and row["streams_pinned"] == "0", row
