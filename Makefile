@@ -158,7 +158,7 @@ fmt: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The tests that start no server (tests/conftest.py FAST): the matrix, the summary, compare, the
+# The tests that start no server (modules marked pytest.mark.fast): the matrix, the summary, compare, the
 # reports, the docs. Under a minute.
 test-fast: venv
 	$(PY) -m pytest -m fast -q $(PYTEST_ARGS)

@@ -98,29 +98,13 @@ def app_backends(cur, database):
 CHECKOUT = {"test_bench_smoke", "test_cli", "test_interrupt", "test_ui_browser", "test_containers"}
 
 
-# make test-fast: the modules that start no server (no PostgreSQL, app or Locust run), in
-# well under a minute. A test of theirs that asks for the session's database is an error.
-FAST = {
-    "test_tables",
-    "test_paired",
-    "test_summary",
-    "test_cpu",
-    "test_params",
-    "test_html_report",
-    "test_compare",
-    "test_matrix",
-    "test_docs",
-    "test_containers",
-    "test_package_matrix",
-}
-
-
+# make test-fast: the modules that start no server (no PostgreSQL, app or Locust run), in well
+# under a minute, each marked `pytestmark = pytest.mark.fast`. A test of theirs that asks for the
+# session's database is an error.
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if Path(item.nodeid.split("::", 1)[0]).stem in FAST:
-            if "database" in getattr(item, "fixturenames", ()):
-                raise pytest.UsageError(f"{item.nodeid} is in conftest.FAST but starts PostgreSQL (fixture database)")
-            item.add_marker(pytest.mark.fast)
+        if item.get_closest_marker("fast") and "database" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked fast but starts PostgreSQL (fixture database)")
 
 
 def scope_of(nodeid: str) -> str:
@@ -133,7 +117,7 @@ def pytest_xdist_make_scheduler(config, log):
     """xdist's own loadgroup cannot be used: it suffixes Item._nodeid with the group, which
     pytest 9 no longer reads (Item.nodeid is built from Item._id), so every test became a unit of
     its own and module-scoped runs started once per worker. xdist's loadscope with the scope
-    above does what loadgroup was meant to (tests/test_conftest.py checks it)."""
+    above does what loadgroup was meant to (tests/test_conftest.py checks the scopes)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByModule(LoadScopeScheduling):

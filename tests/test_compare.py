@@ -12,6 +12,8 @@ import pytest
 
 from harness import ROOT, UsageError, compare, runinfo
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 DATA = Path(__file__).parent / "data" / "compare"
 METRICS = ["probe_p99_ms", "conn_hold_p50_ms", "streams_completed"]
 

@@ -13,6 +13,8 @@ from ruamel.yaml import YAML
 
 from harness import ROOT
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 COMPOSE = ROOT / "docker-compose.yml"
 BIN = Path(sys.executable).parent
 

@@ -6,7 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from harness import cpu
+
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
 HOLD_MIB = 64
 HOLDER = f"""

@@ -6,7 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from harness import ROOT, summary
+
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")

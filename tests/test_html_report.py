@@ -9,6 +9,8 @@ import pytest
 from harness import html_report, summary
 from tests.test_summary import CELL
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

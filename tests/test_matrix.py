@@ -9,6 +9,8 @@ from benchapp.variants import VARIANTS
 from harness import ROOT, UsageError, matrix
 from tests.conftest import SPEC
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 
 def test_every_declared_variant_has_code_and_every_coded_variant_is_declared():
     assert list(SPEC.variants) == list(VARIANTS)

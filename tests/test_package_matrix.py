@@ -13,6 +13,8 @@ import pytest
 
 from harness import ROOT, UsageError, package_matrix
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 
 def harness(*args, env):
     started = time.monotonic()

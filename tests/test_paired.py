@@ -5,6 +5,8 @@ import pytest
 
 from harness import paired
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 # Darwin's Zea mays, cross- minus self-fertilised heights (eighths of an inch): the example of
 # scipy.stats.wilcoxon's documentation, whose exact two-sided p-value is 0.041259765625
 ZEA_MAYS = [6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75]

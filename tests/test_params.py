@@ -6,9 +6,13 @@ import subprocess
 import sys
 from dataclasses import fields
 
+import pytest
+
 from harness import ROOT, params
 from harness.matrix import Params
 from tests.conftest import SPEC
+
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
 
 def test_every_parameter_has_a_default_a_unit_and_a_meaning():

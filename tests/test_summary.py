@@ -7,6 +7,8 @@ import pytest
 
 from harness import summary
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 CELL = Path(__file__).parent / "data" / "cell"
 WINDOW = (1000.0, 1008.0)  # excludes the warm-up probe at 999 and the shutdown at 1010
 

@@ -7,6 +7,8 @@ import pytest
 
 from harness import UsageError, summary, tables
 
+pytestmark = pytest.mark.fast  # starts no server: make test-fast
+
 RUN = Path(__file__).parent / "data" / "run"
 ROOT_RUNS = Path(__file__).parent.parent / "docs" / "runs" / "overhead"
 
