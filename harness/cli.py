@@ -411,7 +411,8 @@ def main(argv=None):
         if args.command == "docs":
             from harness import docs
 
-            return docs.main(["--check"] if args.check else [])
+            os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
+            return docs.main(_parser(), check=args.check)
         if args.command == "matrix":
             for cell in matrix.load(args.matrix_file).cells(args.matrix):
                 print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
