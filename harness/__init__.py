@@ -2,6 +2,7 @@
 samples, and writes a run directory under results/."""
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -36,3 +37,34 @@ class UsageError(Exception):
 
 class CellError(Exception):
     """A cell could not run (a server did not start, a check failed)."""
+
+
+_stopping = []
+
+
+def _interrupt(signum, frame):
+    """The first Ctrl-C or SIGTERM unwinds like KeyboardInterrupt; later ones are noted but
+    do not cut the cleanup short (that is what would leave processes behind)."""
+    if _stopping:
+        print("stopping: waiting for the started processes to end", file=sys.stderr, flush=True)
+        return
+    _stopping.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_command(body) -> int:
+    """Run a command's `body` as every command runs: SIGTERM and SIGHUP unwind like Ctrl-C, so
+    that every context manager stops what it started; bad input (UsageError) exits 2 and a
+    failed cell (CellError) 1, each with one line on stderr; an interrupt exits 130."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        return body()
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CellError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -11,6 +11,7 @@ import urllib.parse
 from contextlib import ExitStack
 from pathlib import Path
 
+import harness
 from harness import ROOT, CellError, UsageError, load, matrix, pgbouncer, postgres, procs, runinfo
 
 PANEL = ROOT / "locustfiles" / "pool_panel.py"
@@ -298,133 +299,110 @@ def _version() -> str:
     return f"python -m harness {version}{commit}"
 
 
-_stopping = []
-
-
-def _interrupt(signum, frame):
-    """The first Ctrl-C or SIGTERM unwinds like KeyboardInterrupt; later ones are noted but
-    do not cut the cleanup short (that is what would leave processes behind)."""
-    if _stopping:
-        print("stopping: waiting for the started processes to end", file=sys.stderr, flush=True)
-        return
-    _stopping.append(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
-    # SIGTERM and SIGHUP unwind like Ctrl-C: every context manager stops what it started.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    try:
-        if args.command in ("bench", "capacity"):
-            from harness import bench, modes
+    return harness.run_command(lambda: _dispatch(args))
 
-            overrides = matrix.parse_overrides(args.overrides)
-            if args.database_url:
-                parts = urllib.parse.urlsplit(args.database_url)
-                if parts.password or "password" in urllib.parse.parse_qs(parts.query):
-                    raise UsageError(
-                        f"--database-url={postgres.redact(args.database_url)} has a password, which every "
-                        "user of this machine can read in the process list: export BENCH_DATABASE_URL "
-                        "instead, or put the password in PGPASSWORD or ~/.pgpass"
-                    )
-                os.environ["BENCH_DATABASE_URL"] = args.database_url
-            procs.raise_fd_limit()
-            master = None
-            if args.master_bind:
-                master = load.Master.parse(args.master_bind)
-                master.check_free()
-            _, rows = bench.run(
-                args.matrix or ("target" if args.target else "default"),
-                overrides,
-                args.repeat,
-                args.out,
-                host=args.host,
-                matrix_file=args.matrix_file,
-                mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
-                target=args.target,
-                master=master,
-            )
-            return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
-        if args.command == "peer":
-            from harness import peer
 
-            procs.raise_fd_limit()
-            peer.run(
-                args.backend,
-                args.variant,
-                args.scenario,
-                matrix.parse_overrides(args.overrides),
-                args.out,
-                args.matrix_file,
-            )
-            return 0
-        if args.command == "detector-cost":
-            from harness import detector_cost
+def _dispatch(args):
+    if args.command in ("bench", "capacity"):
+        from harness import bench, modes
 
-            detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
-            return 0
-        if args.command == "worker":
-            procs.raise_fd_limit()
-            return load.run_worker(load.Master.parse(args.master, "--master"))
-        if args.command == "package-matrix":
-            from harness import package_matrix
+        overrides = matrix.parse_overrides(args.overrides)
+        if args.database_url:
+            parts = urllib.parse.urlsplit(args.database_url)
+            if parts.password or "password" in urllib.parse.parse_qs(parts.query):
+                raise UsageError(
+                    f"--database-url={postgres.redact(args.database_url)} has a password, which every "
+                    "user of this machine can read in the process list: export BENCH_DATABASE_URL "
+                    "instead, or put the password in PGPASSWORD or ~/.pgpass"
+                )
+            os.environ["BENCH_DATABASE_URL"] = args.database_url
+        procs.raise_fd_limit()
+        master = None
+        if args.master_bind:
+            master = load.Master.parse(args.master_bind)
+            master.check_free()
+        _, rows = bench.run(
+            args.matrix or ("target" if args.target else "default"),
+            overrides,
+            args.repeat,
+            args.out,
+            host=args.host,
+            matrix_file=args.matrix_file,
+            mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
+            target=args.target,
+            master=master,
+        )
+        return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
+    if args.command == "peer":
+        from harness import peer
 
-            return package_matrix.run(
-                args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs
-            )
-        if args.command == "serve":
-            return serve(args)
-        if args.command == "ui":
-            return ui(args)
-        if args.command == "table":
-            from harness import tables
+        procs.raise_fd_limit()
+        peer.run(
+            args.backend,
+            args.variant,
+            args.scenario,
+            matrix.parse_overrides(args.overrides),
+            args.out,
+            args.matrix_file,
+        )
+        return 0
+    if args.command == "detector-cost":
+        from harness import detector_cost
 
-            text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
-            if args.out:
-                with open(args.out, "w") as f:
-                    f.write(text)
-            else:
-                print(text, end="")
-            return 0
-        if args.command == "compare":
-            from harness import compare
+        detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
+        return 0
+    if args.command == "worker":
+        procs.raise_fd_limit()
+        return load.run_worker(load.Master.parse(args.master, "--master"))
+    if args.command == "package-matrix":
+        from harness import package_matrix
 
-            return compare.run(args.runs, args.format, args.metrics, args.fail_on)
-        if args.command == "report":
-            from harness import capacity, html_report
+        return package_matrix.run(args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "ui":
+        return ui(args)
+    if args.command == "table":
+        from harness import tables
 
-            run_dir = args.run or runinfo.newest_runs(1)[0]
-            if runinfo.read_json(os.path.join(run_dir, "run.json")).get("kind") == "capacity":
-                print("\n".join(capacity.rejudge(run_dir)))
-            else:
-                print(html_report.write(run_dir))
-            return 0
-        if args.command == "params":
-            from rich.console import Console
+        text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        else:
+            print(text, end="")
+        return 0
+    if args.command == "compare":
+        from harness import compare
 
-            from harness import params
+        return compare.run(args.runs, args.format, args.metrics, args.fail_on)
+    if args.command == "report":
+        from harness import capacity, html_report
 
-            params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
-            return 0
-        if args.command == "docs":
-            from harness import docs
+        run_dir = args.run or runinfo.newest_runs(1)[0]
+        if runinfo.read_json(os.path.join(run_dir, "run.json")).get("kind") == "capacity":
+            print("\n".join(capacity.rejudge(run_dir)))
+        else:
+            print(html_report.write(run_dir))
+        return 0
+    if args.command == "params":
+        from rich.console import Console
 
-            os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
-            return docs.main(_parser(), check=args.check)
-        if args.command == "matrix":
-            for cell in matrix.load(args.matrix_file).cells(args.matrix):
-                print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
-            return 0
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except CellError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        from harness import params
+
+        params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
+        return 0
+    if args.command == "docs":
+        from harness import docs
+
+        os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
+        return docs.main(_parser(), check=args.check)
+    if args.command == "matrix":
+        for cell in matrix.load(args.matrix_file).cells(args.matrix):
+            print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
+        return 0
 
 
 def _check_ports(args):

@@ -38,7 +38,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import harness
 from harness import ROOT, CellError, UsageError, pglog
 
 ROWS = 100  # rows in the table the views read
@@ -486,13 +486,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _interrupt(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the first one unwinds; the cleanup is not cut short
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None):
     parser = _Parser(prog="python -m harness.release_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per configuration (default 200)")
@@ -509,22 +502,15 @@ def main(argv=None):
     if args.worker:
         worker(args.worker)
         return 0
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    try:
+
+    def body():
         backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends is not None else None
         if backends == []:
             raise UsageError("--backends is empty: name at least one backend of matrix.toml")
         run(args.requests, args.out, backends)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except CellError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+        return 0
+
+    return harness.run_command(body)
 
 
 if __name__ == "__main__":
