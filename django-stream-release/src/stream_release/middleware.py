@@ -307,13 +307,7 @@ class StreamReleaseMiddleware:
         return response
 
     def process_view(self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
-        # as Django's make_view_atomic() decides: the aliases whose transaction wraps this view
-        exempt: set[str] = getattr(view_func, "_non_atomic_requests", set())
-        request._stream_release_atomic = frozenset(  # type: ignore[attr-defined]
-            alias
-            for alias, entry in connections.settings.items()
-            if entry.get("ATOMIC_REQUESTS") and alias not in exempt
-        )
+        request._stream_release_atomic = tracking.atomic_request_aliases(view_func)  # type: ignore[attr-defined]
         # the URL's name ("namespace:name"), or the view's dotted path when it has none
         match = request.resolver_match
         route = (match.view_name if match else None) or "other"

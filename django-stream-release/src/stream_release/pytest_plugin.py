@@ -234,6 +234,7 @@ class Watch:
         from django.http import StreamingHttpResponse
 
         from stream_release.signals import connections_released
+        from stream_release.tracking import atomic_request_aliases
 
         watch = self
 
@@ -251,12 +252,9 @@ class Watch:
             # ATOMIC_REQUESTS: the request's transaction uses the connection even if the view does
             # not (and in a test the connection may be open already, so no connect shows it); Django
             # decides here, per view (transaction.non_atomic_requests opts one out)
-            atomic_view = make_atomic(handler, view)
-            exempt: set[str] = getattr(view, "_non_atomic_requests", set())
-            for alias, settings_dict in connections.settings.items():
-                if settings_dict.get("ATOMIC_REQUESTS") and alias not in exempt:
-                    watch.uses[alias] += 1
-            return atomic_view
+            for alias in atomic_request_aliases(view):
+                watch.uses[alias] += 1
+            return make_atomic(handler, view)
 
         set_content = self._patch(StreamingHttpResponse, "_set_streaming_content", _set_streaming_content)
         make_atomic = self._patch(BaseHandler, "make_view_atomic", make_view_atomic)

@@ -82,6 +82,19 @@ def own_persistent(conn: BaseDatabaseWrapper) -> bool:
     return conn.settings_dict.get("CONN_MAX_AGE", 0) != 0 and not pooled(conn)
 
 
+def atomic_request_aliases(view: Any) -> frozenset[str]:
+    """The aliases whose ATOMIC_REQUESTS transaction Django wraps `view` in, as
+    BaseHandler.make_view_atomic() decides (transaction.non_atomic_requests opts a view out).
+    Such a transaction uses its connection even when the view never queries: on PostgreSQL it
+    begins without a query, so no cursor shows it."""
+    from django.db import connections
+
+    exempt: set[str] = getattr(view, "_non_atomic_requests", set())
+    return frozenset(
+        alias for alias, entry in connections.settings.items() if entry.get("ATOMIC_REQUESTS") and alias not in exempt
+    )
+
+
 def state(conn: BaseDatabaseWrapper) -> ConnectionState | None:
     """The package's state of `conn`, or None for a connection opened before it was imported."""
     return conn.__dict__.get("_stream_release")
