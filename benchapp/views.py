@@ -66,19 +66,32 @@ def stream(request, variant):
         return HttpResponseBadRequest(f"{exc}\n")
 
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-    AuditEvent.objects.create(request_id=request_id, variant=variant)
-    items = Item.objects.filter(category=category, in_stock=True)
-    totals = items.aggregate(n=Count("id"), value=Sum("price_cents"), avg=Avg("price_cents"))
-    page = list(items.order_by("-price_cents", "id").values_list("sku", "name", "price_cents")[:50])
-    pid = backend_pid(connection.connection) if connection.connection else ""
+    last = LastBackend()
+    with connection.execute_wrapper(last):
+        AuditEvent.objects.create(request_id=request_id, variant=variant)
+        items = Item.objects.filter(category=category, in_stock=True)
+        totals = items.aggregate(n=Count("id"), value=Sum("price_cents"), avg=Avg("price_cents"))
+        page = list(items.order_by("-price_cents", "id").values_list("sku", "name", "price_cents")[:50])
 
     header = f"# category {category}: {totals['n']} items, {totals['value']} cents\n"
     response = make_response(Export(header + _csv(page), **shape))
     response["Content-Type"] = "text/csv; charset=utf-8"
     response["X-Request-Id"] = request_id
-    response["X-Bench-Backend-Pid"] = str(pid)
+    response["X-Bench-Backend-Pid"] = str(last.pid)
     response["X-Bench-Body-Bytes"] = str(shape["chunks"] * shape["chunk_bytes"])
     return response
+
+
+class LastBackend:
+    """An execute wrapper (connection.execute_wrapper) remembering the PostgreSQL backend pid of
+    the last query it saw. Read while the query runs, not after the view's queries: a backend
+    that gives the connection back after each query (django-pg-real-pool) has none by then."""
+
+    pid: int | str = ""
+
+    def __call__(self, execute, sql, params, many, context):
+        self.pid = backend_pid(context["connection"].connection)
+        return execute(sql, params, many, context)
 
 
 def _csv(rows) -> str:
@@ -199,9 +212,10 @@ class Export:
 
 def probe(request):
     sku = f"SKU{random.randrange(settings.BENCH_SEED_ROWS):08d}"
-    row = Item.objects.filter(sku=sku).values("id", "sku", "price_cents").first()
-    pid = backend_pid(connection.connection) if connection.connection else None
-    return JsonResponse({"item": row, "backend_pid": pid})
+    last = LastBackend()
+    with connection.execute_wrapper(last):
+        row = Item.objects.filter(sku=sku).values("id", "sku", "price_cents").first()
+    return JsonResponse({"item": row, "backend_pid": last.pid or None})
 
 
 def healthz(request):

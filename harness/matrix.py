@@ -97,6 +97,12 @@ class Backend:
     server_side_cursors: bool = True
     servers: tuple = ()  # the servers it works under; empty: every one
     pooled: bool = False  # a pool keeps its connections (matrix.toml's `pooled`)
+    gives_back: str = "at-close"  # when the connection goes back (matrix.toml's `gives_back`): GIVES_BACK
+
+    @property
+    def per_query(self) -> bool:
+        """The backend gives its connection back after every query outside an atomic block."""
+        return self.gives_back == "per-query"
 
     @property
     def persistent(self) -> bool:
@@ -139,6 +145,9 @@ class Server:
 
 
 APPS = ("wsgi", "asgi")
+# when a backend gives its connection back: when Django closes it (the end of the request, or a
+# release), or after every query outside an atomic block too (django-pg-real-pool)
+GIVES_BACK = ("at-close", "per-query")
 RUNNERS = ("gunicorn", "daphne")
 
 
@@ -467,7 +476,14 @@ def load(path: Path | None = None) -> Matrix:
             server_side_cursors=table.get("server_side_cursors", True),
             servers=tuple(table.get("servers", ())),
             pooled=bool(table.get("pooled", False)),
+            gives_back=table.get("gives_back", "at-close"),
         )
+        if backends[name].gives_back not in GIVES_BACK:
+            raise UsageError(
+                f"{label}: {where} gives_back = {backends[name].gives_back!r}: use one of {', '.join(GIVES_BACK)}"
+            )
+        if backends[name].per_query and not backends[name].pooled:
+            raise UsageError(f"{label}: {where} gives_back = \"per-query\" needs a pool: set pooled = true")
         _check_placeholders(backends[name].options, where)
         unknown = [s for s in backends[name].servers if s not in servers]
         if unknown:

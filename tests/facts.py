@@ -12,12 +12,19 @@ POOLED = {b.name for b in matrix.load().backends.values() if b.pooled}
 # and nothing closes it when the request ends. PgBouncer's backend is stock-persistent's
 # code in front of PgBouncer.
 PERSISTENT = {b.name for b in matrix.load().backends.values() if b.persistent}
+# Backends that give the connection back after every query outside an atomic block
+# (django-pg-real-pool): a body that does not query holds nothing, whatever the view returns,
+# once no atomic block is open; ATOMIC_REQUESTS' block gives it back when it commits. A cursor
+# still being read (.iterator()) keeps it until the cursor closes.
+PER_QUERY = {b.name for b in matrix.load().backends.values() if b.per_query}
 # Test modes that wrap each test in a transaction: the view's connection is the test's.
 TEST_IN_ATOMIC = {"django_db", "TestCase"}
 TEST_MODES = ["django_db", "TestCase", "django_db(transaction=True)", "TransactionTestCase"]
 HELPER = {"release", "release-per-batch", "async-release", "async-release-per-batch"}
 # An async body keeps the request's connection until the response closes, like a sync one.
 HOLDING = {"hold", "cursor-hold", "async-hold", "async-thread-query"}
+# A body reading one cursor across chunks: nothing can give its connection back.
+CURSOR = {"cursor-hold"}
 NAIVE = {"close-old", "force-close"}
 
 
@@ -27,6 +34,8 @@ def expected(backend, variant, mode="gunicorn", atomic_requests=False):
     failed). mode "gunicorn": a server, where nothing wraps the request but ATOMIC_REQUESTS."""
     in_atomic_at_view = mode in TEST_IN_ATOMIC or atomic_requests
     in_atomic_at_stream = mode in TEST_IN_ATOMIC  # ATOMIC_REQUESTS' block ends at the return
+    if backend in PER_QUERY and not in_atomic_at_stream and variant not in NAIVE:
+        return "ok: held" if variant in CURSOR else "ok: released"
     if variant in HELPER:
         return "ok: held" if in_atomic_at_stream else "ok: released"
     if variant == "guarded-close":

@@ -28,7 +28,7 @@ import pytest
 from django import test as django_test  # not imported by name: pytest would collect TestCase
 from django.db import connection, connections
 
-from benchapp.models import AuditEvent
+from benchapp.models import AuditEvent, Item
 from benchapp.variants import VARIANTS
 
 OUT = os.environ.get("BENCH_MODES_OUT", "")
@@ -75,12 +75,27 @@ def _read(response) -> tuple[bytes, bool]:
     return async_to_sync(read)()
 
 
+# Rows in the test database's table, more than one chunk's batch (benchapp.views.Export.BATCH_ROWS),
+# so that a body reading one cursor across chunks (cursor-hold) really does: over an empty table
+# it would open and close a cursor per chunk, holding nothing between them.
+TABLE_ROWS = 120
+
+
+def fill_table():
+    if not Item.objects.exists():
+        Item.objects.bulk_create(
+            Item(sku=f"SKU{i:08d}", category=1, name=f"item {i}", price_cents=100 + i) for i in range(TABLE_ROWS)
+        )
+
+
 def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
     """Request an export, read its body, then look for its audit row: (outcome, the error's
     message). "released" means no connection was held after any chunk."""
     request_id = uuid.uuid4().hex
-    phase = "request"
+    phase = "setup"
     try:
+        fill_table()
+        phase = "request"
         with atomic_requests(atomic):
             response = client.get(
                 f"/stream/{variant}/?chunks=3&chunk_bytes=16&delay_ms=0&category=1",

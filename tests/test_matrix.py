@@ -115,6 +115,23 @@ def test_a_matrix_naming_an_undeclared_variant_is_refused(tmp_path):
         matrix.load(path)
 
 
+@pytest.mark.parametrize(
+    "replacement, message",
+    [
+        ('gives_back = "per-query"', 'gives_back = "per-query" needs a pool: set pooled = true'),
+        ('gives_back = "sometimes"', "gives_back = 'sometimes': use one of at-close, per-query"),
+    ],
+)
+def test_when_a_backend_gives_its_connection_back_is_checked(tmp_path, replacement, message):
+    stock = '[backends.stock]\ndescription = "'
+    text = matrix.MATRIX_FILE.read_text()
+    assert stock in text
+    path = tmp_path / "matrix.toml"
+    path.write_text(text.replace(stock, f'[backends.stock]\n{replacement}\ndescription = "'))
+    with pytest.raises(UsageError, match=re.escape(f"[backends.stock] {message}")):
+        matrix.load(path)
+
+
 def test_unknown_matrix_lists_the_known_ones():
     with pytest.raises(
         UsageError,
