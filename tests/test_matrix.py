@@ -179,6 +179,9 @@ def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_th
             "smoke-server",
             "sse",
             "big-body",
+            "slow-readers",
+            "slow-readers-switch",
+            "burst-switch",
         }
         | {s for s in SPEC.scenarios if SPEC.params(s).fault != "none"}
         | set(SPEC.matrices["target"]["scenarios"])
