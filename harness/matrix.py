@@ -483,7 +483,7 @@ def load(path: Path | None = None) -> Matrix:
                 f"{label}: {where} gives_back = {backends[name].gives_back!r}: use one of {', '.join(GIVES_BACK)}"
             )
         if backends[name].per_query and not backends[name].pooled:
-            raise UsageError(f"{label}: {where} gives_back = \"per-query\" needs a pool: set pooled = true")
+            raise UsageError(f'{label}: {where} gives_back = "per-query" needs a pool: set pooled = true')
         _check_placeholders(backends[name].options, where)
         unknown = [s for s in backends[name].servers if s not in servers]
         if unknown:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, matrix
 
 
 def harness(*args, env=None):
@@ -26,7 +26,7 @@ def harness(*args, env=None):
         (
             ["bench", "--matrix", "nope"],
             {},
-            "MATRIX=nope is unknown: use one of default, backends, safety, faults, full, capacity, capacity-max, overhead",
+            f"MATRIX=nope is unknown: use one of {', '.join(list(matrix.load().matrices)[:6])}",
         ),
         (["bench", "--set", "streams=0"], {}, "streams=0 in scenario slow-server is too small"),
         (["bench", "--set", "streems=4"], {}, "unknown parameter 'streems'"),
