@@ -34,7 +34,7 @@ cli = $(if $(filter command line,$(origin $(1))),$($(1)))
 SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_workers=$(call cli,WORKERS)) \
 	$(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
 
-.PHONY: help docs deps venv bench capacity peer detector-cost serve worker ui matrix params table compare report test test-fast package-matrix lint fmt package lock clean
+.PHONY: help docs deps venv bench capacity peer detector-cost query-cost serve worker ui matrix params table compare report test test-fast package-matrix lint fmt package lock clean
 
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
@@ -48,6 +48,8 @@ help:
 	@echo "               the same slow-read load from slowhttptest and from our slow client: each one's CPU (peer.csv)"
 	@echo "make detector-cost [BACKEND=geventpool] [REQUESTS=300] [REPEATS=11]"
 	@echo "               what django-stream-release's detector middleware costs per request (detector_cost.csv)"
+	@echo "make query-cost [USERS=16] [SECONDS=10] [ROUNDS=8] [SERVER=gevent]"
+	@echo "               a view that does not stream: no package, the switch, django-pg-real-pool (query_cost_summary.csv)"
 	@echo "make serve [SERVER=gevent] [BACKEND=geventpool, with TARGET= own] [PORT=8000] [SCENARIO=name] [SET='pool_max=8']"
 	@echo "make serve ... BIND=10.0.0.1  listen on that address instead (the app and its PostgreSQL), for a private network"
 	@echo "make worker MASTER=10.0.0.2[:5557]  a Locust worker for a run started with MASTER_BIND= on another machine"
@@ -105,6 +107,9 @@ REQUESTS ?=
 REPEATS ?=
 detector-cost: venv
 	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
+
+query-cost: venv
+	$(PY) -m harness query-cost $(if $(call cli,USERS),--users $(call cli,USERS)) $(if $(call cli,SECONDS),--seconds $(call cli,SECONDS)) $(if $(call cli,ROUNDS),--rounds $(call cli,ROUNDS)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) $(if $(OUT),--out $(OUT))
 
 serve: venv
 	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \

@@ -55,15 +55,25 @@ STREAM_RELEASE_ACCOUNTING = os.environ.get("BENCH_ACCOUNTING", "1") != "0"
 # streaming response released by the detector middleware with no view changed
 STREAM_RELEASE_ALL_STREAMS = os.environ.get("BENCH_RELEASE_ALL_STREAMS", "0") == "1"
 
+# How much of django-stream-release the project installs (make query-cost compares them):
+# "all" (the middleware and the accounting's ENGINE wrapper), "middleware" (a project that
+# installs it for the detector and the switch only) or "none" (a project without it).
+STREAM_RELEASE_INSTALLS = ("all", "middleware", "none")
+BENCH_STREAM_RELEASE = os.environ.get("BENCH_STREAM_RELEASE", "all")
+if BENCH_STREAM_RELEASE not in STREAM_RELEASE_INSTALLS:
+    raise ValueError(
+        f"BENCH_STREAM_RELEASE must be one of {', '.join(STREAM_RELEASE_INSTALLS)}, got {BENCH_STREAM_RELEASE!r}"
+    )
+
 # The package's detector, on whatever BENCH_ACCOUNTING says, as in a user's project: a warning
 # for each stream that starts sending with a connection checked out; with the accounting on, it
 # also labels checkouts with the URL name. `make detector-cost` measures what it costs.
-MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"]
+MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"] if BENCH_STREAM_RELEASE != "none" else []
 
 # Connection accounting on whatever backend BENCH_DB_ENGINE names, as in a user's project.
-DATABASES = accounted(
-    {"default": _database(os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench"))}
-)
+DATABASES = {"default": _database(os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench"))}
+if BENCH_STREAM_RELEASE == "all":
+    DATABASES = accounted(DATABASES)
 
 # Shown by /healthz so that a run can tell which configuration answered.
 BENCH_BACKEND = os.environ.get("BENCH_BACKEND", "geventpool")

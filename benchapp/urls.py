@@ -5,6 +5,7 @@ from benchapp import views
 urlpatterns = [
     path("stream/<slug:variant>/", views.stream, name="stream"),
     path("probe/", views.probe, name="probe"),
+    path("queries/", views.queries, name="queries"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
 ]

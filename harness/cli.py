@@ -202,6 +202,22 @@ def _parser():
         "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
     )
 
+    queries = sub.add_parser(
+        "query-cost",
+        parents=[overrides],
+        help="what a view that does not stream pays under the switch and under django-pg-real-pool, "
+        "against neither: requests per second and p99 (query_cost_summary.csv)",
+    )
+    queries.add_argument("--users", type=int, default=16, help="Locust users, each in a closed loop (default 16)")
+    queries.add_argument("--seconds", type=int, default=10, help="seconds per measurement (default 10)")
+    queries.add_argument(
+        "--rounds", type=int, default=8, help="rounds, each measuring every view and setup (default 8, at least 6)"
+    )
+    queries.add_argument("--server", default="gevent", help="server from matrix.toml (default gevent)")
+    queries.add_argument(
+        "--out", default=None, help="run directory (default results/<UTC time>-<git sha12>); must not exist"
+    )
+
     worker = sub.add_parser(
         "worker",
         help="a Locust worker on a load machine, for a run started elsewhere with --master-bind",
@@ -352,6 +368,11 @@ def _dispatch(args):
         from harness import detector_cost
 
         detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
+        return 0
+    if args.command == "query-cost":
+        from harness import query_cost
+
+        query_cost.run(args.users, args.seconds, args.rounds, args.server, args.out, args.matrix_file)
         return 0
     if args.command == "worker":
         procs.raise_fd_limit()

@@ -84,6 +84,24 @@ def test_probe_looks_up_one_seeded_row(client, settings):
     assert isinstance(data["backend_pid"], int)
 
 
+@pytest.mark.parametrize("n", [1, 10])
+def test_queries_makes_n_lookups(client, settings, django_assert_num_queries, n):
+    settings.BENCH_SEED_ROWS = 300
+    with django_assert_num_queries(n):
+        data = client.get(f"/queries/?n={n}&wait_ms=1").json()
+    assert data == {"queries": n, "found": n}
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [("n=0", "n must be an integer from 1 to 1000, got 0"), ("wait_ms=x", "wait_ms must be an integer")],
+)
+def test_bad_queries_parameters_get_a_400_naming_the_parameter(client, query, message):
+    response = client.get(f"/queries/?{query}")
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
 def test_healthz_and_metrics_touch_no_database(client, django_assert_num_queries):
     with django_assert_num_queries(0):
         health = client.get("/healthz").json()
