@@ -102,13 +102,13 @@ def run(
     pythons = _environments(cells, target, console)
     if any(_lacks_pgbouncer(c, host) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    run_dir, run_id = runinfo.new_run_dir(out)  # the last check: it creates the directory
-    the_run = Run(run_id, run_dir, mode, host, target, master)
-    info = _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
-    info["schedule"] = schedule.name
-    for i, entry in enumerate(info["cells"]):
+    facts = _run_facts(host, target, master, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
+    facts["schedule"] = schedule.name
+    for i, entry in enumerate(facts["cells"]):
         entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    run_dir, info = runinfo.create(mode.kind, out, **facts)  # the last check: it creates the directory
+    run_id = info["run_id"]
+    the_run = Run(run_id, run_dir, mode, host, target, master)
     results = os.path.join(run_dir, mode.results_file)
     rows = [_identity(run_id, c, "incomplete", target) for c in cells]
     mode.write_rows(results, rows)
@@ -223,9 +223,9 @@ def _environments(cells, target, console) -> dict:
     return pythons
 
 
-def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health) -> dict:
-    """run.json as the run starts (status "running"; the database once it is up)."""
-    host, target, master = the_run.host, the_run.target, the_run.master
+def _run_facts(host, target, master, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health):
+    """What a bench or capacity run's run.json says beyond every run's header (runinfo.create):
+    the matrix, what the harness did not control, the cells (the database once it is up)."""
     not_controlled = []
     if external is not None:
         not_controlled.append(
@@ -245,19 +245,11 @@ def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, ext
             "their CPU is not sampled (loadgen_cores empty)"
         )
     return {
-        "format": runinfo.FORMAT,
-        "run_id": the_run.run_id,
-        "status": "running",
         "matrix": matrix_name,
         "matrix_description": spec.matrices[matrix_name].get("description", ""),
         "overrides": overrides or {},
         "repeat": repeat,
-        "command": runinfo.command(),
-        "git": runinfo.git_state(),
-        "machine": runinfo.machine(),
-        "packages": runinfo.versions(),
         "server_packages": {env: envs.freeze(python) for env, python in sorted(pythons.items())},
-        "started_utc": runinfo.utc_now().isoformat(),
         "ended_utc": None,
         "database": None,
         "postgres_settings": {**postgres.THROWAWAY_SETTINGS, **postgres.LOG_SETTINGS}
@@ -265,7 +257,6 @@ def _run_info(the_run, spec, matrix_name, overrides, repeat, cells, pythons, ext
         else "as configured on the external server",
         "app": {"controlled": True} if not host else {"controlled": False, "url": host, "healthz": app_health},
         "not_controlled": not_controlled,
-        "kind": the_run.mode.kind,
         "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
         "target": None
         if not target

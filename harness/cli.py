@@ -403,7 +403,7 @@ def _dispatch(args):
         from harness import capacity, html_report
 
         run_dir = args.run or runinfo.newest_runs(1)[0]
-        if runinfo.read_json(os.path.join(run_dir, "run.json")).get("kind") == "capacity":
+        if runinfo.kind_of(run_dir) == "capacity":
             print("\n".join(capacity.rejudge(run_dir)))
         else:
             print(html_report.write(run_dir))

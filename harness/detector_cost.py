@@ -78,22 +78,8 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
             raise UsageError(f"{name}={value} is too small: use at least {low}")
     p = spec.params("slow-server", {"seed_rows": 2000})
     external = postgres.preflight()
-    run_dir, run_id = runinfo.new_run_dir(out)
-    info = {
-        "format": runinfo.FORMAT,
-        "run_id": run_id,
-        "kind": "detector-cost",
-        "status": "running",
-        "backend": backend,
-        "requests_per_batch": requests,
-        "repeats": repeats,
-        "command": runinfo.command(),
-        "git": runinfo.git_state(),
-        "machine": runinfo.machine(),
-        "versions": runinfo.versions(),
-        "started_utc": runinfo.utc_now().isoformat(),
-    }
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    run_dir, info = runinfo.create("detector-cost", out, backend=backend, requests_per_batch=requests, repeats=repeats)
+    run_id = info["run_id"]
     console.print(
         f"[bold]{run_id}[/]: the detector's cost per request, {repeats} repeats of {requests} requests "
         f"per kind and handler; results in {os.path.relpath(run_dir)}"

@@ -96,23 +96,10 @@ def run(
     if pgbouncer.missing_for(spec.backends[backend]):
         raise UsageError(f"BACKEND={backend}: {pgbouncer.INSTALL_HINT}")
     external = postgres.preflight()
-    run_dir, run_id = runinfo.new_run_dir(out)
-    info = {
-        "format": runinfo.FORMAT,
-        "run_id": run_id,
-        "kind": "peer",
-        "status": "running",
-        "backend": backend,
-        "variant": variant,
-        "scenario": scenario,
-        "params": vars(p),
-        "command": runinfo.command(),
-        "git": runinfo.git_state(),
-        "machine": runinfo.machine(),
-        "started_utc": runinfo.utc_now().isoformat(),
-        "slowhttptest": tool,
-    }
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    run_dir, info = runinfo.create(
+        "peer", out, backend=backend, variant=variant, scenario=scenario, params=vars(p), slowhttptest=tool
+    )
+    run_id = info["run_id"]
     console.print(
         f"[bold]{run_id}[/]: slowhttptest, then this project's slow client: {p.streams} connections "
         f"reading {p.read_rate_bps} B/s each for {p.duration_s} s; results in {os.path.relpath(run_dir)}"

@@ -37,7 +37,6 @@ import csv
 import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -116,26 +115,13 @@ def run(requests=200, out=None, backends=None, console=None):
 
     if out is None:
         DEFAULT_OUT.mkdir(parents=True, exist_ok=True)
-        run_dir, run_id = runinfo.new_run_dir(None, results=DEFAULT_OUT)
-    else:
-        run_dir, run_id = runinfo.new_run_dir(out)
     started = time.monotonic()
-    info = {
-        "kind": "release-cost",
-        "run_id": run_id,
-        "status": "running",
-        "command": [".venv/bin/python", "-m", "harness.release_cost", *sys.argv[1:]],
-        "commit": runinfo.git("rev-parse", "HEAD"),
-        "git": runinfo.git_state(),
-        "date_utc": runinfo.utc_now().isoformat(),
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "cpu_model": runinfo.cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
-        "parameters": {
+    run_dir, info = runinfo.create(
+        "release-cost",
+        out,
+        results=DEFAULT_OUT,
+        command=["python", "-m", "harness.release_cost", *sys.argv[1:]],
+        parameters={
             "requests": requests,
             "rows": ROWS,
             "batch": BATCH,
@@ -145,10 +131,9 @@ def run(requests=200, out=None, backends=None, console=None):
             "pool_max": params.pool_max,
             "pool_timeout_s": params.pool_timeout_s,
         },
-        "backends": {},
-        "environments": {},
-    }
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        backends={},
+        environments={},
+    )
     console.print(
         f"release cost: {len(names)} backends x {len(KEEP_PERSISTENT) * len(VIEWS)} configurations x "
         f"{requests} requests; results in {run_dir}"

@@ -98,6 +98,41 @@ def new_run_dir(out=None, results=ROOT / "results"):
             path = results / f"{run_id}-{n}"
 
 
+RUN_FILE = "run.json"
+
+
+def create(kind, out=None, results=ROOT / "results", **facts) -> tuple[str, dict]:
+    """The one place a run starts: create its directory (new_run_dir) and write its run.json,
+    whose keys every kind of run shares (format, run_id, kind, status, then header()), then the
+    command's own `facts` (which may state its own command line); (path, info). `recording`
+    (or bench) writes it again as the run goes and when it ends."""
+    run_dir, run_id = new_run_dir(out, results)
+    info = {"format": FORMAT, "run_id": run_id, "kind": kind, "status": "running", **header(), **facts}
+    write_json(os.path.join(run_dir, RUN_FILE), info)
+    return run_dir, info
+
+
+def header() -> dict:
+    """What every run.json records of how and where it ran."""
+    return {
+        "command": command(),
+        "git": git_state(),
+        "machine": machine(),
+        "packages": versions(),
+        "started_utc": utc_now().isoformat(),
+    }
+
+
+def kind_of(run_dir) -> str:
+    """Which command made the run: run.json's kind ("bench", "capacity", "peer", "detector-cost",
+    "query-cost", "release-cost"). A run from before the key: "capacity" with a capacity.csv,
+    else "bench"."""
+    kind = read_json(os.path.join(run_dir, RUN_FILE)).get("kind")
+    if kind:
+        return kind
+    return "capacity" if os.path.exists(os.path.join(run_dir, "capacity.csv")) else "bench"
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:

@@ -65,7 +65,7 @@ def test_every_configuration_is_measured_and_recorded(measured):
     assert len(table) == 2 + len(rows)
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete"
-    assert re.fullmatch(r"[0-9a-f]{40}", info["commit"])
+    assert re.fullmatch(r"[0-9a-f]{40}", info["git"]["sha"]) and info["kind"] == "release-cost"
     assert info["machine"]["cpu_count"] == os.cpu_count()
     assert info["environments"]["bench"]["versions"]["psycopg2-binary"]
     assert info["environments"]["pg3"]["versions"]["psycopg"]
