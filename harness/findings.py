@@ -5,11 +5,16 @@ import json
 import os
 
 RELEASED, HELD, KEPT = "released", "held for the stream", "held, not returned in the cell"
+# the view's connection went back, and the body then held one for the stream (a cursor it reads)
+HELD_BY_BODY = "released, then held by the body"
 
 
 def verdict(row) -> str:
     """Did the view give its connection back before streaming? Read off conn_hold_p50_ms
-    against the stream's designed length."""
+    against the stream's designed length. The median is over checkouts: a stream whose view
+    released and whose body then held another connection has a short median, so a run whose
+    detector saw pinned streams (streams_pinned) and whose longest hold (conn_hold_max_ms) lasted
+    half a stream or more says so."""
     if row["status"] != "ok":
         return row["status"]
     if row["conn_hold_p50_ms"] == "":
@@ -18,6 +23,9 @@ def verdict(row) -> str:
     if design <= 0:
         return f"held {hold:.0f} ms (the stream has no length by design)"
     if hold <= 0.1 * design:
+        longest, pinned = row.get("conn_hold_max_ms") or "", row.get("streams_pinned") or ""
+        if longest and pinned and float(pinned) > 0 and float(longest) >= 0.5 * design:
+            return HELD_BY_BODY
         return RELEASED
     if hold >= 0.5 * design:
         return HELD

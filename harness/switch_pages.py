@@ -8,15 +8,13 @@ closest peer, django-pg-real-pool, each drawn from one run by `make table`:
 """
 
 import os
+import statistics
+from dataclasses import dataclass
 
 from harness import runinfo, summary
 from harness.findings import run_line, verdict
 
 SIGNIFICANT = 0.05  # Wilcoxon's p below this: a change the rounds show, not noise
-
-
-def is_query_cost_run(run_dir) -> bool:
-    return os.path.exists(os.path.join(run_dir, "query_cost_summary.csv"))
 
 
 def _change(estimate, low, high, p, unit) -> str:
@@ -101,13 +99,16 @@ def fix_of(row) -> str:
 
 
 ORDER = {"nothing": 0, "`ReleasingStreamingHttpResponse` in the view": 1, "the switch": 2, "the peer": 3}
+REFERENCE = "`ReleasingStreamingHttpResponse` in the view"
+# medians over the repeats; conn_hold_max_ms and streams_pinned say whether a body held one
 SWITCH_COLUMNS = [
     "conn_hold_p50_ms",
+    "conn_hold_max_ms",
     "stream_design_ms",
+    "streams_pinned",
     "probe_p50_ms",
     "probe_p99_ms",
     "probe_failures",
-    "probe_requests",
     "streams_completed",
     "stream_failures",
     "peak_db_backends",
@@ -115,51 +116,108 @@ SWITCH_COLUMNS = [
 ]
 
 
-def _load_rows(rows):
-    """{load: its rows, in the page's order}: a load is a scenario without the switch's suffix."""
-    loads = {}
+@dataclass
+class Cell:
+    """One cell of the run over its repeats (the ones that ran)."""
+
+    rows: list
+
+    @property
+    def first(self):
+        return self.rows[0]
+
+    def median(self, column) -> float | None:
+        values = [float(r[column]) for r in self.rows if r.get(column) not in ("", None)]
+        return statistics.median(values) if values else None
+
+    def spread(self, column) -> tuple[float, float] | None:
+        values = [float(r[column]) for r in self.rows if r.get(column) not in ("", None)]
+        return (min(values), max(values)) if values else None
+
+    def shown(self, column) -> str:
+        value = self.median(column)
+        if value is None:
+            return "–"
+        low, high = self.spread(column)
+        text = f"{value:g}"
+        return text if low == high else f"{text} ({low:g}–{high:g})"
+
+    def verdict(self) -> str:
+        medians = {c: self.median(c) for c in SWITCH_COLUMNS}
+        row = {**self.first, **{c: "" if v is None else str(v) for c, v in medians.items()}}
+        return verdict(row)
+
+
+def _cells(rows):
+    """{load: [Cell]} in the page's order: a load is a scenario without the switch's suffix."""
+    by = {}
     for r in rows:
-        if r["repeat"] == "1":
-            loads.setdefault(r["scenario"].removesuffix(SWITCH_SUFFIX), []).append(r)
+        if r["status"] == "ok":
+            by.setdefault(r["cell"], []).append(r)
+    loads = {}
+    for its in by.values():
+        loads.setdefault(its[0]["scenario"].removesuffix(SWITCH_SUFFIX), []).append(Cell(its))
     backends = list(dict.fromkeys(r["backend"] for r in rows if r["backend"] != PEER)) + [PEER]
-    for its in loads.values():
-        its.sort(key=lambda r: (r["variant"] == "cursor-hold", backends.index(r["backend"]), ORDER[fix_of(r)]))
+    for cells in loads.values():
+        cells.sort(
+            key=lambda c: (
+                c.first["variant"] == "cursor-hold",
+                backends.index(c.first["backend"]),
+                ORDER[fix_of(c.first)],
+            )
+        )
     return loads
 
 
-def _number(value) -> float | None:
-    return float(value) if value not in ("", None) else None
+def _against_reference(cell, ref) -> str:
+    """The switch's (or the peer's) probe p99 against the view's release, over the repeats."""
+    mine, theirs = cell.spread("probe_p99_ms"), ref.spread("probe_p99_ms")
+    if mine is None or theirs is None:
+        return ""
+    if len(cell.rows) < 2 or len(ref.rows) < 2:
+        return "one repeat: no noise to judge against"
+    if mine[0] > theirs[1]:
+        return "**above** every repeat of the view's release"
+    if mine[1] < theirs[0]:
+        return "below every repeat of the view's release"
+    return "within the repeats' range of the view's release"
 
 
 def switch_findings(loads) -> list[str]:
-    """One line per load: the switch's holds and probe p99 against the view's release, per
-    backend, and the peer's."""
+    """Per load and backend, the switch's and the peer's hold and probe p99 against the view's
+    release."""
     out = []
-    for load, rows in loads.items():
-        by = {(r["backend"], fix_of(r)): r for r in rows if r["variant"] != "cursor-hold" and r["status"] == "ok"}
-        parts = []
-        for (backend, fix), r in by.items():
-            if fix != "the switch":
-                continue
-            ref = by.get((backend, "`ReleasingStreamingHttpResponse` in the view"))
+    for load, cells in loads.items():
+        by = {(c.first["backend"], fix_of(c.first)): c for c in cells if c.first["variant"] != "cursor-hold"}
+        refs = {b: c for (b, fix), c in by.items() if fix == REFERENCE}
+        reference = refs.get("native-pool") or next(iter(refs.values()), None)
+        for (backend, fix), cell in by.items():
+            ref = refs.get(backend) if fix == "the switch" else reference if fix == "the peer" else None
             if ref is None:
                 continue
-            parts.append(
-                f"`{backend}`: held {r['conn_hold_p50_ms']} ms under the switch, {ref['conn_hold_p50_ms']} ms "
-                f"with the view's release; probe p99 {r['probe_p99_ms']} and {ref['probe_p99_ms']} ms"
+            against = _against_reference(cell, ref)
+            out.append(
+                f"- {load}, `{backend}`, {fix}: **{cell.verdict()}**; held {cell.shown('conn_hold_p50_ms')} ms "
+                f"(the view's release: {ref.shown('conn_hold_p50_ms')} ms"
+                + (f" on `{ref.first['backend']}`" if ref.first["backend"] != backend else "")
+                + f"); probe p99 {cell.shown('probe_p99_ms')} ms against {ref.shown('probe_p99_ms')} ms"
+                + (f", {against}" if against else "")
+                + "."
             )
-        peer = next((r for (b, _), r in by.items() if b == PEER), None)
-        if peer is not None:
-            parts.append(
-                f"the peer (`{PEER}`, `hold`): held {peer['conn_hold_p50_ms']} ms, probe p99 {peer['probe_p99_ms']} ms"
-            )
-        if parts:
-            out.append(f"- **{load}**: " + "; ".join(parts) + ".")
+        for c in cells:
+            if c.first["variant"] == "cursor-hold":
+                out.append(
+                    f"- {load}, `{c.first['backend']}`, `cursor-hold`, {fix_of(c.first)}: **{c.verdict()}** "
+                    f"(its longest hold {c.shown('conn_hold_max_ms')} ms, {c.shown('streams_pinned')} streams "
+                    f"pinned, probe p99 {c.shown('probe_p99_ms')} ms): a cursor read across chunks is given back "
+                    "by neither."
+                )
     return out
 
 
 def switch_table(run_dir, rows) -> str:
-    loads = _load_rows(rows)
+    loads = _cells(rows)
+    repeats = max(int(r["repeat"]) for r in rows)
     out = [
         "# One setting against the closest peer: streams",
         "",
@@ -170,16 +228,24 @@ def switch_table(run_dir, rows) -> str:
         "**nothing**; **`ReleasingStreamingHttpResponse` in the view** (the `release` variant, the "
         "reference); **the switch** (django-stream-release's `STREAM_RELEASE_ALL_STREAMS = True`, no view "
         "changed); **the peer** (django-pg-real-pool's backend, `pg-real-pool`, on the same native pool: the "
-        "connection goes back after every query outside an atomic block). The verdict compares "
-        "`conn_hold_p50_ms`, the median time a stream's request held a connection, with the stream's "
-        "length: **released** at most 10 %, **held** at least 50 %. `lost_writes`: streams answered 200 "
-        "whose view's audit row is not in PostgreSQL.",
+        "connection goes back after every query outside an atomic block).",
+        "",
+        f"Each number is the median of the cell's {repeats} repeats"
+        + (", the lowest and highest in brackets" if repeats > 1 else "")
+        + ". `conn_hold_p50_ms` is the median over checkouts of the time a stream's request held a "
+        "connection: the peer checks one out per query (the view makes three), the others one per "
+        "request; `conn_hold_max_ms` is the longest. The verdict compares them with the stream's length "
+        "(`stream_design_ms`): **released** at most 10 %, **held** at least 50 %; **released, then held by "
+        "the body** when the view's connection went back and the body held another for the stream "
+        "(the detector's `streams_pinned`). `lost_writes`: streams answered 200 whose view's audit row is "
+        "not in PostgreSQL. Probe p99 is judged against the view's release on the same backend (the peer: "
+        "on `native-pool`, the pool it runs on): within or beyond the range of its repeats.",
         "",
         "## What it shows",
         "",
         *switch_findings(loads),
     ]
-    for load, its in loads.items():
+    for load, cells in loads.items():
         out += [
             "",
             f"## {load} (scenarios `{load}` and `{load}{SWITCH_SUFFIX}`)",
@@ -187,9 +253,10 @@ def switch_table(run_dir, rows) -> str:
             "| backend | view | what gives it back | verdict | " + " | ".join(f"`{c}`" for c in SWITCH_COLUMNS) + " |",
             "|---|---|---|---|" + "---|" * len(SWITCH_COLUMNS),
         ]
-        for r in its:
-            values = [(r.get(c) or "–") if r["status"] == "ok" else "–" for c in SWITCH_COLUMNS]
+        for c in cells:
             out.append(
-                f"| `{r['backend']}` | `{r['variant']}` | {fix_of(r)} | **{verdict(r)}** | " + " | ".join(values) + " |"
+                f"| `{c.first['backend']}` | `{c.first['variant']}` | {fix_of(c.first)} | **{c.verdict()}** | "
+                + " | ".join(c.shown(col) for col in SWITCH_COLUMNS)
+                + " |"
             )
     return "\n".join(out) + "\n"

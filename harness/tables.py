@@ -21,11 +21,10 @@ def table(run_dir, scenario=None) -> str:
     overhead table for a run with cells both instrumented and not; the switch page for a run
     with streams both under the switch and not; the servers table for a run under more than one
     server; else the release table."""
-    if switch_pages.is_query_cost_run(run_dir):
+    kind = runinfo.kind_of(run_dir)
+    if kind == "query-cost":
         return switch_pages.query_cost_table(run_dir)
-    if os.path.exists(os.path.join(run_dir, "capacity.csv")) and not os.path.exists(
-        os.path.join(run_dir, "summary.csv")
-    ):
+    if kind == "capacity":
         return capacity_table(run_dir)
     rows = _rows(run_dir)
     if {r.get("instrument") for r in rows} == {"True", "False"}:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import UsageError, summary, tables
+from harness import UsageError, findings, summary, tables
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
@@ -29,6 +29,17 @@ def test_verdicts_come_from_hold_time_against_the_stream(table):
     assert "**held, not returned in the cell**" in lines["| `stock-persistent`"]
     assert "**partly (1500 of 4000 ms)**" in lines["| `stock-persistent`"]
     assert "skipped" in lines["| `pgbouncer`"]
+
+
+def test_a_body_holding_a_connection_after_the_views_release_is_not_called_released():
+    """Under the switch (or a backend giving its connection back per query), cursor-hold's
+    view releases and its body checks another out for the stream: a short median over checkouts,
+    one long hold, and the detector's pinned count."""
+    row = {"status": "ok", "conn_hold_p50_ms": "2.9", "stream_design_ms": "12000.0", "streams_completed": "8"}
+    assert findings.verdict(row) == findings.RELEASED  # a run from before the two columns
+    assert findings.verdict({**row, "conn_hold_max_ms": "10263.3", "streams_pinned": "8"}) == findings.HELD_BY_BODY
+    assert findings.verdict({**row, "conn_hold_max_ms": "10263.3", "streams_pinned": "0"}) == findings.RELEASED
+    assert findings.verdict({**row, "conn_hold_max_ms": "80.0", "streams_pinned": "3"}) == findings.RELEASED
 
 
 def test_burst_rows_show_overshoot_and_errors(table):
