@@ -10,8 +10,6 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-from stream_release.accounting import accounted
-
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -69,10 +67,14 @@ if BENCH_STREAM_RELEASE not in STREAM_RELEASE_INSTALLS:
 # for each stream that starts sending with a connection checked out; with the accounting on, it
 # also labels checkouts with the URL name. `make detector-cost` measures what it costs.
 MIDDLEWARE = ["stream_release.middleware.StreamReleaseMiddleware"] if BENCH_STREAM_RELEASE != "none" else []
+if BENCH_STREAM_RELEASE == "none":  # nothing imports the package: benchapp/plain.py's views only
+    ROOT_URLCONF = "benchapp.urls_plain"
 
 # Connection accounting on whatever backend BENCH_DB_ENGINE names, as in a user's project.
 DATABASES = {"default": _database(os.environ.get("BENCH_DATABASE_URL", "postgres://bench@127.0.0.1:5432/bench"))}
 if BENCH_STREAM_RELEASE == "all":
+    from stream_release.accounting import accounted
+
     DATABASES = accounted(DATABASES)
 
 # Shown by /healthz so that a run can tell which configuration answered.

@@ -1,11 +1,11 @@
 from django.urls import path
 
-from benchapp import views
+from benchapp import plain, views
 
 urlpatterns = [
     path("stream/<slug:variant>/", views.stream, name="stream"),
     path("probe/", views.probe, name="probe"),
-    path("queries/", views.queries, name="queries"),
+    path("queries/", plain.queries, name="queries"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
 ]

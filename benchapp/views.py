@@ -6,8 +6,8 @@
   `delay_ms` before each chunk after the first.
 - /probe/: one indexed lookup; its latency is what every other request experiences.
 - /queries/: not streaming: `n` indexed lookups, and a wait of `wait_ms` halfway through (a call
-  to something outside the database); `make query-cost` measures what a backend or the
-  package costs such a view.
+  to something outside the database; benchapp/plain.py); `make query-cost` measures what a
+  backend or the package costs such a view.
 - /healthz: no database; says which backend, pool limit and driver patching answer.
 - /metrics: the connection accounting in Prometheus text format; no database.
 """
@@ -221,27 +221,6 @@ def probe(request):
     return JsonResponse({"item": row, "backend_pid": last.pid or None})
 
 
-# (name, default, lowest, highest): /queries/'s shape
-QUERIES_PARAMS = (
-    ("n", 10, 1, 1000),
-    ("wait_ms", 0, 0, 60_000),
-)
-
-
-def queries(request):
-    try:
-        shape = {name: parse_int(request.GET, name, *rest) for name, *rest in QUERIES_PARAMS}
-    except BadParameter as exc:
-        return HttpResponseBadRequest(f"{exc}\n")
-    found = 0
-    for i in range(shape["n"]):
-        if i == shape["n"] // 2 and shape["wait_ms"]:
-            time.sleep(shape["wait_ms"] / 1000)
-        sku = f"SKU{random.randrange(settings.BENCH_SEED_ROWS):08d}"
-        found += Item.objects.filter(sku=sku).values_list("price_cents", flat=True).first() is not None
-    return JsonResponse({"queries": shape["n"], "found": found})
-
-
 def healthz(request):
     conn = connections["default"]  # the wrapper itself; nothing here opens a connection
     try:
@@ -267,6 +246,7 @@ def healthz(request):
             "variants": list(VARIANTS),
             "accounting": settings.STREAM_RELEASE_ACCOUNTING,
             "stream_release": settings.BENCH_STREAM_RELEASE,
+            "stream_release_imported": True,
             # BENCH_GC=tuned (gunicorn.conf.py): objects frozen out of the collections, thresholds
             "gc": {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()},
         }

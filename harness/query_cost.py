@@ -53,6 +53,8 @@ class Shape:
 
 SETUPS = (
     Setup("no-package", "native-pool", "none", False, "Django's native pool; django-stream-release not installed"),
+    # an A/A control: the baseline again, in a server of its own; what it differs by is the method's noise
+    Setup("no-package-again", "native-pool", "none", False, "the same as no-package, another server: the noise"),
     Setup(
         "switch",
         "native-pool",
@@ -121,26 +123,18 @@ def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=N
     check(users, seconds, rounds, server, spec)
     p = spec.params("slow-server", {"instrument": False})
     external = postgres.preflight()
-    run_dir, run_id = runinfo.new_run_dir(out)
-    info = {
-        "format": runinfo.FORMAT,
-        "run_id": run_id,
-        "kind": "query-cost",
-        "status": "running",
-        "server": server,
-        "users": users,
-        "seconds": seconds,
-        "rounds": rounds,
-        "pool_max": p.pool_max,
-        "setups": {s.name: s.description for s in SETUPS},
-        "shapes": {s.name: f"{s.path}: {s.description}" for s in SHAPES},
-        "command": runinfo.command(),
-        "git": runinfo.git_state(),
-        "machine": runinfo.machine(),
-        "versions": runinfo.versions(),
-        "started_utc": runinfo.utc_now().isoformat(),
-    }
-    runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+    run_dir, info = runinfo.create(
+        "query-cost",
+        out,
+        server=server,
+        users=users,
+        seconds=seconds,
+        rounds=rounds,
+        pool_max=p.pool_max,
+        setups={s.name: s.description for s in SETUPS},
+        shapes={s.name: f"{s.path}: {s.description}" for s in SHAPES},
+    )
+    run_id = info["run_id"]
     total = rounds * len(SHAPES) * len(SETUPS) * (seconds + 2)
     console.print(
         f"[bold]{run_id}[/]: {len(SHAPES)} views × {len(SETUPS)} setups × {rounds} rounds of {seconds} s, "
