@@ -1,20 +1,12 @@
 """The harness's command line: `make` targets are thin wrappers over these commands. Bad input exits 2 with one line."""
 
 import argparse
-import contextlib
 import os
-import signal
-import socket
 import sys
-import time
 import urllib.parse
-from contextlib import ExitStack
-from pathlib import Path
 
 import harness
-from harness import ROOT, CellError, UsageError, load, matrix, pgbouncer, postgres, procs, runinfo
-
-PANEL = ROOT / "locustfiles" / "pool_panel.py"
+from harness import ROOT, UsageError, load, matrix, postgres, procs, runinfo
 
 
 def _parser():
@@ -317,328 +309,155 @@ def _version() -> str:
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    return harness.run_command(lambda: _dispatch(args))
+    return harness.run_command(lambda: COMMANDS[args.command](args))
 
 
-def _dispatch(args):
-    if args.command in ("bench", "capacity"):
-        from harness import bench, modes
+def cmd_bench(args):
+    """bench and capacity: the matrix's cells under a fixed load, or the step load's search."""
+    from harness import bench, modes
 
-        overrides = matrix.parse_overrides(args.overrides)
-        if args.database_url:
-            parts = urllib.parse.urlsplit(args.database_url)
-            if parts.password or "password" in urllib.parse.parse_qs(parts.query):
-                raise UsageError(
-                    f"--database-url={postgres.redact(args.database_url)} has a password, which every "
-                    "user of this machine can read in the process list: export BENCH_DATABASE_URL "
-                    "instead, or put the password in PGPASSWORD or ~/.pgpass"
-                )
-            os.environ["BENCH_DATABASE_URL"] = args.database_url
-        procs.raise_fd_limit()
-        master = None
-        if args.master_bind:
-            master = load.Master.parse(args.master_bind)
-            master.check_free()
-        _, rows = bench.run(
-            args.matrix or ("target" if args.target else "default"),
-            overrides,
-            args.repeat,
-            args.out,
-            host=args.host,
-            matrix_file=args.matrix_file,
-            mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
-            target=args.target,
-            master=master,
-        )
-        return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
-    if args.command == "peer":
-        from harness import peer
-
-        procs.raise_fd_limit()
-        peer.run(
-            args.backend,
-            args.variant,
-            args.scenario,
-            matrix.parse_overrides(args.overrides),
-            args.out,
-            args.matrix_file,
-        )
-        return 0
-    if args.command == "detector-cost":
-        from harness import detector_cost
-
-        detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
-        return 0
-    if args.command == "query-cost":
-        from harness import query_cost
-
-        query_cost.run(args.users, args.seconds, args.rounds, args.server, args.out, args.matrix_file)
-        return 0
-    if args.command == "worker":
-        procs.raise_fd_limit()
-        return load.run_worker(load.Master.parse(args.master, "--master"))
-    if args.command == "package-matrix":
-        from harness import package_matrix
-
-        return package_matrix.run(args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs)
-    if args.command == "serve":
-        return serve(args)
-    if args.command == "ui":
-        return ui(args)
-    if args.command == "table":
-        from harness import tables
-
-        text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text)
-        else:
-            print(text, end="")
-        return 0
-    if args.command == "compare":
-        from harness import compare
-
-        return compare.run(args.runs, args.format, args.metrics, args.fail_on)
-    if args.command == "report":
-        from harness import capacity, html_report
-
-        run_dir = args.run or runinfo.newest_runs(1)[0]
-        if runinfo.kind_of(run_dir) == "capacity":
-            print("\n".join(capacity.rejudge(run_dir)))
-        else:
-            print(html_report.write(run_dir))
-        return 0
-    if args.command == "params":
-        from rich.console import Console
-
-        from harness import params
-
-        params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
-        return 0
-    if args.command == "docs":
-        from harness import docs
-
-        os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
-        return docs.main(_parser(), check=args.check)
-    if args.command == "matrix":
-        for cell in matrix.load(args.matrix_file).cells(args.matrix):
-            print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
-        return 0
-
-
-def _check_ports(args):
-    bind = getattr(args, "bind", "127.0.0.1")
-    if bind == "0.0.0.0":
-        raise UsageError("BIND=0.0.0.0 would listen on every interface: give the one address the load machines reach")
-    try:
-        socket.getaddrinfo(bind, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
-        with socket.socket() as s:
-            s.bind((bind, 0))
-    except OSError:
-        raise UsageError(f"BIND={bind} is not an IPv4 address of this machine: give one `ip -4 addr` lists") from None
-    for name, port in (("PORT", args.port), ("WEB_PORT", getattr(args, "web_port", None))):
-        if port is not None and (not 1 <= port <= 65535 or not postgres.port_is_free(port, bind)):
-            other = port + 1 if 1 <= port < 65535 else 8001
-            raise UsageError(f"{name}={port} is in use or invalid: choose another, e.g. {name}={other}")
-
-
-def _log_dir(args, command):
-    """serve keeps its logs in one place; each ui session gets its own (the panel's CSV is a result)."""
-    log_dir = ROOT / "results" / command
-    if command == "ui":
-        log_dir = Path(runinfo.new_run_dir(getattr(args, "log_dir", None), results=log_dir)[0])
-    elif getattr(args, "log_dir", None):
-        log_dir = Path(args.log_dir).resolve()
-    os.makedirs(log_dir, exist_ok=True)
-    return log_dir
-
-
-@contextlib.contextmanager
-def _app(args, command):
-    """PostgreSQL (throwaway, or BENCH_DATABASE_URL), PgBouncer if the backend wants it, and the
-    app on 127.0.0.1:args.port, for `serve` and `ui`; yields (spec, params, db, server)."""
-    from harness.server import Server, prepare_database
-
-    spec = matrix.load(args.matrix_file)
-    backend, served = _backend_and_server(args, spec.backends, "geventpool", spec)
-    scenario = args.scenario or next(iter(spec.scenarios))
-    if scenario not in spec.scenarios:
-        raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
-    params = spec.params(scenario, matrix.parse_overrides(args.overrides))
-    matrix.check_server_params(params, served, f"SERVER={served.name}")
-    _check_ports(args)
-    external = postgres.preflight()
-    if external is not None:
-        matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
-    log_dir = _log_dir(args, command)
-
-    with ExitStack() as stack:
-        bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(
-            postgres.Cluster(
-                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
+    overrides = matrix.parse_overrides(args.overrides)
+    if args.database_url:
+        parts = urllib.parse.urlsplit(args.database_url)
+        if parts.password or "password" in urllib.parse.parse_qs(parts.query):
+            raise UsageError(
+                f"--database-url={postgres.redact(args.database_url)} has a password, which every "
+                "user of this machine can read in the process list: export BENCH_DATABASE_URL "
+                "instead, or put the password in PGPASSWORD or ~/.pgpass"
             )
-        )
-        prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
-        app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(
-            Server(
-                backend,
-                params,
-                app_db.app_url,
-                args.port,
-                None if command == "serve" else log_dir / "server.log",
-                server=served,
-                bind=bind,
-            )
-        )
-        print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max}, server {served.name})")
-        print(
-            f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
-            f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}"
-        )
-        print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
-        via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
-        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
-        yield spec, params, db, server, stack, log_dir
+        os.environ["BENCH_DATABASE_URL"] = args.database_url
+    procs.raise_fd_limit()
+    master = None
+    if args.master_bind:
+        master = load.Master.parse(args.master_bind)
+        master.check_free()
+    _, rows = bench.run(
+        args.matrix or ("target" if args.target else "default"),
+        overrides,
+        args.repeat,
+        args.out,
+        host=args.host,
+        matrix_file=args.matrix_file,
+        mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
+        target=args.target,
+        master=master,
+    )
+    return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
 
 
-def _backend_and_server(args, backends, default, spec):
-    """BACKEND= (of `backends`, `default` when not given) and SERVER=, checked: known, a pair
-    that works, PgBouncer installed when the backend needs it."""
-    name = args.backend or default
-    if name not in backends:
-        raise UsageError(f"BACKEND={name} is unknown: use one of {', '.join(backends)}")
-    server = args.server or matrix.DEFAULT_SERVER
-    if server not in spec.servers:
-        raise UsageError(f"SERVER={server} is unknown: use one of {', '.join(spec.servers)}")
-    backend, served = backends[name], spec.servers[server]
-    matrix.check_pair(backend, served, f"BACKEND={backend.name} SERVER={served.name}")
-    if pgbouncer.missing_for(backend):
-        raise UsageError(f"BACKEND={backend.name}: {pgbouncer.INSTALL_HINT}")
-    return backend, served
+def cmd_peer(args):
+    from harness import peer
+
+    procs.raise_fd_limit()
+    peer.run(
+        args.backend, args.variant, args.scenario, matrix.parse_overrides(args.overrides), args.out, args.matrix_file
+    )
+    return 0
 
 
-@contextlib.contextmanager
-def _target_app(args, command="serve"):
-    """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port,
-    for `serve` and `ui`; yields (target, params, db, server, stack, log_dir)."""
-    from harness import target as targets
-    from harness.server import TargetServer, check_target_imports, prepare_target
+def cmd_detector_cost(args):
+    from harness import detector_cost
 
-    target = targets.load(args.target)
-    spec = matrix.load(args.matrix_file)
-    backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
-    params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
-    matrix.check_server_params(params, served, f"SERVER={served.name}")
-    _check_ports(args)
-    check_target_imports(target, backend, params, served.app)
-    external = postgres.preflight()
-    log_dir = _log_dir(args, command)
-    with ExitStack() as stack:
-        bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(
-            postgres.Cluster(
-                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
-            )
-        )
-        prepare_target(target, params, db.app_url, log_dir / "prepare.log")
-        app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(
-            TargetServer(
-                target,
-                backend,
-                params,
-                app_db.app_url,
-                args.port,
-                log_dir / "server.log",
-                accounting_dir=log_dir,
-                server=served,
-                bind=bind,
-            )
-        )
-        server.verify()
-        print(
-            f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
-            f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})"
-        )
-        for stream in target.streams:
-            print(f"          {server.url}{stream.path}   (stream {stream.name})")
-        print(f"          {server.url}{target.probe}   (probe)   {server.url}/__stream_release__/metrics")
-        print(f"log:      {log_dir / 'server.log'}  (the detector's warnings)")
-        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
-        yield target, params, db, server, stack, log_dir
+    detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
+    return 0
 
 
-def serve(args):
-    if args.target:
-        with _target_app(args) as (_, _, _, server, _, _):
-            print("Ctrl-C stops both.", flush=True)
-            while server.proc.poll() is None:
-                time.sleep(0.5)
-            raise CellError(f"{server.server.runner} exited with {server.proc.returncode}")
-    with _app(args, "serve") as (_, _, _, server, _, _):
-        print("Ctrl-C stops both.", flush=True)
-        while server.proc.poll() is None:
-            time.sleep(0.5)
-        raise CellError(f"{server.server.runner} exited with {server.proc.returncode}")
+def cmd_query_cost(args):
+    from harness import query_cost
+
+    query_cost.run(args.users, args.seconds, args.rounds, args.server, args.out, args.matrix_file)
+    return 0
 
 
-def ui(args):
-    """The app and Locust's web UI with this project's users and the database pool panel."""
-    from harness import procs
-    from harness.load import LOCUSTFILES, load_options
-
-    app = _target_app(args, "ui") if args.target else _app(args, "ui")
-    with app as (subject, params, db, server, stack, log_dir):
-        # a target's own paths: the form streams its first stream, the probe is its own
-        paths = [] if not args.target else ["--stream-path", subject.streams[0].path, "--probe-path", subject.probe]
-        command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            ",".join(str(f) for f in [*LOCUSTFILES, PANEL]),
-            "--host",
-            server.url,
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            args.web_port,
-            *load_options(params),
-            *(["--matrix-file", args.matrix_file] if args.matrix_file else []),
-            *paths,
-            "--panel-app-user",
-            db.app_user,
-            "--panel-app-db",
-            db.app_db,
-            "--panel-csv",
-            str(log_dir / "pool_panel.csv"),
-            "--panel-metrics-url",
-            server.metrics_base,
-        ]
-        # the superuser URL (a password, perhaps) through the environment, not the command line
-        env = {**os.environ, "BENCH_PANEL_ADMIN_URL": db.admin_url}
-        locust = procs.spawn(command, log_dir / "locust.log", cwd=ROOT, env=env)
-        stack.callback(procs.stop, locust, signal.SIGTERM, 10)
-        url = f"http://127.0.0.1:{args.web_port}"
-        procs.wait_ready(locust, lambda: _answers(url), "Locust's web UI", log_dir / "locust.log", timeout=30)
-        print(f"Locust:   {url}  (open it; the pool panel is at the bottom right)")
-        print(f"logs:     {os.path.relpath(log_dir)}/   Ctrl-C stops everything.", flush=True)
-        while locust.poll() is None and server.proc.poll() is None:
-            time.sleep(0.5)
-        which = "Locust" if locust.poll() is not None else "gunicorn"
-        raise CellError(
-            f"{which} exited with {(locust if which == 'Locust' else server.proc).returncode}: "
-            f"see {os.path.relpath(log_dir)}/"
-        )
+def cmd_worker(args):
+    procs.raise_fd_limit()
+    return load.run_worker(load.Master.parse(args.master, "--master"))
 
 
-def _answers(url):
-    """True once `url` answers 200, None until then (for procs.wait_ready)."""
-    from harness.server import get
+def cmd_package_matrix(args):
+    from harness import package_matrix
 
-    try:
-        return get(url, timeout=2)[0] == 200 or None
-    except OSError:
-        return None
+    return package_matrix.run(args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs)
+
+
+def cmd_serve(args):
+    from harness import interactive
+
+    return interactive.serve(args)
+
+
+def cmd_ui(args):
+    from harness import interactive
+
+    return interactive.ui(args)
+
+
+def cmd_table(args):
+    from harness import tables
+
+    text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_compare(args):
+    from harness import compare
+
+    return compare.run(args.runs, args.format, args.metrics, args.fail_on)
+
+
+def cmd_report(args):
+    from harness import capacity, html_report
+
+    run_dir = args.run or runinfo.newest_runs(1)[0]
+    if runinfo.kind_of(run_dir) == "capacity":
+        print("\n".join(capacity.rejudge(run_dir)))
+    else:
+        print(html_report.write(run_dir))
+    return 0
+
+
+def cmd_params(args):
+    from rich.console import Console
+
+    from harness import params
+
+    params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
+    return 0
+
+
+def cmd_docs(args):
+    from harness import docs
+
+    os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
+    return docs.main(_parser(), check=args.check)
+
+
+def cmd_matrix(args):
+    for cell in matrix.load(args.matrix_file).cells(args.matrix):
+        print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
+    return 0
+
+
+# each command of the parser and the function that runs it
+COMMANDS = {
+    "bench": cmd_bench,
+    "capacity": cmd_bench,
+    "peer": cmd_peer,
+    "detector-cost": cmd_detector_cost,
+    "query-cost": cmd_query_cost,
+    "worker": cmd_worker,
+    "package-matrix": cmd_package_matrix,
+    "serve": cmd_serve,
+    "ui": cmd_ui,
+    "table": cmd_table,
+    "compare": cmd_compare,
+    "report": cmd_report,
+    "params": cmd_params,
+    "docs": cmd_docs,
+    "matrix": cmd_matrix,
+}

@@ -198,3 +198,11 @@ def test_a_fault_the_harness_cannot_inject_is_refused(tmp_path, database, matrix
     assert announced.startswith(f"database: BENCH_DATABASE_URL={database.admin_url} (PostgreSQL ")
     assert error.startswith("error: ") and message in error
     assert not (tmp_path / "run").exists()
+
+
+def test_every_command_of_the_parser_has_one_function_and_only_those():
+    from harness import cli
+
+    sub = next(a for a in cli._parser()._actions if type(a).__name__ == "_SubParsersAction")
+    assert set(sub.choices) == set(cli.COMMANDS)
+    assert all(callable(f) and f.__name__.startswith("cmd_") for f in cli.COMMANDS.values())
