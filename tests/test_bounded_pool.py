@@ -1,5 +1,5 @@
 """geventpool-bounded against plain django-db-geventpool: 500 greenlets arriving at once, in a
-gevent-patched process (tests/burst.py), on the session's real PostgreSQL (max_connections 50)."""
+gevent-patched process (tests/support/burst.py), on the session's real PostgreSQL (max_connections 50)."""
 
 import json
 import os
@@ -19,7 +19,7 @@ def burst(database, engine, options, greenlets=500, hold_s=0.05):
         "BENCH_DB_OPTIONS": json.dumps(options),
     }
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "burst.py"), str(greenlets), str(hold_s)],
+        [sys.executable, str(ROOT / "tests" / "support" / "burst.py"), str(greenlets), str(hold_s)],
         env=env,
         cwd=ROOT,
         capture_output=True,

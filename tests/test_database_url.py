@@ -48,7 +48,7 @@ def test_a_target_gets_the_urls_query_string_too(db, tmp_path):
     from harness import target as targets
     from harness.matrix import OWN
     from harness.server import target_env
-    from tests import target_project
+    from tests.support import target_project
 
     target = targets.load(target_project.make(tmp_path))
     env = target_env(target, OWN, SPEC.params("own-slow-read"), f"{db.app_url}?{QUERY}")

@@ -1,6 +1,6 @@
 """Each variant under each test mode and ATOMIC_REQUESTS setting, per backend, on a real
-PostgreSQL: tests/release_modes.py run in the backend's own Python environment with the
-server's settings (harness.server.server_env). tests/facts.py says what
+PostgreSQL: tests/support/release_modes.py run in the backend's own Python environment with the
+server's settings (harness.server.server_env). tests/support/facts.py says what
 docs/facts.md reports, as rules; every observed outcome is compared with it."""
 
 import json
@@ -12,7 +12,7 @@ from harness import ROOT
 from harness.envs import python_for
 from harness.server import server_env
 from tests.conftest import SPEC
-from tests.facts import HELPER, NAIVE, TEST_IN_ATOMIC, TEST_MODES, expected
+from tests.support.facts import HELPER, NAIVE, TEST_IN_ATOMIC, TEST_MODES, expected
 
 # PgBouncer's backend runs the code of stock-persistent behind a proxy; the safety matrix
 # measures it on gunicorn.
@@ -30,7 +30,7 @@ def run_modes(backend_name, database, out):
             python_for(backend.env),
             "-m",
             "pytest",
-            "tests/release_modes.py",
+            "tests/support/release_modes.py",
             "--noconftest",
             "-p",
             "no:cacheprovider",

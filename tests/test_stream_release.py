@@ -3,7 +3,7 @@ while a stream's body is still being sent, is its connection checked out (the se
 accounting) and unusable by anyone else (PostgreSQL's pg_stat_activity, and a probe)? After
 the stream ends, is it back?
 
-tests/facts.py says what docs/facts.md reports; these tests measure it."""
+tests/support/facts.py says what docs/facts.md reports; these tests measure it."""
 
 import http.client
 import json
@@ -17,7 +17,7 @@ from harness.sampler import read_metrics
 from harness.server import Server
 from stream_release import event_log
 from tests.conftest import SPEC, app_backends, app_server
-from tests.facts import PERSISTENT, POOLED, releases_on_a_server
+from tests.support.facts import PERSISTENT, POOLED, releases_on_a_server
 
 CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 700
 # the view's queries before it returns (the audit row, the aggregate, the page): a backend that

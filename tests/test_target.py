@@ -1,6 +1,6 @@
 """A target: your own Django project under the harness (harness/target.py). The target file's
 refusals, and `python -m harness serve --target` on a project made by `django-admin
-startproject` (tests/target_project.py): its migrations run, its views served with the
+startproject` (tests/support/target_project.py): its migrations run, its views served with the
 accounting and the detector, whose warnings name the views that pin a connection."""
 
 import json
@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from harness import ROOT, UsageError, target
-from tests import target_project
+from tests.support import target_project
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +259,7 @@ def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(proje
 
 
 def test_the_plugin_tells_the_pinning_views_from_the_released_one_in_the_projects_tests(project):
-    """The project's own test of its exports (tests/target_project.py TESTS), run by its owner's
+    """The project's own test of its exports (tests/support/target_project.py TESTS), run by its owner's
     pytest with pytest-django and the package's plugin."""
     directory = project.parent / "mysite"
     (directory / "test_exports.py").write_text(target_project.TESTS.lstrip())

@@ -1,5 +1,5 @@
 """make bench, make capacity and a target's own environment on a project made by `django-admin
-startproject` (tests/target_project.py); the target file and make serve: test_target.py. Two
+startproject` (tests/support/target_project.py); the target file and make serve: test_target.py. Two
 modules, so that pytest-xdist can run their minutes on both workers."""
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from harness import ROOT, target
 from harness.matrix import OWN
-from tests import target_project
+from tests.support import target_project
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ applies the variant and streams; the test reads the body and looks for the row. 
 backend by tests/test_release_modes.py, in that backend's Python environment and with its
 settings (the same BENCH_* variables as the server), on the session's PostgreSQL:
 
-    python -m pytest tests/release_modes.py --noconftest
+    python -m pytest tests/support/release_modes.py --noconftest
 
 Test modes: pytest-django's django_db and django_db(transaction=True), Django's TestCase and
 TransactionTestCase, each with ATOMIC_REQUESTS off and on. Each test records what it
