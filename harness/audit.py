@@ -6,13 +6,13 @@ has ended) into the cell's audit.csv; summary.py counts the ones missing as lost
 import csv
 import os
 
-from harness import runinfo, summary
+from harness import cellfiles, runinfo, summary
 from harness.postgres import admin_cursor
 
 
 def export(cell_dir, admin_url, requests, stream_name):
     """Write audit.csv: the audit rows PostgreSQL has for the streams that got a 200
-    (`requests`: the cell's, summary.read_requests)."""
+    (`requests`: the cell's, cellfiles.read_requests)."""
     ids = sorted(summary.answered_ids(requests, stream_name))
     with admin_cursor(admin_url) as cur:
         cur.execute(
@@ -20,7 +20,7 @@ def export(cell_dir, admin_url, requests, stream_name):
             (ids,),
         )
         rows = cur.fetchall()
-    with runinfo.replacing(os.path.join(cell_dir, summary.AUDIT_FILE)) as tmp, open(tmp, "w", newline="") as f:
+    with runinfo.replacing(os.path.join(cell_dir, cellfiles.AUDIT_FILE)) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["request_id", "variant", "created"])
         writer.writerows((rid, variant, created.isoformat()) for rid, variant, created in rows)

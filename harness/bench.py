@@ -24,6 +24,7 @@ from harness import (
     CellError,
     UsageError,
     audit,
+    cellfiles,
     cpu,
     envs,
     faults,
@@ -34,7 +35,6 @@ from harness import (
     procs,
     runinfo,
     schedules,
-    summary,
     terminal,
 )
 from harness import server as server_module
@@ -488,7 +488,7 @@ def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, togeth
             window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
             injector.finish(window[0])
             pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
-            requests = summary.read_requests(cell_dir)  # once: for the audit and the summary
+            requests = cellfiles.read_requests(cell_dir)  # once: for the audit and the summary
             measure = the_run.mode.measure(
                 cell_dir,
                 cell,
@@ -579,7 +579,7 @@ def _verified(server, cell, target, cell_dir) -> dict:
     paths = {"stream_path": stream.path, "probe_path": target.probe}
     routes = server.routes(stream.path, target.probe)  # what the summary, the plots and the capacity judge read
     runinfo.write_json(
-        os.path.join(cell_dir, summary.ROUTES_FILE), {**dict(zip(("stream", "probe"), routes, strict=True)), **paths}
+        os.path.join(cell_dir, cellfiles.ROUTES_FILE), {**dict(zip(("stream", "probe"), routes, strict=True)), **paths}
     )
     return paths
 

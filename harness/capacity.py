@@ -26,7 +26,7 @@ import os
 from dataclasses import fields, replace
 from types import SimpleNamespace
 
-from harness import UsageError, cpu, matrix, pglog, runinfo, summary
+from harness import UsageError, cellfiles, cpu, matrix, pglog, runinfo, summary
 from harness.summary import percentile
 
 STEPS_FILE = "steps.json"  # written by the shape
@@ -288,13 +288,13 @@ def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user
     rows = judge_steps(
         steps,
         requests,
-        summary.read(os.path.join(cell_dir, "timeline.csv")),
+        cellfiles.read(os.path.join(cell_dir, "timeline.csv")),
         cpu.read(cell_dir),
         p,
         pool_capacity,
         p.locust_workers,
-        summary.read_accounting(cell_dir),
-        probe_name=summary.probe_path(cell_dir),
+        cellfiles.read_accounting(cell_dir),
+        probe_name=cellfiles.probe_path(cell_dir),
         sessions=pglog.sessions(postgres_log, app_user),
     )
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
@@ -314,7 +314,7 @@ def rejudge(run_dir):
     defaults = {k: v for k, v in matrix.load().defaults.items() if k in known}  # parameters newer than the run
     params = {(c["cell"], c["repeat"]): matrix.Params(**{**defaults, **c["params"]}) for c in info["cells"]}
     path = os.path.join(run_dir, "capacity.csv")
-    rows = summary.read(path)
+    rows = cellfiles.read(path)
     for row in rows:
         if row["status"] != "ok":
             continue
@@ -325,7 +325,7 @@ def rejudge(run_dir):
                 cell_dir,
                 cell,
                 int(row["pool_capacity"]) if row["pool_capacity"] else None,
-                summary.read_requests(cell_dir),
+                cellfiles.read_requests(cell_dir),
             )
         )
         write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])

@@ -13,7 +13,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 
-from harness import UsageError, runinfo, summary
+from harness import UsageError, cellfiles, runinfo, summary
 
 # metric -> +1 when more is better, -1 when less is better
 METRICS = {
@@ -102,7 +102,7 @@ def load(path) -> tuple[str, list[dict], dict]:
         raise UsageError(
             f"{path} is neither a run directory with a summary.csv nor a summary.csv: name one under results/"
         )
-    rows = summary.read(csv_path)
+    rows = cellfiles.read(csv_path)
     info = runinfo.read_json(os.path.join(os.path.dirname(csv_path), "run.json"))
     label = info.get("run_id") or os.path.basename(os.path.dirname(os.path.abspath(csv_path)))
     return label, _current(path, rows, info), info

@@ -23,7 +23,19 @@ import sys
 import time
 from contextlib import ExitStack
 
-from harness import ROOT, CellError, UsageError, capacity, cpu, matrix, pgbouncer, postgres, procs, runinfo, summary
+from harness import (
+    ROOT,
+    CellError,
+    UsageError,
+    capacity,
+    cellfiles,
+    cpu,
+    matrix,
+    pgbouncer,
+    postgres,
+    procs,
+    runinfo,
+)
 from harness.load import WINDOW_FILE, load_options, test_window
 from harness.server import Server, prepare_database
 
@@ -215,7 +227,7 @@ def _measure(client, command, p, run_dir, server):
     if client == "locust":
         (begin, end), _ = test_window(run_dir, fallback=(start, time.time()))
         begin += p.spawn_s + 1
-        requests = summary.read_requests(run_dir)
+        requests = cellfiles.read_requests(run_dir)
         opened = capacity.open_streams(requests, begin, end)
         closed = sum(1 for r in requests if r["request_type"] in ("STREAM", "ABORTED"))
     else:
@@ -242,7 +254,7 @@ def _measure(client, command, p, run_dir, server):
 def _slowhttptest_connected(path, first_s, last_s):
     """slowhttptest's connections open on average, from its per-second CSV, seconds first_s to
     last_s, and how many had closed by then (ended, or failed)."""
-    rows = [r for r in summary.read(path) if first_s <= int(r["Seconds"]) <= last_s]
+    rows = [r for r in cellfiles.read(path) if first_s <= int(r["Seconds"]) <= last_s]
     if not rows:
         return 0.0, ""
     return sum(int(r["Connected"]) for r in rows) / len(rows), int(rows[-1]["Closed"])

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from harness import faults, pglog, postgres, runinfo, summary  # noqa: E402
+from harness import cellfiles, faults, pglog, postgres, runinfo, summary  # noqa: E402
 from harness.load import test_window  # noqa: E402
 
 COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green", "users": "0.6"}
@@ -44,7 +44,7 @@ def _label(row, repeats):
 def _users(cell_dir):
     """[(unix s, Locust users)] from Locust's history file."""
     points = []
-    for r in summary.read(os.path.join(cell_dir, "locust_stats_history.csv")):
+    for r in cellfiles.read(os.path.join(cell_dir, "locust_stats_history.csv")):
         if r.get("Name") == "Aggregated":
             points.append((float(r["Timestamp"]), int(r["User Count"])))
     return points
@@ -59,7 +59,7 @@ def _lines(run_dir, cell_dir, samples, t0):
         return [(float(s["unix_s"]) - t0, int(s[column])) for s in samples if s.get(column) not in (None, "")]
 
     fault = faults.read(cell_dir)  # a killed worker's connections and waits end with it, as in the summary
-    events = summary.read_accounting(
+    events = cellfiles.read_accounting(
         cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
     )
     pool = [(t - t0, in_use, waiting) for t, in_use, waiting in summary.pool_series(events)]
@@ -95,7 +95,7 @@ def timelines(run_dir, cells) -> list[str]:
         )
         top = 1
         for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items, strict=True):
-            samples = summary.read(os.path.join(cell_dir, "timeline.csv"))
+            samples = cellfiles.read(os.path.join(cell_dir, "timeline.csv"))
             t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
             for name, width, points in _lines(run_dir, cell_dir, samples, t0):
                 ax.step(
@@ -213,7 +213,7 @@ def conn_hold(run_dir, cells) -> str | None:
     data = []
     for row, cell_dir, (start, stop) in cells:
         holds = summary.stream_holds(
-            summary.read_accounting(cell_dir), start or 0, stop or float("inf"), summary.routes(cell_dir)[0]
+            cellfiles.read_accounting(cell_dir), start or 0, stop or float("inf"), cellfiles.routes(cell_dir)[0]
         )
         data.append((row, [max(h, 0.01) for h in holds]))  # log axis: a 0 ms hold drawn at 0.01
     if not any(h for _, h in data):

@@ -17,14 +17,11 @@ Empty means "no such event", never zero.
 """
 
 import csv
-import glob
 import math
 import os
 
 from harness import cpu, faults, pglog, runinfo
-from stream_release import event_log
-
-AUDIT_FILE = "audit.csv"  # written by harness/audit.py
+from harness.cellfiles import AUDIT_FILE, probe_path, read, read_accounting, read_requests, routes, stream_path
 
 COLUMNS = [
     "run_id",
@@ -151,107 +148,6 @@ def _peak(values, digits=0):
 
 def _ms(value):
     return "" if value is None else round(value, 1)
-
-
-def read(path):
-    """The rows of a CSV file as dicts; none if the file is not there."""
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def read_requests(cell_dir):
-    """Every request of a cell: requests.csv, or one requests-worker<n>.csv per Locust worker
-    process when Locust ran distributed."""
-    paths = sorted(
-        glob.glob(os.path.join(cell_dir, "requests.csv")) + glob.glob(os.path.join(cell_dir, "requests-*.csv"))
-    )
-    return [{**row, "response_time_ms": float(row["response_time_ms"])} for path in paths for row in read(path)]
-
-
-def read_accounting(cell_dir, killed=None):
-    """Every accounting event of the cell in time order. `killed`: (worker pid, unix s) of a
-    worker killed then (worker-kill): what it had checked out or was waiting for ended with
-    it, so it gets a `return` and an `acquire_error` ("worker killed") at that moment."""
-    events = [
-        {**row, "unix_s": float(row["unix_s"]), "worker": os.path.basename(path)}
-        for path in glob.glob(os.path.join(cell_dir, "accounting-*.csv"))
-        for row in event_log.read(path)
-    ]
-    events.sort(key=lambda e: e["unix_s"])
-    if killed:
-        events = _end_with_worker(events, f"accounting-{killed[0]}.csv", killed[1])
-    return events
-
-
-def _end_with_worker(events, worker, at):
-    """Close the checkouts and waits of `worker` still open at `at`, as of `at`."""
-    checked_out, waiting = {}, {}  # backend pid -> checkout time; acquire id -> acquire event
-    for e in events:
-        if e["worker"] != worker or e["unix_s"] > at:
-            continue
-        if e["event"] == "acquire":
-            waiting[e["acquire_id"]] = e
-        elif e["event"] in ("checkout", "acquire_error"):
-            waiting.pop(e["acquire_id"], None)
-            if e["event"] == "checkout":
-                checked_out[e["backend_pid"] or e["acquire_id"]] = (e["unix_s"], e["route"])
-        elif e["event"] == "handover" and e["backend_pid"] in checked_out:
-            checked_out[e["backend_pid"]] = (e["unix_s"], e["route"])
-        elif e["event"] == "return":
-            key = e["backend_pid"] if e["backend_pid"] in checked_out else next(iter(checked_out), None)
-            checked_out.pop(key, None)
-    ended = [
-        {
-            "event": "return",
-            "unix_s": at,
-            "route": route,
-            "wait_ms": "",
-            "hold_ms": f"{(at - t) * 1000:.3f}",
-            "backend_pid": pid,
-            "acquire_id": "",
-            "detail": "worker killed",
-            "worker": worker,
-        }
-        for pid, (t, route) in checked_out.items()
-    ]
-    ended += [
-        {
-            "event": "acquire_error",
-            "unix_s": at,
-            "route": e["route"],
-            "wait_ms": f"{(at - e['unix_s']) * 1000:.3f}",
-            "hold_ms": "",
-            "backend_pid": "",
-            "acquire_id": e["acquire_id"],
-            "detail": "worker killed",
-            "worker": worker,
-        }
-        for e in waiting.values()
-    ]
-    kept = [e for e in events if not (e["worker"] == worker and e["unix_s"] > at)]
-    return sorted(kept + ended, key=lambda e: e["unix_s"])
-
-
-ROUTES_FILE = "routes.json"  # a target's cell: its stream's and probe's routes and paths (harness/bench.py)
-
-
-def routes(cell_dir) -> tuple:
-    """(stream route, probe route): what the accounting labels the cell's stream's and probe's
-    checkouts with; benchapp's URL names unless the cell says otherwise."""
-    found = runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE))
-    return found.get("stream", "stream"), found.get("probe", "probe")
-
-
-def probe_path(cell_dir) -> str:
-    """The path the cell's probe requested (and Locust names its requests by)."""
-    return runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE)).get("probe_path", "/probe/")
-
-
-def stream_path(cell_dir) -> str | None:
-    """A target's stream path (Locust's name for its requests); None for benchapp's cells."""
-    return runinfo.read_json(os.path.join(cell_dir, ROUTES_FILE)).get("stream_path")
 
 
 def stream_holds(events, start, end, route="stream"):
@@ -395,15 +291,50 @@ TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved
 def summarize(
     cell_dir, *, variant, window, grace_end=None, pool_capacity=None, postgres_log=None, app_user="bench", requests=None
 ):
-    """The measured columns of one cell (everything but identity and status). `grace_end`:
-    when the load generator had finished (probes settled); `pool_capacity`: pool_max x workers.
-    A target's cell says its stream's and probe's paths and routes in its routes.json."""
+    """The measured columns of one cell (everything but identity and status), by group: the
+    streams, the probes, the pool (from the accounting log), the database, the CPU, the writes
+    and the fault. `grace_end`: when the load generator had finished (probes settled);
+    `pool_capacity`: pool_max x workers. A target's cell says its stream's and probe's paths
+    and routes in its routes.json."""
     start, end = window
     stream_name = stream_path(cell_dir) or f"/stream/{variant}/"
     probe_name = probe_path(cell_dir)
     stream_route, probe_route = routes(cell_dir)
     requests = read_requests(cell_dir) if requests is None else requests
     fault = faults.read(cell_dir)
+    events = read_accounting(
+        cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
+    )
+    streams = _stream_columns(requests, stream_name)
+    database = _database_columns(cell_dir, window, postgres_log, app_user, pool_capacity)
+    return {
+        **streams,
+        **_probe_columns(requests, probe_name, window),
+        **_pool_columns(events, window, grace_end, stream_route, probe_route),
+        **database,
+        **_cpu_columns(cell_dir, window),
+        **_write_columns(cell_dir, requests, stream_name),
+        # only when a client did leave (one still waiting for its headers cannot: daphne's buffered bodies)
+        **(
+            _abort_columns(events, fault["unix_s"], stream_route)
+            if fault and fault["fault"] == "client-abort" and streams["streams_aborted"]
+            else {}
+        ),
+        **(
+            {
+                "fault": fault["fault"],
+                "fault_s": round(fault["unix_s"] - start, 2),
+                **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name),
+            }
+            if fault
+            else {}
+        ),
+    }
+
+
+def _stream_columns(requests, stream_name) -> dict:
+    """The streams as the load generator saw them: done, failed, when their headers, first byte
+    and last byte came, and those the load's end cut or found waiting."""
     ttfb = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == stream_name]
     # Locust's own entry of a stream: its status line and headers, before any of the body
     headers = [
@@ -426,39 +357,6 @@ def summarize(
     ]
     unfinished = [r for r in requests if r["request_type"] == "UNFINISHED" and r["name"] == stream_name]
     never_started = [r for r in unfinished if r["response_length"] in ("", "0")]
-    probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
-    probe_ms = [r["response_time_ms"] for r in probes]
-
-    events = read_accounting(
-        cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
-    )
-    all_waits = acquire_waits(events, start, end)
-    waits = [ms for _, ms, _ in all_waits]
-    probe_waits = [ms for route, ms, _ in all_waits if route == probe_route]
-    holds = stream_holds(events, start, end, stream_route)
-    peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
-
-    cpu_rows = cpu.read(cell_dir)
-    timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv")) if start <= float(t["unix_s"]) <= end]
-    backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
-    bouncer = {
-        c: [float(t[c]) for t in timeline if t.get(c) not in (None, "")]
-        for c in ("bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms")
-    }
-
-    # Errors count over the same span as the requests: the cell and its grace period.
-    until = grace_end or end
-    in_cell = [e for e in events if start <= e["unix_s"] <= until]
-    errors = [e for e in in_cell if e["event"] == "acquire_error"]
-    hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
-    sampled_peak = max(backends, default=None)
-    sessions = pglog.sessions(postgres_log, app_user)
-    peak_backends = sampled_peak if sessions is None else pglog.peak(sessions, start, end)
-    opened = None if sessions is None else pglog.opened(sessions, start, end)
-    expected = answered_ids(requests, stream_name)
-    aborted = sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name)
-    has_audit = os.path.exists(os.path.join(cell_dir, AUDIT_FILE))
-    lost = len(expected - {r["request_id"] for r in read(os.path.join(cell_dir, AUDIT_FILE))})
     return {
         "streams_completed": len(ok_streams),
         "stream_failures": len(streams) - len(ok_streams),
@@ -467,6 +365,19 @@ def summarize(
         "stream_total_p50_ms": _ms(percentile(ok_streams, 50)),
         "stream_body_p50_ms": _ms(percentile(bodies, 50)),
         "stream_headers_p50_ms": _ms(percentile(headers, 50)),
+        "streams_cut_at_stop": len(unfinished) - len(never_started),
+        "streams_waiting_at_stop": len(never_started),
+        "stream_wait_at_stop_max_ms": _ms(max((r["response_time_ms"] for r in never_started), default=None)),
+        "stream_ttfb_max_ms": _ms(max(ttfb, default=None)),
+        "streams_aborted": sum(1 for r in requests if r["request_type"] == "ABORTED" and r["name"] == stream_name),
+    }
+
+
+def _probe_columns(requests, probe_name, window) -> dict:
+    start, end = window
+    probes = [r for r in requests if r["request_type"] == "GET" and r["name"] == probe_name]
+    probe_ms = [r["response_time_ms"] for r in probes]
+    return {
         "probe_requests": len(probes),
         "probe_ok_per_s": round(sum(1 for r in probes if not r["failure"]) / (end - start), 2) if end > start else "",
         "probe_failures": sum(1 for r in probes if r["failure"]),
@@ -474,65 +385,92 @@ def summarize(
         "probe_p95_ms": _ms(percentile(probe_ms, 95)),
         "probe_p99_ms": _ms(percentile(probe_ms, 99)),
         "probe_max_ms": _ms(max(probe_ms, default=None)),
+        "measured_s": round(end - start, 2),
+    }
+
+
+def _pool_columns(events, window, grace_end, stream_route, probe_route) -> dict:
+    """From the app's accounting log: the pool's peaks and waits, the streams' holds, the
+    errors of acquiring a connection (counted over the cell and its grace period, as the
+    requests are), and the streams the detector saw pinned."""
+    start, end = window
+    all_waits = acquire_waits(events, start, end)
+    holds = stream_holds(events, start, end, stream_route)
+    peak_in_use, peak_waiting = pool_peaks(events, start, end) if events else (None, None)
+    in_cell = [e for e in events if start <= e["unix_s"] <= (grace_end or end)]
+    errors = [e for e in in_cell if e["event"] == "acquire_error"]
+    hung = [still for _, _, still in acquire_waits(events, start, end, until=grace_end)] if grace_end else []
+    return {
         "peak_pool_in_use": "" if peak_in_use is None else peak_in_use,
         "peak_pool_waiting": "" if peak_waiting is None else peak_waiting,
-        "pool_wait_p99_ms": _ms(percentile(waits, 99)),
+        "pool_wait_p99_ms": _ms(percentile([ms for _, ms, _ in all_waits], 99)),
+        "probe_wait_p99_ms": _ms(percentile([ms for route, ms, _ in all_waits if route == probe_route], 99)),
+        "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
-        "peak_db_backends": "" if peak_backends is None else peak_backends,
-        "peak_db_backends_sampled": "" if sampled_peak is None else sampled_peak,
-        "peak_bouncer_waiting": _peak(bouncer["bouncer_cl_waiting"]),
-        "peak_bouncer_server_active": _peak(bouncer["bouncer_sv_active"]),
-        "bouncer_maxwait_max_ms": _peak(bouncer["bouncer_maxwait_ms"], 1),
-        "db_backends_from": "" if peak_backends is None else "postgres log" if sessions is not None else "sampled",
+        "conn_hold_max_ms": _ms(max(holds, default=None)),
         "db_errors": sum(1 for e in in_cell if e["event"] == "db_error"),
-        "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
         "pool_timeouts": sum(1 for e in errors if e["detail"].startswith("PoolTimeout")),
         "too_many_clients": sum(1 for e in errors if any(t in e["detail"] for t in TOO_MANY_CLIENTS)),
         "hung_requests": sum(hung) if grace_end else "",
-        "conn_opened": "" if opened is None else opened,
-        "streams_cut_at_stop": len(unfinished) - len(never_started),
-        "streams_waiting_at_stop": len(never_started),
-        "stream_wait_at_stop_max_ms": _ms(max((r["response_time_ms"] for r in never_started), default=None)),
-        "stream_ttfb_max_ms": _ms(max(ttfb, default=None)),
-        "conn_hold_max_ms": _ms(max(holds, default=None)),
-        "probe_wait_p99_ms": _ms(percentile(probe_waits, 99)),
-        "pool_waiting_at_end": sum(1 for _, _, still in all_waits if still),
-        "measured_s": round(end - start, 2),
-        **{
-            f"{name}_cores": "" if c is None else round(c, 3)
-            for name in ("loadgen", "server", "postgres")
-            for c in [cpu.cores(cpu_rows, name, start, end)]
-        },
-        "server_system_cores": ""
-        if (c := cpu.cores(cpu_rows, "server", start, end, column="system_s")) is None
-        else round(c, 3),
-        "server_rss_peak_mib": "" if (rss := cpu.peak_rss_mib(cpu_rows, "server", start, end)) is None else round(rss),
-        "timeline_samples": len(timeline),
-        "lost_writes": lost if has_audit else "",
-        "writes_expected": len(expected) if has_audit else "",
-        "streams_aborted": aborted,
         # every stream of the load, however late it ended (the warm-up's came before the start)
         "streams_pinned": sum(
             1 for e in events if e["event"] == "pinned_stream" and e["route"] == stream_route and e["unix_s"] >= start
         )
         if events
         else "",
-        # only when a client did leave (one still waiting for its headers cannot: daphne's buffered bodies)
-        **(
-            _abort_columns(events, fault["unix_s"], stream_route)
-            if fault and fault["fault"] == "client-abort" and aborted
-            else {}
-        ),
-        **(
-            {
-                "fault": fault["fault"],
-                "fault_s": round(fault["unix_s"] - start, 2),
-                **faults.after_fault(requests, fault["unix_s"], stream_name, probe_name),
-            }
-            if fault
-            else {}
-        ),
     }
+
+
+def _database_columns(cell_dir, window, postgres_log, app_user, pool_capacity) -> dict:
+    """PostgreSQL's side: its backends at their peak (from its log's sessions, else the
+    sampler's timeline), the connections opened, PgBouncer's queue."""
+    start, end = window
+    timeline = [t for t in read(os.path.join(cell_dir, "timeline.csv")) if start <= float(t["unix_s"]) <= end]
+    backends = [int(t["db_backends"]) for t in timeline if t["db_backends"] != ""]
+    bouncer = {
+        c: [float(t[c]) for t in timeline if t.get(c) not in (None, "")]
+        for c in ("bouncer_cl_waiting", "bouncer_sv_active", "bouncer_maxwait_ms")
+    }
+    sampled_peak = max(backends, default=None)
+    sessions = pglog.sessions(postgres_log, app_user)
+    peak_backends = sampled_peak if sessions is None else pglog.peak(sessions, start, end)
+    opened = None if sessions is None else pglog.opened(sessions, start, end)
+    return {
+        "peak_db_backends": "" if peak_backends is None else peak_backends,
+        "peak_db_backends_sampled": "" if sampled_peak is None else sampled_peak,
+        "peak_bouncer_waiting": _peak(bouncer["bouncer_cl_waiting"]),
+        "peak_bouncer_server_active": _peak(bouncer["bouncer_sv_active"]),
+        "bouncer_maxwait_max_ms": _peak(bouncer["bouncer_maxwait_ms"], 1),
+        "db_backends_from": "" if peak_backends is None else "postgres log" if sessions is not None else "sampled",
+        "overshoot": "" if peak_backends is None or pool_capacity is None else max(0, peak_backends - pool_capacity),
+        "conn_opened": "" if opened is None else opened,
+        "timeline_samples": len(timeline),
+    }
+
+
+def _cpu_columns(cell_dir, window) -> dict:
+    start, end = window
+    cpu_rows = cpu.read(cell_dir)
+    system = cpu.cores(cpu_rows, "server", start, end, column="system_s")
+    rss = cpu.peak_rss_mib(cpu_rows, "server", start, end)
+    return {
+        **{
+            f"{name}_cores": "" if c is None else round(c, 3)
+            for name in ("loadgen", "server", "postgres")
+            for c in [cpu.cores(cpu_rows, name, start, end)]
+        },
+        "server_system_cores": "" if system is None else round(system, 3),
+        "server_rss_peak_mib": "" if rss is None else round(rss),
+    }
+
+
+def _write_columns(cell_dir, requests, stream_name) -> dict:
+    """The view's audit rows: streams answered 200 whose row is not in PostgreSQL."""
+    if not os.path.exists(os.path.join(cell_dir, AUDIT_FILE)):
+        return {"lost_writes": "", "writes_expected": ""}
+    expected = answered_ids(requests, stream_name)
+    lost = len(expected - {r["request_id"] for r in read(os.path.join(cell_dir, AUDIT_FILE))})
+    return {"lost_writes": lost, "writes_expected": len(expected)}
 
 
 def _abort_columns(events, abort_unix, route):

@@ -11,7 +11,7 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from harness import runinfo, summary
+from harness import cellfiles, runinfo
 from harness.findings import run_line, verdict
 
 SIGNIFICANT = 0.05  # Wilcoxon's p below this: a change the rounds show, not noise
@@ -29,7 +29,7 @@ def _change(estimate, low, high, p, unit) -> str:
 
 def query_cost_table(run_dir) -> str:
     info = runinfo.read_json(os.path.join(run_dir, "run.json"))
-    rows = summary.read(os.path.join(run_dir, "query_cost_summary.csv"))
+    rows = cellfiles.read(os.path.join(run_dir, "query_cost_summary.csv"))
     confidence = next((r["rps_change_confidence"] for r in rows if r["rps_change_confidence"]), "")
     out = [
         "# A view that does not stream: the switch, the peer, and neither",

@@ -5,7 +5,7 @@ import json
 import os
 import statistics
 
-from harness import UsageError, paired, runinfo, summary, switch_pages
+from harness import UsageError, cellfiles, paired, runinfo, switch_pages
 from harness.findings import run_line, verdict
 
 
@@ -13,7 +13,7 @@ def _rows(run_dir):
     path = os.path.join(run_dir, "summary.csv")
     if not os.path.exists(path):
         raise UsageError(f"RUN={run_dir} has no summary.csv: name a run directory under results/")
-    return summary.read(path)
+    return cellfiles.read(path)
 
 
 def table(run_dir, scenario=None) -> str:
@@ -198,7 +198,7 @@ CAPACITY_COLUMNS = [
 def capacity_table(run_dir) -> str:
     """make capacity's verdicts, a row per cell and repeat: the most concurrent slow streams
     served within the objectives, and what broke first."""
-    rows = summary.read(os.path.join(run_dir, "capacity.csv"))
+    rows = cellfiles.read(os.path.join(run_dir, "capacity.csv"))
     with open(os.path.join(run_dir, "run.json")) as f:
         cells = json.load(f).get("cells", [])
     p = cells[0]["params"] if cells else {}

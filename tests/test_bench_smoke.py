@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, summary
+from harness import ROOT, cellfiles
 from tests.conftest import SPEC
 from tests.test_distributed import counts_by_request
 
@@ -24,7 +24,7 @@ def bench(matrix, out, *args):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {row["variant"]: row for row in summary.read(out / "summary.csv")}
+    rows = {row["variant"]: row for row in cellfiles.read(out / "summary.csv")}
     return out, rows, result
 
 
@@ -114,8 +114,8 @@ def test_under_atomic_requests_close_old_loses_every_write_and_the_helper_none(s
     # the rows the harness found in PostgreSQL are this cell's: each one a stream of the
     # release variant that requests.csv logged with its id and a 200
     cell = out / "geventpool" / "release" / "atomic" / "r1"
-    answered = {(r["request_id"], r["status"]) for r in summary.read_requests(cell) if r["request_id"]}
-    found = summary.read(cell / "audit.csv")
+    answered = {(r["request_id"], r["status"]) for r in cellfiles.read_requests(cell) if r["request_id"]}
+    found = cellfiles.read(cell / "audit.csv")
     assert found and all((row["request_id"], "200") in answered and row["variant"] == "release" for row in found)
 
 
@@ -186,7 +186,7 @@ def test_distributed_totals_are_the_sum_over_the_workers_exactly(safety):
         cell = out / "geventpool" / variant / "atomic" / "r1"
         logs = sorted(cell.glob("requests-worker*.csv"))
         assert len(logs) == 2 and not (cell / "requests.csv").exists()
-        per_worker = [summary.read(path) for path in logs]
+        per_worker = [cellfiles.read(path) for path in logs]
         logged = [r for rows_ in per_worker for r in rows_]
         probes = [r for r in logged if r["request_type"] == "GET" and r["name"] == "/probe/"]
         assert (

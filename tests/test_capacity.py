@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import ROOT, capacity, summary
+from harness import ROOT, capacity, cellfiles
 from tests.conftest import SPEC
 
 BASE = SPEC.params("quick-stream")
@@ -194,7 +194,7 @@ def search(tmp_path_factory):
         timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
+    rows = {r["variant"]: r for r in cellfiles.read(out / "capacity.csv")}
     return SimpleNamespace(out=out, rows=rows, stderr=result.stderr, stdout=result.stdout)
 
 
@@ -206,7 +206,7 @@ def test_holding_breaks_once_the_streams_take_the_pool_and_releasing_holds_every
     assert hold["broken_objective"] in ("probe_p99", "failed_requests")
     assert release["max_streams_ok"] == "16" and release["broken_objective"] == "none", release
     assert int(release["leaked_conns"]) == int(hold["leaked_conns"]) == 0
-    steps = summary.read(search.out / "geventpool" / "release" / "smoke-stream" / "r1" / "steps.csv")
+    steps = cellfiles.read(search.out / "geventpool" / "release" / "smoke-stream" / "r1" / "steps.csv")
     assert [int(s["streams"]) for s in steps] == [1, 2, 4, 8, 16]
     for s in steps:  # the shape held every level: the streams were open, the pool never over its size
         assert float(s["streams_open"]) >= 0.9 * int(s["streams"]), s
@@ -228,7 +228,7 @@ def test_a_search_writes_its_verdicts_and_plots(search):
     for variant in ("hold", "release"):
         cell = search.out / "geventpool" / variant / "smoke-stream" / "r1"
         assert (cell / "capacity.png").stat().st_size > 10_000
-        assert summary.read(cell / "capacity.csv")[0]["max_streams_ok"] == search.rows[variant]["max_streams_ok"]
+        assert cellfiles.read(cell / "capacity.csv")[0]["max_streams_ok"] == search.rows[variant]["max_streams_ok"]
     assert (search.out / "capacity.png").stat().st_size > 10_000
     assert json.loads((search.out / "run.json").read_text())["kind"] == "capacity"
     assert "max streams ok" in search.stdout
@@ -236,7 +236,7 @@ def test_a_search_writes_its_verdicts_and_plots(search):
 
 def test_make_report_judges_a_capacity_run_again_from_its_raw_files(search):
     path = search.out / "capacity.csv"
-    before = summary.read(path)
+    before = cellfiles.read(path)
     capacity.write_verdicts(path, [{**before[0], "max_streams_ok": 999, "broken_detail": "spoilt"}, *before[1:]])
     result = subprocess.run(
         [sys.executable, "-m", "harness", "report", str(search.out)],
@@ -246,5 +246,5 @@ def test_make_report_judges_a_capacity_run_again_from_its_raw_files(search):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert summary.read(path) == before
+    assert cellfiles.read(path) == before
     assert str(path) in result.stdout

@@ -4,7 +4,7 @@ pinned streams did warn (in the handler with the middleware), and bad input is r
 import subprocess
 import sys
 
-from harness import ROOT, summary
+from harness import ROOT, cellfiles
 
 
 def detector_cost(*args, timeout=300):
@@ -21,7 +21,7 @@ def test_it_measures_each_kind_with_and_without_the_middleware(tmp_path):
     out = tmp_path / "run"
     result = detector_cost("--requests", "10", "--repeats", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["request"]: r for r in summary.read(out / "detector_cost.csv")}
+    rows = {r["request"]: r for r in cellfiles.read(out / "detector_cost.csv")}
     assert sorted(rows) == ["probe", "stream-hold", "stream-release"]
     for row in rows.values():
         assert float(row["without_us_p50"]) > 0

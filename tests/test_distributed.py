@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness import ROOT, summary
+from harness import ROOT, cellfiles
 
 MATRIX = "smoke-safety"  # two cells: the workers serve one master after the other
 
@@ -87,7 +87,7 @@ def counts_by_request(cell):
     final statistics (the master's, aggregated from the workers' reports)."""
     logged = {}
     for path in sorted(cell.glob("requests*.csv")):
-        for r in summary.read(path):
+        for r in cellfiles.read(path):
             n, failed = logged.get((r["request_type"], r["name"]), (0, 0))
             logged[(r["request_type"], r["name"])] = (n + 1, failed + bool(r["failure"]))
     final = json.loads((cell / "locust_final.json").read_text())
@@ -182,7 +182,7 @@ def distributed(tmp_path_factory):
             "worker_logs": worker_logs,
             "worker_codes": worker_codes,
             "left": left,
-            "rows": summary.read(out / "summary.csv"),
+            "rows": cellfiles.read(out / "summary.csv"),
         }
     finally:
         for proc in procs.values():
@@ -198,14 +198,14 @@ def test_each_worker_ships_its_requests_to_the_master(distributed):
         logs = sorted(cell.glob("requests-worker*.csv"))
         assert [p.name for p in logs] == ["requests-worker1.csv", "requests-worker2.csv"]
         assert not (cell / "requests.csv").exists()
-        per_worker = [summary.read(p) for p in logs]
+        per_worker = [cellfiles.read(p) for p in logs]
         assert all(per_worker), "both workers made requests"
 
 
 def test_the_totals_are_the_sum_over_the_workers_and_match_the_app(distributed):
     for row in distributed["rows"]:
         cell = distributed["out"] / row["backend"] / row["variant"] / row["scenario"] / f"r{row['repeat']}"
-        logged = [r for p in sorted(cell.glob("requests-worker*.csv")) for r in summary.read(p)]
+        logged = [r for p in sorted(cell.glob("requests-worker*.csv")) for r in cellfiles.read(p)]
         probes = [r for r in logged if r["name"] == "/probe/"]
         streams = [r for r in logged if r["request_type"] == "STREAM"]
         assert int(row["probe_requests"]) == len(probes) > 0

@@ -8,7 +8,7 @@ import sys
 
 import psutil
 
-from harness import ROOT, postgres, summary
+from harness import ROOT, cellfiles, postgres
 from harness.server import Server
 from tests.conftest import SPEC
 
@@ -69,7 +69,7 @@ def test_a_run_against_an_app_it_did_not_start(database, tmp_path):
     assert not (out / "postgres.log").exists()  # no cluster was started
     assert not list(out.rglob("server.log")) and not list(out.rglob("pgbouncer.log"))  # no app, no PgBouncer
 
-    rows = {r["variant"]: r for r in summary.read(out / "summary.csv")}
+    rows = {r["variant"]: r for r in cellfiles.read(out / "summary.csv")}
     for row in rows.values():
         assert row["status"] == "ok" and int(row["timeline_samples"]) > 0 and int(row["streams_completed"]) > 0
         assert row["peak_pool_in_use"] == "" and row["conn_hold_p50_ms"] == ""  # not reachable: empty, not 0

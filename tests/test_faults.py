@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import ROOT, summary
+from harness import ROOT, cellfiles
 from harness.bench import leak_check
 from harness.sampler import Sampler
 from tests.conftest import app_server
@@ -69,7 +69,7 @@ def fault_run(tmp_path_factory):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["fault"]: r for r in summary.read(out / "summary.csv")}
+    rows = {r["fault"]: r for r in cellfiles.read(out / "summary.csv")}
     assert set(rows) == {"pg-restart", "worker-kill", "client-abort"}
     return out, rows, result.stderr
 
@@ -118,7 +118,7 @@ def test_client_abort_disconnects_the_streams_and_the_server_returns_their_conne
     row = rows["client-abort"]
     directory = cell_dir(out, row)
     fault_unix = json.loads((directory / "fault.json").read_text())["unix_s"]
-    aborted = [r for r in summary.read_requests(directory) if r["request_type"] == "ABORTED"]
+    aborted = [r for r in cellfiles.read_requests(directory) if r["request_type"] == "ABORTED"]
     assert len(aborted) == int(row["streams_aborted"]) >= 1 and row["failures_after_fault"] == "0"
     for r in aborted:  # cut mid-stream, at the fault
         assert 0 < int(r["response_length"]) < 9 * 1024
@@ -126,7 +126,7 @@ def test_client_abort_disconnects_the_streams_and_the_server_returns_their_conne
     # hold keeps a stream's connection to its end: the aborted ones came back within a chunk's delay
     returns = [
         e
-        for e in summary.read_accounting(directory)
+        for e in cellfiles.read_accounting(directory)
         if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5
     ]
     assert len(returns) >= len(aborted)

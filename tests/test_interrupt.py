@@ -12,7 +12,7 @@ import urllib.request
 import psutil
 import pytest
 
-from harness import ROOT, procs, summary
+from harness import ROOT, cellfiles, procs
 from tests.conftest import SPEC
 
 
@@ -137,7 +137,7 @@ def test_a_signal_in_each_phase_leaves_no_process_and_keeps_the_run(tmp_path, on
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "incomplete" and info["ended_utc"]
     assert info["interrupted_in"].startswith(phase)
-    [row] = summary.read(out / "summary.csv")
+    [row] = cellfiles.read(out / "summary.csv")
     if phase == "report":  # the cell finished: its results stand; no half-written report or plot
         assert row["status"] == "ok"
         assert not (out / "report.html").exists()
@@ -166,7 +166,7 @@ def test_signal_mid_cell_leaves_no_process_and_keeps_the_run(tmp_path, sig):
     assert bench_temp_dirs() == temp_before
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "incomplete" and info["ended_utc"]
-    rows = summary.read(out / "summary.csv")
+    rows = cellfiles.read(out / "summary.csv")
     assert len(rows) == 4 and {r["status"] for r in rows} == {"incomplete"}
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, UsageError, peer, summary
+from harness import ROOT, UsageError, cellfiles, peer
 from tests.conftest import SPEC
 
 
@@ -46,7 +46,7 @@ def test_both_clients_hold_every_connection_and_their_cpu_is_measured(tmp_path):
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["client"]: r for r in summary.read(out / "peer.csv")}
+    rows = {r["client"]: r for r in cellfiles.read(out / "peer.csv")}
     assert set(rows) == {"slowhttptest", "locust"}
     for row in rows.values():
         assert 95 <= float(row["streams_open"]) <= 100, row  # every connection held through the measured part

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from harness import pgbouncer, postgres, summary
+from harness import cellfiles, pgbouncer, postgres
 from harness.sampler import Sampler
 
 
@@ -51,7 +51,7 @@ def test_the_sampler_sees_a_client_wait_for_pgbouncers_only_server_connection(bo
     holder.close()
     assert sampler.errors == 0, sampler.error
     assert waited["s"] > 0.8
-    rows = summary.read(path)
+    rows = cellfiles.read(path)
     waiting = [r for r in rows if r["bouncer_cl_waiting"] == "1"]
     assert len(waiting) >= 5, rows
     assert all(r["bouncer_sv_active"] == "1" for r in waiting)

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from harness import ROOT, release_cost, summary
+from harness import ROOT, cellfiles, release_cost
 from tests.conftest import SPEC
 
 REQUESTS = 20
@@ -43,7 +43,7 @@ def measured(tmp_path_factory):
     result = release_cost_cmd("--requests", str(REQUESTS), "--backends", ",".join(BACKENDS), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {}
-    for r in summary.read(out / "release_cost.csv"):
+    for r in cellfiles.read(out / "release_cost.csv"):
         for column in ("requests", "new_connections", "checkouts", "left_open"):
             r[column] = int(r[column])
         for column in ("us_per_request_p50", "us_per_request_p90"):

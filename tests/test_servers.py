@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, UsageError, matrix, summary
+from harness import ROOT, UsageError, cellfiles, matrix
 from tests.conftest import SPEC
 
 
@@ -28,13 +28,15 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows(run):
-    return {(r["server"], r["variant"]): r for r in summary.read(run / "summary.csv") if r["backend"] == "stock"}
+    return {(r["server"], r["variant"]): r for r in cellfiles.read(run / "summary.csv") if r["backend"] == "stock"}
 
 
 @pytest.fixture(scope="module")
 def persistent(run):
     return {
-        (r["server"], r["variant"]): r for r in summary.read(run / "summary.csv") if r["backend"] == "stock-persistent"
+        (r["server"], r["variant"]): r
+        for r in cellfiles.read(run / "summary.csv")
+        if r["backend"] == "stock-persistent"
     }
 
 

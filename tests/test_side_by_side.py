@@ -6,7 +6,7 @@ import json
 import psutil
 import pytest
 
-from harness import UsageError, bench, cpu, matrix, pglog, postgres, schedules, summary
+from harness import UsageError, bench, cellfiles, cpu, matrix, pglog, postgres, schedules
 from tests.test_interrupt import assert_all_gone, bench_temp_dirs, descendants, running, start, wait_for
 
 SHORT = {"streams": 8, "spawn_s": 1, "duration_s": 8, "probe_rate": 10}
@@ -49,7 +49,7 @@ def test_the_cells_of_a_repeat_load_the_machine_at_the_same_time(side_by_side_ru
         windows = []
         for row in (r for r in rows if int(r["repeat"]) == repeat):
             cell_dir = out / row["cell"] / f"r{repeat}"
-            samples = summary.read(cell_dir / cpu.FILE)
+            samples = cellfiles.read(cell_dir / cpu.FILE)
             times = [float(s["unix_s"]) for s in samples]
             windows.append((min(times), max(times)))
         (a0, a1), (b0, b1) = windows
@@ -95,7 +95,7 @@ def test_ctrl_c_while_two_lanes_load_stops_both_and_keeps_the_run(tmp_path):
     assert bench_temp_dirs() == temp_before
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "incomplete" and info["ended_utc"]
-    assert {r["status"] for r in summary.read(out / "summary.csv")} == {"incomplete"}
+    assert {r["status"] for r in cellfiles.read(out / "summary.csv")} == {"incomplete"}
 
 
 def _locusts(proc):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import summary
+from harness import cellfiles, summary
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
@@ -21,7 +21,7 @@ def row():
 
 
 def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
-    events = summary.read_accounting(CELL)
+    events = cellfiles.read_accounting(CELL)
     waits = summary.acquire_waits(events, 1000.0, 1009.0)
     assert sorted(ms for _, ms, _ in waits) == [1.0, 2.0, 300.0, 500.0, 1704.0, 1801.5, 2000.0]
     assert [(route, still) for route, ms, still in waits if ms == 2000.0] == [("probe", True)]
@@ -116,7 +116,7 @@ def test_summary_file_has_the_required_columns_in_order(tmp_path, row):
     with open(path) as f:
         header = next(csv.reader(f))
     assert header[: len(required)] == required
-    assert summary.read(path)[0]["peak_pool_in_use"] == "2"
+    assert cellfiles.read(path)[0]["peak_pool_in_use"] == "2"
 
 
 def test_lost_writes_are_the_streams_answered_200_without_their_audit_row(row):
@@ -138,7 +138,7 @@ def test_a_killed_worker_gives_back_what_it_held_and_stops_waiting_when_it_dies(
     """worker-kill: accounting-100.csv's worker killed at 1001.0 held two connections (checked
     out at 1000.001 and 1000.102) and had two requests waiting (since 1000.2 and 1000.3); what
     it logged later is dropped."""
-    events = summary.read_accounting(CELL, killed=(100, 1001.0))
+    events = cellfiles.read_accounting(CELL, killed=(100, 1001.0))
     assert max(e["unix_s"] for e in events) == 1001.0
     ended = [e for e in events if e["detail"] == "worker killed"]
     assert [(e["event"], e["hold_ms"] or e["wait_ms"]) for e in ended] == [
@@ -149,7 +149,7 @@ def test_a_killed_worker_gives_back_what_it_held_and_stops_waiting_when_it_dies(
     ]
     assert summary.pool_peaks(events, 1001.01, 1009.0) == (0, 0)  # nothing in use or waiting after
     # killed at 1002.5: 2 checked out (backends 11, 12), one acquire (6 is later) - none waiting
-    events = summary.read_accounting(CELL, killed=(100, 1002.5))
+    events = cellfiles.read_accounting(CELL, killed=(100, 1002.5))
     assert sorted((e["event"], e["backend_pid"]) for e in events if e["detail"] == "worker killed") == [
         ("return", "11"),
         ("return", "12"),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import UsageError, findings, summary, tables
+from harness import UsageError, cellfiles, findings, summary, tables
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
@@ -54,10 +54,8 @@ def test_a_directory_without_a_summary_is_refused(tmp_path):
 def test_lost_writes_show_when_the_run_counted_them(tmp_path):
     import shutil
 
-    from harness import summary
-
     shutil.copy(RUN / "run.json", tmp_path / "run.json")
-    rows = summary.read(RUN / "summary.csv")
+    rows = cellfiles.read(RUN / "summary.csv")
     for row in rows:
         lost = row["variant"] == "hold"
         row.update(lost_writes=5 if lost else 0, writes_expected=5)
@@ -74,7 +72,7 @@ def test_a_capacity_run_gets_its_verdicts_one_row_per_cell_and_repeat():
     from harness import ROOT
 
     run = ROOT / "docs" / "runs" / "capacity-5000-repeat3"
-    rows = summary.read(run / "capacity.csv")
+    rows = cellfiles.read(run / "capacity.csv")
     text = tables.table(run)
     lines = [line for line in text.splitlines() if line.startswith("| geventpool-bounded/")]
     assert len(lines) == len(rows) > 1
@@ -109,7 +107,7 @@ def test_an_overhead_pair_in_either_order_counts_by_position(tmp_path):
 
     source = ROOT / "docs" / "runs" / "overhead" / "at-e2921f8"
     shutil.copy(source / "run.json", tmp_path / "run.json")
-    rows = summary.read(source / "summary.csv")
+    rows = cellfiles.read(source / "summary.csv")
     rows[2], rows[3] = rows[3], rows[2]  # repeat 2: the uninstrumented cell first
     for row in rows:
         row["loadgen_cores"] = ""  # Locust's workers on other machines: no control
@@ -145,7 +143,7 @@ def _overhead_copy(tmp_path, change):
 
     source = ROOT / "docs" / "runs" / "overhead" / "at-e2921f8"
     shutil.copy(source / "run.json", tmp_path / "run.json")
-    rows = summary.read(source / "summary.csv")
+    rows = cellfiles.read(source / "summary.csv")
     change(rows)
     with open(tmp_path / "summary.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -193,3 +191,4 @@ def test_an_overhead_run_with_the_servers_kernel_time_splits_the_cost(tmp_path):
     assert "**Of it, in the kernel:** system calls and page faults, instrumented minus not, +8.5 %" in text
     assert re.search(r"\*\*Of it, in user space:\*\* the rest, [+-]0\.0 %", text)  # float rounding either way
     assert "in the kernel" not in tables.table(ROOT_RUNS / "at-e2921f8")  # a run from before it was sampled
+

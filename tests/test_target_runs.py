@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness import ROOT, target
+from harness import ROOT, cellfiles, target
 from harness.matrix import OWN
 from tests.support import target_project
 
@@ -75,9 +75,8 @@ scenarios = ["own-slow-read-switched"]
         timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    from harness import summary
 
-    rows = summary.read(out / "summary.csv")
+    rows = cellfiles.read(out / "summary.csv")
     return (
         out,
         {(r["backend"], r["variant"]): r for r in rows if r["server"] == "gevent" and r["scenario"] == "own-slow-read"},
@@ -142,7 +141,6 @@ def test_the_report_and_compare_work_on_a_target_run(bench_run):
 
 
 def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_path):
-    from harness import summary
 
     out = tmp_path / "run"
     result = subprocess.run(
@@ -170,10 +168,10 @@ def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_
         timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {r["variant"]: r for r in summary.read(out / "capacity.csv")}
+    rows = {r["variant"]: r for r in cellfiles.read(out / "capacity.csv")}
     assert sorted(rows) == ["iterator", "query", "released"] and {r["status"] for r in rows.values()} == {"ok"}
     for name in rows:
-        steps = summary.read(out / "own" / name / "own-slow-read" / "r1" / "steps.csv")
+        steps = cellfiles.read(out / "own" / name / "own-slow-read" / "r1" / "steps.csv")
         assert [int(s["streams"]) for s in steps] == [1, 2]
         assert all(int(s["probes"]) > 0 and s["probe_p99_ms"] != "" for s in steps), steps  # /health/db/, judged
 
