@@ -106,10 +106,10 @@ peer: venv
 REQUESTS ?=
 REPEATS ?=
 detector-cost: venv
-	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT))
+	$(PY) -m harness detector-cost $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(REQUESTS),--requests $(REQUESTS)) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(OUT),--out $(OUT)) $(SETS)
 
 query-cost: venv
-	$(PY) -m harness query-cost $(if $(call cli,USERS),--users $(call cli,USERS)) $(if $(call cli,SECONDS),--seconds $(call cli,SECONDS)) $(if $(call cli,ROUNDS),--rounds $(call cli,ROUNDS)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) $(if $(OUT),--out $(OUT))
+	$(PY) -m harness query-cost $(if $(call cli,USERS),--users $(call cli,USERS)) $(if $(call cli,SECONDS),--seconds $(call cli,SECONDS)) $(if $(call cli,ROUNDS),--rounds $(call cli,ROUNDS)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) $(if $(OUT),--out $(OUT)) $(SETS)
 
 serve: venv
 	$(PY) -m harness serve $(if $(call cli,BACKEND),--backend $(call cli,BACKEND)) $(if $(call cli,SERVER),--server $(call cli,SERVER)) --port $(PORT) $(if $(SCENARIO),--scenario $(SCENARIO)) $(SETS) \

@@ -17,6 +17,7 @@ import gc
 import itertools
 import os
 import random
+import sys
 import time
 import uuid
 
@@ -28,6 +29,7 @@ from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Metric, generate_latest
 
 from benchapp.models import CATEGORIES, AuditEvent, Item
+from benchapp.plain import BadParameter, parse_int
 from benchapp.variants import VARIANTS
 from stream_release import abatches, batches
 from stream_release.accounting import backend_pid, pool_limit
@@ -38,23 +40,6 @@ STREAM_PARAMS = (
     ("chunk_bytes", 1024, 1, 16 * 1024 * 1024),
     ("delay_ms", 500, 0, 3_600_000),
 )
-
-
-class BadParameter(ValueError):
-    pass
-
-
-def parse_int(query, name, default, low, high):
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {value}")
-    return value
 
 
 def stream(request, variant):
@@ -246,7 +231,7 @@ def healthz(request):
             "variants": list(VARIANTS),
             "accounting": settings.STREAM_RELEASE_ACCOUNTING,
             "stream_release": settings.BENCH_STREAM_RELEASE,
-            "stream_release_imported": True,
+            "stream_release_imported": "stream_release" in sys.modules,
             # BENCH_GC=tuned (gunicorn.conf.py): objects frozen out of the collections, thresholds
             "gc": {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()},
         }

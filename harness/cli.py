@@ -358,14 +358,24 @@ def cmd_peer(args):
 def cmd_detector_cost(args):
     from harness import detector_cost
 
-    detector_cost.run(args.backend, args.requests, args.repeats, args.out, args.matrix_file)
+    detector_cost.run(
+        args.backend, args.requests, args.repeats, args.out, args.matrix_file, matrix.parse_overrides(args.overrides)
+    )
     return 0
 
 
 def cmd_query_cost(args):
     from harness import query_cost
 
-    query_cost.run(args.users, args.seconds, args.rounds, args.server, args.out, args.matrix_file)
+    query_cost.run(
+        args.users,
+        args.seconds,
+        args.rounds,
+        args.server,
+        args.out,
+        args.matrix_file,
+        matrix.parse_overrides(args.overrides),
+    )
     return 0
 
 

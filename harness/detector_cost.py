@@ -61,7 +61,8 @@ COLUMNS = [
 MIDDLEWARE = "stream_release.middleware.StreamReleaseMiddleware"
 
 
-def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=None, console=None):
+def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=None, overrides=None, console=None):
+    """`overrides`: parameters (SET=) over the slow-server scenario's."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
@@ -76,7 +77,7 @@ def run(backend="geventpool", requests=300, repeats=11, out=None, matrix_file=No
     for name, value, low in (("REQUESTS", requests, 10), ("REPEATS", repeats, 3)):
         if value < low:
             raise UsageError(f"{name}={value} is too small: use at least {low}")
-    p = spec.params("slow-server", {"seed_rows": 2000})
+    p = spec.params("slow-server", {"seed_rows": 2000, **(overrides or {})})
     external = postgres.preflight()
     run_dir, info = runinfo.create("detector-cost", out, backend=backend, requests_per_batch=requests, repeats=repeats)
     run_id = info["run_id"]

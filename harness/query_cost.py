@@ -62,7 +62,7 @@ SETUPS = (
         True,
         "the same pool, django-stream-release's middleware with STREAM_RELEASE_ALL_STREAMS = True",
     ),
-    Setup("peer", "pg-real-pool", "none", False, "django-pg-real-pool 1.1.0 on the same pool, no package"),
+    Setup("peer", "pg-real-pool", "none", False, "django-pg-real-pool on the same pool, no package"),
 )
 BASELINE = "no-package"
 SHAPES = (
@@ -75,7 +75,9 @@ SHAPES = (
 )
 LOCUSTFILE = ROOT / "locustfiles" / "queries.py"
 WARMUP_S = 3
-COLUMNS = ["round", "shape", "setup", "requests", "failures", "rps", "p50_ms", "p99_ms"]
+# order: the setup's place in its round and view (the order is random); rps: answered requests
+# (not failed) per second
+COLUMNS = ["round", "shape", "setup", "order", "requests", "failures", "rps", "p50_ms", "p99_ms"]
 SUMMARY_COLUMNS = [
     "shape",
     "setup",
@@ -103,6 +105,9 @@ LIMITS = {"USERS": (1, 1000), "SECONDS": (2, 600), "ROUNDS": (6, 100)}
 
 
 def check(users, seconds, rounds, server, spec):
+    missing = sorted({s.backend for s in SETUPS} - set(spec.backends))
+    if missing:
+        raise UsageError(f"the matrix file declares no backend {', '.join(missing)}: query-cost's setups run on it")
     for name, value in (("USERS", users), ("SECONDS", seconds), ("ROUNDS", rounds)):
         low, high = LIMITS[name]
         if not low <= value <= high:
@@ -115,13 +120,16 @@ def check(users, seconds, rounds, server, spec):
             raise UsageError(f"SERVER={server}: backend {setup.backend} runs under {', '.join(backend.servers)} only")
 
 
-def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=None, console=None):
+def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=None, overrides=None, console=None):
+    """`overrides`: parameters (SET=, e.g. pool_max) over the slow-server scenario's."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
     spec = matrix.load(matrix_file)
     check(users, seconds, rounds, server, spec)
-    p = spec.params("slow-server", {"instrument": False})
+    p = spec.params("slow-server", {**(overrides or {}), "instrument": False})
+    matrix.check_server_params(p, spec.servers[server], f"SERVER={server}")
+    pythons = {s.name: python_for(spec.backends[s.backend].env, console) for s in SETUPS}  # built before the run
     external = postgres.preflight()
     run_dir, info = runinfo.create(
         "query-cost",
@@ -131,6 +139,8 @@ def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=N
         seconds=seconds,
         rounds=rounds,
         pool_max=p.pool_max,
+        workers=p.workers,
+        overrides=overrides or {},
         setups={s.name: s.description for s in SETUPS},
         shapes={s.name: f"{s.path}: {s.description}" for s in SHAPES},
     )
@@ -152,23 +162,22 @@ def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=N
         servers = {}
         for setup in SETUPS:
             servers[setup.name] = stack.enter_context(_server(spec, setup, p, db, server, run_dir))
-        info["server_versions"] = {
-            s.name: runinfo.env_versions(python_for(spec.backends[s.backend].env), SERVER_PACKAGES) for s in SETUPS
-        }
+        info["server_versions"] = {s.name: runinfo.env_versions(pythons[s.name], SERVER_PACKAGES) for s in SETUPS}
         for setup in SETUPS:  # not recorded: connections opened, code paths warm
             _locust(servers[setup.name], SHAPES[0], users, WARMUP_S, os.path.join(run_dir, "warmup"), setup.name)
         done = 0
         for n in range(1, rounds + 1):
             for shape in SHAPES:
-                for setup in random.sample(SETUPS, len(SETUPS)):
+                for order, setup in enumerate(random.sample(SETUPS, len(SETUPS)), 1):
                     row = _locust(servers[setup.name], shape, users, seconds, run_dir, f"{n}-{shape.name}-{setup.name}")
-                    rows.append({"round": n, "shape": shape.name, "setup": setup.name, **row})
+                    rows.append({"round": n, "shape": shape.name, "setup": setup.name, "order": order, **row})
+                    # every measurement kept as it comes: an interrupted run keeps what it measured
+                    capacity.write_csv(os.path.join(run_dir, "query_cost.csv"), COLUMNS, rows)
                     done += 1
                     console.print(
                         f"  [{done}/{rounds * len(SHAPES) * len(SETUPS)}] round {n}, {shape.name}, {setup.name}: "
                         f"{row['rps']:.1f} requests/s, p99 {row['p99_ms']:.0f} ms, {row['failures']} failed"
                     )
-        capacity.write_csv(os.path.join(run_dir, "query_cost.csv"), COLUMNS, rows)
         capacity.write_csv(os.path.join(run_dir, "query_cost_summary.csv"), SUMMARY_COLUMNS, summarize(rows))
     console.print(f"query cost: {os.path.relpath(os.path.join(run_dir, 'query_cost_summary.csv'))}")
     return run_dir
@@ -199,11 +208,12 @@ class _Checked:
 
     def __enter__(self):
         s = self.server.__enter__()
-        got = s.health.get("stream_release")
-        if got != self.setup.installs:
+        got, imported = s.health.get("stream_release"), s.health.get("stream_release_imported")
+        if got != self.setup.installs or imported != (self.setup.installs != "none"):
             self.server.__exit__(None, None, None)
             raise CellError(
-                f"setup {self.setup.name}: the server installs {got!r} of the package, not {self.setup.installs!r}"
+                f"setup {self.setup.name}: the server installs {got!r} of the package "
+                f"({'imported' if imported else 'not imported'}), not {self.setup.installs!r}"
             )
         return s
 
@@ -248,7 +258,8 @@ def _locust(server, shape, users, seconds, run_dir, label) -> dict:
             if time.monotonic() - start > seconds + 60:
                 raise CellError(f"Locust still running {seconds + 60} s after it started: see {prefix}.log")
             time.sleep(0.2)
-        procs.wait_group_exit(proc.pid, timeout=10)
+        if not procs.wait_group_exit(proc.pid, timeout=10):
+            raise CellError(f"Locust's processes outlived it by 10 s: see {prefix}.log")
         procs.forget(proc)
         code, proc = proc.returncode, None
     finally:
@@ -264,10 +275,12 @@ def read_stats(path) -> dict:
         row = next((r for r in csv.DictReader(f) if r["Name"] == "Aggregated"), None)
     if row is None or not int(row["Request Count"]):
         raise CellError(f"no request was answered: {path} has no requests")
+    requests, failures = int(row["Request Count"]), int(row["Failure Count"])
     return {
-        "requests": int(row["Request Count"]),
-        "failures": int(row["Failure Count"]),
-        "rps": float(row["Requests/s"]),
+        "requests": requests,
+        "failures": failures,
+        # Locust's requests per second count the failed ones too: a setup failing fast would look faster
+        "rps": float(row["Requests/s"]) * (requests - failures) / requests,
         "p50_ms": float(row["50%"]),
         "p99_ms": float(row["99%"]),
     }

@@ -7,11 +7,12 @@ closest peer, django-pg-real-pool, each drawn from one run by `make table`:
   and p99).
 """
 
+import functools
 import os
 import statistics
 from dataclasses import dataclass
 
-from harness import cellfiles, runinfo
+from harness import cellfiles, matrix, runinfo
 from harness.findings import run_line, verdict
 
 SIGNIFICANT = 0.05  # Wilcoxon's p below this: a change the rounds show, not noise
@@ -37,13 +38,16 @@ def query_cost_table(run_dir) -> str:
         run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.",
         "",
         f"{info['users']} Locust users in a closed loop (each sends its next request when the last is "
-        f"answered) against one gunicorn `{info['server']}` worker, a pool of {info['pool_max']} "
-        f"connections; {info['rounds']} rounds of {info['seconds']} s, each measuring every view under "
+        f"answered) against server `{info['server']}` with {info.get('workers', 1)} worker process"
+        f"{'es' if info.get('workers', 1) > 1 else ''}, a pool of {info['pool_max']} connections each; {info['rounds']} rounds of {info['seconds']} s, each measuring every view under "
         "every setup, the setups in a random order each round. A change is the setup's against "
         "`no-package` in the same round: requests per second in % (Hodges-Lehmann's estimate, its "
         f"{float(confidence) * 100:.0f} % interval in brackets), the p99 in ms (the median of the rounds' "
         f"differences); p is Wilcoxon's signed-rank test over the rounds, below {SIGNIFICANT} a change the "
-        "rounds show, not noise.",
+        "rounds show, not noise. The page makes a dozen such tests: about one in twenty differences of "
+        "nothing passes for a change, and the A/A row (`no-package-again`, the baseline in a second server) "
+        "shows how large a difference two identical servers show. On a view that does not stream the switch "
+        "does nothing: what `switch` measures is the middleware's own cost.",
         "",
         "Setups:",
         "",
@@ -86,14 +90,19 @@ def is_switch_run(rows) -> bool:
 
 
 SWITCH_SUFFIX = "-switch"  # matrix.toml's switch scenarios: <load>-switch, the load with the switch on
-PEER = "pg-real-pool"
+
+
+@functools.cache
+def peers() -> frozenset[str]:
+    """The backends that give the connection back after every query (matrix.toml's gives_back)."""
+    return frozenset(name for name, b in matrix.load().backends.items() if b.per_query)
 
 
 def fix_of(row) -> str:
     """What gives the stream's connection back: nothing, the view's release, the switch, the peer."""
     if row["release_all_streams"] == "True":
         return "the switch"
-    if row["backend"] == PEER:
+    if row["backend"] in peers():
         return "the peer"
     return "`ReleasingStreamingHttpResponse` in the view" if row["variant"] == "release" else "nothing"
 
@@ -144,7 +153,7 @@ class Cell:
 
     def verdict(self) -> str:
         medians = {c: self.median(c) for c in SWITCH_COLUMNS}
-        row = {**self.first, **{c: "" if v is None else str(v) for c, v in medians.items()}}
+        row = {**self.first, **{c: "" if v is None else f"{v:g}" for c, v in medians.items()}}
         return verdict(row)
 
 
@@ -157,7 +166,7 @@ def _cells(rows):
     loads = {}
     for its in by.values():
         loads.setdefault(its[0]["scenario"].removesuffix(SWITCH_SUFFIX), []).append(Cell(its))
-    backends = list(dict.fromkeys(r["backend"] for r in rows if r["backend"] != PEER)) + [PEER]
+    backends = sorted(dict.fromkeys(r["backend"] for r in rows), key=lambda b: b in peers())
     for cells in loads.values():
         cells.sort(
             key=lambda c: (
@@ -233,8 +242,7 @@ def switch_table(run_dir, rows) -> str:
         f"Each number is the median of the cell's {repeats} repeats"
         + (", the lowest and highest in brackets" if repeats > 1 else "")
         + ". `conn_hold_p50_ms` is the median over checkouts of the time a stream's request held a "
-        "connection: the peer checks one out per query (the view makes three), the others one per "
-        "request; `conn_hold_max_ms` is the longest. The verdict compares them with the stream's length "
+        "connection: the peer checks one out per query, the others one per request; `conn_hold_max_ms` is the longest. The verdict compares them with the stream's length "
         "(`stream_design_ms`): **released** at most 10 %, **held** at least 50 %; **released, then held by "
         "the body** when the view's connection went back and the body held another for the stream "
         "(the detector's `streams_pinned`). `lost_writes`: streams answered 200 whose view's audit row is "

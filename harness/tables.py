@@ -16,12 +16,22 @@ def _rows(run_dir):
     return cellfiles.read(path)
 
 
+# the kinds of run make table has no page for, and where their results are
+UNDRAWN = {
+    "peer": "in peer.csv",
+    "detector-cost": "in detector_cost.csv",
+    "release-cost": "in release_cost.csv and release_cost.md",
+}
+
+
 def table(run_dir, scenario=None) -> str:
     """The capacity table for a capacity run; the query-cost page for a query-cost run; the
     overhead table for a run with cells both instrumented and not; the switch page for a run
     with streams both under the switch and not; the servers table for a run under more than one
     server; else the release table."""
     kind = runinfo.kind_of(run_dir)
+    if kind in UNDRAWN:
+        raise UsageError(f"RUN={run_dir} is a {kind} run: its results are {UNDRAWN[kind]}; make table draws the others")
     if kind == "query-cost":
         return switch_pages.query_cost_table(run_dir)
     if kind == "capacity":

@@ -40,6 +40,7 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
         ("servers-sse", 1200),
         ("servers-memory", 200),
         ("smoke-servers", 150),
+        ("switch", 600),
     ],
 )
 def test_named_matrices_fit_their_time_budget(name, limit_s):

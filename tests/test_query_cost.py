@@ -28,6 +28,16 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path, kwargs, message):
     assert not out.exists()
 
 
+def test_a_matrix_file_without_the_setups_backends_is_refused(tmp_path):
+    from harness import matrix
+
+    text = matrix.MATRIX_FILE.read_text().replace("pg-real-pool", "other-pool")
+    (tmp_path / "matrix.toml").write_text(text)
+    with pytest.raises(UsageError, match="the matrix file declares no backend pg-real-pool"):
+        query_cost.run(out=str(tmp_path / "run"), matrix_file=tmp_path / "matrix.toml")
+    assert not (tmp_path / "run").exists()
+
+
 def _rows(rps_of, rounds=6):
     """Rows of `rounds` rounds, each setup's requests per second rps_of(setup, round)."""
     return [
