@@ -69,7 +69,7 @@ help:
 	@echo "make matrix    list the cells of MATRIX with their parameters"
 	@echo "make params    every parameter: its default, unit, limits and meaning"
 	@echo "make docs      regenerate docs/commands.md and docs/parameters.md from the code"
-	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  a run's findings table (release by backend, servers, capacity, overhead)"
+	@echo "make table [RUN=results/<run>] [TABLE=docs/backends.md]  a run's findings table (release by backend, servers, capacity, overhead, the switch, query cost)"
 	@echo "make clean     remove the virtual environment and caches (results/ is kept)"
 
 # The package (django-stream-release/) is installed editable: benchapp uses it as a user's project would.
