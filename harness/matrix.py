@@ -425,9 +425,37 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def load(path: Path | None = None) -> Matrix:
-    """matrix.toml, or the file MATRIX_FILE= names (--matrix-file)."""
+    """matrix.toml, or the file MATRIX_FILE= names (--matrix-file), checked: every table, and
+    every name a matrix gives, declared."""
     given, path = path is not None, Path(path or MATRIX_FILE)
     label = f"MATRIX_FILE={path}" if given else path.name
+    raw = _read(path, label, given)
+    servers = _servers(raw["servers"], label)
+    backends = _backends(raw["backends"], servers, label)
+    everything = {
+        "backends": list(backends),
+        "variants": list(raw["variants"]),
+        "scenarios": list(raw["scenarios"]),
+        "servers": list(servers),
+    }
+    matrix = Matrix(
+        path=Path(path),
+        defaults=raw["defaults"],
+        backends=backends,
+        variants=raw["variants"],
+        scenarios=raw["scenarios"],
+        matrices={name: _expand_all(spec, everything) for name, spec in raw["matrices"].items()},
+        servers=servers,
+        raw=raw,
+    )
+    for name in matrix.scenarios:
+        matrix.params(name)
+    _check_matrices(matrix, label)
+    return matrix
+
+
+def _read(path: Path, label: str, given: bool) -> dict:
+    """The file's tables, each there and not empty."""
     try:
         raw = tomllib.loads(path.read_text())
     except (FileNotFoundError, IsADirectoryError):
@@ -440,78 +468,79 @@ def load(path: Path | None = None) -> Matrix:
     for section in ("defaults", "backends", "variants", "scenarios", "matrices", "servers"):
         if not isinstance(raw.get(section), dict) or not raw[section]:
             raise UsageError(f"{label} needs a non-empty [{section}] table")
-    servers = {}
-    for name, table in raw["servers"].items():
-        where = f"[servers.{name}]"
-        runner = table.get("runner", "gunicorn")
-        if runner not in RUNNERS:
-            raise UsageError(f"{label}: {where} runner = {runner!r}: use one of {', '.join(RUNNERS)}")
-        if runner != "gunicorn" and "worker" in table:
-            raise UsageError(f"{label}: {where} names a worker, but runner {runner} has none: remove worker")
-        servers[name] = Server(
-            name=name,
-            description=table.get("description", ""),
-            runner=runner,
-            worker=_require(table, "worker", where, "gunicorn worker class") if runner == "gunicorn" else "",
-            app=_require(table, "app", where, "application kind (wsgi or asgi)"),
-        )
-        if servers[name].app not in APPS:
-            raise UsageError(f"{label}: {where} app = {servers[name].app!r}: use one of {', '.join(APPS)}")
-        if runner == "daphne" and servers[name].app != "asgi":
-            raise UsageError(f'{label}: {where} runner daphne serves ASGI only: set app = "asgi"')
+    return raw
+
+
+def _servers(tables: dict, label: str) -> dict[str, Server]:
+    servers = {name: _server(name, table, label) for name, table in tables.items()}
     if DEFAULT_SERVER not in servers:
         raise UsageError(f"{label} needs [servers.{DEFAULT_SERVER}]: a matrix that names no servers runs under it")
-    backends = {}
-    for name, table in raw["backends"].items():
-        where = f"[backends.{name}]"
-        backends[name] = Backend(
-            name=name,
-            description=table.get("description", ""),
-            engine=_require(table, "engine", where, "Django ENGINE"),
-            conn_max_age=int(table.get("conn_max_age", 0)),
-            options=dict(table.get("options", {})),
-            driver=_require(table, "driver", where, "driver name"),
-            env=_require(table, "env", where, "environment name"),
-            via=table.get("via", ""),
-            server_side_cursors=table.get("server_side_cursors", True),
-            servers=tuple(table.get("servers", ())),
-            pooled=bool(table.get("pooled", False)),
-            gives_back=table.get("gives_back", "at-close"),
-        )
-        if backends[name].gives_back not in GIVES_BACK:
-            raise UsageError(
-                f"{label}: {where} gives_back = {backends[name].gives_back!r}: use one of {', '.join(GIVES_BACK)}"
-            )
-        if backends[name].per_query and not backends[name].pooled:
-            raise UsageError(f'{label}: {where} gives_back = "per-query" needs a pool: set pooled = true')
-        _check_placeholders(backends[name].options, where)
-        unknown = [s for s in backends[name].servers if s not in servers]
-        if unknown:
-            raise UsageError(
-                f"{label}: {where} servers names {unknown[0]!r}, which is not declared: use one of {', '.join(servers)}"
-            )
-    everything = {
-        "backends": list(backends),
-        "variants": list(raw["variants"]),
-        "scenarios": list(raw["scenarios"]),
-        "servers": list(servers),
-    }
-    matrices = {name: _expand_all(spec, everything) for name, spec in raw["matrices"].items()}
-    matrix = Matrix(
-        path=Path(path),
-        defaults=raw["defaults"],
-        backends=backends,
-        variants=raw["variants"],
-        scenarios=raw["scenarios"],
-        matrices=matrices,
-        servers=servers,
-        raw=raw,
+    return servers
+
+
+def _server(name: str, table: dict, label: str) -> Server:
+    where = f"[servers.{name}]"
+    runner = table.get("runner", "gunicorn")
+    if runner not in RUNNERS:
+        raise UsageError(f"{label}: {where} runner = {runner!r}: use one of {', '.join(RUNNERS)}")
+    if runner != "gunicorn" and "worker" in table:
+        raise UsageError(f"{label}: {where} names a worker, but runner {runner} has none: remove worker")
+    server = Server(
+        name=name,
+        description=table.get("description", ""),
+        runner=runner,
+        worker=_require(table, "worker", where, "gunicorn worker class") if runner == "gunicorn" else "",
+        app=_require(table, "app", where, "application kind (wsgi or asgi)"),
     )
-    for name in matrix.scenarios:
-        matrix.params(name)
-    if OWN.name in backends:
+    if server.app not in APPS:
+        raise UsageError(f"{label}: {where} app = {server.app!r}: use one of {', '.join(APPS)}")
+    if runner == "daphne" and server.app != "asgi":
+        raise UsageError(f'{label}: {where} runner daphne serves ASGI only: set app = "asgi"')
+    return server
+
+
+def _backends(tables: dict, servers: dict, label: str) -> dict[str, Backend]:
+    if OWN.name in tables:
         raise UsageError(f"{label}: [backends.{OWN.name}] is reserved for a target's own backend: rename it")
-    declared = {"backends": {**backends, OWN.name: OWN}, "variants": matrix.variants, "scenarios": matrix.scenarios}
+    return {name: _backend(name, table, servers, label) for name, table in tables.items()}
+
+
+def _backend(name: str, table: dict, servers: dict, label: str) -> Backend:
+    where = f"[backends.{name}]"
+    backend = Backend(
+        name=name,
+        description=table.get("description", ""),
+        engine=_require(table, "engine", where, "Django ENGINE"),
+        conn_max_age=int(table.get("conn_max_age", 0)),
+        options=dict(table.get("options", {})),
+        driver=_require(table, "driver", where, "driver name"),
+        env=_require(table, "env", where, "environment name"),
+        via=table.get("via", ""),
+        server_side_cursors=table.get("server_side_cursors", True),
+        servers=tuple(table.get("servers", ())),
+        pooled=bool(table.get("pooled", False)),
+        gives_back=table.get("gives_back", Backend.gives_back),
+    )
+    if backend.gives_back not in GIVES_BACK:
+        raise UsageError(f"{label}: {where} gives_back = {backend.gives_back!r}: use one of {', '.join(GIVES_BACK)}")
+    if backend.per_query and not backend.pooled:
+        raise UsageError(f'{label}: {where} gives_back = "per-query" needs a pool: set pooled = true')
+    _check_placeholders(backend.options, where)
+    unknown = [s for s in backend.servers if s not in servers]
+    if unknown:
+        raise UsageError(
+            f"{label}: {where} servers names {unknown[0]!r}, which is not declared: use one of {', '.join(servers)}"
+        )
+    return backend
+
+
+def _check_matrices(matrix: Matrix, label: str):
+    """Each named matrix names only what is declared."""
+    declared = {
+        "backends": {**matrix.backends, OWN.name: OWN},
+        "variants": matrix.variants,
+        "scenarios": matrix.scenarios,
+    }
     for name, spec in matrix.matrices.items():
         if not isinstance(spec.get("side_by_side", False), bool):
             raise UsageError(
@@ -526,10 +555,9 @@ def load(path: Path | None = None) -> Matrix:
                     f"is not declared: use one of {', '.join(known)}"
                 )
         for part in parts(spec):
-            unknown = [item for item in part.get("servers", []) if item not in servers]
+            unknown = [item for item in part.get("servers", []) if item not in matrix.servers]
             if unknown:
                 raise UsageError(
                     f"{label}: [matrices.{name}] names server {unknown[0]!r}, which is not "
-                    f"declared: use one of {', '.join(servers)}"
+                    f"declared: use one of {', '.join(matrix.servers)}"
                 )
-    return matrix
