@@ -91,23 +91,7 @@ def _fail(file, key, problem, fix):
 def load(file) -> Target:
     """The target file, checked: a bad key gets one line naming it and the fix."""
     path = Path(file)
-    if not path.is_file():
-        raise UsageError(f"TARGET={file} does not exist: give the path of your target.toml")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"TARGET={file} is not valid TOML ({exc}): fix the file") from None
-    table = data.get("target")
-    if not isinstance(table, dict):
-        _fail(file, "[target]", "is missing", "start the file with a [target] table (see harness/target.py)")
-    unknown = set(table) - {"project", "settings", "wsgi", "asgi", "requirements", "setup", "streams", "probe"}
-    if unknown:
-        _fail(
-            file,
-            f"[target] {', '.join(sorted(unknown))}",
-            "is not a key of a target",
-            "use project, settings, wsgi, asgi, requirements, setup, streams and probe",
-        )
+    table = _read(file, path)
 
     def text(key, pattern=None, what=""):
         value = table.get(key)
@@ -125,6 +109,7 @@ def load(file) -> Target:
             f"has no manage.py ({project})",
             "point it at the directory that holds manage.py, relative to the target file",
         )
+    # checked in this order, so that a file with several faults is told of the first one
     settings = text("settings", DOTTED, 'your settings module, e.g. "mysite.settings"')
     wsgi = _application(file, "wsgi", text("wsgi", what='your WSGI application, e.g. "mysite.wsgi:application"'))
     asgi = None
@@ -132,20 +117,69 @@ def load(file) -> Target:
         asgi = _application(file, "asgi", text("asgi", what='your ASGI application, e.g. "mysite.asgi:application"'))
     requirements = None
     if "requirements" in table:
-        requirements = (path.parent / text("requirements", what="a pip requirements file")).resolve()
-        if not requirements.is_file():
-            _fail(
-                file,
-                f"target.requirements={table['requirements']!r}",
-                f"does not exist ({requirements})",
-                "give a pip requirements file relative to the target file, or leave the key out",
-            )
-    setup = table.get("setup", [])
+        requirements = _requirements(file, path, table, text("requirements", what="a pip requirements file"))
+    setup = _setup(file, table.get("setup", []))
+    streams = _streams(file, table.get("streams"))
+    probe = _probe(file, table.get("probe"))
+    return Target(
+        file=path.resolve(),
+        project=project,
+        settings=settings,
+        wsgi=wsgi,
+        streams=streams,
+        probe=probe,
+        requirements=requirements,
+        setup=setup,
+        asgi=asgi,
+    )
+
+
+KEYS = ("project", "settings", "wsgi", "asgi", "requirements", "setup", "streams", "probe")
+
+
+def _read(file, path) -> dict:
+    """The file's [target] table, with no key a target does not have."""
+    if not path.is_file():
+        raise UsageError(f"TARGET={file} does not exist: give the path of your target.toml")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"TARGET={file} is not valid TOML ({exc}): fix the file") from None
+    table = data.get("target")
+    if not isinstance(table, dict):
+        _fail(file, "[target]", "is missing", "start the file with a [target] table (see harness/target.py)")
+    unknown = set(table) - set(KEYS)
+    if unknown:
+        _fail(
+            file,
+            f"[target] {', '.join(sorted(unknown))}",
+            "is not a key of a target",
+            "use project, settings, wsgi, asgi, requirements, setup, streams and probe",
+        )
+    return table
+
+
+def _requirements(file, path, table, value) -> Path:
+    requirements = (path.parent / value).resolve()
+    if not requirements.is_file():
+        _fail(
+            file,
+            f"target.requirements={table['requirements']!r}",
+            f"does not exist ({requirements})",
+            "give a pip requirements file relative to the target file, or leave the key out",
+        )
+    return requirements
+
+
+def _setup(file, setup) -> tuple:
     if not isinstance(setup, list) or not all(isinstance(c, str) and c.strip() for c in setup):
         _fail(
             file, "target.setup", "is not a list of commands", 'write setup = ["python manage.py loaddata demo.json"]'
         )
-    streams = table.get("streams")
+    return tuple(setup)
+
+
+def _streams(file, streams) -> tuple:
     if not isinstance(streams, list) or not streams:
         _fail(file, "[[target.streams]]", "is missing", 'add one per streaming URL: name = "export", path = "/export/"')
     seen = []
@@ -160,7 +194,10 @@ def load(file) -> Target:
             _fail(file, f"{where}.name={name!r}", "is used twice", "give every stream a name of its own")
         seen.append(name)
         _check_path(file, f"{where}.path", url)
-    probe = table.get("probe")
+    return tuple(Stream(s["name"], s["path"]) for s in streams)
+
+
+def _probe(file, probe) -> str:
     if not isinstance(probe, dict) or set(probe) != {"path"}:
         _fail(
             file,
@@ -169,17 +206,7 @@ def load(file) -> Target:
             'add [target.probe] with path = "/a/view/that/queries/the/database/"',
         )
     _check_path(file, "target.probe.path", probe["path"])
-    return Target(
-        file=path.resolve(),
-        project=project,
-        settings=settings,
-        wsgi=wsgi,
-        streams=tuple(Stream(s["name"], s["path"]) for s in streams),
-        probe=probe["path"],
-        requirements=requirements,
-        setup=tuple(setup),
-        asgi=asgi,
-    )
+    return probe["path"]
 
 
 def _application(file, key, value):
