@@ -264,8 +264,23 @@ def worker(job_path):
     """Configure Django for one backend, serve the configurations, write the result JSON."""
     with open(job_path) as f:
         job = json.load(f)
-    import types
+    driver = _configure(job)
+    serve, seen = _app()
+    sessions = _Sessions(job)
+    for view in VIEWS:
+        for _ in range(WARM_UP):
+            serve(view)
+    sessions.reset()
+    rows = [row for keep in KEEP_PERSISTENT for row in _measure_keep(job, keep, serve, seen, sessions)]
+    sessions.reset()
+    sessions.close()
+    result = {"python": sys.version.split()[0], "driver": driver, "versions": _versions(), "rows": rows}
+    with open(job["result"], "w") as f:
+        json.dump(result, f, indent=2)
 
+
+def _configure(job) -> str:
+    """Django set up on the job's database; the driver it uses, checked against matrix.toml's."""
     import django
     from django.conf import settings
 
@@ -281,22 +296,27 @@ def worker(job_path):
         STREAM_RELEASE_KEEP_PERSISTENT=False,
     )
     django.setup()
-    from wsgiref.util import setup_testing_defaults
-
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.db import connections, models
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
-    from django.db.backends.signals import connection_created
-    from django.http import StreamingHttpResponse
-    from django.test.utils import override_settings
-    from django.urls import path
-
-    import stream_release
-    from stream_release import ReleasingStreamingHttpResponse, batches
 
     driver = "psycopg" if is_psycopg3 else "psycopg2"
     if driver != job["driver"]:
         raise SystemExit(f"{job['backend']}: Django uses {driver} here, matrix.toml says {job['driver']}")
+    return driver
+
+
+def _app():
+    """The three views (hold, release, batches) behind a WSGI handler: (serve(view) -> µs of one
+    whole request, seen: the connections made since it was last cleared, and their pids)."""
+    import types
+    from wsgiref.util import setup_testing_defaults
+
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import models
+    from django.db.backends.signals import connection_created
+    from django.http import StreamingHttpResponse
+    from django.urls import path
+
+    from stream_release import ReleasingStreamingHttpResponse, batches
 
     class Row(models.Model):
         id = models.IntegerField(primary_key=True)
@@ -352,32 +372,45 @@ def worker(job_path):
             raise RuntimeError(f"/{view}/: {status[0]}, {got} rows of {ROWS}")
         return elapsed * 1e6
 
-    admin = _admin_connection(job["admin_url"])
-    cur = admin.cursor()
+    return serve, seen
 
-    def app_sessions():
-        cur.execute(
+
+class _Sessions:
+    """The app's sessions as PostgreSQL sees them, through a superuser connection of its own."""
+
+    def __init__(self, job):
+        self.job = job
+        self.admin = _admin_connection(job["admin_url"])
+        self.cur = self.admin.cursor()
+
+    def close(self):
+        self.admin.close()
+
+    def count(self):
+        self.cur.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
             "AND usename = %s AND datname = %s",
-            (job["app_user"], job["app_db"]),
+            (self.job["app_user"], self.job["app_db"]),
         )
-        return cur.fetchone()[0]
+        return self.cur.fetchone()[0]
 
-    def settled():
+    def settled(self):
         """The app's open sessions once the count has stayed the same for 0.2 s (a closed
         session's server process takes a moment to end)."""
         deadline = time.monotonic() + SETTLE_S
         last, same = None, 0
         while True:
-            count = app_sessions()
+            count = self.count()
             same = same + 1 if count == last else 0
             last = count
             if same >= 4 or time.monotonic() > deadline:
                 return count
             time.sleep(0.05)
 
-    def reset():
+    def reset(self):
         """No connection open and no pool: as a fresh worker starts."""
+        from django.db import connections
+
         connections.close_all()
         for conn in connections.all(initialized_only=True):
             if (conn.settings_dict.get("OPTIONS") or {}).get("pool"):
@@ -385,43 +418,45 @@ def worker(job_path):
             elif callable(getattr(conn, "closeall", None)):
                 conn.closeall()  # django-db-geventpool's: its idle connections closed
         deadline = time.monotonic() + SETTLE_S
-        while (left := app_sessions()) and time.monotonic() < deadline:
+        while (left := self.count()) and time.monotonic() < deadline:
             time.sleep(0.01)
         if left:
             raise RuntimeError(f"{left} sessions of the app still open {SETTLE_S:g} s after closing everything")
 
-    for view in VIEWS:
-        for _ in range(WARM_UP):
-            serve(view)
-    reset()
+
+def _measure_keep(job, keep, serve, seen, sessions) -> list[dict]:
+    """Each view, `requests` times from no connection, with STREAM_RELEASE_KEEP_PERSISTENT=keep."""
+    from django.test.utils import override_settings
 
     rows = []
-    for keep in KEEP_PERSISTENT:
-        with override_settings(STREAM_RELEASE_KEEP_PERSISTENT=keep):
-            for view in VIEWS:
-                reset()
-                offset = os.path.getsize(job["postgres_log"])
-                seen["checkouts"], seen["pids"] = 0, set()
-                times = [serve(view) for _ in range(job["requests"])]
-                left_open = settled()
-                opened = _sessions_opened(job["postgres_log"], offset, job["app_user"], job["app_db"])
-                rows.append(
-                    {
-                        "backend": job["backend"],
-                        "keep_persistent": keep,
-                        "view": view,
-                        "requests": job["requests"],
-                        "new_connections": opened,
-                        "checkouts": seen["checkouts"],
-                        "us_per_request_p50": round(statistics.median(times), 1),
-                        "us_per_request_p90": round(statistics.quantiles(times, n=10, method="inclusive")[8], 1),
-                        "left_open": left_open,
-                        "distinct_pids": len(seen["pids"]),
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
-    reset()
-    admin.close()
+    with override_settings(STREAM_RELEASE_KEEP_PERSISTENT=keep):
+        for view in VIEWS:
+            sessions.reset()
+            offset = os.path.getsize(job["postgres_log"])
+            seen["checkouts"], seen["pids"] = 0, set()
+            times = [serve(view) for _ in range(job["requests"])]
+            left_open = sessions.settled()
+            opened = _sessions_opened(job["postgres_log"], offset, job["app_user"], job["app_db"])
+            rows.append(
+                {
+                    "backend": job["backend"],
+                    "keep_persistent": keep,
+                    "view": view,
+                    "requests": job["requests"],
+                    "new_connections": opened,
+                    "checkouts": seen["checkouts"],
+                    "us_per_request_p50": round(statistics.median(times), 1),
+                    "us_per_request_p90": round(statistics.quantiles(times, n=10, method="inclusive")[8], 1),
+                    "left_open": left_open,
+                    "distinct_pids": len(seen["pids"]),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _versions() -> dict:
+    import stream_release
 
     versions = {}
     for name in DISTRIBUTIONS:
@@ -430,9 +465,7 @@ def worker(job_path):
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     versions["stream_release.__version__"] = stream_release.__version__
-    result = {"python": sys.version.split()[0], "driver": driver, "versions": versions, "rows": rows}
-    with open(job["result"], "w") as f:
-        json.dump(result, f, indent=2)
+    return versions
 
 
 def _admin_connection(url):
