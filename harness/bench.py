@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import psycopg2
 from rich.console import Console
@@ -35,13 +34,11 @@ from harness import (
     procs,
     runinfo,
     schedules,
+    subjects,
     terminal,
 )
-from harness import server as server_module
-from harness import target as targets
 from harness.load import WORKERS_WAIT_S, Master, locust_command, test_window
 from harness.sampler import Sampler
-from harness.server import Server, prepare_database
 
 # The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
 METRICS_EVERY = 10
@@ -52,14 +49,13 @@ TOGETHER_TIMEOUT_S = 300  # side by side: how long a lane ready for its load wai
 @dataclasses.dataclass(frozen=True)
 class Run:
     """What every cell of a run shares: where it is recorded, how it loads its cells (mode), and
-    what it runs against: an app something else started (host), a project of yours (target),
+    what it runs against (subject: benchapp, a project of yours, an app something else started),
     Locust's workers on other machines (master)."""
 
     run_id: str
     run_dir: str
     mode: modes.LoadMode
-    host: str | None = None
-    target: targets.Target | None = None
+    subject: subjects.Subject
     master: Master | None = None
 
 
@@ -86,31 +82,29 @@ def run(
     spec = matrix.load(matrix_file)
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
-    if target and host:
-        raise UsageError(f"TARGET={target} and HOST={host}: a target is started by the harness; give one of them")
+    subject = subjects.of(host, target)
     if master is not None and not host:
         raise UsageError(
             f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
             "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
         )
-    target = targets.load(target) if target else None
-    cells, app_health, external = _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode)
+    cells, external = _checked_cells(spec, matrix_name, overrides, repeat, subject, mode)
     schedule = spec.schedule(matrix_name)
     schedule.check(matrix_name, host, external)
     batches = schedule.batches(cells)
     lanes = schedules.lanes(batches)
-    pythons = _environments(cells, target, console)
-    if any(_lacks_pgbouncer(c, host) for c in cells):
+    pythons = subject.environments(cells, console)
+    if any(subject.lacks_pgbouncer(c) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    facts = _run_facts(host, target, master, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health)
+    facts = _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external)
     facts["schedule"] = schedule.name
     for i, entry in enumerate(facts["cells"]):
         entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
     run_dir, info = runinfo.create(mode.kind, out, **facts)  # the last check: it creates the directory
     run_id = info["run_id"]
-    the_run = Run(run_id, run_dir, mode, host, target, master)
+    the_run = Run(run_id, run_dir, mode, subject, master)
     results = os.path.join(run_dir, mode.results_file)
-    rows = [_identity(run_id, c, "incomplete", target) for c in cells]
+    rows = [_identity(run_id, c, "incomplete", subject) for c in cells]
     mode.write_rows(results, rows)
 
     planned = [max(mode.planned_s(cells[i].params) for i in batch) + CELL_OVERHEAD_S for batch in batches]
@@ -170,75 +164,31 @@ def run(
     return run_dir, rows
 
 
-def _checked_cells(spec, matrix_name, overrides, repeat, host, target, mode):
+def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode):
     """The run's cells, every refusal about them made before anything starts; (cells, the
-    external app's /healthz or None, the external database or None)."""
-    cells = spec.cells(matrix_name, overrides, repeat)
-    if target:
-        cells = target_cells(cells, target)
-        for backend, kind in {(c.backend.name, c.server.app): (c.backend, c.server.app) for c in cells}.values():
-            server_module.check_target_imports(target, backend, cells[0].params, kind)
+    external database or None)."""
+    cells = subject.cells(spec.cells(matrix_name, overrides, repeat), spec, matrix_name)
     mode.check(cells)
-    app_health = None
-    if host:
-        if not os.environ.get("BENCH_DATABASE_URL"):
-            raise UsageError(
-                f"HOST={host} needs DATABASE_URL= too: the app's database, which the harness "
-                "samples (pg_stat_activity) and reads the audit rows from"
-            )
-        app_health = server_module.fetch_health(host)
-        if app_health["backend"] not in spec.backends:
-            raise UsageError(
-                f"HOST={host} reports backend {app_health['backend']!r}, not in matrix.toml: "
-                f"set its BENCH_BACKEND to one of {', '.join(spec.backends)}"
-            )
-        served = app_health.get("server", matrix.DEFAULT_SERVER)  # an app from before there were servers: gevent
-        if served not in spec.servers:
-            raise UsageError(
-                f"HOST={host} reports server {served!r}, not in matrix.toml: "
-                f"set its BENCH_SERVER to one of {', '.join(spec.servers)}"
-            )
-        cells = external_cells(cells, spec.backends[app_health["backend"]], spec.servers[served])
     external = postgres.preflight()
-    faults.refuse_unsupported(cells, own_cluster=external is None, own_server=not host)
+    faults.refuse_unsupported(cells, own_cluster=external is None, own_server=subject.starts_server)
     if external is not None:
         for cell in cells:
             matrix.check_pool_fits(
                 cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections"
             )
-    if not target and matrix.OWN.env in {c.backend.env for c in cells}:
-        raise UsageError(
-            f"MATRIX={matrix_name} names backend {matrix.OWN.name!r}, a target's own: "
-            "give TARGET=path/to/target.toml, or use a matrix of benchapp's backends"
-        )
-    return cells, app_health, external
+    return cells, external
 
 
-def _environments(cells, target, console) -> dict:
-    """Each server environment the cells run in, built now: {its name: its python}."""
-    pythons = {}
-    for backend in {c.backend.name: c.backend for c in cells}.values():
-        python = envs.python_for_target(target, backend, console) if target else envs.python_for(backend.env, console)
-        pythons.setdefault(Path(python).parent.parent.name if target else backend.env, python)
-    return pythons
-
-
-def _run_facts(host, target, master, spec, matrix_name, overrides, repeat, cells, pythons, external, app_health):
+def _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external):
     """What a bench or capacity run's run.json says beyond every run's header (runinfo.create):
-    the matrix, what the harness did not control, the cells (the database once it is up)."""
+    the matrix, the app, what the harness did not control, the cells (the database once it is up)."""
     not_controlled = []
     if external is not None:
         not_controlled.append(
             "PostgreSQL: BENCH_DATABASE_URL's server, neither started nor configured by the harness "
             "(max_connections and the rest as found)"
         )
-    if host:
-        not_controlled.append(
-            f"the app at {host}: not started; its backend, pool limit and settings are what its /healthz "
-            "reports, not the matrix's; no server-side accounting log, so the pool peaks, waits and hold "
-            "times from it (peak_pool_*, pool_wait_p99_ms, conn_hold_*) are empty; the timeline "
-            "samples its /metrics"
-        )
+    not_controlled += subject.not_controlled()
     if master is not None:
         not_controlled.append(
             f"Locust's workers: on other machines, connected to the master at {master.host}:{master.port}; "
@@ -255,19 +205,9 @@ def _run_facts(host, target, master, spec, matrix_name, overrides, repeat, cells
         "postgres_settings": {**postgres.THROWAWAY_SETTINGS, **postgres.LOG_SETTINGS}
         if external is None
         else "as configured on the external server",
-        "app": {"controlled": True} if not host else {"controlled": False, "url": host, "healthz": app_health},
+        **subject.facts(),
         "not_controlled": not_controlled,
         "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
-        "target": None
-        if not target
-        else {
-            "file": str(target.file),
-            "project": str(target.project),
-            "settings": target.settings,
-            "wsgi": target.wsgi,
-            "streams": {st.name: st.path for st in target.streams},
-            "probe": target.probe,
-        },
         "matrix_file": spec.raw,
         "cells": [
             {
@@ -348,7 +288,7 @@ class _Databases:
         self.log = os.path.join(the_run.run_dir, schedules.lane_file("postgres.log", lane))
 
     def for_cell(self, cell):
-        p, target = cell.params, self.run.target
+        p = cell.params
         if self.external is None and (
             self.cluster is None
             or self.cluster.max_connections != p.db_max_connections
@@ -361,16 +301,7 @@ class _Databases:
             self.stack.callback(self.cluster.stop)
             self.db, self.seeded = self.cluster.start(), None
         prepare_log = os.path.join(self.run.run_dir, schedules.lane_file("prepare.log", self.lane))
-        if target and self.seeded is None:  # the project's own migrations and setup, once per cluster
-            harness.phase("seeding")
-            server_module.prepare_target(target, p, self.db.app_url, prepare_log)
-            self.seeded = "target"
-        elif (
-            self.seeded != p.seed_rows and not self.run.host and not target
-        ):  # an app of its own is seeded by its owner
-            harness.phase("seeding")
-            prepare_database(cell.backend, p, self.db.app_url, prepare_log)
-            self.seeded = p.seed_rows
+        self.seeded = self.run.subject.seed(cell, self.db, self.seeded, prepare_log)
         return self.db
 
 
@@ -388,10 +319,7 @@ def _print_outputs(the_run, rows, results, console):
         )
 
 
-HEALTH_FILE = "healthz.json"  # a cell's server as its health URL described it once started
-
-
-def _identity(run_id, cell, status, target=None):
+def _identity(run_id, cell, status, subject):
     p = cell.params
     row = {
         "run_id": run_id,
@@ -409,35 +337,7 @@ def _identity(run_id, cell, status, target=None):
         "instrument": p.instrument,
         "release_all_streams": p.release_all_streams,
     }
-    if target:  # its streams' shape is its own, and so is its pool unless a matrix backend is substituted in
-        row.update(
-            target=target.name,
-            stream_path=target.stream(cell.variant).path,
-            stream_design_ms="",
-            pool_max=p.pool_max if cell.backend is not matrix.OWN else "",
-        )
-    return row
-
-
-def target_cells(cells, target):
-    """One cell per stream of the target and backend, scenario and repeat of the matrix: the
-    backend its own settings name ("own"), or one of matrix.toml's substituted in."""
-    out = {}
-    for c in cells:
-        for stream in target.streams:
-            out.setdefault(
-                (c.server.name, c.backend.name, stream.name, c.scenario, c.repeat),
-                dataclasses.replace(c, variant=stream.name),
-            )
-    return list(out.values())
-
-
-def external_cells(cells, backend, server):
-    """One cell per variant, scenario and repeat, with the backend and server the external app reports."""
-    out = {}
-    for c in cells:
-        out.setdefault((c.variant, c.scenario, c.repeat), dataclasses.replace(c, backend=backend, server=server))
-    return list(out.values())
+    return subject.identity(row, cell)
 
 
 @dataclasses.dataclass
@@ -461,18 +361,19 @@ def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, togeth
     one, which start their load at once."""
     cell_dir = os.path.join(the_run.run_dir, cell.path)
     os.makedirs(cell_dir)
-    row = _identity(the_run.run_id, cell, "incomplete", the_run.target)
+    subject = the_run.subject
+    row = _identity(the_run.run_id, cell, "incomplete", subject)
     row["db_limit"] = db.max_connections
-    if _lacks_pgbouncer(cell, the_run.host):
+    if subject.lacks_pgbouncer(cell):
         row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
         return row
     measure = None
     locust = None
     try:
         with ExitStack() as stack:
-            server, pooler_console = _app(stack, cell, db, the_run, cell_dir)
-            paths = _verified(server, cell, the_run.target, cell_dir)
-            sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, the_run.host)
+            server, pooler_console = subject.start(stack, cell, db, cell_dir)
+            paths = subject.verify(server, cell, cell_dir)
+            sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, subject.starts_server)
             shape = the_run.mode.shape_options(cell_dir, cell.params)
             _start_together(together)
             start = time.time()
@@ -511,7 +412,7 @@ def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, togeth
             else:
                 sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
                 leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
-            if not the_run.target:  # a target has no audit table: lost_writes stays empty, not 0
+            if subject.audited:  # a target has no audit table: lost_writes stays empty, not 0
                 audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
         row.update(measure())
         row.update(leaks)
@@ -544,47 +445,7 @@ def _start_together(together):
         harness.check_stop()
 
 
-def _app(stack, cell, db, the_run: Run, cell_dir):
-    """The cell's app, started (PgBouncer in front if its backend wants one) or, with HOST=,
-    checked to be still what it was; (server, PgBouncer's console URL or "")."""
-    host, target = the_run.host, the_run.target
-    if host:
-        server = stack.enter_context(server_module.ExternalApp(host, cell.params))
-        now = (server.health.get("backend"), server.health.get("server", matrix.DEFAULT_SERVER))
-        if now != (cell.backend.name, cell.server.name):
-            raise CellError(
-                f"HOST={host} now reports backend {now[0]!r} under server {now[1]!r}, not "
-                f"{cell.backend.name!r} under {cell.server.name!r} as when the run began"
-            )
-        return server, ""
-    app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
-    args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))
-    server = stack.enter_context(
-        server_module.TargetServer(target, *args, accounting_dir=cell_dir, server=cell.server)
-        if target
-        else Server(*args, accounting_dir=cell_dir, server=cell.server)
-    )
-    return server, app_db.pooler_console
-
-
-def _verified(server, cell, target, cell_dir) -> dict:
-    """The app's endpoints checked and warmed up, what answered recorded (healthz.json, and a
-    target's routes); the stream and probe paths Locust gets ({} for benchapp's)."""
-    stream = target.stream(cell.variant) if target else None
-    server.verify(stream or cell.variant)
-    # what answered: the backend, its engine and driver, its pool limit (a target's own, or substituted)
-    runinfo.write_json(os.path.join(cell_dir, HEALTH_FILE), server.health)
-    if not target:
-        return {}
-    paths = {"stream_path": stream.path, "probe_path": target.probe}
-    routes = server.routes(stream.path, target.probe)  # what the summary, the plots and the capacity judge read
-    runinfo.write_json(
-        os.path.join(cell_dir, cellfiles.ROUTES_FILE), {**dict(zip(("stream", "probe"), routes, strict=True)), **paths}
-    )
-    return paths
-
-
-def _sampler(stack, cell, db, server, pooler_console, cell_dir, host):
+def _sampler(stack, cell, db, server, pooler_console, cell_dir, accounted):
     """PostgreSQL's sessions, the server's /metrics and PgBouncer's pools every 0.1 s
     (timeline.csv); None when the cell runs uninstrumented."""
     if not cell.params.instrument:
@@ -598,8 +459,8 @@ def _sampler(stack, cell, db, server, pooler_console, cell_dir, host):
             server.metrics_base,
             pooler_url=pooler_console,
             # the pool's timeline comes from the accounting log, exactly: /metrics once a
-            # second during the load; every sample with no log (HOST=)
-            metrics_every=1 if host else METRICS_EVERY,
+            # second during the load; every sample with no log (an app the harness did not start)
+            metrics_every=METRICS_EVERY if accounted else 1,
         )
     )
 
@@ -611,7 +472,7 @@ def _cpu_sampler(cell_dir, locust, server, cluster, the_run: Run):
         {
             # the load's CPU only where all of Locust runs: not with workers elsewhere (empty, not the master's)
             **({"loadgen": locust.pid} if the_run.master is None else {}),
-            **({"server": server.proc.pid} if not the_run.host else {}),
+            **({"server": server.proc.pid} if the_run.subject.starts_server else {}),
             **({"postgres": cluster.proc.pid} if cluster is not None else {}),
         },
     )
@@ -651,11 +512,6 @@ def leak_check(sampler, idle_allowance, timeout_s, since):
         if time.time() > deadline:
             return {"leaked_conns": leaked, "settle_s": ""}
         time.sleep(0.05)
-
-
-def _lacks_pgbouncer(cell, host):
-    """The cell needs a PgBouncer the harness would start, and there is none: it is skipped."""
-    return not host and pgbouncer.missing_for(cell.backend)
 
 
 def _pool_capacity(cell, pool_limit):
