@@ -37,7 +37,7 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_wor
 .PHONY: help docs deps venv bench capacity peer detector-cost query-cost serve worker ui matrix params table compare report test test-fast package-matrix lint fmt package lock clean
 
 help:
-	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [MATRIX_FILE=my.toml]"
+	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [SERVER=uvicorn] [MATRIX_FILE=my.toml]"
 	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
 	@echo "make bench MATRIX=servers|servers-abort|servers-sse|servers-memory  gevent, gthread, sync, uvicorn and daphne (ASGI) side by side"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
@@ -91,7 +91,7 @@ deps:
 
 # bench and capacity: the database URL through the environment, not the command line
 RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST)) \
-	$(if $(call cli,MASTER_BIND),--master-bind $(call cli,MASTER_BIND))
+	$(if $(call cli,MASTER_BIND),--master-bind $(call cli,MASTER_BIND)) $(if $(call cli,SERVER),--server $(call cli,SERVER))
 DB_ENV = $(if $(call cli,DATABASE_URL),BENCH_DATABASE_URL='$(call cli,DATABASE_URL)')
 
 bench: venv

@@ -70,25 +70,29 @@ def run(
     mode=None,
     target=None,
     master=None,
+    servers=None,
 ):
     """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
     cells then run with the backend that app reports, and nothing is started. `mode`
     (harness/modes.py): FixedLoad (make bench, the default) or StepLoad (make capacity).
     `target`: a target file (harness/target.py): your own project instead of benchapp, one
     cell per stream and scenario of the matrix, with the backend its settings name. `master`
-    (load.Master): Locust's workers are on other machines, and connect to it."""
+    (load.Master): Locust's workers are on other machines, and connect to it. `servers`
+    (SERVER=): every cell under these servers instead of those the matrix names."""
     console = console or Console(stderr=True)
     mode = mode or modes.FixedLoad()
     spec = matrix.load(matrix_file)
     if repeat < 1:
         raise UsageError(f"REPEAT={repeat} must be at least 1")
     subject = subjects.of(host, target)
+    if servers and host:
+        raise UsageError(f"SERVER={','.join(servers)} with HOST={host}: the app's server is what its /healthz reports")
     if master is not None and not host:
         raise UsageError(
             f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
             "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
         )
-    cells, external = _checked_cells(spec, matrix_name, overrides, repeat, subject, mode)
+    cells, external = _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers)
     schedule = spec.schedule(matrix_name)
     schedule.check(matrix_name, host, external)
     batches = schedule.batches(cells)
@@ -164,10 +168,10 @@ def run(
     return run_dir, rows
 
 
-def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode):
+def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers=None):
     """The run's cells, every refusal about them made before anything starts; (cells, the
     external database or None)."""
-    cells = subject.cells(spec.cells(matrix_name, overrides, repeat), spec, matrix_name)
+    cells = subject.cells(spec.cells(matrix_name, overrides, repeat, servers), spec, matrix_name)
     mode.check(cells)
     external = postgres.preflight()
     faults.refuse_unsupported(cells, own_cluster=external is None, own_server=subject.starts_server)

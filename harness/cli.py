@@ -48,6 +48,13 @@ def _parser():
         help="run every cell this many times, every other time in reverse order (default 1)",
     )
     run.add_argument(
+        "--server",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="run every cell under these servers of matrix.toml instead of those the matrix names "
+        "(gevent when it names none), e.g. uvicorn or gthread,uvicorn",
+    )
+    run.add_argument(
         "--host",
         default=None,
         help="an app something else started (e.g. docker compose): run against it, start nothing; needs --database-url",
@@ -341,6 +348,7 @@ def cmd_bench(args):
         mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
         target=args.target,
         master=master,
+        servers=args.server.split(",") if args.server else None,
     )
     return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
 

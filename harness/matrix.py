@@ -210,19 +210,29 @@ class Matrix:
     servers: dict = field(default_factory=dict)
     raw: dict = field(repr=False, default_factory=dict)
 
-    def cells(self, matrix: str, overrides: dict | None = None, repeat: int = 1) -> list[Cell]:
+    def cells(
+        self, matrix: str, overrides: dict | None = None, repeat: int = 1, servers: list[str] | None = None
+    ) -> list[Cell]:
+        """`servers` (SERVER=): run every part of the matrix under these servers instead of those
+        it names (gevent when it names none)."""
         if matrix not in self.matrices:
             raise UsageError(f"MATRIX={matrix} is unknown: use one of {', '.join(self.matrices)}")
         spec = parts(self.matrices[matrix])
+        for name in servers or []:
+            if name not in self.servers:
+                raise UsageError(f"SERVER={name} is unknown: use one of {', '.join(self.servers)}")
+        where = f"MATRIX={matrix}" + (f" SERVER={','.join(servers)}" if servers else "")
         params = {s: self.params(s, overrides) for part in spec for s in part["scenarios"]}
         backends = {**self.backends, OWN.name: OWN}
         once = [
             (self.servers[server], backends[b], v, s)
             for part in spec
             for server, b, v, s in itertools.product(
-                part.get("servers", [DEFAULT_SERVER]), part["backends"], part["variants"], part["scenarios"]
+                servers or part.get("servers", [DEFAULT_SERVER]), part["backends"], part["variants"], part["scenarios"]
             )
         ]
+        # SERVER= can make two parts' cells the same: each once
+        once = list({(srv.name, b.name, v, sc): (srv, b, v, sc) for srv, b, v, sc in once}.values())
         # Every other repeat runs the cells in reverse order, so that no cell always runs first, or
         # always after the same neighbour: a comparison of two cells (overhead vs overhead-off)
         # then carries no bias of its position, such as the state the cell before left behind.
@@ -232,9 +242,9 @@ class Matrix:
             for server, backend, v, s in (once if r % 2 else reversed(once))
         ]
         for cell in cells:
-            check_pair(cell.backend, cell.server, f"MATRIX={matrix}")
-            check_variant(self, cell.variant, cell.server, f"MATRIX={matrix}")
-            check_server_params(cell.params, cell.server, f"MATRIX={matrix} scenario {cell.scenario}")
+            check_pair(cell.backend, cell.server, where)
+            check_variant(self, cell.variant, cell.server, where)
+            check_server_params(cell.params, cell.server, f"{where} scenario {cell.scenario}")
         return cells
 
     def schedule(self, matrix: str):

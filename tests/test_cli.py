@@ -60,6 +60,12 @@ def harness(*args, env=None):
         (["worker", "--master", "10.0.0.2:99999"], {}, "--master=10.0.0.2:99999 is not ADDRESS[:PORT]"),
         (["ui", "--backend", "nope"], {}, "BACKEND=nope is unknown"),
         (["bench", "--host", "http://127.0.0.1:1"], {}, "HOST=http://127.0.0.1:1 needs DATABASE_URL= too"),
+        (["bench", "--server", "nope"], {}, "SERVER=nope is unknown: use one of gevent"),
+        (
+            ["capacity", "--server", "uvicorn"],
+            {},
+            "SERVER=uvicorn: backend geventpool does not work under server uvicorn",
+        ),
         (
             ["bench", "--host", "http://127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"],
             {},

@@ -307,3 +307,29 @@ def test_all_names_every_backend_declared_including_one_added(tmp_path):
     assert [c.backend.name for c in spec.cells("everything")] == list(spec.backends)
     assert spec.backends["mine"].persistent and not spec.backends["mine"].pooled
     assert "mine" in {c.backend.name for c in spec.cells("safety")}
+
+
+def test_server_runs_every_cell_of_the_matrix_under_the_servers_given():
+    cells = SPEC.cells("servers-sse", servers=["uvicorn", "gthread"])
+    assert {c.server.name for c in cells} == {"uvicorn", "gthread"}
+    assert len(cells) == 2 * len({(c.backend.name, c.variant, c.scenario) for c in cells})
+    # parts that become the same under one server run once
+    once = SPEC.cells("smoke-servers", servers=["uvicorn"])  # stock x hold: in two of its parts
+    assert len(once) == len({c.name for c in once})
+    assert {c.server.name for c in once} == {"uvicorn"}
+
+
+@pytest.mark.parametrize(
+    "matrix_name, servers, message",
+    [
+        ("smoke", ["nope"], "SERVER=nope is unknown: use one of gevent, "),
+        ("smoke", ["uvicorn"], "MATRIX=smoke SERVER=uvicorn: backend geventpool does not work under server uvicorn"),
+        ("servers-sse", ["daphne"], None),
+    ],
+)
+def test_server_refuses_what_cannot_run_in_one_line(matrix_name, servers, message):
+    if message is None:
+        assert {c.server.name for c in SPEC.cells(matrix_name, servers=servers)} == {"daphne"}
+        return
+    with pytest.raises(UsageError, match=re.escape(message)):
+        SPEC.cells(matrix_name, servers=servers)
