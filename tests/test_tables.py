@@ -46,6 +46,12 @@ def test_burst_rows_show_overshoot_and_errors(table):
     assert "| `geventpool` | `hold` | 200 | 4 | 47 | 50 | 43 | 153 | 0 | 0 | 153 | 8 | 5.0 |" in table
 
 
+def test_a_run_of_a_kind_without_a_page_is_refused_in_one_line():
+    run = Path(__file__).parent.parent / "docs" / "runs" / "peer"
+    with pytest.raises(UsageError, match="is a peer run: its results are in peer.csv"):
+        tables.table(run)
+
+
 def test_a_directory_without_a_summary_is_refused(tmp_path):
     with pytest.raises(UsageError, match="has no summary.csv"):
         tables.release_table(tmp_path)
@@ -192,3 +198,24 @@ def test_an_overhead_run_with_the_servers_kernel_time_splits_the_cost(tmp_path):
     assert re.search(r"\*\*Of it, in user space:\*\* the rest, [+-]0\.0 %", text)  # float rounding either way
     assert "in the kernel" not in tables.table(ROOT_RUNS / "at-e2921f8")  # a run from before it was sampled
 
+
+DOCS = Path(__file__).parent.parent / "docs"
+# each findings page and the committed run it is drawn from
+PAGES = {
+    "backends.md": "backends",
+    "servers.md": "servers",
+    "safety.md": "20261121T204847Z-26613fd9d82c",
+    "capacity.md": "capacity-backends",
+    "overhead.md": "overhead/side-by-side",
+    "switch.md": "switch-3",
+    "query-cost.md": "query-cost",
+}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_findings_page_is_what_its_committed_run_gives(page):
+    """No page can drift from the run it names: `make table RUN=docs/runs/<run>` gives it."""
+    run = DOCS / "runs" / PAGES[page]
+    text = (DOCS / page).read_text()
+    assert f"From run `{run.name}`" in text
+    assert tables.table(run) == text, f"regenerate it: make table RUN={run.relative_to(DOCS.parent)} TABLE=docs/{page}"
