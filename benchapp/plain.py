@@ -9,6 +9,7 @@ import sys
 import time
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpResponseBadRequest, JsonResponse
 
@@ -54,31 +55,40 @@ def queries(request):
     return JsonResponse({"queries": shape["n"], "found": found})
 
 
-def healthz(request):
-    """What the harness checks of a server (harness/server.py), without the package's helpers;
-    `stream_release_imported` says whether anything imported it after all."""
-    conn = connections["default"]
-    pool = conn.settings_dict["OPTIONS"].get("pool")
+def server_facts(request) -> dict:
+    """What /healthz says of any server of benchapp, with or without the package: which
+    backend, server and driver answer, and whether psycopg2 is made to yield to gevent."""
+    conn = connections["default"]  # the wrapper itself; nothing here opens a connection
     try:
         import psycopg2.extensions
 
         patched = psycopg2.extensions.get_wait_callback() is not None
     except ImportError:
         patched = None
+    return {
+        "status": "ok",
+        "backend": settings.BENCH_BACKEND,
+        # how it is served: BENCH_SERVER (gunicorn.conf.py's default, gevent), through ASGI or WSGI
+        "server": os.environ.get("BENCH_SERVER", "gevent"),
+        "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi",
+        "vendor": conn.vendor,
+        "conn_max_age": conn.settings_dict["CONN_MAX_AGE"],
+        "driver": type(conn).Database.__name__,  # psycopg2 or psycopg (3)
+        "psycopg2_gevent_patched": patched,
+        "pid": os.getpid(),
+        "stream_release": settings.BENCH_STREAM_RELEASE,
+        "stream_release_imported": "stream_release" in sys.modules,
+    }
+
+
+def healthz(request):
+    """What the harness checks of a server (harness/server.py), without the package's helpers."""
+    conn = connections["default"]
+    pool = conn.settings_dict["OPTIONS"].get("pool")
     return JsonResponse(
         {
-            "status": "ok",
-            "backend": settings.BENCH_BACKEND,
-            "server": os.environ.get("BENCH_SERVER", "gevent"),
-            "app": "wsgi" if "wsgi.input" in request.META else "asgi",
+            **server_facts(request),
             "engine": conn.settings_dict["ENGINE"],
-            "vendor": conn.vendor,
             "pool_limit": pool.get("max_size") if isinstance(pool, dict) else None,
-            "conn_max_age": conn.settings_dict["CONN_MAX_AGE"],
-            "driver": type(conn).Database.__name__,
-            "psycopg2_gevent_patched": patched,
-            "pid": os.getpid(),
-            "stream_release": settings.BENCH_STREAM_RELEASE,
-            "stream_release_imported": "stream_release" in sys.modules,
         }
     )

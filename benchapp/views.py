@@ -17,19 +17,17 @@ import gc
 import itertools
 import os
 import random
-import sys
 import time
 import uuid
 
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, connections
 from django.db.models import Avg, Count, Sum
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Metric, generate_latest
 
 from benchapp.models import CATEGORIES, AuditEvent, Item
-from benchapp.plain import BadParameter, parse_int
+from benchapp.plain import BadParameter, parse_int, server_facts
 from benchapp.variants import VARIANTS
 from stream_release import abatches, batches
 from stream_release.accounting import backend_pid, pool_limit
@@ -208,30 +206,13 @@ def probe(request):
 
 def healthz(request):
     conn = connections["default"]  # the wrapper itself; nothing here opens a connection
-    try:
-        import psycopg2.extensions
-
-        patched = psycopg2.extensions.get_wait_callback() is not None
-    except ImportError:
-        patched = None
     return JsonResponse(
         {
-            "status": "ok",
-            "backend": settings.BENCH_BACKEND,
-            # how it is served: BENCH_SERVER (gunicorn.conf.py's default, gevent), through ASGI or WSGI
-            "server": os.environ.get("BENCH_SERVER", "gevent"),
-            "app": "asgi" if isinstance(request, ASGIRequest) else "wsgi",
+            **server_facts(request),
             "engine": conn.settings_dict.get("ACCOUNTED_ENGINE", conn.settings_dict["ENGINE"]),
-            "vendor": conn.vendor,
             "pool_limit": pool_limit(conn),
-            "conn_max_age": conn.settings_dict["CONN_MAX_AGE"],
-            "driver": type(conn).Database.__name__,  # psycopg2 or psycopg (3)
-            "psycopg2_gevent_patched": patched,
-            "pid": os.getpid(),
             "variants": list(VARIANTS),
             "accounting": settings.STREAM_RELEASE_ACCOUNTING,
-            "stream_release": settings.BENCH_STREAM_RELEASE,
-            "stream_release_imported": "stream_release" in sys.modules,
             # BENCH_GC=tuned (gunicorn.conf.py): objects frozen out of the collections, thresholds
             "gc": {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()},
         }
