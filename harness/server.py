@@ -194,6 +194,14 @@ class Server(procs.Service):
     cwd = ROOT
     health_path = "/healthz"
 
+    def why(self, body: bytes) -> str:
+        """What a failed request left: the exception line of the last traceback in this start's
+        server log, and where the log is; else the start of the body."""
+        exception = last_exception(self.log_path, getattr(self, "log_start", 0)) if self.log_path else None
+        if exception:
+            return f"{exception} (the traceback is in {self.log_path})"
+        return f"{body[:200]!r}" + (f" (see {self.log_path})" if self.log_path else "")
+
     @property
     def metrics_base(self):
         """Where /metrics (the accounting, for the sampler) is served."""
@@ -256,7 +264,7 @@ class Server(procs.Service):
             if status != 200 or len(body) != chunks * chunk_bytes:
                 raise CellError(
                     f"/stream/{variant}/ answered {status} with {len(body)} bytes, expected "
-                    f"200 with {chunks * chunk_bytes}: {body[:200]!r}"
+                    f"200 with {chunks * chunk_bytes}: {self.why(body)}"
                 )
         phase("warm-up")
         for _ in range(warmup_probes):
@@ -337,7 +345,7 @@ class TargetServer(Server):
             if status != 200:
                 raise CellError(
                     f"TARGET={self.target.file}: stream {s.name!r} ({s.path}) answered {status} on "
-                    f"warm-up, not 200: {body[:200]!r}"
+                    f"warm-up, not 200: {self.why(body)}"
                 )
         phase("warm-up")
         before = read_metrics(self.metrics_base).get("pool_checkouts_total", 0)
@@ -351,6 +359,24 @@ class TargetServer(Server):
                 f"TARGET={self.target.file}: the probe {self.target.probe} never touched the database "
                 "(no connection checked out): point target.probe.path at a view that queries it"
             )
+
+
+def last_exception(log_path, start=0) -> str | None:
+    """The exception line (`module.Class: message`) of the last Python traceback in the log
+    from byte `start`, or None."""
+    try:
+        with open(log_path, errors="replace") as log:
+            log.seek(start)
+            lines = log.read().splitlines()
+    except OSError:
+        return None
+    found, in_traceback = None, False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line and not line.startswith((" ", "\t")):
+            found, in_traceback = line.strip()[:300], False
+    return found
 
 
 def prepare_target(target, params: Params, database_url: str, log_path):
@@ -383,6 +409,19 @@ try:
     getattr(importlib.import_module(module), attribute)
 except Exception as exc:
     print(f"{type(exc).__name__}: {exc}".splitlines()[0]); sys.exit(4)
+# the streams whose views are async (coroutine functions, or class-based views marked so)
+import asyncio, json
+from django.urls import Resolver404, resolve
+found = []
+for path in sys.argv[2:]:
+    try:
+        view = resolve(path.split("?", 1)[0]).func
+    except Resolver404:
+        continue  # the warm-up says so, with the server's answer
+    cls = getattr(view, "view_class", None)
+    if asyncio.iscoroutinefunction(view) or (cls is not None and getattr(cls, "view_is_async", False)):
+        found.append(path)
+print(json.dumps(found))
 """
 
 
@@ -395,7 +434,7 @@ def check_target_imports(target, backend: Backend, params: Params, kind: str = "
     application = target.application(kind)
     env = target_env(target, backend, params, "postgres://nobody@127.0.0.1:1/none")
     result = subprocess.run(
-        [python_for_target(target, backend), "-c", _IMPORT_CHECK, application],
+        [python_for_target(target, backend), "-c", _IMPORT_CHECK, application, *(st.path for st in target.streams)],
         env=env,
         cwd=target.project,
         capture_output=True,
@@ -412,6 +451,14 @@ def check_target_imports(target, backend: Backend, params: Params, kind: str = "
         raise UsageError(
             f"TARGET={target.file}: target.{kind}={application!r} does not import{where} ({why}): "
             "fix the module path, or add what it needs to target.requirements"
+        )
+    asynchronous = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    stream = next((st for st in target.streams if st.path in asynchronous), None)
+    if kind == "wsgi" and stream is not None:
+        raise UsageError(
+            f"TARGET={target.file}: stream {stream.name!r} ({stream.path}) is an async view, and the server "
+            "serves WSGI, where Django runs it through async_to_sync (under gevent its async ORM calls fail "
+            "with SynchronousOnlyOperation): run it under an ASGI server, e.g. SERVER=uvicorn"
         )
 
 

@@ -144,6 +144,44 @@ def test_settings_that_do_not_import_are_refused_before_anything_starts(project)
     )
 
 
+def test_an_async_stream_under_a_wsgi_server_is_refused_before_anything_starts(project):
+    """An async view under gevent fails every request (SynchronousOnlyOperation from its async
+    ORM calls, docs/facts.md): the run is refused with the fix, and allowed under an ASGI server."""
+    from harness import matrix
+    from harness.server import check_target_imports
+
+    events = project.with_name("events.toml")
+    events.write_text(
+        project.read_text().replace(
+            "[target.probe]", '[[target.streams]]\nname = "events"\npath = "/events/"\n\n[target.probe]'
+        )
+    )
+    t, params = target.load(events), matrix.load().params("own-slow-read")
+    with pytest.raises(UsageError, match=r"stream 'events' \(/events/\) is an async view, .*SERVER=uvicorn"):
+        check_target_imports(t, matrix.OWN, params, "wsgi")
+    check_target_imports(t, matrix.OWN, params, "asgi")
+    check_target_imports(target.load(project), matrix.OWN, params, "wsgi")  # its sync streams are fine there
+
+
+def test_a_failed_request_is_told_by_its_exception_line_and_log(tmp_path):
+    from harness.server import last_exception
+
+    log = tmp_path / "server.log"
+    log.write_text(
+        "[INFO] Booting worker\nInternal Server Error: /old/\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nValueError: an earlier one\n'
+        "Internal Server Error: /events/\nTraceback (most recent call last):\n"
+        '  File "views.py", line 9, in body\n    yield await Order.objects.acount()\n'
+        "django.core.exceptions.SynchronousOnlyOperation: You cannot call this from an async context\n"
+        "[INFO] Handling signal: term\n"
+    )
+    assert last_exception(log) == (
+        "django.core.exceptions.SynchronousOnlyOperation: You cannot call this from an async context"
+    )
+    assert last_exception(log, start=log.read_text().index("[INFO] Handling")) is None
+    assert last_exception(tmp_path / "missing.log") is None
+
+
 def test_a_stream_that_does_not_answer_200_on_warm_up_is_refused(project):
     bad, code, err = serve_changed(project, "stream", 'path = "/exports/query.csv"', 'path = "/exports/nosuch.csv"')
     assert code == 1, err

@@ -1,7 +1,8 @@
 """A Django project nobody here wrote the views of, made the way its owner would start one
-(`django-admin startproject`), with an app of four views: two that pin a connection while they
+(`django-admin startproject`), with an app of five views: two that pin a connection while they
 stream (queryset.iterator(), and query-then-stream with a plain StreamingHttpResponse), the
-same export through django-stream-release, and a probe. Used by the target tests."""
+same export through django-stream-release, a probe, and async server-sent events (not among
+the target's streams: a test adds it). Used by the target tests."""
 
 import subprocess
 import sys
@@ -37,6 +38,15 @@ def query_export(request):
 def released_export(request):
     rows = (order for batch in batches(Order.objects.all(), 5) for order in batch)
     return ReleasingStreamingHttpResponse(_csv(rows), content_type="text/csv")
+
+
+async def events(request):  # server-sent events polling the table with the async ORM: ASGI's
+
+    async def body():
+        for _ in range(3):
+            yield f"data: {await Order.objects.acount()}\\n\\n"
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream")
 
 
 def health(request):
@@ -87,6 +97,7 @@ urlpatterns = [
     path("exports/iterator.csv", views.iterator_export),
     path("exports/query.csv", views.query_export),
     path("exports/released.csv", views.released_export),
+    path("events/", views.events),
     path("health/db/", views.health),
     path("health/", views.no_database),
 ]
