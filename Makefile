@@ -128,7 +128,7 @@ docs: venv
 	$(PY) -m harness docs
 
 matrix: venv
-	$(PY) -m harness matrix --matrix $(MATRIX) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))
+	$(PY) -m harness matrix $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE)) $(if $(call cli,SERVER),--server $(call cli,SERVER))
 
 params: venv
 	$(PY) -m harness params $(if $(MATRIX_FILE),--matrix-file $(MATRIX_FILE))

@@ -292,8 +292,12 @@ def _parser():
     )
 
     show = sub.add_parser("matrix", help="list the cells of a named matrix with their parameters")
-    show.add_argument("--matrix", default="default")
+    show.add_argument("--matrix", default=None, help="default: default, or target with --target")
     show.add_argument("--matrix-file", default=None, help="default matrix.toml")
+    show.add_argument(
+        "--target", default=None, help="a target file: its streams' cells, as make bench TARGET= runs them"
+    )
+    show.add_argument("--server", default=None, metavar="NAME[,NAME...]", help="every cell under these servers")
     for action in sub._choices_actions:  # each command's --help says what it does, as the list does
         command = sub.choices[action.dest]
         command.description = command.description or action.help[0].upper() + action.help[1:] + "."
@@ -456,7 +460,15 @@ def cmd_docs(args):
 
 
 def cmd_matrix(args):
-    for cell in matrix.load(args.matrix_file).cells(args.matrix):
+    """The cells make bench would run, benchapp's or a target's, without starting anything."""
+    from harness import subjects
+
+    spec = matrix.load(args.matrix_file)
+    name = args.matrix or ("target" if args.target else "default")
+    cells = spec.cells(name, repeat=1, servers=args.server.split(",") if args.server else None)
+    if args.target:
+        cells = subjects.of(target=args.target).expand(cells)
+    for cell in cells:
         print(cell.name, " ".join(f"{k}={v}" for k, v in vars(cell.params).items()))
     return 0
 

@@ -101,7 +101,8 @@ class TargetProject(Subject):
     def name(self):
         return self.target.name
 
-    def cells(self, cells, spec, matrix_name):
+    def expand(self, cells):
+        """One cell per stream for each of the matrix's (the variant's place holds the stream's name)."""
         out = {}
         for c in cells:
             for stream in self.target.streams:
@@ -109,7 +110,10 @@ class TargetProject(Subject):
                     (c.server.name, c.backend.name, stream.name, c.scenario, c.repeat),
                     dataclasses.replace(c, variant=stream.name),
                 )
-        cells = list(out.values())
+        return list(out.values())
+
+    def cells(self, cells, spec, matrix_name):
+        cells = self.expand(cells)
         for backend, kind in {(c.backend.name, c.server.app): (c.backend, c.server.app) for c in cells}.values():
             server_module.check_target_imports(self.target, backend, cells[0].params, kind)
         return cells

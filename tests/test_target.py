@@ -326,3 +326,19 @@ def test_the_plugin_tells_the_pinning_views_from_the_released_one_in_the_project
         assert "shop.views.query_export started sending its body holding database connection 'default'" in strict.stdout
     finally:
         (directory / "test_exports.py").unlink()
+
+
+def test_make_matrix_lists_a_targets_stream_cells_not_benchapps(project):
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "matrix", "--target", str(project), "--server", "uvicorn"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == [
+        f"own/{stream}/{scenario}@uvicorn"
+        for scenario in ("own-slow-read", "own-burst")
+        for stream in ("iterator", "query", "released")
+    ]
