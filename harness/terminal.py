@@ -26,6 +26,12 @@ TABLE_COLUMNS = [
     ("lost_writes", "lost writes"),
     ("leaked_conns", "leaked conns"),
 ]
+# shown for a target's streams (make bench TARGET=), whose length is theirs, not the matrix's,
+# and under the switch: how many streams the detector saw pinned, and how long a stream took
+STREAM_COLUMNS = [
+    ("streams_pinned", "pinned"),
+    ("stream_total_p50_ms", "stream p50 ms"),
+]
 # shown when a cell of the run has a fault
 FAULT_COLUMNS = [
     ("fault_s", "fault at s"),
@@ -53,9 +59,18 @@ def print_headline(rows, console):
     console.print(table)
 
 
+def table_columns(rows) -> list[tuple[str, str]]:
+    """The summary's columns the terminal table shows for these rows: (key, title)."""
+    columns = list(TABLE_COLUMNS)
+    if any(r.get("target") or str(r.get("release_all_streams")) == "True" for r in rows):
+        at = [key for key, _ in columns].index("conn_hold_p50_ms") + 1
+        columns[at:at] = STREAM_COLUMNS
+    return columns + (FAULT_COLUMNS if any(r.get("fault") for r in rows) else [])
+
+
 def print_table(rows, console):
     table = Table(title="summary (every column: summary.csv)")
-    columns = TABLE_COLUMNS + (FAULT_COLUMNS if any(r.get("fault") for r in rows) else [])
+    columns = table_columns(rows)
     for _, title in columns:
         if title == "cell":  # never cut: it says which row is which
             table.add_column(title, no_wrap=True, min_width=max(len(r["cell"]) for r in rows))
