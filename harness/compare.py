@@ -4,7 +4,10 @@ run against `hold` (the headline table at the end of `make bench` and in report.
 A cell's value for a metric is the median over its repeats that ended `ok`; its spread is
 the lowest to the highest of them. A difference is called significant only when each side
 has at least MIN_REPEATS repeats, the two spreads do not overlap, and the medians differ by
-more than THRESHOLD; with a single repeat nothing is (run REPEAT=3 to tell change from noise).
+more than THRESHOLD. With fewer repeats there is no telling change from noise (run REPEAT=3):
+the mark says "too few repeats", unless the medians differ by a factor of FAR or more, far
+beyond the run-to-run spread of any metric here, which is marked better or worse as asv marks
+a change beyond its factor.
 """
 
 import math
@@ -37,7 +40,8 @@ METRICS = {
 }
 THRESHOLD = 0.05
 MIN_REPEATS = 2
-BETTER, WORSE, SAME = "better", "worse", "not significant"
+FAR = 2.0  # with too few repeats, a change of this factor or more is marked: noise here is a few tens of %
+BETTER, WORSE, SAME, TOO_FEW = "better", "worse", "not significant", "too few repeats"
 NEWLY_FAILING, FIXED, NOT_COMPARABLE = "newly failing", "fixed", "not comparable"
 
 
@@ -162,7 +166,9 @@ def mark(metric, base: Side, new: Side, threshold=THRESHOLD):
         return NOT_COMPARABLE
     r = ratio(base.median, new.median)
     if min(len(base.values), len(new.values)) < MIN_REPEATS:
-        return SAME
+        if r >= FAR or r <= 1 / FAR:
+            return BETTER if (r > 1) == (METRICS[metric] > 0) else WORSE
+        return TOO_FEW
     apart = min(new.values) > max(base.values) or max(new.values) < min(base.values)
     if not apart or abs(r - 1) <= threshold:
         return SAME
@@ -239,7 +245,7 @@ def failures(rows: list[Row], rules, only_base=()) -> list[str]:
     out += [f"{cell}: missing from the new run" for cell in only_base]
     for row in rows:
         for metric, op, limit in rules:
-            if row.metric != metric or row.mark not in (BETTER, WORSE, SAME):
+            if row.metric != metric or row.mark not in (BETTER, WORSE, SAME, TOO_FEW):
                 continue
             beyond = row.ratio > limit if op == ">" else row.ratio < limit
             too_few = min(len(row.base.values), len(row.new.values)) < MIN_REPEATS
@@ -323,6 +329,7 @@ MARK_STYLE = {
     FIXED: "green",
     NOT_COMPARABLE: "yellow",
     SAME: "dim",
+    TOO_FEW: "dim",
 }
 
 
@@ -331,7 +338,8 @@ def _preamble(base_label, new_label, only_base, only_new, changes, rows=()) -> l
         f"base: {base_label}",
         f"new:  {new_label}",
         f"ratio: new / base of the medians over the repeats that ended ok; significant: both sides at least {MIN_REPEATS} "
-        f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart",
+        f"repeats, spreads apart, medians more than {THRESHOLD:.0%} apart; with fewer, only a change by "
+        f"a factor of {FAR:g} or more is marked, the rest says {TOO_FEW!r}",
     ]
     lines += [f"only in base: {cell}" for cell in only_base]
     lines += [f"only in new:  {cell}" for cell in only_new]
