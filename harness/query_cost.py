@@ -27,7 +27,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
-from harness import ROOT, CellError, UsageError, capacity, matrix, paired, postgres, procs, runinfo
+from harness import ROOT, CellError, UsageError, capacity, envs, matrix, paired, postgres, procs, runinfo
 from harness.envs import python_for
 from harness.server import Server, prepare_database
 
@@ -162,7 +162,10 @@ def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=N
         servers = {}
         for setup in SETUPS:
             servers[setup.name] = stack.enter_context(_server(spec, setup, p, db, server, run_dir))
-        info["server_versions"] = {s.name: runinfo.env_versions(pythons[s.name], SERVER_PACKAGES) for s in SETUPS}
+        frozen = {python: envs.freeze(python) for python in set(pythons.values())}  # once per environment
+        info["server_versions"] = {
+            s.name: {name: frozen[pythons[s.name]].get(name) for name in SERVER_PACKAGES} for s in SETUPS
+        }
         for setup in SETUPS:  # not recorded: connections opened, code paths warm
             _locust(servers[setup.name], SHAPES[0], users, WARMUP_S, os.path.join(run_dir, "warmup"), setup.name)
         done = 0

@@ -144,22 +144,6 @@ def cpu_model():
     return platform.processor() or None
 
 
-def env_versions(python, names) -> dict:
-    """{name: version or None} of the distributions `names` in the environment of `python` (a
-    server's, which may not be this one)."""
-    code = (
-        "import importlib.metadata as m, json, sys\n"
-        "def v(n):\n"
-        "    try:\n"
-        "        return m.version(n)\n"
-        "    except m.PackageNotFoundError:\n"
-        "        return None\n"
-        "print(json.dumps({n: v(n) for n in sys.argv[1:]}))"
-    )
-    result = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(result.stdout)
-
-
 def versions():
     out = {}
     for name in PACKAGES:
