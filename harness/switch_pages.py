@@ -7,7 +7,6 @@ closest peer, django-pg-real-pool, each drawn from one run by `make table`:
   and p99).
 """
 
-import functools
 import os
 import statistics
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ def _change(estimate, low, high, p, unit) -> str:
 
 
 def query_cost_table(run_dir) -> str:
-    info = runinfo.read_json(os.path.join(run_dir, "run.json"))
+    info = runinfo.read_json(os.path.join(run_dir, runinfo.RUN_FILE))
     rows = cellfiles.read(os.path.join(run_dir, "query_cost_summary.csv"))
     confidence = next((r["rps_change_confidence"] for r in rows if r["rps_change_confidence"]), "")
     out = [
@@ -92,17 +91,20 @@ def is_switch_run(rows) -> bool:
 SWITCH_SUFFIX = "-switch"  # matrix.toml's switch scenarios: <load>-switch, the load with the switch on
 
 
-@functools.cache
-def peers() -> frozenset[str]:
-    """The backends that give the connection back after every query (matrix.toml's gives_back)."""
-    return frozenset(name for name, b in matrix.load().backends.items() if b.per_query)
+def peers_of(info: dict) -> frozenset[str]:
+    """The backends that gave the connection back after every query (gives_back), as the run's
+    own matrix file declared them (run.json's matrix_file); matrix.toml's for a run without it."""
+    declared = (info.get("matrix_file") or {}).get("backends")
+    if declared is None:
+        return frozenset(name for name, b in matrix.load().backends.items() if b.per_query)
+    return frozenset(name for name, b in declared.items() if b.get("gives_back") == "per-query")
 
 
-def fix_of(row) -> str:
+def fix_of(row, peers: frozenset[str]) -> str:
     """What gives the stream's connection back: nothing, the view's release, the switch, the peer."""
     if row["release_all_streams"] == "True":
         return "the switch"
-    if row["backend"] in peers():
+    if row["backend"] in peers:
         return "the peer"
     return "`ReleasingStreamingHttpResponse` in the view" if row["variant"] == "release" else "nothing"
 
@@ -127,9 +129,10 @@ SWITCH_COLUMNS = [
 
 @dataclass
 class Cell:
-    """One cell of the run over its repeats (the ones that ran)."""
+    """One cell of the run over its repeats (the ones that ran), and what gives its connection back."""
 
     rows: list
+    fix: str
 
     @property
     def first(self):
@@ -157,7 +160,7 @@ class Cell:
         return verdict(row)
 
 
-def _cells(rows):
+def _cells(rows, peers):
     """{load: [Cell]} in the page's order: a load is a scenario without the switch's suffix."""
     by = {}
     for r in rows:
@@ -165,14 +168,14 @@ def _cells(rows):
             by.setdefault(r["cell"], []).append(r)
     loads = {}
     for its in by.values():
-        loads.setdefault(its[0]["scenario"].removesuffix(SWITCH_SUFFIX), []).append(Cell(its))
-    backends = sorted(dict.fromkeys(r["backend"] for r in rows), key=lambda b: b in peers())
+        loads.setdefault(its[0]["scenario"].removesuffix(SWITCH_SUFFIX), []).append(Cell(its, fix_of(its[0], peers)))
+    backends = sorted(dict.fromkeys(r["backend"] for r in rows), key=lambda b: b in peers)
     for cells in loads.values():
         cells.sort(
             key=lambda c: (
                 c.first["variant"] == "cursor-hold",
                 backends.index(c.first["backend"]),
-                ORDER[fix_of(c.first)],
+                ORDER[c.fix],
             )
         )
     return loads
@@ -197,7 +200,7 @@ def switch_findings(loads) -> list[str]:
     release."""
     out = []
     for load, cells in loads.items():
-        by = {(c.first["backend"], fix_of(c.first)): c for c in cells if c.first["variant"] != "cursor-hold"}
+        by = {(c.first["backend"], c.fix): c for c in cells if c.first["variant"] != "cursor-hold"}
         refs = {b: c for (b, fix), c in by.items() if fix == REFERENCE}
         reference = refs.get("native-pool") or next(iter(refs.values()), None)
         for (backend, fix), cell in by.items():
@@ -216,7 +219,7 @@ def switch_findings(loads) -> list[str]:
         for c in cells:
             if c.first["variant"] == "cursor-hold":
                 out.append(
-                    f"- {load}, `{c.first['backend']}`, `cursor-hold`, {fix_of(c.first)}: **{c.verdict()}** "
+                    f"- {load}, `{c.first['backend']}`, `cursor-hold`, {c.fix}: **{c.verdict()}** "
                     f"(its longest hold {c.shown('conn_hold_max_ms')} ms, {c.shown('streams_pinned')} streams "
                     f"pinned, probe p99 {c.shown('probe_p99_ms')} ms): a cursor read across chunks is given back "
                     "by neither."
@@ -225,7 +228,7 @@ def switch_findings(loads) -> list[str]:
 
 
 def switch_table(run_dir, rows) -> str:
-    loads = _cells(rows)
+    loads = _cells(rows, peers_of(runinfo.read_json(os.path.join(run_dir, runinfo.RUN_FILE))))
     repeats = max(int(r["repeat"]) for r in rows)
     out = [
         "# One setting against the closest peer: streams",
@@ -263,7 +266,7 @@ def switch_table(run_dir, rows) -> str:
         ]
         for c in cells:
             out.append(
-                f"| `{c.first['backend']}` | `{c.first['variant']}` | {fix_of(c.first)} | **{c.verdict()}** | "
+                f"| `{c.first['backend']}` | `{c.first['variant']}` | {c.fix} | **{c.verdict()}** | "
                 + " | ".join(c.shown(col) for col in SWITCH_COLUMNS)
                 + " |"
             )
