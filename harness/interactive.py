@@ -51,24 +51,12 @@ def _app(args, command):
 
     spec = matrix.load(args.matrix_file)
     backend, served = _backend_and_server(args, spec.backends, "geventpool", spec)
-    scenario = args.scenario or next(iter(spec.scenarios))
-    if scenario not in spec.scenarios:
-        raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
-    params = spec.params(scenario, matrix.parse_overrides(args.overrides))
-    matrix.check_server_params(params, served, f"SERVER={served.name}")
-    _check_ports(args)
-    external = postgres.preflight()
-    if external is not None:
-        matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
+    params, external = _params(args, spec, served, command)
     log_dir = _log_dir(args, command)
 
     with ExitStack() as stack:
         bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(
-            postgres.Cluster(
-                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
-            )
-        )
+        db = external or _cluster(stack, params, log_dir, bind)
         prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(
@@ -91,6 +79,30 @@ def _app(args, command):
         via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
         yield spec, params, db, server, stack, log_dir
+
+
+def _params(args, spec, served, command):
+    """The scenario's parameters (SCENARIO=, SET=), checked against the server, the ports and an
+    external database's max_connections; (params, the external database or None)."""
+    scenario = args.scenario or next(iter(spec.scenarios))
+    if scenario not in spec.scenarios:
+        raise UsageError(f"SCENARIO={scenario} is unknown: use one of {', '.join(spec.scenarios)}")
+    params = spec.params(scenario, matrix.parse_overrides(args.overrides))
+    matrix.check_server_params(params, served, f"SERVER={served.name}")
+    _check_ports(args)
+    external = postgres.preflight()
+    if external is not None:
+        matrix.check_pool_fits(params, external.max_connections, command, "BENCH_DATABASE_URL's max_connections")
+    return params, external
+
+
+def _cluster(stack, params, log_dir, bind):
+    """A throwaway PostgreSQL for `serve` and `ui`, listening where the app does."""
+    return stack.enter_context(
+        postgres.Cluster(
+            params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
+        )
+    )
 
 
 def _backend_and_server(args, backends, default, spec):
@@ -119,19 +131,12 @@ def _target_app(args, command="serve"):
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
     backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
-    params = spec.params(args.scenario or next(iter(spec.scenarios)), matrix.parse_overrides(args.overrides))
-    matrix.check_server_params(params, served, f"SERVER={served.name}")
-    _check_ports(args)
+    params, external = _params(args, spec, served, command)
     check_target_imports(target, backend, params, served.app)
-    external = postgres.preflight()
     log_dir = _log_dir(args, command)
     with ExitStack() as stack:
         bind = getattr(args, "bind", "127.0.0.1")
-        db = external or stack.enter_context(
-            postgres.Cluster(
-                params.db_max_connections, log_dir / "postgres.log", bind=None if bind == "127.0.0.1" else bind
-            )
-        )
+        db = external or _cluster(stack, params, log_dir, bind)
         prepare_target(target, params, db.app_url, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
         server = stack.enter_context(

@@ -246,6 +246,12 @@ def test_an_unknown_backend_for_a_target_is_refused_naming_own(project):
     assert proc.returncode == 2 and "error: BACKEND=nosuch is unknown: use one of own, stock," in err, err
 
 
+def test_an_unknown_scenario_for_a_target_is_refused_in_one_line(project):
+    proc, _ = serve(project, "--scenario", "nosuch")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.strip().startswith("error: SCENARIO=nosuch is unknown: use one of"), err
+
+
 def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(project, tmp_path):
     import time
     import urllib.parse
