@@ -252,30 +252,30 @@ class Index:
             for c in ast.walk(tree)
             if isinstance(c, ast.ClassDef)
         }
-        self.known = {key for tree in trees for key, _, _ in functions_of(tree)}
-        for tree in trees:
-            for key, func, scope in functions_of(tree):
-                own = list(_walk_own(func))
-                if _is_generator(func):
-                    self.generators[key] = func
-                calls.setdefault(key, set()).update(k for n in own if (k := self.resolve(scope, n)))
-                assigned = {
-                    n.targets[0].id: n.value
-                    for n in own
-                    if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-                }
-                returned = [
-                    assigned.get(v.id, v) if isinstance(v, ast.Name) else v
-                    for n in own
-                    if isinstance(n, ast.Return) and (v := n.value) is not None
-                ]
-                if any(_called(r) in STREAMING | RELEASING for r in returned):
-                    self.factories.add(key)
-                returns.setdefault(key, set()).update(k for r in returned if (k := self.resolve(scope, r)))
-                if any(_orm_use(n, assigned) for n in own):
-                    self.orm_users.add(key)
-                if any(self.releases(n) for n in own):
-                    self.releasers.add(key)
+        functions = [f for tree in trees for f in functions_of(tree)]  # each tree walked once
+        self.known = {key for key, _, _ in functions}
+        for key, func, scope in functions:
+            own = list(_walk_own(func))
+            if _is_generator(func):
+                self.generators[key] = func
+            calls.setdefault(key, set()).update(k for n in own if (k := self.resolve(scope, n)))
+            assigned = {
+                n.targets[0].id: n.value
+                for n in own
+                if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+            }
+            returned = [
+                assigned.get(v.id, v) if isinstance(v, ast.Name) else v
+                for n in own
+                if isinstance(n, ast.Return) and (v := n.value) is not None
+            ]
+            if any(_called(r) in STREAMING | RELEASING for r in returned):
+                self.factories.add(key)
+            returns.setdefault(key, set()).update(k for r in returned if (k := self.resolve(scope, r)))
+            if any(_orm_use(n, assigned) for n in own):
+                self.orm_users.add(key)
+            if any(self.releases(n) for n in own):
+                self.releasers.add(key)
         changed = True
         while changed:
             before = (len(self.factories), len(self.orm_users), len(self.releasers))
