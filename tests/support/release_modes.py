@@ -30,6 +30,7 @@ from django.db import connection, connections
 
 from benchapp.models import AuditEvent, Item
 from benchapp.variants import VARIANTS
+from benchapp.views import Export
 
 OUT = os.environ.get("BENCH_MODES_OUT", "")
 ATOMIC = [False, True]
@@ -75,10 +76,10 @@ def _read(response) -> tuple[bytes, bool]:
     return async_to_sync(read)()
 
 
-# Rows in the test database's table, more than one chunk's batch (benchapp.views.Export.BATCH_ROWS),
-# so that a body reading one cursor across chunks (cursor-hold) really does: over an empty table
-# it would open and close a cursor per chunk, holding nothing between them.
-TABLE_ROWS = 120
+# Rows in the test database's table, more than two chunks' batches, so that a body reading one
+# cursor across chunks (cursor-hold) really does: over an empty table it would open and close a
+# cursor per chunk, holding nothing between them.
+TABLE_ROWS = 2 * Export.BATCH_ROWS + 20
 
 
 def fill_table():
