@@ -261,10 +261,11 @@ def test_switched_off_it_passes_calls_on_and_counts_nothing(tmp_path, settings):
     assert (counts.in_use_peak, counts.in_use) == before and not list(tmp_path.iterdir())
 
 
-def wrapper(options, *bases):
-    """An object with what pool_limit() reads of a DatabaseWrapper: its classes and OPTIONS."""
+def wrapper(options, *bases, **entry):
+    """An object with what pool_limit() reads of a DatabaseWrapper: its classes, OPTIONS and
+    the entry's other keys."""
     obj = type("DatabaseWrapper", bases or (object,), {})()
-    obj.settings_dict = {"OPTIONS": options}
+    obj.settings_dict = {"OPTIONS": options, **entry}
     return obj
 
 
@@ -276,3 +277,7 @@ def test_pool_limit_knows_the_pools():
     geventpool = type("DatabaseWrapper", (), {"__module__": "django_db_geventpool.backends.postgresql_psycopg2.base"})
     assert pool_limit(wrapper({}, geventpool)) == 4
     assert pool_limit(wrapper({"MAX_CONNS": 9}, geventpool)) == 9
+    queue_pool = type("DatabaseWrapper", (), {"__module__": "dj_db_conn_pool.backends.postgresql.base"})
+    assert pool_limit(wrapper({}, queue_pool)) == 20  # POOL_SIZE 10 and MAX_OVERFLOW 10 by default
+    assert pool_limit(wrapper({}, queue_pool, POOL_OPTIONS={"POOL_SIZE": 4, "MAX_OVERFLOW": 0})) == 4
+    assert pool_limit(wrapper({}, queue_pool, POOL_OPTIONS={"MAX_OVERFLOW": -1})) is None  # no limit

@@ -223,8 +223,13 @@ def pool_limit(wrapper: BaseDatabaseWrapper) -> int | None:
     if callable(own):
         return own()
     options = wrapper.settings_dict.get("OPTIONS", {})
-    if any(c.__module__.startswith("django_db_geventpool.") for c in type(wrapper).__mro__):
+    modules = {c.__module__.split(".", 1)[0] for c in type(wrapper).__mro__}
+    if "django_db_geventpool" in modules:
         return int(options.get("MAX_CONNS", 4))  # the library's default
+    if "dj_db_conn_pool" in modules:  # SQLAlchemy's QueuePool: its size, then its overflow
+        pool_options = wrapper.settings_dict.get("POOL_OPTIONS") or {}
+        overflow = int(pool_options.get("MAX_OVERFLOW", 10))  # the library's defaults
+        return None if overflow < 0 else int(pool_options.get("POOL_SIZE", 10)) + overflow
     pool = options.get("pool")
     if pool is True:
         return 4  # psycopg_pool's default size
