@@ -286,6 +286,9 @@ def answered_ids(requests, stream_name) -> set[str]:
 
 
 TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved", "no more connections allowed")
+# What a waiter gets when its pool's checkout timeout runs out: psycopg_pool's PoolTimeout (Django's
+# native pool; geventpool-bounded's is named the same), SQLAlchemy's TimeoutError (dj_db_conn_pool)
+POOL_TIMEOUTS = ("PoolTimeout: ", "TimeoutError: QueuePool limit of size")
 
 
 def summarize(
@@ -409,7 +412,7 @@ def _pool_columns(events, window, grace_end, stream_route, probe_route) -> dict:
         "conn_hold_p50_ms": _ms(percentile(holds, 50)),
         "conn_hold_max_ms": _ms(max(holds, default=None)),
         "db_errors": sum(1 for e in in_cell if e["event"] == "db_error"),
-        "pool_timeouts": sum(1 for e in errors if e["detail"].startswith("PoolTimeout")),
+        "pool_timeouts": sum(1 for e in errors if e["detail"].startswith(POOL_TIMEOUTS)),
         "too_many_clients": sum(1 for e in errors if any(t in e["detail"] for t in TOO_MANY_CLIENTS)),
         "hung_requests": sum(hung) if grace_end else "",
         # every stream of the load, however late it ended (the warm-up's came before the start)

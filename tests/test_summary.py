@@ -277,3 +277,23 @@ def test_a_session_refused_for_its_roles_limit_never_opened(tmp_path):
     found = pglog.sessions(log, "bench")
     assert [s.refused for s in found] == [True, False]
     assert pglog.opened(found, 999, 1002) == 1 and pglog.peak(found, 999, 1002) == 1
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        # psycopg_pool (Django's native pool), as a cell's event log has it
+        "PoolTimeout: couldn't get a connection after 3.00 sec",
+        # SQLAlchemy's QueuePool (django-db-connection-pool), as a cell's event log has it
+        "TimeoutError: QueuePool limit of size 4 overflow 0 reached, connection timed out, timeout 3.00 "
+        "(Background on this error at: https://sqlalche.me/e/21/3o7r)",
+    ],
+)
+def test_every_pool_s_checkout_timeout_counts_as_a_pool_timeout(detail):
+    waited = {"route": "stream", "worker": 1, "acquire_id": 1, "detail": ""}
+    events = [
+        {**waited, "event": "acquire", "unix_s": 1000.0, "wait_ms": ""},
+        {**waited, "event": "acquire_error", "unix_s": 1003.0, "wait_ms": "3000.0", "detail": detail},
+    ]
+    columns = summary._pool_columns(events, WINDOW, None, "stream", "probe")
+    assert (columns["pool_timeouts"], columns["too_many_clients"]) == (1, 0)
