@@ -49,8 +49,12 @@ def atomic_requests(on: bool):
 
 
 def _released() -> bool:
-    """Does Django hold no open connection for the default database right now?"""
+    """Does Django hold no open connection for the default database right now? A pool that
+    hands out SQLAlchemy's proxy (dj_db_conn_pool) keeps the proxy after a close, its driver
+    connection gone back to the pool."""
     raw = connection.connection
+    if raw is not None and hasattr(raw, "driver_connection"):
+        raw = raw.driver_connection
     return raw is None or bool(raw.closed)
 
 
@@ -109,7 +113,7 @@ def export_and_check(client, variant: str, atomic: bool) -> tuple[str, str]:
         phase = "check"
         found = AuditEvent.objects.filter(request_id=request_id).exists()
     except Exception as exc:  # the outcome being measured
-        return f"{phase}: {type(exc).__name__}", str(exc).strip().splitlines()[0]
+        return f"{phase}: {type(exc).__name__}", (str(exc).strip().splitlines() or [""])[0]
     if not found:
         return "lost write", ""
     return ("ok: released" if released else "ok: held"), ""
