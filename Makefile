@@ -39,7 +39,7 @@ SETS := $(foreach s,$(SET),--set $(s)) $(if $(call cli,WORKERS),--set locust_wor
 help:
 	@echo "make bench [MATRIX=default|smoke|...] [OUT=dir] [REPEAT=n] [SET='duration_s=20 streams=32'] [WORKERS=n] [SERVER=uvicorn] [MATRIX_FILE=my.toml]"
 	@echo "make bench TARGET=path/to/target.toml [MATRIX=target|target-backends]  your own Django project: each of its streams under the matrix's scenarios"
-	@echo "make bench MATRIX=servers|servers-abort|servers-sse|servers-memory  gevent, gthread, sync, uvicorn and daphne (ASGI) side by side"
+	@echo "make bench MATRIX=servers|servers-abort|servers-sse|servers-memory  gevent, gthread, sync, uvicorn, daphne, gunicorn-asgi and granian side by side"
 	@echo "           [HOST=http://app DATABASE_URL=postgres://...]  run against an app and database started elsewhere"
 	@echo "           [MASTER_BIND=10.0.0.2 WORKERS=n]  Locust's workers on other machines: make worker MASTER=10.0.0.2 on each"
 	@echo "make capacity [MATRIX=...] [SET='capacity_max=2048 slo_probe_p99_ms=100'] [WORKERS=n] ...  the same options as bench:"

@@ -31,6 +31,8 @@ def _database(url: str) -> dict:
         # Transaction-mode poolers (PgBouncer) cannot keep a cursor across transactions.
         "DISABLE_SERVER_SIDE_CURSORS": os.environ.get("BENCH_DISABLE_SERVER_SIDE_CURSORS", "0") == "1",
         "OPTIONS": {**parsed.get("OPTIONS", {}), **json.loads(os.environ.get("BENCH_DB_OPTIONS", '{"MAX_CONNS": 4}'))},
+        # the backend's other keys (matrix.toml's `settings`): POOL_OPTIONS, CONN_HEALTH_CHECKS
+        **json.loads(os.environ.get("BENCH_DB_SETTINGS", "{}")),
     }
 
 

@@ -41,7 +41,7 @@ class Params:
     pool_timeout_s: float = _limits(0.1, 3_600, "seconds")
     seed_rows: int = _limits(1, 100_000_000, "rows")
     workers: int = _limits(1, 256, "processes")
-    threads: int = _limits(1, 10_000, "threads per worker (server gthread)")
+    threads: int = _limits(1, 10_000, "threads per worker (servers gthread and granian)")
     worker_connections: int = _limits(1, 1_000_000, "clients per worker")
     locust_workers: int = _limits(1, 256, "Locust worker processes")
     atomic_requests: bool = field(metadata={"limits": None})  # Django's ATOMIC_REQUESTS
@@ -98,6 +98,7 @@ class Backend:
     servers: tuple = ()  # the servers it works under; empty: every one
     pooled: bool = False  # a pool keeps its connections (matrix.toml's `pooled`)
     gives_back: str = "at-close"  # when the connection goes back (matrix.toml's `gives_back`): GIVES_BACK
+    settings: dict = field(default_factory=dict)  # more keys of its DATABASES entry (matrix.toml's `settings`)
 
     @property
     def per_query(self) -> bool:
@@ -111,21 +112,36 @@ class Backend:
 
     def django_options(self, params: Params) -> dict:
         """OPTIONS with every "{parameter}" string replaced by the cell's value."""
+        return _filled(self.options, params)
 
-        def fill(value):
-            if isinstance(value, dict):
-                return {k: fill(v) for k, v in value.items()}
-            if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-                return getattr(params, value[1:-1])
-            return value
+    def django_settings(self, params: Params) -> dict:
+        """The other keys of its DATABASES entry (POOL_OPTIONS, CONN_HEALTH_CHECKS), filled in
+        the same way."""
+        return _filled(self.settings, params)
 
-        return fill(self.options)
+
+def _filled(value, params: Params):
+    """`value` with every "{parameter}" string in it replaced by the cell's value."""
+    if isinstance(value, dict):
+        return {k: _filled(v, params) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return getattr(params, value[1:-1])
+    return value
+
+
+# The keys of a DATABASES entry the harness sets itself (the database, the backend's engine,
+# OPTIONS and CONN_MAX_AGE, the parameters): a backend's `settings` may name any other.
+HARNESS_DATABASE_KEYS = (
+    "ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS", "CONN_MAX_AGE", "ATOMIC_REQUESTS",
+    "DISABLE_SERVER_SIDE_CURSORS",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Server:
-    """How the app is served (matrix.toml's [servers]): the `runner`, gunicorn with `worker` or
-    daphne, serving the app's WSGI or ASGI application (`app`), in the backend's environment."""
+    """How the app is served (matrix.toml's [servers]): the `runner`, gunicorn with `worker`,
+    daphne or granian, serving the app's WSGI or ASGI application (`app`), in the backend's
+    environment."""
 
     name: str
     description: str
@@ -136,7 +152,13 @@ class Server:
     @property
     def one_process(self) -> bool:
         """One process serves every request: no arbiter, no workers to kill or to add."""
-        return self.runner != "gunicorn"
+        return self.runner == "daphne"
+
+    @property
+    def gunicorn(self) -> bool:
+        """gunicorn runs it: benchapp/gunicorn.conf.py's hooks (the tuned collector) and its
+        arbiter (a killed worker comes back) are there."""
+        return self.runner == "gunicorn"
 
     @property
     def greenlets(self) -> bool:
@@ -148,7 +170,7 @@ APPS = ("wsgi", "asgi")
 # when a backend gives its connection back: when Django closes it (the end of the request, or a
 # release), or after every query outside an atomic block too (django-pg-real-pool)
 GIVES_BACK = ("at-close", "per-query")
-RUNNERS = ("gunicorn", "daphne")
+RUNNERS = ("gunicorn", "daphne", "granian")
 
 
 # A target's (make bench TARGET=) own backend: the ENGINE, OPTIONS and CONN_MAX_AGE its settings
@@ -283,20 +305,21 @@ def check_pair(backend: Backend, server: Server, where: str):
 
 
 def check_server_params(params: Params, server: Server, where: str):
-    """A server of one process (daphne) has no workers to add or to kill."""
+    """A server of one process (daphne) has no workers to add; only gunicorn's have the hooks
+    and the arbiter that the tuned collector and a worker kill need."""
     if server.one_process and params.workers != 1:
         raise UsageError(
             f"{where}: workers={params.workers} under server {server.name}, which runs one process: "
             "set workers=1 or pick a gunicorn server"
         )
-    if server.one_process and params.server_gc != "default":
+    if not server.gunicorn and params.server_gc != "default":
         raise UsageError(
             f"{where}: server_gc={params.server_gc} under server {server.name}: the tuned collector is set "
             "in gunicorn's post_worker_init; set server_gc=default or pick a gunicorn server"
         )
-    if server.one_process and params.fault == "worker-kill":
+    if not server.gunicorn and params.fault == "worker-kill":
         raise UsageError(
-            f"{where}: fault worker-kill under server {server.name}, which has no worker to kill: "
+            f"{where}: fault worker-kill under server {server.name}, which has no gunicorn worker to kill: "
             "pick a gunicorn server"
         )
 
@@ -334,13 +357,13 @@ def _require(table, key, where, kind):
     return table[key]
 
 
-def _check_placeholders(options, where):
+def _check_placeholders(options, where, key="options"):
     names = {f.name for f in fields(Params)}
     for value in options.values():
         if isinstance(value, dict):
-            _check_placeholders(value, where)
+            _check_placeholders(value, where, key)
         elif isinstance(value, str) and value.startswith("{") and value[1:-1] not in names:
-            raise UsageError(f"{MATRIX_FILE.name}: {where} options use {value}, which is not a parameter")
+            raise UsageError(f"{MATRIX_FILE.name}: {where} {key} use {value}, which is not a parameter")
 
 
 def check_pool_fits(params: Params, max_connections: int, where: str, limit="db_max_connections"):
@@ -530,12 +553,20 @@ def _backend(name: str, table: dict, servers: dict, label: str) -> Backend:
         servers=tuple(table.get("servers", ())),
         pooled=bool(table.get("pooled", False)),
         gives_back=table.get("gives_back", Backend.gives_back),
+        settings=dict(table.get("settings", {})),
     )
     if backend.gives_back not in GIVES_BACK:
         raise UsageError(f"{label}: {where} gives_back = {backend.gives_back!r}: use one of {', '.join(GIVES_BACK)}")
     if backend.per_query and not backend.pooled:
         raise UsageError(f'{label}: {where} gives_back = "per-query" needs a pool: set pooled = true')
     _check_placeholders(backend.options, where)
+    _check_placeholders(backend.settings, where, "settings")
+    taken = [key for key in backend.settings if key in HARNESS_DATABASE_KEYS or key != key.upper()]
+    if taken:
+        raise UsageError(
+            f"{label}: {where} settings names {taken[0]!r}: the harness sets it (or it is not a DATABASES key); "
+            "use engine, options and conn_max_age, and upper-case keys such as POOL_OPTIONS"
+        )
     unknown = [s for s in backend.servers if s not in servers]
     if unknown:
         raise UsageError(

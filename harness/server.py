@@ -50,6 +50,7 @@ def backend_env(backend: Backend, params: Params) -> dict:
         "BENCH_DB_ENGINE": backend.engine,
         "BENCH_CONN_MAX_AGE": str(backend.conn_max_age),
         "BENCH_DB_OPTIONS": json.dumps(backend.django_options(params)),
+        "BENCH_DB_SETTINGS": json.dumps(backend.django_settings(params)),
         "BENCH_DISABLE_SERVER_SIDE_CURSORS": "0" if backend.server_side_cursors else "1",
     }
 
@@ -155,28 +156,60 @@ class Server(procs.Service):
         phase("server start")
         self.health = procs.wait_ready(self.proc, self._health, self.server.runner, self.log_path, timeout=30)
         self.check_health(self.health)
-        if self.server.runner == "gunicorn":
+        if self.server.gunicorn:
             self.check_worker()
         return self
 
     def command(self) -> list:
-        """gunicorn with benchapp/gunicorn.conf.py (which reads the BENCH_* environment), or
-        daphne on the same address with the same application."""
-        if self.server.runner == "daphne":
-            application = self.env.get("BENCH_ASGI_APP", "benchapp.asgi:application")
-            return [
-                self.python(),
-                "-m",
-                "daphne",
-                "--bind",
-                self.bind,
-                "--port",
-                str(self.port),
-                "--application-close-timeout",
-                str(GRACEFUL_TIMEOUT_S),
-                application,
-            ]
+        """The server's runner on the cell's address, serving the application of its kind."""
+        return getattr(self, f"_{self.server.runner}_command")()
+
+    def application(self) -> str:
+        """The application the server serves: benchapp's, or a target's (BENCH_*_APP)."""
+        if self.server.app == "asgi":
+            return self.env.get("BENCH_ASGI_APP", "benchapp.asgi:application")
+        return self.env.get("BENCH_WSGI_APP", "benchapp.wsgi:application")
+
+    def _gunicorn_command(self) -> list:
+        """gunicorn with benchapp/gunicorn.conf.py, which reads the BENCH_* environment."""
         return [self.python(), "-m", "gunicorn", "-c", ROOT / "benchapp" / "gunicorn.conf.py"]
+
+    def _daphne_command(self) -> list:
+        return [
+            self.python(),
+            "-m",
+            "daphne",
+            "--bind",
+            self.bind,
+            "--port",
+            str(self.port),
+            "--application-close-timeout",
+            str(GRACEFUL_TIMEOUT_S),
+            self.application(),
+        ]
+
+    def _granian_command(self) -> list:
+        """granian's WSGI interface runs a request in one of `threads` blocking threads, like
+        gthread; its ASGI one without lifespan events (asginl), which Django does not handle."""
+        wsgi = self.server.app == "wsgi"
+        return [
+            self.python(),
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi" if wsgi else "asginl",
+            "--host",
+            self.bind,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.params.workers),
+            *(["--blocking-threads", str(self.params.threads)] if wsgi else []),
+            "--workers-kill-timeout",
+            str(GRACEFUL_TIMEOUT_S),
+            "--no-ws",
+            self.application(),
+        ]
 
     def check_worker(self):
         """gunicorn says which worker class it runs ("Using worker: ..."): the server's own."""

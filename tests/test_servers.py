@@ -138,7 +138,7 @@ def test_a_one_process_server_refuses_workers_and_worker_kill_in_one_line():
             ["server_gc=tuned"],
             "server_gc=tuned under server daphne: the tuned collector is set in gunicorn's post_worker_init",
         ),
-        (["fault=worker-kill"], "fault worker-kill under server daphne, which has no worker to kill"),
+        (["fault=worker-kill"], "fault worker-kill under server daphne, which has no gunicorn worker to kill"),
     ):
         with pytest.raises(UsageError) as raised:
             spec.cells("smoke-servers", matrix.parse_overrides(override))

@@ -5,8 +5,8 @@ project is written to.
 - DATABASES["default"]: the harness's PostgreSQL (BENCH_DATABASE_URL); the project's ENGINE
   and OPTIONS are kept when they name a PostgreSQL backend, else Django's postgresql backend
   is used (and /__stream_release__/healthz says so). With BENCH_DB_ENGINE (a backend of
-  matrix.toml substituted in), its ENGINE, OPTIONS, CONN_MAX_AGE and server-side cursors
-  replace the project's. Then django-stream-release's accounting.
+  matrix.toml substituted in), its ENGINE, OPTIONS, CONN_MAX_AGE, server-side cursors and
+  other keys (its `settings`) replace the project's. Then django-stream-release's accounting.
 - MIDDLEWARE: django-stream-release's detector first.
 - ROOT_URLCONF: bench_target_urls, the project's URLs plus the harness's two.
 - ALLOWED_HOSTS: 127.0.0.1 added (and make serve BIND='s address); DEBUG off (Django's query log would grow without end).
@@ -32,6 +32,7 @@ if os.environ.get("BENCH_DB_ENGINE"):
         "OPTIONS": json.loads(os.environ["BENCH_DB_OPTIONS"]),
         "CONN_MAX_AGE": int(os.environ["BENCH_CONN_MAX_AGE"]),
         "DISABLE_SERVER_SIDE_CURSORS": os.environ["BENCH_DISABLE_SERVER_SIDE_CURSORS"] == "1",
+        **json.loads(os.environ.get("BENCH_DB_SETTINGS", "{}")),
     }
 elif "postgres" not in BENCH_TARGET_OWN_ENGINE and "geventpool" not in BENCH_TARGET_OWN_ENGINE:
     _default = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}
