@@ -87,7 +87,7 @@ venv: $(VENV)/.installed
 # The Debian packages some tests use (PgBouncer, Chromium, slowhttptest, ...): apt-get, as
 # root or with sudo. Without them make test skips those tests and says which package.
 deps:
-	$(PYTHON) -m harness.deps
+	$(PYTHON) -m harness.stack.deps
 
 # bench and capacity: the database URL through the environment, not the command line
 RUN_ARGS = $(if $(filter-out default,$(MATRIX))$(if $(TARGET),,x),--matrix $(MATRIX)) $(if $(TARGET),--target $(TARGET)) $(if $(OUT),--out $(OUT)) $(if $(REPEAT),--repeat $(REPEAT)) $(SETS) $(if $(call cli,HOST),--host $(call cli,HOST)) \
@@ -170,7 +170,7 @@ test-fast: venv
 
 # django-stream-release's own suite on every supported Python x Django series x database, one nox
 # session per Python and Django (noxfile.py), against a throwaway PostgreSQL; a Python that is
-# not installed fails it, naming it (harness/package_matrix.py). About 5 minutes on 2 cores.
+# not installed fails it, naming it (harness/studies/package_matrix.py). About 5 minutes on 2 cores.
 PYTHONS   ?=
 DJANGO    ?=
 DATABASES ?=
@@ -189,7 +189,7 @@ package: venv
 # file's sha256 included, so that an install gets exactly the files that were locked (pip's
 # hash-checking mode). The pins already there are kept unless the .in asks otherwise.
 # The package matrix's pins (requirements/package-matrix/django-<series>.txt) are compiled the
-# same way, each on the oldest Python of its series in noxfile.py (harness/package_matrix.py).
+# same way, each on the oldest Python of its series in noxfile.py (harness/studies/package_matrix.py).
 LOCK_ENVS ?= bench pg3
 PIP_TOOLS ?= pip-tools==7.6.2
 PIP_COMPILE_FLAGS := --quiet --generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url --no-emit-find-links
@@ -201,7 +201,7 @@ lock:
 	  CUSTOM_COMPILE_COMMAND='make lock' .venv-lock/bin/pip-compile $(PIP_COMPILE_FLAGS) \
 	    --output-file requirements/$$env.txt requirements/$$env.in || { rm -rf .venv-lock; exit 1; }; \
 	done; rm -rf .venv-lock
-	$(PYTHON) -m harness.package_matrix lock --pip-tools '$(PIP_TOOLS)' -- $(PIP_COMPILE_FLAGS)
+	$(PYTHON) -m harness.studies.package_matrix lock --pip-tools '$(PIP_TOOLS)' -- $(PIP_COMPILE_FLAGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .nox .pytest_cache dist

@@ -1,6 +1,6 @@
 """django-stream-release's own test suite on every supported Python x Django x database.
 
-`make package-matrix` (`python -m harness package-matrix`, harness/package_matrix.py) runs this
+`make package-matrix` (`python -m harness package-matrix`, harness/studies/package_matrix.py) runs this
 with a throwaway PostgreSQL whose address it exports in STREAM_RELEASE_MATRIX_DATABASE_URL.
 
 One session per Python and Django series, e.g. `tests(python='3.12', django='6.0')`: a virtual

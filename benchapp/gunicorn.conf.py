@@ -3,7 +3,7 @@
 import os
 
 # The server (matrix.toml's [servers]): gunicorn's worker class, and the app it serves, WSGI or
-# ASGI (uvicorn's worker). BENCH_WSGI_APP: a target's own application (harness/target.py).
+# ASGI (uvicorn's worker). BENCH_WSGI_APP: a target's own application (harness/spec/target.py).
 worker_class = os.environ.get("BENCH_WORKER_CLASS", "gevent")
 if os.environ.get("BENCH_APP_KIND", "wsgi") == "asgi":
     wsgi_app = os.environ.get("BENCH_ASGI_APP", "benchapp.asgi:application")

@@ -63,7 +63,7 @@ def observe_pauses(**kwargs):
 
 
 def install():
-    # /metrics is read once a second while a cell runs (harness/sampler.py): only the
+    # /metrics is read once a second while a cell runs (harness/measure/sampler.py): only the
     # accounting's metrics and the GC pauses. The default collectors cost more than all of them:
     # the process collector lists /proc/self/fd, one entry per open stream.
     for collector in (GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR):

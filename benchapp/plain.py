@@ -82,7 +82,7 @@ def server_facts(request) -> dict:
 
 
 def healthz(request):
-    """What the harness checks of a server (harness/server.py), without the package's helpers."""
+    """What the harness checks of a server (harness/stack/server.py), without the package's helpers."""
     conn = connections["default"]
     pool = conn.settings_dict["OPTIONS"].get("pool")
     return JsonResponse(

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The phase a command is in, e.g. "warm-up": run.json says where an interrupted run stopped.
 PHASE = {"name": None}
-# Set when a command is interrupted while cells run side by side (harness/bench.py): Ctrl-C reaches
+# Set when a command is interrupted while cells run side by side (harness/runs/bench.py): Ctrl-C reaches
 # the main thread only, and each lane's waits stop at check_stop() as if interrupted themselves.
 STOP = threading.Event()
 

@@ -6,7 +6,11 @@ import sys
 import urllib.parse
 
 import harness
-from harness import ROOT, UsageError, load, matrix, postgres, procs, runinfo
+from harness import ROOT, UsageError
+from harness.measure import load
+from harness.results import runinfo
+from harness.spec import matrix
+from harness.stack import postgres, procs
 
 
 def _parser():
@@ -35,7 +39,7 @@ def _parser():
     run.add_argument(
         "--target",
         default=None,
-        help="measure your own Django project, described by this target.toml (harness/target.py), "
+        help="measure your own Django project, described by this target.toml (harness/spec/target.py), "
         "instead of benchapp: one cell per stream of it and scenario of the matrix",
     )
     run.add_argument(
@@ -105,7 +109,7 @@ def _parser():
     serve.add_argument(
         "--target",
         default=None,
-        help="serve your own Django project, described by this target.toml (harness/target.py), instead of benchapp",
+        help="serve your own Django project, described by this target.toml (harness/spec/target.py), instead of benchapp",
     )
 
     table = sub.add_parser(
@@ -170,7 +174,7 @@ def _parser():
     ui.add_argument(
         "--target",
         default=None,
-        help="your own Django project, described by this target.toml (harness/target.py), instead of "
+        help="your own Django project, described by this target.toml (harness/spec/target.py), instead of "
         "benchapp: the form streams its first stream (change the path there)",
     )
 
@@ -307,7 +311,7 @@ def _parser():
 def _version() -> str:
     import tomllib
 
-    from harness import runinfo
+    from harness.results import runinfo
 
     try:
         version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -325,7 +329,7 @@ def main(argv=None):
 
 def cmd_bench(args):
     """bench and capacity: the matrix's cells under a fixed load, or the step load's search."""
-    from harness import bench, modes
+    from harness.runs import bench, modes
 
     overrides = matrix.parse_overrides(args.overrides)
     if args.database_url:
@@ -358,7 +362,7 @@ def cmd_bench(args):
 
 
 def cmd_peer(args):
-    from harness import peer
+    from harness.studies import peer
 
     procs.raise_fd_limit()
     peer.run(
@@ -368,7 +372,7 @@ def cmd_peer(args):
 
 
 def cmd_detector_cost(args):
-    from harness import detector_cost
+    from harness.studies import detector_cost
 
     detector_cost.run(
         args.backend, args.requests, args.repeats, args.out, args.matrix_file, matrix.parse_overrides(args.overrides)
@@ -377,7 +381,7 @@ def cmd_detector_cost(args):
 
 
 def cmd_query_cost(args):
-    from harness import query_cost
+    from harness.studies import query_cost
 
     query_cost.run(
         args.users,
@@ -397,7 +401,7 @@ def cmd_worker(args):
 
 
 def cmd_package_matrix(args):
-    from harness import package_matrix
+    from harness.studies import package_matrix
 
     return package_matrix.run(args.pythons, args.djangos, args.databases, args.pytest_args, args.reuse, args.jobs)
 
@@ -415,7 +419,7 @@ def cmd_ui(args):
 
 
 def cmd_table(args):
-    from harness import tables
+    from harness.pages import tables
 
     text = tables.table(args.run or runinfo.newest_runs(1)[0], args.scenario)
     if args.out:
@@ -427,13 +431,14 @@ def cmd_table(args):
 
 
 def cmd_compare(args):
-    from harness import compare
+    from harness.results import compare
 
     return compare.run(args.runs, args.format, args.metrics, args.fail_on)
 
 
 def cmd_report(args):
-    from harness import capacity, html_report
+    from harness.pages import html_report
+    from harness.runs import capacity
 
     run_dir = args.run or runinfo.newest_runs(1)[0]
     if runinfo.kind_of(run_dir) == "capacity":
@@ -446,14 +451,14 @@ def cmd_report(args):
 def cmd_params(args):
     from rich.console import Console
 
-    from harness import params
+    from harness.spec import params
 
     params.show(matrix.load(args.matrix_file), Console(width=None if sys.stdout.isatty() else 160))
     return 0
 
 
 def cmd_docs(args):
-    from harness import docs
+    from harness.pages import docs
 
     os.environ["COLUMNS"] = str(docs.WIDTH)  # argparse wraps its help to it: the same page everywhere
     return docs.main(_parser(), check=args.check)
@@ -461,7 +466,7 @@ def cmd_docs(args):
 
 def cmd_matrix(args):
     """The cells make bench would run, benchapp's or a target's, without starting anything."""
-    from harness import subjects
+    from harness.runs import subjects
 
     spec = matrix.load(args.matrix_file)
     name = args.matrix or ("target" if args.target else "default")

@@ -11,7 +11,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness import ROOT, CellError, UsageError, matrix, pgbouncer, postgres, procs, runinfo
+from harness import ROOT, CellError, UsageError
+from harness.results import runinfo
+from harness.spec import matrix
+from harness.stack import pgbouncer, postgres, procs
 
 PANEL = ROOT / "locustfiles" / "pool_panel.py"
 
@@ -47,7 +50,7 @@ def _log_dir(args, command):
 def _app(args, command):
     """PostgreSQL (throwaway, or BENCH_DATABASE_URL), PgBouncer if the backend wants it, and the
     app on 127.0.0.1:args.port, for `serve` and `ui`; yields (spec, params, db, server)."""
-    from harness.server import Server, prepare_database
+    from harness.stack.server import Server, prepare_database
 
     spec = matrix.load(args.matrix_file)
     backend, served = _backend_and_server(args, spec.backends, "geventpool", spec)
@@ -125,8 +128,8 @@ def _backend_and_server(args, backends, default, spec):
 def _target_app(args, command="serve"):
     """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port,
     for `serve` and `ui`; yields (target, params, db, server, stack, log_dir)."""
-    from harness import target as targets
-    from harness.server import TargetServer, check_target_imports, prepare_target
+    from harness.spec import target as targets
+    from harness.stack.server import TargetServer, check_target_imports, prepare_target
 
     target = targets.load(args.target)
     spec = matrix.load(args.matrix_file)
@@ -181,7 +184,7 @@ def serve(args):
 
 def ui(args):
     """The app and Locust's web UI with this project's users and the database pool panel."""
-    from harness.load import LOCUSTFILES, load_options
+    from harness.measure.load import LOCUSTFILES, load_options
 
     app = _target_app(args, "ui") if args.target else _app(args, "ui")
     with app as (subject, params, db, server, stack, log_dir):
@@ -230,7 +233,7 @@ def ui(args):
 
 def _answers(url):
     """True once `url` answers 200, None until then (for procs.wait_ready)."""
-    from harness.server import get
+    from harness.stack.server import get
 
     try:
         return get(url, timeout=2)[0] == 200 or None

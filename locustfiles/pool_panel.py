@@ -24,8 +24,8 @@ from flask import jsonify, request, send_file
 from locust import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness.sampler import COLUMNS as SAMPLED  # noqa: E402
-from harness.sampler import Sampler
+from harness.measure.sampler import COLUMNS as SAMPLED  # noqa: E402
+from harness.measure.sampler import Sampler
 
 STATIC = Path(__file__).resolve().parent / "static"
 COLUMNS = ["unix_s", "users", "pool_in_use", "pool_waiting", "db_backends"]

@@ -10,8 +10,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from harness import matrix, postgres
-from harness.server import prepare_database
+from harness.spec import matrix
+from harness.stack import postgres
+from harness.stack.server import prepare_database
 
 SPEC = matrix.load()
 
@@ -75,8 +76,8 @@ def admin(database):
 def app_server(database, log_dir, scenario="slow-server", backend="geventpool", **overrides):
     """A Server (not started) of `backend` with the scenario's parameters on the session's
     seeded database; `with app_server(...) as server:` starts and stops it."""
-    from harness.postgres import free_port
-    from harness.server import Server
+    from harness.stack.postgres import free_port
+    from harness.stack.server import Server
 
     params = SPEC.params(scenario, {"seed_rows": 2000, **overrides})
     return Server(SPEC.backends[backend], params, database.app_url, free_port(), log_dir / "server.log")

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from harness import ROOT, cellfiles
+from harness import ROOT
+from harness.results import cellfiles
 from tests.conftest import SPEC
 from tests.test_distributed import counts_by_request
 
@@ -38,7 +39,7 @@ def files_outside_the_run():
     for top, dirs, files in os.walk(ROOT):
         dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".venv-")]  # environments built on demand
         for name in files:
-            if name.startswith(".venv-"):  # a server environment's build lock (harness/envs.py)
+            if name.startswith(".venv-"):  # a server environment's build lock (harness/stack/envs.py)
                 continue
             path = os.path.join(top, name)
             found[path] = os.stat(path).st_mtime_ns

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import ROOT, capacity, cellfiles
+from harness import ROOT
+from harness.results import cellfiles
+from harness.runs import capacity
 from tests.conftest import SPEC
 
 BASE = SPEC.params("quick-stream")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from harness import ROOT, matrix
+from harness import ROOT
+from harness.spec import matrix
 
 
 def harness(*args, env=None):

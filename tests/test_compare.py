@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, UsageError, compare, runinfo
+from harness import ROOT, UsageError
+from harness.results import compare, runinfo
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
@@ -70,7 +71,7 @@ def test_headline_is_each_variant_against_hold_of_its_backend_and_scenario():
 def test_a_cell_that_leaked_in_any_repeat_is_marked_in_the_headline(tmp_path):
     from rich.console import Console
 
-    from harness import html_report, terminal
+    from harness.pages import html_report, terminal
 
     rows = [
         {"cell": "g/hold/s", "repeat": 1, "status": "ok", "leaked_conns": "0"},

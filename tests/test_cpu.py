@@ -1,4 +1,4 @@
-"""harness/cpu.py on real processes: a process group's CPU time and its resident memory, as
+"""harness/measure/cpu.py on real processes: a process group's CPU time and its resident memory, as
 CpuSampler writes them to cpu.csv and the summary reads them back."""
 
 import os
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import cpu
+from harness.measure import cpu
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

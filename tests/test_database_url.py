@@ -8,9 +8,10 @@ import textwrap
 
 import pytest
 
-from harness import ROOT, postgres
-from harness.envs import python_for
-from harness.server import server_env
+from harness import ROOT
+from harness.stack import postgres
+from harness.stack.envs import python_for
+from harness.stack.server import server_env
 from tests.conftest import SPEC
 
 QUERY = "sslmode=disable&application_name=from-the-url&options=-c%20statement_timeout%3D4321"
@@ -45,9 +46,9 @@ def test_the_urls_query_string_reaches_the_apps_connection(db, backend):
 
 
 def test_a_target_gets_the_urls_query_string_too(db, tmp_path):
-    from harness import target as targets
-    from harness.matrix import OWN
-    from harness.server import target_env
+    from harness.spec import target as targets
+    from harness.spec.matrix import OWN
+    from harness.stack.server import target_env
     from tests.support import target_project
 
     target = targets.load(target_project.make(tmp_path))

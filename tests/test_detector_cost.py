@@ -4,7 +4,8 @@ pinned streams did warn (in the handler with the middleware), and bad input is r
 import subprocess
 import sys
 
-from harness import ROOT, cellfiles
+from harness import ROOT
+from harness.results import cellfiles
 
 
 def detector_cost(*args, timeout=300):

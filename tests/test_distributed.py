@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from harness import ROOT, cellfiles
+from harness import ROOT
+from harness.results import cellfiles
 
 MATRIX = "smoke-safety"  # two cells: the workers serve one master after the other
 

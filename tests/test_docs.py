@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from harness import ROOT, summary
+from harness import ROOT
+from harness.results import summary
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

@@ -8,8 +8,10 @@ import sys
 
 import psutil
 
-from harness import ROOT, cellfiles, postgres
-from harness.server import Server
+from harness import ROOT
+from harness.results import cellfiles
+from harness.stack import postgres
+from harness.stack.server import Server
 from tests.conftest import SPEC
 
 

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from harness import ROOT, cellfiles
-from harness.bench import leak_check
-from harness.sampler import Sampler
+from harness import ROOT
+from harness.measure.sampler import Sampler
+from harness.results import cellfiles
+from harness.runs.bench import leak_check
 from tests.conftest import app_server
 from tests.test_stream_release import in_use, open_stream, wait_for
 

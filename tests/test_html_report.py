@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from harness import html_report, summary
+from harness.pages import html_report
+from harness.results import summary
 from tests.test_summary import CELL
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from harness.sampler import read_metrics
-from harness.server import get
+from harness.stack.metrics import read_metrics
+from harness.stack.server import get
 from tests.conftest import app_server
 
 

@@ -12,7 +12,9 @@ import urllib.request
 import psutil
 import pytest
 
-from harness import ROOT, cellfiles, procs
+from harness import ROOT
+from harness.results import cellfiles
+from harness.stack import procs
 from tests.conftest import SPEC
 
 
@@ -172,8 +174,8 @@ def test_signal_mid_cell_leaves_no_process_and_keeps_the_run(tmp_path, sig):
 
 @pytest.mark.parametrize("backend, sig", [("geventpool", signal.SIGINT), ("pgbouncer", signal.SIGTERM)])
 def test_serve_prints_urls_and_a_signal_stops_everything(tmp_path, backend, sig):
-    from harness import pgbouncer
-    from harness.postgres import free_port
+    from harness.stack import pgbouncer
+    from harness.stack.postgres import free_port
 
     if pgbouncer.missing_for(SPEC.backends[backend]):
         pytest.skip(pgbouncer.INSTALL_HINT)  # .ci/run installs it, so CI runs this
@@ -201,12 +203,12 @@ def test_serve_prints_urls_and_a_signal_stops_everything(tmp_path, backend, sig)
 
 
 def test_a_killed_run_leaves_nothing_either_its_guardian_stops_everything(tmp_path):
-    """SIGKILL cannot be handled: harness/guard.py, which outlives the run, kills what it started."""
+    """SIGKILL cannot be handled: harness/stack/guard.py, which outlives the run, kills what it started."""
     temp_before = bench_temp_dirs()
     with open(tmp_path / "harness.log", "w") as log:
         proc = start("bench", "--matrix", "smoke", "--out", str(tmp_path / "run"), "--set", "duration_s=30", log=log)
     wait_for(lambda: running(proc, "locust"), 60)
-    children = [c for c in descendants(proc) if "harness.guard" not in " ".join(c.cmdline())]
+    children = [c for c in descendants(proc) if "harness.stack.guard" not in " ".join(c.cmdline())]
     assert running(proc, "gunicorn") and running(proc, "postgres")
     proc.kill()
     assert proc.wait(5) == -signal.SIGKILL

@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 
 from benchapp.variants import VARIANTS
-from harness import ROOT, UsageError, matrix
+from harness import ROOT, UsageError
+from harness.spec import matrix
 from tests.conftest import SPEC
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
@@ -44,7 +45,7 @@ def test_default_matrix_runs_every_variant_with_several_times_more_streams_than_
     ],
 )
 def test_named_matrices_fit_their_time_budget(name, limit_s):
-    from harness.bench import CELL_OVERHEAD_S
+    from harness.runs.bench import CELL_OVERHEAD_S
 
     planned = sum(c.params.duration_s + CELL_OVERHEAD_S for c in SPEC.cells(name))
     assert planned <= limit_s - 10  # room for PostgreSQL start and seeding
@@ -245,7 +246,7 @@ def test_the_load_generator_takes_its_variants_from_the_cells_matrix_file(tmp_pa
     import sys
 
     from harness import ROOT
-    from harness.load import LOCUSTFILES, locust_command
+    from harness.measure.load import LOCUSTFILES, locust_command
 
     mine = tmp_path / "my.toml"
     mine.write_text(

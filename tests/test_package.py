@@ -19,7 +19,7 @@ import zipfile
 import pytest
 
 from harness import ROOT
-from harness.envs import PACKAGE, python_for
+from harness.stack.envs import PACKAGE, python_for
 from tests.conftest import SPEC
 
 # what the clean environment gets besides the package: its one dependency, and the test tools

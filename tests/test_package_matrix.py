@@ -1,4 +1,4 @@
-"""`make package-matrix` (harness/package_matrix.py, noxfile.py) without running it: a missing
+"""`make package-matrix` (harness/studies/package_matrix.py, noxfile.py) without running it: a missing
 interpreter refused in one line before anything starts, the interpreters found where pyenv
 keeps them, the matrix's refusals, and the matrix, its pins and nox's session names agreeing."""
 
@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from harness import ROOT, UsageError, package_matrix
+from harness import ROOT, UsageError
+from harness.studies import package_matrix
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

@@ -1,9 +1,9 @@
-"""harness.paired against published values: the exact Wilcoxon signed-rank test and the
+"""harness.results.paired against published values: the exact Wilcoxon signed-rank test and the
 Hodges-Lehmann interval that inverts it."""
 
 import pytest
 
-from harness import paired
+from harness.results import paired
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

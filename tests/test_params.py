@@ -8,8 +8,9 @@ from dataclasses import fields
 
 import pytest
 
-from harness import ROOT, params
-from harness.matrix import Params
+from harness import ROOT
+from harness.spec import params
+from harness.spec.matrix import Params
 from tests.conftest import SPEC
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast

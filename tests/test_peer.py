@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from harness import ROOT, UsageError, cellfiles, peer
+from harness import ROOT, UsageError
+from harness.results import cellfiles
+from harness.studies import peer
 from tests.conftest import SPEC
 
 

@@ -1,4 +1,4 @@
-"""PgBouncer's own view of its pools, sampled beside pg_stat_activity (harness/sampler.py): a
+"""PgBouncer's own view of its pools, sampled beside pg_stat_activity (harness/measure/sampler.py): a
 real PgBouncer in transaction mode with one server connection, one client holding it in a
 transaction, and another waiting for it."""
 
@@ -8,8 +8,9 @@ import time
 import psycopg2
 import pytest
 
-from harness import cellfiles, pgbouncer, postgres
-from harness.sampler import Sampler
+from harness.measure.sampler import Sampler
+from harness.results import cellfiles
+from harness.stack import pgbouncer, postgres
 
 
 @pytest.fixture

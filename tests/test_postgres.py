@@ -7,7 +7,7 @@ import psutil
 import psycopg2
 import pytest
 
-from harness import postgres, procs
+from harness.stack import postgres, procs
 
 
 def postgres_processes(datadir):
@@ -63,7 +63,8 @@ def test_the_log_gives_the_exact_peak_of_sessions_that_a_10_hz_sample_would_miss
     import threading
     import time
 
-    from harness import pglog, sampler
+    from harness.measure import sampler
+    from harness.stack import pglog
 
     count = 50
     with postgres.Cluster(max_connections=count + 10, log_path=tmp_path / "pg.log") as db:

@@ -7,8 +7,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from harness import UsageError, query_cost
-from harness.findings import run_line
+from harness import UsageError
+from harness.results.findings import run_line
+from harness.studies import query_cost
 from tests.conftest import SPEC
 
 
@@ -29,7 +30,7 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path, kwargs, message):
 
 
 def test_a_matrix_file_without_the_setups_backends_is_refused(tmp_path):
-    from harness import matrix
+    from harness.spec import matrix
 
     text = matrix.MATRIX_FILE.read_text().replace("pg-real-pool", "other-pool")
     (tmp_path / "matrix.toml").write_text(text)

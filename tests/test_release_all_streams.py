@@ -8,8 +8,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from harness import postgres
-from harness.server import Server
+from harness.stack import postgres
+from harness.stack.server import Server
 from tests.conftest import SPEC
 from tests.test_stream_release import CHUNK_BYTES, CHUNKS, open_stream, probe
 

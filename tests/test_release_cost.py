@@ -1,4 +1,4 @@
-"""`python -m harness.release_cost` end to end with a few requests on its own throwaway
+"""`python -m harness.studies.release_cost` end to end with a few requests on its own throwaway
 PostgreSQL: what each backend opens, checks out and leaves open when a streaming response
 holds its connection, gives it back, or reads in batches; bad input; Ctrl-C."""
 
@@ -16,7 +16,9 @@ import time
 import psutil
 import pytest
 
-from harness import ROOT, cellfiles, release_cost
+from harness import ROOT
+from harness.results import cellfiles
+from harness.studies import release_cost
 from tests.conftest import SPEC
 
 REQUESTS = 20
@@ -28,7 +30,7 @@ BATCH_QUERIES = release_cost.ROWS // release_cost.BATCH
 
 def release_cost_cmd(*args, timeout=600, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "harness.release_cost", *args],
+        [sys.executable, "-m", "harness.studies.release_cost", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -141,7 +143,7 @@ def test_ctrl_c_stops_the_worker_and_the_cluster(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "output.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.release_cost", "--requests", "100000", "--backends", "stock"]
+            [sys.executable, "-m", "harness.studies.release_cost", "--requests", "100000", "--backends", "stock"]
             + ["--out", str(out)],
             cwd=ROOT,
             env={**os.environ, "TMPDIR": tmp},

@@ -1,6 +1,6 @@
 """Each variant under each test mode and ATOMIC_REQUESTS setting, per backend, on a real
 PostgreSQL: tests/support/release_modes.py run in the backend's own Python environment with the
-server's settings (harness.server.server_env). tests/support/facts.py says what
+server's settings (harness.stack.server.server_env). tests/support/facts.py says what
 docs/facts.md reports, as rules; every observed outcome is compared with it."""
 
 import json
@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from harness import ROOT
-from harness.envs import python_for
-from harness.server import server_env
+from harness.stack.envs import python_for
+from harness.stack.server import server_env
 from tests.conftest import SPEC
 from tests.support.facts import HELPER, NAIVE, QUEUE_POOL, TEST_IN_ATOMIC, TEST_MODES, expected
 

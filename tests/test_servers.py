@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from harness import ROOT, UsageError, cellfiles, matrix
+from harness import ROOT, UsageError
+from harness.results import cellfiles
+from harness.spec import matrix
 from tests.conftest import SPEC
 
 

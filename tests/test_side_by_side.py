@@ -1,12 +1,17 @@
 """A matrix with side_by_side = true (the overhead matrix) runs the cells of each repeat at the
-same time, each with its own app, Locust and throwaway PostgreSQL (harness/schedules.py)."""
+same time, each with its own app, Locust and throwaway PostgreSQL (harness/runs/schedules.py)."""
 
 import json
 
 import psutil
 import pytest
 
-from harness import UsageError, bench, cellfiles, cpu, matrix, pglog, postgres, schedules
+from harness import UsageError
+from harness.measure import cpu
+from harness.results import cellfiles
+from harness.runs import bench, schedules
+from harness.spec import matrix
+from harness.stack import pglog, postgres
 from tests.test_interrupt import assert_all_gone, bench_temp_dirs, descendants, running, start, wait_for
 
 SHORT = {"streams": 8, "spawn_s": 1, "duration_s": 8, "probe_rate": 10}
@@ -22,10 +27,10 @@ def side_by_side_run(tmp_path_factory):
 def test_the_overhead_matrix_runs_each_repeat_side_by_side_and_the_rest_one_by_one():
     spec = matrix.load()
     cells = spec.cells("overhead", repeat=3)
-    assert spec.schedule("overhead").batches(cells) == [[0, 1], [2, 3], [4, 5]]
+    assert schedules.of(spec, "overhead").batches(cells) == [[0, 1], [2, 3], [4, 5]]
     assert [cells[i].repeat for i in (2, 3)] == [2, 2]
     default = spec.cells("default")
-    assert spec.schedule("default").batches(default) == [[i] for i in range(len(default))]
+    assert schedules.of(spec, "default").batches(default) == [[i] for i in range(len(default))]
 
 
 def test_a_side_by_side_that_is_not_true_or_false_is_refused_naming_it(tmp_path):
@@ -71,7 +76,7 @@ def test_each_lane_has_its_own_cluster_and_its_log_only_its_sessions(side_by_sid
 
 
 def test_the_overhead_table_says_the_cells_ran_together(side_by_side_run):
-    from harness import tables
+    from harness.pages import tables
 
     out, _ = side_by_side_run
     text = tables.table(out)

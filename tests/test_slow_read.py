@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness.sampler import read_metrics
+from harness.stack.metrics import read_metrics
 from tests.conftest import SPEC, app_server
 
 

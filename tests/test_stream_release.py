@@ -12,9 +12,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from harness import pgbouncer, postgres
-from harness.sampler import read_metrics
-from harness.server import Server
+from harness.stack import pgbouncer, postgres
+from harness.stack.metrics import read_metrics
+from harness.stack.server import Server
 from stream_release import event_log
 from tests.conftest import SPEC, app_backends, app_server
 from tests.support.facts import PERSISTENT, POOLED, releases_on_a_server

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cellfiles, summary
+from harness.results import cellfiles, summary
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 
@@ -163,7 +163,7 @@ def _request(kind, name, start, ms, failure=""):
 
 
 def test_recovery_is_from_the_fault_to_the_first_probe_answered_after_which_none_failed():
-    from harness import faults
+    from harness.measure import faults
 
     probes = [
         _request("GET", "/probe/", 99.0, 10),
@@ -266,7 +266,7 @@ def test_a_connection_kept_from_an_earlier_request_is_the_next_ones_from_its_han
 
 
 def test_a_session_refused_for_its_roles_limit_never_opened(tmp_path):
-    from harness import pglog
+    from harness.stack import pglog
 
     log = tmp_path / "pg.log"
     log.write_text(

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import UsageError, cellfiles, findings, summary, tables
+from harness import UsageError
+from harness.pages import tables
+from harness.results import cellfiles, findings, summary
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

@@ -1,4 +1,4 @@
-"""A target: your own Django project under the harness (harness/target.py). The target file's
+"""A target: your own Django project under the harness (harness/spec/target.py). The target file's
 refusals, and `python -m harness serve --target` on a project made by `django-admin
 startproject` (tests/support/target_project.py): its migrations run, its views served with the
 accounting and the detector, whose warnings name the views that pin a connection."""
@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, UsageError, target
+from harness import ROOT, UsageError
+from harness.spec import target
 from tests.support import target_project
 
 
@@ -64,7 +65,7 @@ def test_a_bad_target_file_is_refused_in_one_line_naming_the_key(project, tmp_pa
 
 def serve(project, *args):
     """`harness serve --target`, its logs in a directory of the project's (not the checkout's)."""
-    from harness.postgres import free_port
+    from harness.stack.postgres import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -147,8 +148,8 @@ def test_settings_that_do_not_import_are_refused_before_anything_starts(project)
 def test_an_async_stream_under_a_wsgi_server_is_refused_before_anything_starts(project):
     """An async view under gevent fails every request (SynchronousOnlyOperation from its async
     ORM calls, docs/facts.md): the run is refused with the fix, and allowed under an ASGI server."""
-    from harness import matrix
-    from harness.server import check_target_imports
+    from harness.spec import matrix
+    from harness.stack.server import check_target_imports
 
     events = project.with_name("events.toml")
     events.write_text(
@@ -164,7 +165,7 @@ def test_an_async_stream_under_a_wsgi_server_is_refused_before_anything_starts(p
 
 
 def test_a_failed_request_is_told_by_its_exception_line_and_log(tmp_path):
-    from harness.server import last_exception
+    from harness.stack.server import last_exception
 
     log = tmp_path / "server.log"
     log.write_text(
@@ -256,7 +257,7 @@ def test_ui_drives_the_target_and_its_pool_panel_reads_the_targets_metrics(proje
     import time
     import urllib.parse
 
-    from harness.postgres import free_port
+    from harness.stack.postgres import free_port
 
     port, web_port = free_port(), free_port()
     proc = subprocess.Popen(

@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-from harness import ROOT, cellfiles, target
-from harness.matrix import OWN
+from harness import ROOT
+from harness.results import cellfiles
+from harness.spec import target
+from harness.spec.matrix import OWN
 from tests.support import target_project
 
 
@@ -179,7 +181,7 @@ def test_capacity_steps_a_targets_streams_and_judges_its_own_probe(project, tmp_
 def test_a_target_with_requirements_gets_its_own_environment_built_once(project, tmp_path):
     import shutil
 
-    from harness import envs
+    from harness.stack import envs
 
     requirements = project.parent / "requirements.txt"
     requirements.write_text("Django==5.2.19\npsycopg2-binary==2.9.13\n")

@@ -1,11 +1,11 @@
-"""What a run prints at its end (harness/terminal.py)."""
+"""What a run prints at its end (harness/pages/terminal.py)."""
 
 import io
 
 import pytest
 from rich.console import Console
 
-from harness import terminal
+from harness.pages import terminal
 
 pytestmark = pytest.mark.fast  # starts no server: make test-fast
 

@@ -17,8 +17,9 @@ import urllib.request
 import psutil
 import pytest
 
-from harness import ROOT, postgres
-from harness.sampler import read_metrics
+from harness import ROOT
+from harness.stack import postgres
+from harness.stack.metrics import read_metrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -112,9 +112,9 @@ def test_healthz_and_metrics_touch_no_database(client, django_assert_num_queries
 
 
 def test_metrics_sends_only_the_samples_named_in_name_brackets(client):
-    """What the sampler asks for once a second (harness.sampler.METRICS_QUERY): its three
+    """What the sampler asks for once a second (harness.stack.metrics.METRICS_QUERY): its three
     samples, not the histograms; the whole page without a name."""
-    from harness.sampler import METRICS, METRICS_QUERY
+    from harness.stack.metrics import METRICS, METRICS_QUERY
 
     client.get("/probe/")  # a checkout, so that the counter has a sample for its route
     whole = client.get("/metrics").content.decode()
@@ -133,7 +133,7 @@ def test_metrics_names_its_samples_from_every_worker_too(tmp_path):
     import sys
 
     from harness import ROOT
-    from harness.sampler import METRICS
+    from harness.stack.metrics import METRICS
 
     script = """
 import django, os
@@ -141,7 +141,7 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "benchapp.settings"
 django.setup()
 from django.test import RequestFactory
 from benchapp import views
-from harness.sampler import METRICS_QUERY
+from harness.stack.metrics import METRICS_QUERY
 from stream_release import accounting
 for _ in range(5):  # multiprocess mode: the counts set the metrics in this process's file
     accounting.counts.acquiring()
@@ -168,7 +168,7 @@ def test_the_sampler_reads_the_whole_page_when_the_named_samples_come_back_empty
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from harness.sampler import read_metrics
+    from harness.stack.metrics import read_metrics
 
     asked = []
 

@@ -2,7 +2,7 @@
 against: on gunicorn (test_stream_release.py) and under each test mode
 (test_release_modes.py)."""
 
-from harness import matrix
+from harness.spec import matrix
 
 # The backends' traits, as matrix.toml declares them (`pooled`, and conn_max_age):
 # pools hand a closed connection back and keep None; a next query inside the atomic block then

@@ -1,0 +1,531 @@
+"""`python -m harness bench`: run every cell of a named matrix and record the run.
+
+Per cell: start the server, verify its endpoints and warm it up, start the sampler, run
+Locust headless for the cell's duration, stop everything, summarize. summary.csv and run.json
+are rewritten after every cell, so an interrupted run keeps what finished.
+"""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+
+import psycopg2
+from rich.console import Console
+from rich.progress import Progress
+
+import harness
+from harness import CellError, UsageError
+from harness.measure import cpu, faults
+from harness.measure.load import WORKERS_WAIT_S, Master, locust_command, test_window
+from harness.measure.sampler import Sampler
+from harness.pages import terminal
+from harness.results import audit, cellfiles, runinfo
+from harness.runs import modes, schedules, subjects
+from harness.spec import matrix
+from harness.stack import envs, pgbouncer, postgres, procs
+
+# The sampler reads PostgreSQL every 0.1 s and the server's /metrics every METRICS_EVERY-th time
+METRICS_EVERY = 10
+CELL_OVERHEAD_S = 4  # server start, warm-up and Locust start, for the remaining-time estimate
+TOGETHER_TIMEOUT_S = 300  # side by side: how long a lane ready for its load waits for the others
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What every cell of a run shares: where it is recorded, how it loads its cells (mode), and
+    what it runs against (subject: benchapp, a project of yours, an app something else started),
+    Locust's workers on other machines (master)."""
+
+    run_id: str
+    run_dir: str
+    mode: modes.LoadMode
+    subject: subjects.Subject
+    master: Master | None = None
+
+
+def run(
+    matrix_name,
+    overrides=None,
+    repeat=1,
+    out=None,
+    console=None,
+    host=None,
+    matrix_file=None,
+    mode=None,
+    target=None,
+    master=None,
+    servers=None,
+):
+    """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
+    cells then run with the backend that app reports, and nothing is started. `mode`
+    (harness/runs/modes.py): FixedLoad (make bench, the default) or StepLoad (make capacity).
+    `target`: a target file (harness/spec/target.py): your own project instead of benchapp, one
+    cell per stream and scenario of the matrix, with the backend its settings name. `master`
+    (load.Master): Locust's workers are on other machines, and connect to it. `servers`
+    (SERVER=): every cell under these servers instead of those the matrix names."""
+    console = console or Console(stderr=True)
+    mode = mode or modes.FixedLoad()
+    spec = matrix.load(matrix_file)
+    if repeat < 1:
+        raise UsageError(f"REPEAT={repeat} must be at least 1")
+    subject = subjects.of(host, target)
+    if servers and host:
+        raise UsageError(f"SERVER={','.join(servers)} with HOST={host}: the app's server is what its /healthz reports")
+    if master is not None and not host:
+        raise UsageError(
+            f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
+            "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
+        )
+    cells, external = _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers)
+    schedule = schedules.of(spec, matrix_name)
+    schedule.check(matrix_name, host, external)
+    batches = schedule.batches(cells)
+    lanes = schedules.lanes(batches)
+    pythons = subject.environments(cells, console)
+    if any(subject.lacks_pgbouncer(c) for c in cells):
+        console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
+    facts = _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external)
+    facts["schedule"] = schedule.name
+    for i, entry in enumerate(facts["cells"]):
+        entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
+    run_dir, info = runinfo.create(mode.kind, out, **facts)  # the last check: it creates the directory
+    run_id = info["run_id"]
+    the_run = Run(run_id, run_dir, mode, subject, master)
+    results = os.path.join(run_dir, mode.results_file)
+    rows = [_identity(run_id, c, "incomplete", subject) for c in cells]
+    mode.write_rows(results, rows)
+
+    planned = [max(mode.planned_s(cells[i].params) for i in batch) + CELL_OVERHEAD_S for batch in batches]
+    if master is not None:
+        console.print(
+            f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
+            f"workers per cell: on each load machine run  {master.worker_command()}"
+        )
+    console.print(
+        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}"
+        + (", those of a repeat side by side" if len(batches) < len(cells) else "")
+        + f", about {sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
+    )
+    label = harness.PHASE["name"] = None  # the cell running, and its phase
+    try:
+        with ExitStack() as stack, terminal.progress(console) as progress:
+            task = progress.add_task("starting PostgreSQL", total=sum(planned))
+            databases = [_Databases(the_run, external, stack, lane) for lane in range(1, max(lanes.values()) + 1)]
+            for b, batch in enumerate(batches):
+                label = _batch_label(batch, cells)
+                harness.PHASE["name"] = "cell start"
+                progress.update(task, description=label, completed=sum(planned[:b]))
+                slot = _Slot(progress, task, sum(planned[:b]), planned[b])
+                jobs = [_lane_job(cells[i], databases[lanes[i] - 1], the_run, slot, info) for i in batch]
+                for i, row in zip(batch, _side_by_side(jobs) if len(jobs) > 1 else [jobs[0](None)], strict=True):
+                    rows[i] = row
+                mode.write_rows(results, rows)
+                for i in batch:
+                    _report_cell(console, _batch_label([i], cells), rows[i], mode)
+            label = None
+        info["status"] = "complete"  # every cell ran; the report says so, once written
+        info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
+        harness.PHASE["name"] = "report"
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        _print_outputs(the_run, rows, results, console)
+    except KeyboardInterrupt:
+        info["status"] = "incomplete"
+        info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
+        console.print(
+            f"[yellow]interrupted in {info['interrupted_in']}; stopped everything; "
+            f"results so far kept in {os.path.relpath(run_dir)}[/]"
+            + (f" (make report RUN={run_dir} writes the report)" if harness.PHASE["name"] == "report" else "")
+        )
+        raise
+    except BaseException as exc:
+        info["status"] = "failed"
+        info["error"] = _one_line(exc)
+        for row in rows:
+            if row["status"] == "incomplete":
+                row.update(status="failed", error=info["error"])
+        raise
+    finally:
+        if info["status"] != "complete":  # a complete run ended with its last cell, not its report
+            info["ended_utc"] = runinfo.utc_now().isoformat()
+        runinfo.write_json(os.path.join(run_dir, "run.json"), info)
+        mode.write_rows(results, rows)
+    return run_dir, rows
+
+
+def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers=None):
+    """The run's cells, every refusal about them made before anything starts; (cells, the
+    external database or None)."""
+    cells = subject.cells(spec.cells(matrix_name, overrides, repeat, servers), spec, matrix_name)
+    mode.check(cells)
+    external = postgres.preflight()
+    faults.refuse_unsupported(cells, own_cluster=external is None, own_server=subject.starts_server)
+    if external is not None:
+        for cell in cells:
+            matrix.check_pool_fits(
+                cell.params, external.max_connections, cell.name, "BENCH_DATABASE_URL's max_connections"
+            )
+    return cells, external
+
+
+def _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external):
+    """What a bench or capacity run's run.json says beyond every run's header (runinfo.create):
+    the matrix, the app, what the harness did not control, the cells (the database once it is up)."""
+    not_controlled = []
+    if external is not None:
+        not_controlled.append(
+            "PostgreSQL: BENCH_DATABASE_URL's server, neither started nor configured by the harness "
+            "(max_connections and the rest as found)"
+        )
+    not_controlled += subject.not_controlled()
+    if master is not None:
+        not_controlled.append(
+            f"Locust's workers: on other machines, connected to the master at {master.host}:{master.port}; "
+            "their CPU is not sampled (loadgen_cores empty)"
+        )
+    return {
+        "matrix": matrix_name,
+        "matrix_description": spec.matrices[matrix_name].get("description", ""),
+        "overrides": overrides or {},
+        "repeat": repeat,
+        "server_packages": {env: envs.freeze(python) for env, python in sorted(pythons.items())},
+        "ended_utc": None,
+        "database": None,
+        "postgres_settings": {**postgres.THROWAWAY_SETTINGS, **postgres.LOG_SETTINGS}
+        if external is None
+        else "as configured on the external server",
+        **subject.facts(),
+        "not_controlled": not_controlled,
+        "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
+        "matrix_file": spec.raw,
+        "cells": [
+            {
+                "cell": c.name,
+                "repeat": c.repeat,
+                "path": str(c.path),
+                "params": vars(c.params),
+                "backend": vars(c.backend),
+            }
+            for c in cells
+        ],
+    }
+
+
+def _batch_label(batch, cells):
+    """ "cell 3/40 <name>", or for cells side by side "cells 3-4/40 <name> + <name>"."""
+    numbers = f"{batch[0] + 1}" if len(batch) == 1 else f"{batch[0] + 1}-{batch[-1] + 1}"
+    return f"cell{'s' if len(batch) > 1 else ''} {numbers}/{len(cells)} " + " + ".join(cells[i].name for i in batch)
+
+
+def _lane_job(cell, databases, the_run, slot, info):
+    """A function that runs `cell` against its lane's database, given the barrier the cells
+    running with it start their load at (None when it runs alone); its row."""
+
+    def job(together):
+        db = databases.for_cell(cell)
+        if databases.lane == 1:
+            info["database"] = db.describe()
+        return _run_cell(cell, db, databases.cluster, databases.log, the_run, slot, together)
+
+    return job
+
+
+def _side_by_side(jobs):
+    """Run the jobs at once, each in a thread of its own (its lane), and start their load at
+    the same moment; their rows, in order. An interrupt (Ctrl-C reaches the main thread, here)
+    stops every lane as if each were interrupted itself; then it goes on up from here."""
+    together = threading.Barrier(len(jobs))
+    harness.STOP.clear()
+    results, errors = [None] * len(jobs), [None] * len(jobs)
+
+    def lane(k):
+        try:
+            results[k] = jobs[k](together)
+        except BaseException as exc:  # raised again in the main thread
+            errors[k] = exc
+        finally:
+            together.abort()  # a lane that ended before the load: the others wait no longer, and run alone
+
+    threads = [threading.Thread(target=lane, args=(k,), name=f"lane {k + 1}", daemon=True) for k in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except KeyboardInterrupt:
+        harness.STOP.set()
+        together.abort()
+        for thread in threads:
+            thread.join()
+        raise
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
+
+
+class _Databases:
+    """One lane's throwaway cluster at a time (none with BENCH_DATABASE_URL), started again when
+    a cell needs another max_connections or the last one died; seeded (benchapp's rows, or a
+    target's migrations and setup) when it is new or a cell wants other rows. A run has one
+    lane, or one for each cell that runs side by side with others (harness/runs/schedules.py)."""
+
+    def __init__(self, the_run: Run, external, stack: ExitStack, lane=1):
+        self.run, self.external, self.stack, self.lane = the_run, external, stack, lane
+        self.cluster, self.db, self.seeded = None, external, None
+        self.log = os.path.join(the_run.run_dir, schedules.lane_file("postgres.log", lane))
+
+    def for_cell(self, cell):
+        p = cell.params
+        if self.external is None and (
+            self.cluster is None
+            or self.cluster.max_connections != p.db_max_connections
+            or self.cluster.proc is None
+            or self.cluster.proc.poll() is not None  # a failed restart
+        ):
+            if self.cluster is not None:
+                self.cluster.stop()
+            self.cluster = postgres.Cluster(p.db_max_connections, self.log)
+            self.stack.callback(self.cluster.stop)
+            self.db, self.seeded = self.cluster.start(), None
+        prepare_log = os.path.join(self.run.run_dir, schedules.lane_file("prepare.log", self.lane))
+        self.seeded = self.run.subject.seed(cell, self.db, self.seeded, prepare_log)
+        return self.db
+
+
+def _print_outputs(the_run, rows, results, console):
+    """The end of a complete run: its tables, where its results are, its report or plots."""
+    mode = the_run.mode
+    mode.print_tables(rows, Console(width=None if sys.stdout.isatty() else 200))
+    console.print(f"{mode.results_name}: {os.path.relpath(results)}")
+    try:
+        files = mode.outputs(the_run.run_dir, rows)
+        console.print(f"{mode.outputs_name}:  " + ", ".join(os.path.relpath(f) for f in files))
+    except Exception as exc:  # the run's results stand without their report
+        console.print(
+            f"[red]{mode.outputs_what} not written: {_one_line(exc)}[/] (make report RUN={the_run.run_dir} retries)"
+        )
+
+
+def _identity(run_id, cell, status, subject):
+    p = cell.params
+    row = {
+        "run_id": run_id,
+        "cell": cell.name,
+        "backend": cell.backend.name,
+        "variant": cell.variant,
+        "scenario": cell.scenario,
+        "server": cell.server.name,
+        "repeat": cell.repeat,
+        "status": status,
+        "streams": p.streams,
+        "pool_max": p.pool_max,
+        "duration_s": p.duration_s,
+        "stream_design_ms": round(p.stream_s * 1000, 1),
+        "instrument": p.instrument,
+        "release_all_streams": p.release_all_streams,
+    }
+    return subject.identity(row, cell)
+
+
+@dataclasses.dataclass
+class _Slot:
+    """A cell's place on the run's progress bar: the time planned before it, and its own."""
+
+    progress: Progress
+    task: object
+    done_before: float
+    planned_s: float
+
+    def advance(self, elapsed):
+        self.progress.update(self.task, completed=self.done_before + min(elapsed, self.planned_s))
+
+
+def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, together=None):
+    """One cell under the run's mode: the app (started, or the external one checked), the
+    sampler, Locust, the leak check; then its row, measured from the raw files. `cluster`: the
+    throwaway PostgreSQL, for the pg-restart fault and its CPU (None with BENCH_DATABASE_URL),
+    and `postgres_log` its log. `together`: the barrier of the cells side by side with this
+    one, which start their load at once."""
+    cell_dir = os.path.join(the_run.run_dir, cell.path)
+    os.makedirs(cell_dir)
+    subject = the_run.subject
+    row = _identity(the_run.run_id, cell, "incomplete", subject)
+    row["db_limit"] = db.max_connections
+    if subject.lacks_pgbouncer(cell):
+        row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
+        return row
+    measure = None
+    locust = None
+    try:
+        with ExitStack() as stack:
+            server, pooler_console = subject.start(stack, cell, db, cell_dir)
+            paths = subject.verify(server, cell, cell_dir)
+            sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, subject.starts_server)
+            shape = the_run.mode.shape_options(cell_dir, cell.params)
+            _start_together(together)
+            start = time.time()
+            locust = procs.spawn(
+                locust_command(cell, server.url, cell_dir, shape, master=the_run.master, **paths),
+                os.path.join(cell_dir, "locust.log"),
+            )
+            harness.phase("load")
+            stack.enter_context(_cpu_sampler(cell_dir, locust, server, cluster, the_run))
+            injector = faults.Injector(cell, cell_dir, cluster, server)
+            _wait_for_load(locust, cell, injector, slot, start, the_run.master)
+            load_ended = time.time()
+            window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
+            injector.finish(window[0])
+            pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
+            requests = cellfiles.read_requests(cell_dir)  # once: for the audit and the summary
+            measure = the_run.mode.measure(
+                cell_dir,
+                cell,
+                window=window,
+                grace_end=grace_end,
+                pool_capacity=pool_capacity,
+                requests=requests,
+                postgres_log=postgres_log,
+                app_user=db.app_user,
+            )
+            if locust.returncode != 0:
+                raise CellError(
+                    f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}"
+                )
+            procs.forget(locust)
+            locust = None
+            harness.phase("leak check")
+            if sampler is None:  # instrument=false: nothing to check against
+                leaks = {"leaked_conns": "", "settle_s": ""}
+            else:
+                sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
+                leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
+            if subject.audited:  # a target has no audit table: lost_writes stays empty, not 0
+                audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
+        row.update(measure())
+        row.update(leaks)
+        row["status"] = "ok"
+        if sampler is not None and sampler.errors:
+            row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
+        the_run.mode.finish_cell(cell_dir, row)
+    except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
+        row["status"] = "failed"
+        row["error"] = _one_line(exc)
+        with open(os.path.join(cell_dir, "error.txt"), "w") as f:
+            f.write(str(exc) + "\n")
+    except BaseException:
+        if measure is not None:
+            row.update(measure())
+        raise
+    finally:
+        procs.stop(locust, signal.SIGTERM, timeout=5)
+    return row
+
+
+def _start_together(together):
+    """Wait for the cells side by side with this one to be ready for their load too: when one
+    of them failed before, or took too long, this one runs alone."""
+    if together is None:
+        return
+    try:
+        together.wait(TOGETHER_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        harness.check_stop()
+
+
+def _sampler(stack, cell, db, server, pooler_console, cell_dir, accounted):
+    """PostgreSQL's sessions, the server's /metrics and PgBouncer's pools every 0.1 s
+    (timeline.csv); None when the cell runs uninstrumented."""
+    if not cell.params.instrument:
+        return None
+    return stack.enter_context(
+        Sampler(
+            os.path.join(cell_dir, "timeline.csv"),
+            db.admin_url,
+            db.app_user,
+            db.app_db,
+            server.metrics_base,
+            pooler_url=pooler_console,
+            # the pool's timeline comes from the accounting log, exactly: /metrics once a
+            # second during the load; every sample with no log (an app the harness did not start)
+            metrics_every=METRICS_EVERY if accounted else 1,
+        )
+    )
+
+
+def _cpu_sampler(cell_dir, locust, server, cluster, the_run: Run):
+    """CPU and memory of each process group of the cell on this machine."""
+    return cpu.CpuSampler(
+        os.path.join(cell_dir, cpu.FILE),
+        {
+            # the load's CPU only where all of Locust runs: not with workers elsewhere (empty, not the master's)
+            **({"loadgen": locust.pid} if the_run.master is None else {}),
+            **({"server": server.proc.pid} if the_run.subject.starts_server else {}),
+            **({"postgres": cluster.proc.pid} if cluster is not None else {}),
+        },
+    )
+
+
+def _wait_for_load(locust, cell, injector, slot: _Slot, start, master):
+    """Until Locust and its workers have ended: the load, then probes settling and streams ending
+    (each up to the grace period), with the cell's fault injected on time."""
+    limit = slot.planned_s + 2 * cell.params.grace_s + 60 + (WORKERS_WAIT_S if master else 0)
+    while locust.poll() is None:
+        harness.check_stop()
+        elapsed = time.time() - start
+        slot.advance(elapsed)
+        if elapsed > limit:
+            raise CellError(f"Locust still running {limit:.0f}s after start; stopped it")
+        injector.poll()
+        time.sleep(0.1)
+    # distributed: the workers are the master's children, and send their logs as they end
+    if not procs.wait_group_exit(locust.pid, timeout=cell.params.grace_s + 10):
+        raise CellError("Locust's worker processes did not end after its master")
+
+
+def leak_check(sampler, idle_allowance, timeout_s, since):
+    """After the load has ended (every client gone): wait up to `timeout_s` for the connections
+    in use to return to 0 and PostgreSQL's backends of the app to what the pool keeps idle
+    (`idle_allowance`); {leaked_conns: what is left over then, settle_s: seconds it took, or
+    empty if it never did}. Read from the sampler's samples taken after `since`."""
+    deadline = since + timeout_s
+    leaked = ""
+    while True:
+        sample = sampler.latest or {}
+        in_use, backends = sample.get("pool_in_use", ""), sample.get("db_backends", "")
+        if float(sample.get("unix_s", 0)) > since and in_use != "" and backends != "":
+            leaked = max(in_use, backends - idle_allowance, 0)
+            if leaked == 0:
+                return {"leaked_conns": 0, "settle_s": round(float(sample["unix_s"]) - since, 2)}
+        if time.time() > deadline:
+            return {"leaked_conns": leaked, "settle_s": ""}
+        time.sleep(0.05)
+
+
+def _pool_capacity(cell, pool_limit):
+    """The most PostgreSQL connections the configuration should use: PgBouncer's pool, or the
+    app's pool in each worker; None for backends without a pool."""
+    if cell.backend.via == "pgbouncer":
+        return cell.params.pool_max
+    return None if pool_limit is None else pool_limit * cell.params.workers
+
+
+def _one_line(exc):
+    """The message's first line, plus the last line of any log tail it quotes."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0] if lines else type(exc).__name__
+
+
+def _report_cell(console, label, row, mode):
+    if row["status"] != "ok":
+        colour = "yellow" if row["status"] == "skipped" else "red"
+        console.print(f"{label}: [{colour}]{row['status']}[/] {row.get('error', '')}")
+        return
+    console.print(mode.cell_text(label, {k: ("-" if v == "" else v) for k, v in row.items()}))

@@ -1,0 +1,302 @@
+"""`python -m harness peer`: the same slow-read load from slowhttptest's slow-read mode (-X)
+and from this project's slow client (locustfiles/slow_stream.py), one after the other against
+one server, and what each cost.
+
+Both open `streams` connections to /stream/<variant>/ over spawn_s seconds, keep them for
+duration_s and read each at read_rate_bps (slowhttptest: -z read_rate_bps bytes every second;
+ours: a tenth of that ten times a second). The body (chunks x chunk_bytes) must outlast the
+run, so that every connection stays open. What is compared is measured over the part of the
+run with every connection opened: the connections open on average (slowhttptest's own
+per-second CSV; our request log), and the cores each client and the server used (harness/measure/cpu.py).
+
+slowhttptest 1.8.2 spins on a closed socket it still polls (about a whole core, whatever the
+load): its probe's, and any connection's that ended. So its probe comes only once, at the start
+(-p beyond -l; a later connection reuses that socket's number), and the default backend is
+`stock`, whose connection per request never runs out as a pool can. A run in which
+slowhttptest's connections closed (streams_closed) says its CPU figure is the bug's.
+"""
+
+import os
+import shutil
+import signal
+import sys
+import time
+from contextlib import ExitStack
+
+from harness import ROOT, CellError, UsageError
+from harness.measure import cpu
+from harness.measure.load import WINDOW_FILE, load_options, test_window
+from harness.results import cellfiles, runinfo
+from harness.runs import capacity
+from harness.spec import matrix
+from harness.stack import pgbouncer, postgres, procs
+from harness.stack.server import Server, prepare_database
+
+INSTALL_HINT = (
+    "slowhttptest is not installed: install it (Debian/Ubuntu: sudo apt-get install slowhttptest) "
+    "or set BENCH_SLOWHTTPTEST to its executable"
+)
+MAX_READ = 576  # the most slowhttptest reads at once here (its socket's smallest receive buffer)
+COLUMNS = [
+    "client",
+    "streams",
+    "streams_open",
+    "streams_closed",
+    "read_rate_bps",
+    "measured_s",
+    "client_cores",
+    "server_cores",
+    "client_core_pct_per_1k_streams",
+    "server_core_pct_per_1k_streams",
+    "client_cpu_ratio_to_slowhttptest",
+]
+
+
+def find():
+    configured = os.environ.get("BENCH_SLOWHTTPTEST")
+    if configured:
+        return configured if os.access(configured, os.X_OK) else None
+    return shutil.which("slowhttptest")
+
+
+def check(p: matrix.Params, where):
+    if not 1 <= p.read_rate_bps <= MAX_READ:
+        raise UsageError(
+            f"read_rate_bps={p.read_rate_bps} in {where}: slowhttptest reads at most {MAX_READ} bytes a "
+            f"second per connection here; set read_rate_bps between 1 and {MAX_READ}"
+        )
+    design_s = p.chunks * p.chunk_bytes / p.read_rate_bps
+    if design_s < p.duration_s + p.spawn_s + 10:
+        raise UsageError(
+            f"chunks={p.chunks} x chunk_bytes={p.chunk_bytes} at read_rate_bps={p.read_rate_bps} lasts "
+            f"{design_s:.0f} s, less than the run: raise chunks or chunk_bytes"
+        )
+
+
+def run(
+    backend="stock",
+    variant="release",
+    scenario="peer-slow-read",
+    overrides=None,
+    out=None,
+    matrix_file=None,
+    console=None,
+):
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    spec = matrix.load(matrix_file)
+    for name, value, known in (
+        ("BACKEND", backend, spec.backends),
+        ("VARIANT", variant, spec.variants),
+        ("SCENARIO", scenario, spec.scenarios),
+    ):
+        if value not in known:
+            raise UsageError(f"{name}={value} is unknown: use one of {', '.join(known)}")
+    p = spec.params(scenario, overrides)
+    check(p, f"scenario {scenario}")
+    tool = find()
+    if tool is None:
+        raise UsageError(INSTALL_HINT)
+    if pgbouncer.missing_for(spec.backends[backend]):
+        raise UsageError(f"BACKEND={backend}: {pgbouncer.INSTALL_HINT}")
+    external = postgres.preflight()
+    run_dir, info = runinfo.create(
+        "peer", out, backend=backend, variant=variant, scenario=scenario, params=vars(p), slowhttptest=tool
+    )
+    run_id = info["run_id"]
+    console.print(
+        f"[bold]{run_id}[/]: slowhttptest, then this project's slow client: {p.streams} connections "
+        f"reading {p.read_rate_bps} B/s each for {p.duration_s} s; results in {os.path.relpath(run_dir)}"
+    )
+    rows = []
+    with runinfo.recording(run_dir, info):
+        with ExitStack() as stack:
+            db = external or stack.enter_context(
+                postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log"))
+            )
+            prepare_database(spec.backends[backend], p, db.app_url, os.path.join(run_dir, "prepare.log"))
+            app_db = pgbouncer.front(stack, spec.backends[backend], p, db, os.path.join(run_dir, "pgbouncer.log"))
+            server = stack.enter_context(
+                Server(
+                    spec.backends[backend], p, app_db.app_url, postgres.free_port(), os.path.join(run_dir, "server.log")
+                )
+            )
+            server.verify(variant)
+            url = f"{server.url}/stream/{variant}/?chunks={p.chunks}&chunk_bytes={p.chunk_bytes}&delay_ms={p.delay_ms}"
+            for client, command in (
+                ("slowhttptest", _slowhttptest(tool, p, url, run_dir)),
+                ("locust", _locust(p, server.url, variant, run_dir)),
+            ):
+                console.print(f"{client}: {p.streams} connections for {p.duration_s} s")
+                rows.append(_measure(client, command, p, run_dir, server))
+                _wait_idle(server, p)
+        base = rows[0]["client_cores"]
+        for row in rows:
+            row["client_cpu_ratio_to_slowhttptest"] = (
+                round(row["client_cores"] / base, 2) if base and row["client_cores"] != "" else ""
+            )
+        capacity.write_csv(os.path.join(run_dir, "peer.csv"), COLUMNS, rows)
+    _print(rows, console)
+    console.print(f"peer: {os.path.relpath(os.path.join(run_dir, 'peer.csv'))}")
+    return run_dir, rows
+
+
+def _slowhttptest(tool, p, url, run_dir):
+    return [
+        tool,
+        "-X",
+        "-c",
+        p.streams,
+        "-r",
+        max(1, round(p.streams / max(p.spawn_s, 1))),
+        "-l",
+        p.duration_s,
+        "-w",
+        512,
+        "-y",
+        1024,
+        "-n",
+        1,
+        "-z",
+        p.read_rate_bps,
+        "-p",
+        p.duration_s + 60,
+        "-u",
+        url,
+        "-g",
+        "-o",
+        os.path.join(run_dir, "slowhttptest"),
+    ]
+
+
+def _locust(p, host, variant, run_dir):
+    """The slow clients alone (no probe user): `streams` users, the stream options as for a cell."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        ROOT / "locustfiles" / "slow_stream.py",
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        p.streams,
+        "-r",
+        p.streams / p.spawn_s if p.spawn_s else p.streams,
+        *load_options(p, users=False),
+        "-t",
+        f"{p.duration_s}s",
+        "--stop-timeout",
+        0,
+        "--only-summary",
+        "--exit-code-on-error",
+        0,
+        "--variant",
+        variant,
+        "--request-log",
+        os.path.join(run_dir, "requests.csv"),
+        "--window-file",
+        os.path.join(run_dir, WINDOW_FILE),
+    ]
+
+
+def _measure(client, command, p, run_dir, server):
+    cpu_path = os.path.join(run_dir, f"cpu-{client}.csv")
+    proc = procs.spawn(command, os.path.join(run_dir, f"{client}.log"), cwd=run_dir)
+    start = time.time()
+    try:
+        with cpu.CpuSampler(cpu_path, {"client": proc.pid, "server": server.proc.pid}):
+            while proc.poll() is None:
+                if time.time() - start > p.duration_s + p.spawn_s + 60:
+                    raise CellError(f"{client} still running {p.duration_s + p.spawn_s + 60} s after it started")
+                time.sleep(0.2)
+            procs.wait_group_exit(proc.pid, timeout=10)
+        procs.forget(proc)
+        proc = None
+    finally:
+        procs.stop(proc, signal.SIGTERM, timeout=5)
+    if client == "locust":
+        (begin, end), _ = test_window(run_dir, fallback=(start, time.time()))
+        begin += p.spawn_s + 1
+        requests = cellfiles.read_requests(run_dir)
+        opened = capacity.open_streams(requests, begin, end)
+        closed = sum(1 for r in requests if r["request_type"] in ("STREAM", "ABORTED"))
+    else:
+        begin, end = start + p.spawn_s + 1, start + p.duration_s
+        opened, closed = _slowhttptest_connected(os.path.join(run_dir, "slowhttptest.csv"), p.spawn_s + 1, p.duration_s)
+    cpu_rows = cpu.read(run_dir, os.path.basename(cpu_path))
+    row = {
+        "client": client,
+        "streams": p.streams,
+        "streams_open": round(opened, 1),
+        "streams_closed": closed,
+        "read_rate_bps": p.read_rate_bps,
+        "measured_s": round(end - begin, 1),
+    }
+    for name in ("client", "server"):
+        cores = cpu.cores(cpu_rows, name, begin, end)
+        row[f"{name}_cores"] = round(cores, 3) if cores is not None else ""
+        row[f"{name}_core_pct_per_1k_streams"] = (
+            round(100 * cores / (opened / 1000), 2) if cores is not None and opened >= 1 else ""
+        )
+    return row
+
+
+def _slowhttptest_connected(path, first_s, last_s):
+    """slowhttptest's connections open on average, from its per-second CSV, seconds first_s to
+    last_s, and how many had closed by then (ended, or failed)."""
+    rows = [r for r in cellfiles.read(path) if first_s <= int(r["Seconds"]) <= last_s]
+    if not rows:
+        return 0.0, ""
+    return sum(int(r["Connected"]) for r in rows) / len(rows), int(rows[-1]["Closed"])
+
+
+def _wait_idle(server, p, timeout=30):
+    """Until the server has seen the last client's connections go (its CPU idle), so that the
+    next client is measured alone."""
+    deadline = time.time() + timeout
+    pgid = server.proc.pid
+    before = cpu.groups_cpu_s([pgid])[pgid]
+    while time.time() < deadline:
+        time.sleep(1)
+        now = cpu.groups_cpu_s([pgid])[pgid]
+        if now - before < 0.02:
+            return
+        before = now
+
+
+def _print(rows, console):
+    from rich.table import Table
+
+    table = Table(
+        title="the same slow-read load from slowhttptest and from this project's slow client "
+        "(cores: CPU seconds per second; every column: peer.csv)"
+    )
+    for title in (
+        "client",
+        "streams open",
+        "closed",
+        "client cores",
+        "client % core /1k streams",
+        "server cores",
+        "ratio to slowhttptest",
+    ):
+        table.add_column(title, justify="left" if title == "client" else "right")
+    for r in rows:
+        table.add_row(
+            r["client"],
+            str(r["streams_open"]),
+            str(r["streams_closed"]),
+            str(r["client_cores"]),
+            str(r["client_core_pct_per_1k_streams"]),
+            str(r["server_cores"]),
+            str(r["client_cpu_ratio_to_slowhttptest"]),
+        )
+    console.print(table)
+    if any(r["client"] == "slowhttptest" and r["streams_closed"] for r in rows):
+        console.print(
+            "[yellow]slowhttptest's connections closed during the run: its CPU figure is then its "
+            "busy-loop bug's (see harness/studies/peer.py), not the cost of its connections[/]"
+        )
