@@ -346,18 +346,18 @@ def cmd_bench(args):
     if args.master_bind:
         master = load.Master.parse(args.master_bind)
         master.check_free()
-    _, rows = bench.run(
-        args.matrix or ("target" if args.target else "default"),
-        overrides,
-        args.repeat,
-        args.out,
-        host=args.host,
+    request = bench.Request(
+        matrix=args.matrix or ("target" if args.target else "default"),
+        overrides=overrides,
+        repeat=args.repeat,
+        out=args.out,
         matrix_file=args.matrix_file,
-        mode=modes.StepLoad() if args.command == "capacity" else modes.FixedLoad(),
+        servers=tuple(args.server.split(",")) if args.server else (),
+        host=args.host,
         target=args.target,
         master=master,
-        servers=args.server.split(",") if args.server else None,
     )
+    _, rows = bench.run(request, modes.StepLoad() if args.command == "capacity" else modes.FixedLoad())
     return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
 
 

@@ -20,7 +20,7 @@ SHORT = {"streams": 8, "spawn_s": 1, "duration_s": 8, "probe_rate": 10}
 @pytest.fixture(scope="module")
 def side_by_side_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sbs") / "run"
-    run_dir, rows = bench.run("overhead", overrides=SHORT, repeat=2, out=str(out))
+    run_dir, rows = bench.run(bench.Request("overhead", overrides=SHORT, repeat=2, out=str(out)))
     return out, rows
 
 

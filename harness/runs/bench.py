@@ -48,52 +48,62 @@ class Run:
     master: Master | None = None
 
 
-def run(
-    matrix_name,
-    overrides=None,
-    repeat=1,
-    out=None,
-    console=None,
-    host=None,
-    matrix_file=None,
-    mode=None,
-    target=None,
-    master=None,
-    servers=None,
-):
-    """`host`: an app something else started (with BENCH_DATABASE_URL, its database); the
-    cells then run with the backend that app reports, and nothing is started. `mode`
-    (harness/runs/modes.py): FixedLoad (make bench, the default) or StepLoad (make capacity).
-    `target`: a target file (harness/spec/target.py): your own project instead of benchapp, one
-    cell per stream and scenario of the matrix, with the backend its settings name. `master`
-    (load.Master): Locust's workers are on other machines, and connect to it. `servers`
-    (SERVER=): every cell under these servers instead of those the matrix names."""
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What `make bench` or `make capacity` was asked to run: the matrix (`matrix_file`'s, else
+    matrix.toml's), its parameters' overrides and repeats, and
+
+    - `servers` (SERVER=): every cell under these servers instead of those the matrix names;
+    - `host`: an app something else started (with BENCH_DATABASE_URL, its database); the cells
+      then run with the backend that app reports, and nothing is started;
+    - `target`: a target file (harness/spec/target.py): your own project instead of benchapp, one
+      cell per stream and scenario of the matrix, with the backend its settings name;
+    - `master` (load.Master): Locust's workers are on other machines, and connect to it;
+    - `out`: the run directory (default: results/<run id>)."""
+
+    matrix: str = "default"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    repeat: int = 1
+    out: str | None = None
+    matrix_file: str | None = None
+    servers: tuple[str, ...] = ()
+    host: str | None = None
+    target: str | None = None
+    master: Master | None = None
+
+
+def run(request: Request, mode: modes.LoadMode | None = None, console: Console | None = None):
+    """Run `request`'s cells under `mode` (harness/runs/modes.py): FixedLoad (make bench, the
+    default) or StepLoad (make capacity). Returns (the run directory, its rows)."""
     console = console or Console(stderr=True)
     mode = mode or modes.FixedLoad()
-    spec = matrix.load(matrix_file)
-    if repeat < 1:
-        raise UsageError(f"REPEAT={repeat} must be at least 1")
-    subject = subjects.of(host, target)
-    if servers and host:
-        raise UsageError(f"SERVER={','.join(servers)} with HOST={host}: the app's server is what its /healthz reports")
-    if master is not None and not host:
+    spec = matrix.load(request.matrix_file)
+    if request.repeat < 1:
+        raise UsageError(f"REPEAT={request.repeat} must be at least 1")
+    subject = subjects.of(request.host, request.target)
+    master, matrix_name = request.master, request.matrix
+    if request.servers and request.host:
+        raise UsageError(
+            f"SERVER={','.join(request.servers)} with HOST={request.host}: the app's server is what its /healthz reports"
+        )
+    if master is not None and not request.host:
         raise UsageError(
             f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
             "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
         )
-    cells, external = _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers)
+    cells, external = _checked_cells(spec, request, subject, mode)
     schedule = schedules.of(spec, matrix_name)
-    schedule.check(matrix_name, host, external)
+    schedule.check(matrix_name, request.host, external)
     batches = schedule.batches(cells)
     lanes = schedules.lanes(batches)
     pythons = subject.environments(cells, console)
     if any(subject.lacks_pgbouncer(c) for c in cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    facts = _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external)
+    facts = _run_facts(request, spec, subject, cells, pythons, external)
     facts["schedule"] = schedule.name
     for i, entry in enumerate(facts["cells"]):
         entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
-    run_dir, info = runinfo.create(mode.kind, out, **facts)  # the last check: it creates the directory
+    run_dir, info = runinfo.create(mode.kind, request.out, **facts)  # the last check: it creates the directory
     run_id = info["run_id"]
     the_run = Run(run_id, run_dir, mode, subject, master)
     results = os.path.join(run_dir, mode.results_file)
@@ -157,10 +167,11 @@ def run(
     return run_dir, rows
 
 
-def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers=None):
+def _checked_cells(spec, request: Request, subject, mode):
     """The run's cells, every refusal about them made before anything starts; (cells, the
     external database or None)."""
-    cells = subject.cells(spec.cells(matrix_name, overrides, repeat, servers), spec, matrix_name)
+    planned = spec.cells(request.matrix, request.overrides, request.repeat, list(request.servers) or None)
+    cells = subject.cells(planned, spec, request.matrix)
     mode.check(cells)
     external = postgres.preflight()
     faults.refuse_unsupported(cells, own_cluster=external is None, own_server=subject.starts_server)
@@ -172,7 +183,7 @@ def _checked_cells(spec, matrix_name, overrides, repeat, subject, mode, servers=
     return cells, external
 
 
-def _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pythons, external):
+def _run_facts(request: Request, spec, subject, cells, pythons, external):
     """What a bench or capacity run's run.json says beyond every run's header (runinfo.create):
     the matrix, the app, what the harness did not control, the cells (the database once it is up)."""
     not_controlled = []
@@ -182,6 +193,7 @@ def _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pyt
             "(max_connections and the rest as found)"
         )
     not_controlled += subject.not_controlled()
+    master, matrix_name = request.master, request.matrix
     if master is not None:
         not_controlled.append(
             f"Locust's workers: on other machines, connected to the master at {master.host}:{master.port}; "
@@ -190,8 +202,8 @@ def _run_facts(subject, master, spec, matrix_name, overrides, repeat, cells, pyt
     return {
         "matrix": matrix_name,
         "matrix_description": spec.matrices[matrix_name].get("description", ""),
-        "overrides": overrides or {},
-        "repeat": repeat,
+        "overrides": request.overrides or {},
+        "repeat": request.repeat,
         "server_packages": {env: envs.freeze(python) for env, python in sorted(pythons.items())},
         "ended_utc": None,
         "database": None,
