@@ -54,9 +54,8 @@ def stream(start, seconds, failure="", kind="STREAM"):
 
 
 def judge(steps, requests, timeline=(), cpu=(), pool_capacity=4, workers=1, accounting=(), **p):
-    return capacity.judge_steps(
-        steps, list(requests), list(timeline), list(cpu), params(**p), pool_capacity, workers, list(accounting)
-    )
+    record = capacity.CellRecord(list(requests), list(timeline), list(cpu), list(accounting))
+    return capacity.judge_steps(steps, record, params(locust_workers=workers, **p), pool_capacity)
 
 
 def held(streams, start):

@@ -21,6 +21,8 @@ steps.csv (every step), capacity.csv (the verdict), capacity.png; per run: capac
 
 import bisect
 import csv
+import dataclasses
+import functools
 import json
 import os
 from dataclasses import fields, replace
@@ -134,109 +136,141 @@ def open_streams(requests, start, end):
     return total / (end - start)
 
 
-def judge_steps(
-    steps,
-    requests,
-    timeline,
-    cpu_rows,
-    p,
-    pool_capacity,
-    locust_workers,
-    accounting=(),
-    probe_name="/probe/",
-    sessions=None,
-):
+@dataclasses.dataclass(frozen=True)
+class CellRecord:
+    """What a capacity cell's files say: Locust's requests, the sampled timeline, the CPU
+    samples, the server's accounting events (its garbage collector's pauses and the exact peaks
+    of its pool), the probe's path, and the app's PostgreSQL sessions from the cluster's log
+    (harness/stack/pglog.py) for exact peaks of backends; without the last two, the sampled peaks."""
+
+    requests: list
+    timeline: list = ()
+    cpu_rows: list = ()
+    accounting: list = ()
+    probe_name: str = "/probe/"
+    sessions: list | None = None
+
+    @functools.cached_property
+    def probes(self) -> list:
+        """(start, request) of every probe, by start."""
+        return sorted(
+            (
+                (float(r["start_unix_s"]), r)
+                for r in self.requests
+                if r["request_type"] == "GET" and r["name"] == self.probe_name and r["start_unix_s"]
+            ),
+            key=lambda item: item[0],
+        )
+
+    @functools.cached_property
+    def streams_ended(self) -> list:
+        """(end, request) of every whole or failed stream."""
+        return [
+            (float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r)
+            for r in self.requests
+            if r["request_type"] == "STREAM" and r["start_unix_s"]
+        ]
+
+    def probes_between(self, start, end) -> list:
+        starts = [t for t, _ in self.probes]
+        return [r for _, r in self.probes[bisect.bisect_left(starts, start) : bisect.bisect_left(starts, end)]]
+
+    def peaks(self, start, end) -> dict:
+        """The step's peaks of connections in use, waiting, and PostgreSQL backends: exact where
+        the accounting and the log have them, else sampled."""
+        peaks = {}
+        for column in ("pool_in_use", "pool_waiting", "db_backends"):
+            values = [
+                int(s[column])
+                for s in self.timeline
+                if start <= float(s["unix_s"]) <= end and s.get(column) not in (None, "")
+            ]
+            peaks[column] = max(values) if values else ""
+        if self.sessions is not None:
+            peaks["db_backends"] = pglog.peak(self.sessions, start, end)
+        if any(e["event"] == "checkout" for e in self.accounting):  # exact, from the accounting log
+            peaks["pool_in_use"], peaks["pool_waiting"] = summary.pool_peaks(self.accounting, start, end)
+        return peaks
+
+    def gc_pause_max_ms(self, start, end):
+        """The longest collector pause the server logged in [start, end] (from 10 ms,
+        benchapp/instrument.py; a whole worker stops meanwhile), or ""."""
+        pauses = (float(e["hold_ms"]) for e in self.accounting if e["event"] == "gc" and start <= e["unix_s"] <= end)
+        return max(pauses, default="")
+
+
+def judge_steps(steps, record: CellRecord, p, pool_capacity):
     """Every finished step (from the shape's steps.json) as a row of STEP_COLUMNS; `broken`
-    lists the objectives it broke, separated by '; '. `accounting`: the server's events, for
-    its garbage collector's pauses and the exact peaks of its pool. `sessions`: the app's
-    PostgreSQL sessions from the cluster's log (harness/stack/pglog.py), for exact peaks of backends;
-    without either, the sampled peaks."""
-    gc_pauses = [(e["unix_s"], float(e["hold_ms"])) for e in accounting if e["event"] == "gc"]
-    pooled = any(e["event"] == "checkout" for e in accounting)
-    probes = sorted(
-        (
-            (float(r["start_unix_s"]), r)
-            for r in requests
-            if r["request_type"] == "GET" and r["name"] == probe_name and r["start_unix_s"]
-        ),
-        key=lambda item: item[0],
-    )
-    probe_starts = [t for t, _ in probes]
-    ended = [
-        (float(r["start_unix_s"]) + r["response_time_ms"] / 1000, r)
-        for r in requests
-        if r["request_type"] == "STREAM" and r["start_unix_s"]
-    ]
-    samples = [{**s, "unix_s": float(s["unix_s"])} for s in timeline]
+    lists the objectives it broke, separated by '; '."""
     rows = []
     for step in steps:
         if "end_unix" not in step or "full_unix" not in step:
             continue  # the test stopped during it
-        start, full, end = step["start_unix"], step["full_unix"], step["end_unix"]
-        # the probes of the step's hold (its steady state); the ramp's transient (the first
-        # connections of a test, say) is not the level's
-        in_step = [r for _, r in probes[bisect.bisect_left(probe_starts, full) : bisect.bisect_left(probe_starts, end)]]
-        times = [r["response_time_ms"] for r in in_step]
-        streams_ended = [r for t, r in ended if start <= t < end]
-        peaks = {}
-        for column in ("pool_in_use", "pool_waiting", "db_backends"):
-            values = [
-                int(s[column]) for s in samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")
-            ]
-            peaks[column] = max(values) if values else ""
-        if sessions is not None:
-            peaks["db_backends"] = pglog.peak(sessions, start, end)
-        if pooled:  # exact, from the accounting log
-            peaks["pool_in_use"], peaks["pool_waiting"] = summary.pool_peaks(accounting, start, end)
-        opened = open_streams(requests, full, end)
-        row = {
-            "step": step["step"],
-            "streams": step["streams"],
-            "streams_open": round(opened, 1),
-            "start_unix": f"{start:.3f}",
-            "full_unix": f"{full:.3f}",
-            "end_unix": f"{end:.3f}",
-            "probes": len(times),
-            "probe_failures": sum(1 for r in in_step if r["failure"]),
-            "probe_p50_ms": _round(percentile(times, 50)),
-            "probe_p99_ms": _round(percentile(times, 99)),
-            "stream_failures": sum(1 for r in streams_ended if r["failure"]),
-            "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
-            "peak_pool_in_use": peaks["pool_in_use"],
-            "peak_pool_waiting": peaks["pool_waiting"],
-            "peak_db_backends": peaks["db_backends"],
-            # logged from 10 ms (benchapp/instrument.py); a whole worker stops meanwhile
-            "server_gc_pause_max_ms": max((ms for t, ms in gc_pauses if full <= t <= end), default=""),
-        }
-        for name in ("loadgen", "server", "postgres"):
-            cores = cpu.cores(cpu_rows, name, full, end)
-            row[f"{name}_cores"] = "" if cores is None else round(cores, 3)
-        for name in ("loadgen", "server"):
-            cores = row[f"{name}_cores"]
-            row[f"{name}_core_pct_per_1k_streams"] = (
-                round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else ""
-            )
-        broken = []  # (objective, what happened)
-        if times and row["probe_p99_ms"] > p.slo_probe_p99_ms:
-            broken.append(("probe_p99", f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms"))
-        failures = row["probe_failures"] + row["stream_failures"]
-        if failures > p.slo_failures:
-            broken.append(("failed_requests", f"{failures} failed requests > {p.slo_failures}"))
-        # PostgreSQL's view, as bench's overshoot: an app pool's connections in use are among
-        # them, and behind PgBouncer only its server pool is (the app's side is not pooled)
-        if pool_capacity and peaks["db_backends"] != "" and peaks["db_backends"] > pool_capacity:
-            broken.append(("pool_limit", f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}"))
-        busy = row["loadgen_cores"]
-        if busy != "" and busy / locust_workers >= LOADGEN_BUSY:
-            broken.append(
-                ("load_generator", f"load generator busy: {busy:.2f} cores for {locust_workers} Locust process(es)")
-            )
-        elif opened < OPEN_SHORT * step["streams"]:
-            broken.append(("load_generator", f"load generator short: {opened:.0f} of {step['streams']} streams open"))
+        row, peaks, opened = _step_row(step, record)
+        broken = _broken(row, peaks, opened, step, p, pool_capacity)
         row["broken_objective"] = broken[0][0] if broken else ""
         row["broken"] = "; ".join(text for _, text in broken)
         rows.append(row)
     return rows
+
+
+def _step_row(step, record: CellRecord):
+    """A step's row but its verdict, its peaks, and the streams open on average (unrounded)."""
+    start, full, end = step["start_unix"], step["full_unix"], step["end_unix"]
+    # the probes of the step's hold (its steady state); the ramp's transient (the first
+    # connections of a test, say) is not the level's
+    in_step = record.probes_between(full, end)
+    times = [r["response_time_ms"] for r in in_step]
+    streams_ended = [r for t, r in record.streams_ended if start <= t < end]
+    peaks = record.peaks(start, end)
+    opened = open_streams(record.requests, full, end)
+    row = {
+        "step": step["step"],
+        "streams": step["streams"],
+        "streams_open": round(opened, 1),
+        "start_unix": f"{start:.3f}",
+        "full_unix": f"{full:.3f}",
+        "end_unix": f"{end:.3f}",
+        "probes": len(times),
+        "probe_failures": sum(1 for r in in_step if r["failure"]),
+        "probe_p50_ms": _round(percentile(times, 50)),
+        "probe_p99_ms": _round(percentile(times, 99)),
+        "stream_failures": sum(1 for r in streams_ended if r["failure"]),
+        "streams_completed": sum(1 for r in streams_ended if not r["failure"]),
+        "peak_pool_in_use": peaks["pool_in_use"],
+        "peak_pool_waiting": peaks["pool_waiting"],
+        "peak_db_backends": peaks["db_backends"],
+        "server_gc_pause_max_ms": record.gc_pause_max_ms(full, end),
+    }
+    for name in ("loadgen", "server", "postgres"):
+        cores = cpu.cores(record.cpu_rows, name, full, end)
+        row[f"{name}_cores"] = "" if cores is None else round(cores, 3)
+    for name in ("loadgen", "server"):
+        cores = row[f"{name}_cores"]
+        row[f"{name}_core_pct_per_1k_streams"] = (
+            round(100 * cores / (opened / 1000), 1) if cores != "" and opened >= 1 else ""
+        )
+    return row, peaks, opened
+
+
+def _broken(row, peaks, opened, step, p, pool_capacity) -> list:
+    """[(objective, what happened)] for each objective the step broke."""
+    broken = []
+    if row["probes"] and row["probe_p99_ms"] > p.slo_probe_p99_ms:
+        broken.append(("probe_p99", f"probe p99 {row['probe_p99_ms']:g} ms > {p.slo_probe_p99_ms:g} ms"))
+    failures = row["probe_failures"] + row["stream_failures"]
+    if failures > p.slo_failures:
+        broken.append(("failed_requests", f"{failures} failed requests > {p.slo_failures}"))
+    # PostgreSQL's view, as bench's overshoot: an app pool's connections in use are among
+    # them, and behind PgBouncer only its server pool is (the app's side is not pooled)
+    if pool_capacity and peaks["db_backends"] != "" and peaks["db_backends"] > pool_capacity:
+        broken.append(("pool_limit", f"{peaks['db_backends']} PostgreSQL connections > pool limit {pool_capacity}"))
+    busy, workers = row["loadgen_cores"], p.locust_workers
+    if busy != "" and busy / workers >= LOADGEN_BUSY:
+        broken.append(("load_generator", f"load generator busy: {busy:.2f} cores for {workers} Locust process(es)"))
+    elif opened < OPEN_SHORT * step["streams"]:
+        broken.append(("load_generator", f"load generator short: {opened:.0f} of {step['streams']} streams open"))
+    return broken
 
 
 def _round(value):
@@ -289,18 +323,15 @@ def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user
     """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
     p = cell.params
     steps = read_steps(cell_dir)
-    rows = judge_steps(
-        steps,
+    record = CellRecord(
         requests,
         cellfiles.read(os.path.join(cell_dir, "timeline.csv")),
         cpu.read(cell_dir),
-        p,
-        pool_capacity,
-        p.locust_workers,
         cellfiles.read_accounting(cell_dir),
         probe_name=cellfiles.probe_path(cell_dir),
         sessions=pglog.sessions(postgres_log, app_user),
     )
+    rows = judge_steps(steps, record, p, pool_capacity)
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)
     result = verdict(rows, p, stopped_early=len(steps) < len(levels(p)))
     result.update(pool_capacity=pool_capacity or "", slo_probe_p99_ms=p.slo_probe_p99_ms, slo_failures=p.slo_failures)
