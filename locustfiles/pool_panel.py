@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 import _common  # noqa: F401  (the project's options)
@@ -92,7 +93,8 @@ class Panel:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()  # the panel's queries must not block Locust's users
-        self.sampler = Sampler(None, admin_url, app_user, app_db, metrics_url or environment.host).connect()
+        db = types.SimpleNamespace(admin_url=admin_url, app_user=app_user, app_db=app_db)
+        self.sampler = Sampler(None, db, metrics_url or environment.host).connect()
         self.samples = collections.deque(maxlen=3600)
         self.file = open(csv_path, "w", newline="", buffering=1)
         self.writer = csv.writer(self.file)

@@ -20,9 +20,7 @@ from tests.test_stream_release import in_use, open_stream, wait_for
 def pool_server(database, tmp_path_factory):
     directory = tmp_path_factory.mktemp("leaks")
     with app_server(database, directory, pool_max=4) as server:
-        with Sampler(
-            directory / "timeline.csv", database.admin_url, database.app_user, database.app_db, server.url
-        ) as sampler:
+        with Sampler(directory / "timeline.csv", database, server.url) as sampler:
             yield server, sampler
 
 

@@ -19,7 +19,7 @@ def run(tmp_path_factory):
     cell_dir = run_dir / "geventpool" / "hold" / "slow-server" / "r1"
     shutil.copytree(CELL, cell_dir)
     (cell_dir / "test_window.json").write_text('{"test_start_unix": 1000.0, "test_stop_unix": 1008.0}')
-    row = summary.summarize(cell_dir, variant="hold", window=(1000.0, 1008.0), grace_end=1009.0)
+    row = summary.summarize(cell_dir, "hold", summary.CellContext((1000.0, 1008.0), grace_end=1009.0))
     base = dict(
         run_id="r",
         backend="geventpool",

@@ -38,9 +38,7 @@ def test_the_sampler_sees_a_client_wait_for_pgbouncers_only_server_connection(bo
             waited["s"] = time.monotonic() - started
         conn.close()
 
-    with Sampler(
-        str(path), db.admin_url, db.app_user, db.app_db, None, interval=0.05, pooler_url=via.pooler_console
-    ) as sampler:
+    with Sampler(str(path), db, None, interval=0.05, pooler_url=via.pooler_console) as sampler:
         with holder.cursor() as cur:
             cur.execute("SELECT 1")  # holder's transaction (psycopg2 opens one) keeps the server connection
         waiter = threading.Thread(target=wait_for_it)

@@ -15,9 +15,8 @@ WINDOW = (1000.0, 1008.0)  # excludes the warm-up probe at 999 and the shutdown 
 
 @pytest.fixture(scope="module")
 def row():
-    return summary.summarize(
-        CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4, postgres_log=CELL / "postgres.log"
-    )
+    context = summary.CellContext(WINDOW, grace_end=1009.0, pool_capacity=4, postgres_log=CELL / "postgres.log")
+    return summary.summarize(CELL, "hold", context)
 
 
 def test_a_wait_still_going_at_the_end_counts_with_its_length_so_far():
@@ -86,7 +85,7 @@ def test_database_backends_come_from_the_postgres_log_and_the_samples_stay_besid
 
 
 def test_without_a_postgres_log_the_peak_is_the_sampled_one_and_says_so():
-    row = summary.summarize(CELL, variant="hold", window=WINDOW, grace_end=1009.0, pool_capacity=4)
+    row = summary.summarize(CELL, "hold", summary.CellContext(WINDOW, grace_end=1009.0, pool_capacity=4))
     assert (row["peak_db_backends"], row["db_backends_from"], row["overshoot"]) == (5, "sampled", 1)
     assert row["conn_opened"] == ""
 
@@ -130,7 +129,7 @@ def test_lost_writes_are_the_streams_answered_200_without_their_audit_row(row):
 def test_without_an_audit_file_lost_writes_are_unknown_not_zero(tmp_path):
     for name in ("requests.csv", "accounting-100.csv", "timeline.csv"):
         (tmp_path / name).write_bytes((CELL / name).read_bytes())
-    row = summary.summarize(tmp_path, variant="hold", window=WINDOW)
+    row = summary.summarize(tmp_path, "hold", summary.CellContext(WINDOW))
     assert row["lost_writes"] == "" and row["writes_expected"] == ""
 
 

@@ -66,14 +66,15 @@ def show_pools(conn, app_user, app_db) -> dict:
 
 
 class Sampler(threading.Thread):
-    """`server_url`: where the app serves /metrics (None: not sampled), read at every
-    `metrics_every`-th sample; `pooler_url`: PgBouncer's admin console, when the app goes
-    through one."""
+    """`db`: the database whose app sessions are counted (a postgres.Database, or anything with
+    its admin_url, app_user and app_db); `server_url`: where the app serves /metrics (None: not
+    sampled), read at every `metrics_every`-th sample; `pooler_url`: PgBouncer's admin console,
+    when the app goes through one."""
 
-    def __init__(self, path, admin_url, app_user, app_db, server_url, interval=0.1, pooler_url="", metrics_every=1):
+    def __init__(self, path, db, server_url, interval=0.1, pooler_url="", metrics_every=1):
         super().__init__(name="sampler", daemon=True)
-        self.path, self.admin_url, self.server_url = path, admin_url, server_url
-        self.app_user, self.app_db, self.interval = app_user, app_db, interval
+        self.path, self.admin_url, self.server_url = path, db.admin_url, server_url
+        self.app_user, self.app_db, self.interval = db.app_user, db.app_db, interval
         self.pooler_url = pooler_url
         # /metrics at every `metrics_every`-th sample only: each read is a request the server
         # serves, and the exact pool timeline comes from the accounting log anyway

@@ -19,6 +19,7 @@ Empty means "no such event", never zero.
 import csv
 import math
 import os
+from dataclasses import dataclass
 
 from harness.measure import cpu, faults
 from harness.results import runinfo
@@ -293,14 +294,25 @@ TOO_MANY_CLIENTS = ("too many clients", "remaining connection slots are reserved
 POOL_TIMEOUTS = ("PoolTimeout: ", "TimeoutError: QueuePool limit of size")
 
 
-def summarize(
-    cell_dir, *, variant, window, grace_end=None, pool_capacity=None, postgres_log=None, app_user="bench", requests=None
-):
+@dataclass(frozen=True)
+class CellContext:
+    """What a cell's raw files are measured against: its test window (start, end); when its
+    load generator had finished (`grace_end`: the probes settled); the pool's capacity
+    (pool_max x workers); PostgreSQL's log and the app's role in it."""
+
+    window: tuple[float, float]
+    grace_end: float | None = None
+    pool_capacity: int | None = None
+    postgres_log: str | None = None
+    app_user: str = "bench"
+
+
+def summarize(cell_dir, variant, context: CellContext, requests=None):
     """The measured columns of one cell (everything but identity and status), by group: the
     streams, the probes, the pool (from the accounting log), the database, the CPU, the writes
-    and the fault. `grace_end`: when the load generator had finished (probes settled);
-    `pool_capacity`: pool_max x workers. A target's cell says its stream's and probe's paths
-    and routes in its routes.json."""
+    and the fault. A target's cell says its stream's and probe's paths and routes in its
+    routes.json. `requests`: Locust's, when already read."""
+    window, grace_end = context.window, context.grace_end
     start, end = window
     stream_name = stream_path(cell_dir) or f"/stream/{variant}/"
     probe_name = probe_path(cell_dir)
@@ -311,7 +323,7 @@ def summarize(
         cell_dir, killed=(fault["worker_pid"], fault["unix_s"]) if fault and "worker_pid" in fault else None
     )
     streams = _stream_columns(requests, stream_name)
-    database = _database_columns(cell_dir, window, postgres_log, app_user, pool_capacity)
+    database = _database_columns(cell_dir, window, context.postgres_log, context.app_user, context.pool_capacity)
     return {
         **streams,
         **_probe_columns(requests, probe_name, window),

@@ -24,7 +24,7 @@ from harness.measure import cpu, faults
 from harness.measure.load import WORKERS_WAIT_S, Master, locust_command, test_window
 from harness.measure.sampler import Sampler
 from harness.pages import terminal
-from harness.results import audit, cellfiles, runinfo
+from harness.results import audit, cellfiles, runinfo, summary
 from harness.runs import modes, schedules, subjects
 from harness.spec import matrix
 from harness.stack import envs, pgbouncer, postgres, procs
@@ -395,16 +395,8 @@ def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, togeth
             injector.finish(window[0])
             pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
             requests = cellfiles.read_requests(cell_dir)  # once: for the audit and the summary
-            measure = the_run.mode.measure(
-                cell_dir,
-                cell,
-                window=window,
-                grace_end=grace_end,
-                pool_capacity=pool_capacity,
-                requests=requests,
-                postgres_log=postgres_log,
-                app_user=db.app_user,
-            )
+            context = summary.CellContext(window, grace_end, pool_capacity, postgres_log, db.app_user)
+            measure = the_run.mode.measure(cell_dir, cell, context, requests)
             if locust.returncode != 0:
                 raise CellError(
                     f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}"
@@ -458,9 +450,7 @@ def _sampler(stack, cell, db, server, pooler_console, cell_dir, accounted):
     return stack.enter_context(
         Sampler(
             os.path.join(cell_dir, "timeline.csv"),
-            db.admin_url,
-            db.app_user,
-            db.app_db,
+            db,
             server.metrics_base,
             pooler_url=pooler_console,
             # the pool's timeline comes from the accounting log, exactly: /metrics once a

@@ -319,9 +319,9 @@ def read_steps(cell_dir):
         return []
 
 
-def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user="bench"):
+def measure(cell_dir, cell, context: summary.CellContext, requests):
     """The cell's verdict, once its load has ended; writes its steps.csv and capacity.png."""
-    p = cell.params
+    p, pool_capacity = cell.params, context.pool_capacity
     steps = read_steps(cell_dir)
     record = CellRecord(
         requests,
@@ -329,7 +329,7 @@ def measure(cell_dir, cell, pool_capacity, requests, postgres_log=None, app_user
         cpu.read(cell_dir),
         cellfiles.read_accounting(cell_dir),
         probe_name=cellfiles.probe_path(cell_dir),
-        sessions=pglog.sessions(postgres_log, app_user),
+        sessions=pglog.sessions(context.postgres_log, context.app_user),
     )
     rows = judge_steps(steps, record, p, pool_capacity)
     write_csv(os.path.join(cell_dir, "steps.csv"), STEP_COLUMNS, rows)

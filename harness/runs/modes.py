@@ -36,7 +36,7 @@ class LoadMode:
         of users for duration_s."""
         return None
 
-    def measure(self, cell_dir, cell, *, window, grace_end, pool_capacity, requests, postgres_log, app_user):
+    def measure(self, cell_dir, cell, context: summary.CellContext, requests):
         """A function of no arguments that measures the cell from its raw files: its row."""
         raise NotImplementedError
 
@@ -66,18 +66,8 @@ class FixedLoad(LoadMode):
     def planned_s(self, params):
         return params.duration_s
 
-    def measure(self, cell_dir, cell, *, window, grace_end, pool_capacity, requests, postgres_log, app_user):
-        return functools.partial(
-            summary.summarize,
-            cell_dir,
-            variant=cell.variant,
-            window=window,
-            grace_end=grace_end,
-            pool_capacity=pool_capacity,
-            postgres_log=postgres_log,
-            app_user=app_user,
-            requests=requests,
-        )
+    def measure(self, cell_dir, cell, context, requests):
+        return functools.partial(summary.summarize, cell_dir, cell.variant, context, requests)
 
     def write_rows(self, path, rows):
         summary.write(path, rows)
@@ -109,10 +99,8 @@ class StepLoad(LoadMode):
     def shape_options(self, cell_dir, params):
         return [*capacity.shape_options(params), "--steps-file", os.path.join(cell_dir, capacity.STEPS_FILE)]
 
-    def measure(self, cell_dir, cell, *, window, grace_end, pool_capacity, requests, postgres_log, app_user):
-        return functools.partial(
-            capacity.measure, cell_dir, cell, pool_capacity, requests, postgres_log=postgres_log, app_user=app_user
-        )
+    def measure(self, cell_dir, cell, context, requests):
+        return functools.partial(capacity.measure, cell_dir, cell, context, requests)
 
     def write_rows(self, path, rows):
         capacity.write_verdicts(path, rows)
