@@ -383,15 +383,16 @@ def cmd_detector_cost(args):
 def cmd_query_cost(args):
     from harness.studies import query_cost
 
-    query_cost.run(
-        args.users,
-        args.seconds,
-        args.rounds,
-        args.server,
-        args.out,
-        args.matrix_file,
-        matrix.parse_overrides(args.overrides),
+    request = query_cost.Request(
+        users=args.users,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        server=args.server,
+        out=args.out,
+        matrix_file=args.matrix_file,
+        overrides=matrix.parse_overrides(args.overrides),
     )
+    query_cost.run(request)
     return 0
 
 

@@ -25,7 +25,7 @@ from tests.conftest import SPEC
 def test_bad_input_is_refused_before_anything_starts(tmp_path, kwargs, message):
     out = tmp_path / "run"
     with pytest.raises(UsageError, match=message):
-        query_cost.run(out=str(out), **kwargs)
+        query_cost.run(query_cost.Request(out=str(out), **kwargs))
     assert not out.exists()
 
 
@@ -35,7 +35,7 @@ def test_a_matrix_file_without_the_setups_backends_is_refused(tmp_path):
     text = matrix.MATRIX_FILE.read_text().replace("pg-real-pool", "other-pool")
     (tmp_path / "matrix.toml").write_text(text)
     with pytest.raises(UsageError, match="the matrix file declares no backend pg-real-pool"):
-        query_cost.run(out=str(tmp_path / "run"), matrix_file=tmp_path / "matrix.toml")
+        query_cost.run(query_cost.Request(out=str(tmp_path / "run"), matrix_file=tmp_path / "matrix.toml"))
     assert not (tmp_path / "run").exists()
 
 

@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from harness import ROOT, CellError, UsageError
 from harness.results import paired, runinfo
@@ -108,14 +108,34 @@ SERVER_PACKAGES = ("Django", "psycopg", "psycopg-pool", "django-pg-real-pool", "
 LIMITS = {"USERS": (1, 1000), "SECONDS": (2, 600), "ROUNDS": (6, 100)}
 
 
-def check(users, seconds, rounds, server, spec):
+@dataclass(frozen=True)
+class Request:
+    """What make query-cost was asked: `users` closed-loop Locust users, `seconds` per
+    measurement, `rounds` of every view and setup, under `server`, written to `out`; the matrix
+    file, and SET= `overrides` over the slow-server scenario's parameters (pool_max, say)."""
+
+    users: int = 16
+    seconds: int = 10
+    rounds: int = 8
+    server: str = "gevent"
+    out: str | None = None
+    matrix_file: str | None = None
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def measurements(self) -> int:
+        return self.rounds * len(SHAPES) * len(SETUPS)
+
+
+def check(request: Request, spec):
     missing = sorted({s.backend for s in SETUPS} - set(spec.backends))
     if missing:
         raise UsageError(f"the matrix file declares no backend {', '.join(missing)}: query-cost's setups run on it")
-    for name, value in (("USERS", users), ("SECONDS", seconds), ("ROUNDS", rounds)):
+    for name, value in (("USERS", request.users), ("SECONDS", request.seconds), ("ROUNDS", request.rounds)):
         low, high = LIMITS[name]
         if not low <= value <= high:
             raise UsageError(f"{name}={value} is out of range: use {low} to {high}")
+    server = request.server
     if server not in spec.servers:
         raise UsageError(f"SERVER={server} is unknown: use one of {', '.join(spec.servers)}")
     for setup in SETUPS:
@@ -124,37 +144,37 @@ def check(users, seconds, rounds, server, spec):
             raise UsageError(f"SERVER={server}: backend {setup.backend} runs under {', '.join(backend.servers)} only")
 
 
-def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=None, overrides=None, console=None):
-    """`overrides`: parameters (SET=, e.g. pool_max) over the slow-server scenario's."""
+def run(request: Request = Request(), console=None):
+    """Every view under every setup, `request.rounds` times in a random order each round; the
+    run directory."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
-    spec = matrix.load(matrix_file)
-    check(users, seconds, rounds, server, spec)
-    p = spec.params("slow-server", {**(overrides or {}), "instrument": False})
-    matrix.check_server_params(p, spec.servers[server], f"SERVER={server}")
+    spec = matrix.load(request.matrix_file)
+    check(request, spec)
+    p = spec.params("slow-server", {**request.overrides, "instrument": False})
+    matrix.check_server_params(p, spec.servers[request.server], f"SERVER={request.server}")
     pythons = {s.name: python_for(spec.backends[s.backend].env, console) for s in SETUPS}  # built before the run
     external = postgres.preflight()
     run_dir, info = runinfo.create(
         "query-cost",
-        out,
-        server=server,
-        users=users,
-        seconds=seconds,
-        rounds=rounds,
+        request.out,
+        server=request.server,
+        users=request.users,
+        seconds=request.seconds,
+        rounds=request.rounds,
         pool_max=p.pool_max,
         workers=p.workers,
-        overrides=overrides or {},
+        overrides=request.overrides,
         setups={s.name: s.description for s in SETUPS},
         shapes={s.name: f"{s.path}: {s.description}" for s in SHAPES},
     )
-    run_id = info["run_id"]
-    total = rounds * len(SHAPES) * len(SETUPS) * (seconds + 2)
+    total = request.measurements * (request.seconds + 2)
     console.print(
-        f"[bold]{run_id}[/]: {len(SHAPES)} views × {len(SETUPS)} setups × {rounds} rounds of {seconds} s, "
-        f"{users} users, under {server} (about {total / 60:.0f} min); results in {os.path.relpath(run_dir)}"
+        f"[bold]{info['run_id']}[/]: {len(SHAPES)} views × {len(SETUPS)} setups × {request.rounds} rounds of "
+        f"{request.seconds} s, {request.users} users, under {request.server} (about {total / 60:.0f} min); "
+        f"results in {os.path.relpath(run_dir)}"
     )
-    rows = []
     with runinfo.recording(run_dir, info), ExitStack() as stack:
         db = external or stack.enter_context(
             postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log"))
@@ -165,29 +185,36 @@ def run(users=16, seconds=10, rounds=8, server="gevent", out=None, matrix_file=N
         prepare_database(spec.backends[BASELINE_BACKEND], p, db.app_url, os.path.join(run_dir, "prepare.log"))
         servers = {}
         for setup in SETUPS:
-            servers[setup.name] = stack.enter_context(_server(spec, setup, p, db, server, run_dir))
+            servers[setup.name] = stack.enter_context(_server(spec, setup, p, db, request.server, run_dir))
         frozen = {python: envs.freeze(python) for python in set(pythons.values())}  # once per environment
         info["server_versions"] = {
             s.name: {name: frozen[pythons[s.name]].get(name) for name in SERVER_PACKAGES} for s in SETUPS
         }
-        for setup in SETUPS:  # not recorded: connections opened, code paths warm
-            _locust(servers[setup.name], SHAPES[0], users, WARMUP_S, os.path.join(run_dir, "warmup"), setup.name)
-        done = 0
-        for n in range(1, rounds + 1):
-            for shape in SHAPES:
-                for order, setup in enumerate(random.sample(SETUPS, len(SETUPS)), 1):
-                    row = _locust(servers[setup.name], shape, users, seconds, run_dir, f"{n}-{shape.name}-{setup.name}")
-                    rows.append({"round": n, "shape": shape.name, "setup": setup.name, "order": order, **row})
-                    # every measurement kept as it comes: an interrupted run keeps what it measured
-                    capacity.write_csv(os.path.join(run_dir, "query_cost.csv"), COLUMNS, rows)
-                    done += 1
-                    console.print(
-                        f"  [{done}/{rounds * len(SHAPES) * len(SETUPS)}] round {n}, {shape.name}, {setup.name}: "
-                        f"{row['rps']:.1f} requests/s, p99 {row['p99_ms']:.0f} ms, {row['failures']} failed"
-                    )
+        rows = _rounds(request, servers, run_dir, console)
         capacity.write_csv(os.path.join(run_dir, "query_cost_summary.csv"), SUMMARY_COLUMNS, summarize(rows))
     console.print(f"query cost: {os.path.relpath(os.path.join(run_dir, 'query_cost_summary.csv'))}")
     return run_dir
+
+
+def _rounds(request: Request, servers, run_dir, console) -> list[dict]:
+    """The warm-up (not recorded: connections opened, code paths warm), then the rounds: each
+    view under each setup, the setups in a random order; every measurement kept as it comes, so
+    that an interrupted run keeps what it measured."""
+    for setup in SETUPS:
+        _locust(servers[setup.name], SHAPES[0], request.users, WARMUP_S, os.path.join(run_dir, "warmup"), setup.name)
+    rows = []
+    for n in range(1, request.rounds + 1):
+        for shape in SHAPES:
+            for order, setup in enumerate(random.sample(SETUPS, len(SETUPS)), 1):
+                label = f"{n}-{shape.name}-{setup.name}"
+                row = _locust(servers[setup.name], shape, request.users, request.seconds, run_dir, label)
+                rows.append({"round": n, "shape": shape.name, "setup": setup.name, "order": order, **row})
+                capacity.write_csv(os.path.join(run_dir, "query_cost.csv"), COLUMNS, rows)
+                console.print(
+                    f"  [{len(rows)}/{request.measurements}] round {n}, {shape.name}, {setup.name}: "
+                    f"{row['rps']:.1f} requests/s, p99 {row['p99_ms']:.0f} ms, {row['failures']} failed"
+                )
+    return rows
 
 
 BASELINE_BACKEND = next(s.backend for s in SETUPS if s.name == BASELINE)
