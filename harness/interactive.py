@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness import ROOT, CellError, UsageError
 from harness.results import runinfo
+from harness.runs import subjects
 from harness.spec import matrix
 from harness.stack import pgbouncer, postgres, procs
 
@@ -49,39 +50,33 @@ def _log_dir(args, command):
 @contextlib.contextmanager
 def _app(args, command):
     """PostgreSQL (throwaway, or BENCH_DATABASE_URL), PgBouncer if the backend wants it, and the
-    app on 127.0.0.1:args.port, for `serve` and `ui`; yields (spec, params, db, server)."""
-    from harness.stack.server import Server, prepare_database
-
+    app under test (benchapp, or TARGET='s project) on args.port, for `serve` and `ui`, started
+    as a cell starts it; yields (subject, params, db, server, stack, log_dir)."""
     spec = matrix.load(args.matrix_file)
-    backend, served = _backend_and_server(args, spec.backends, "geventpool", spec)
+    subject = subjects.of(None, args.target)
+    backend, served = _backend_and_server(args, subject.backends(spec), subject.default_backend, spec)
     params, external = _params(args, spec, served, command)
+    cell = matrix.Cell(backend, subject.first_variant(spec), "serve", 1, params, served, spec.path)
+    subject.cells([cell], spec, "serve")  # the refusals a run makes (a target's imports)
     log_dir = _log_dir(args, command)
-
     with ExitStack() as stack:
         bind = getattr(args, "bind", "127.0.0.1")
         db = external or _cluster(stack, params, log_dir, bind)
-        prepare_database(backend, params, db.app_url, log_dir / "prepare.log")
+        subject.seed(cell, db, None, log_dir / "prepare.log")
         app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(
-            Server(
-                backend,
-                params,
-                app_db.app_url,
-                args.port,
-                None if command == "serve" else log_dir / "server.log",
-                server=served,
-                bind=bind,
-            )
-        )
-        print(f"app:      {server.url}/  (backend {backend.name}, pool_max {params.pool_max}, server {served.name})")
-        print(
-            f"          {server.url}/stream/hold/?chunks={params.chunks}&chunk_bytes={params.chunk_bytes}"
-            f"&delay_ms={params.delay_ms}   variants: {', '.join(spec.variants)}"
-        )
-        print(f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics")
+        log = None if command == "serve" and subject.serves_to_terminal else log_dir / "server.log"
+        events = str(log_dir) if subject.keeps_event_log else ""
+        server = subject.server((backend, params, app_db.app_url, args.port, log), events, served)
+        server.listen_on(bind)
+        stack.enter_context(server)
+        subject.warm_up(server)
+        for line in subject.announce(server, cell, spec):
+            print(line)
+        if subject.keeps_event_log:
+            print(f"log:      {log}  (the detector's warnings)")
         via = f"  (the app connects through PgBouncer: {app_db.app_url})" if app_db is not db else ""
         print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)}){via}")
-        yield spec, params, db, server, stack, log_dir
+        yield subject, params, db, server, stack, log_dir
 
 
 def _params(args, spec, served, command):
@@ -124,57 +119,7 @@ def _backend_and_server(args, backends, default, spec):
     return backend, served
 
 
-@contextlib.contextmanager
-def _target_app(args, command="serve"):
-    """PostgreSQL (throwaway, or BENCH_DATABASE_URL) and a target's project on 127.0.0.1:args.port,
-    for `serve` and `ui`; yields (target, params, db, server, stack, log_dir)."""
-    from harness.spec import target as targets
-    from harness.stack.server import TargetServer, check_target_imports, prepare_target
-
-    target = targets.load(args.target)
-    spec = matrix.load(args.matrix_file)
-    backend, served = _backend_and_server(args, {matrix.OWN.name: matrix.OWN, **spec.backends}, matrix.OWN.name, spec)
-    params, external = _params(args, spec, served, command)
-    check_target_imports(target, backend, params, served.app)
-    log_dir = _log_dir(args, command)
-    with ExitStack() as stack:
-        bind = getattr(args, "bind", "127.0.0.1")
-        db = external or _cluster(stack, params, log_dir, bind)
-        prepare_target(target, params, db.app_url, log_dir / "prepare.log")
-        app_db = pgbouncer.front(stack, backend, params, db, log_dir / "pgbouncer.log")
-        server = stack.enter_context(
-            TargetServer(
-                target,
-                backend,
-                params,
-                app_db.app_url,
-                args.port,
-                log_dir / "server.log",
-                accounting_dir=log_dir,
-                server=served,
-                bind=bind,
-            )
-        )
-        server.verify()
-        print(
-            f"app:      {server.url}/  (target {target.name}: {target.settings}, backend {backend.name}, "
-            f"engine {server.health.get('engine')}, pool limit {server.health.get('pool_limit')})"
-        )
-        for stream in target.streams:
-            print(f"          {server.url}{stream.path}   (stream {stream.name})")
-        print(f"          {server.url}{target.probe}   (probe)   {server.url}/__stream_release__/metrics")
-        print(f"log:      {log_dir / 'server.log'}  (the detector's warnings)")
-        print(f"database: {postgres.redact(db.app_url)}  (superuser: {postgres.redact(db.admin_url)})")
-        yield target, params, db, server, stack, log_dir
-
-
 def serve(args):
-    if args.target:
-        with _target_app(args) as (_, _, _, server, _, _):
-            print("Ctrl-C stops both.", flush=True)
-            while server.proc.poll() is None:
-                time.sleep(0.5)
-            raise CellError(f"{server.server.runner} exited with {server.proc.returncode}")
     with _app(args, "serve") as (_, _, _, server, _, _):
         print("Ctrl-C stops both.", flush=True)
         while server.proc.poll() is None:
@@ -186,10 +131,8 @@ def ui(args):
     """The app and Locust's web UI with this project's users and the database pool panel."""
     from harness.measure.load import LOCUSTFILES, load_options
 
-    app = _target_app(args, "ui") if args.target else _app(args, "ui")
-    with app as (subject, params, db, server, stack, log_dir):
-        # a target's own paths: the form streams its first stream, the probe is its own
-        paths = [] if not args.target else ["--stream-path", subject.streams[0].path, "--probe-path", subject.probe]
+    with _app(args, "ui") as (subject, params, db, server, stack, log_dir):
+        paths = subject.locust_paths()
         command = [
             sys.executable,
             "-m",

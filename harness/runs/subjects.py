@@ -29,6 +29,19 @@ class Subject:
     starts_server = True  # the harness starts the app (and so can kill its worker, sample its CPU)
     audited = True  # the app writes benchapp's audit rows (lost_writes)
     name = "benchapp"
+    # make serve and make ui: the backend without BACKEND=; make serve shows the server's output
+    # on the terminal (else in server.log); the accounting keeps its event log in the log folder
+    default_backend = "geventpool"
+    serves_to_terminal = True
+    keeps_event_log = False
+
+    def backends(self, spec) -> dict:
+        """The backends it runs on, by name."""
+        return spec.backends
+
+    def first_variant(self, spec) -> str:
+        """What make serve and make ui stream first: benchapp's first variant, a target's first stream."""
+        return next(iter(spec.variants))
 
     def cells(self, cells, spec, matrix_name):
         """The cells the matrix means for this app, every refusal about them made."""
@@ -57,10 +70,29 @@ class Subject:
         PgBouncer's console URL or "")."""
         app_db = pgbouncer.front(stack, cell.backend, cell.params, db, os.path.join(cell_dir, "pgbouncer.log"))
         args = (cell.backend, cell.params, app_db.app_url, postgres.free_port(), os.path.join(cell_dir, "server.log"))
-        return stack.enter_context(self._server(args, cell_dir, cell.server)), app_db.pooler_console
+        return stack.enter_context(self.server(args, cell_dir, cell.server)), app_db.pooler_console
 
-    def _server(self, args, cell_dir, served):
-        return Server(*args, accounting_dir=cell_dir, server=served)
+    def server(self, args, accounting_dir, served) -> Server:
+        """Its server, not started: `args` are Server's first five (backend, params, database
+        URL, port, log path)."""
+        return Server(*args, accounting_dir=accounting_dir, server=served)
+
+    def warm_up(self, server):
+        """make serve and make ui: anything to check once its server is up."""
+
+    def announce(self, server, cell, spec) -> list[str]:
+        """make serve and make ui: where its server answers, what to request."""
+        p = cell.params
+        return [
+            f"app:      {server.url}/  (backend {cell.backend.name}, pool_max {p.pool_max}, server {cell.server.name})",
+            f"          {server.url}/stream/hold/?chunks={p.chunks}&chunk_bytes={p.chunk_bytes}"
+            f"&delay_ms={p.delay_ms}   variants: {', '.join(spec.variants)}",
+            f"          {server.url}/probe/   {server.url}/healthz   {server.url}/metrics",
+        ]
+
+    def locust_paths(self) -> list[str]:
+        """make ui: Locust's options for its stream and probe paths ([]: benchapp's)."""
+        return []
 
     def verify(self, server, cell, cell_dir) -> dict:
         """The app's endpoints checked and warmed up, what answered recorded (healthz.json); the
@@ -98,10 +130,35 @@ class TargetProject(Subject):
 
     target: targets.Target
     audited = False  # a target has no audit table: lost_writes stays empty, not 0
+    default_backend = matrix.OWN.name
+    serves_to_terminal = False
+    keeps_event_log = True
 
     @property
     def name(self):
         return self.target.name
+
+    def backends(self, spec) -> dict:
+        return {matrix.OWN.name: matrix.OWN, **spec.backends}
+
+    def first_variant(self, spec) -> str:
+        return self.target.streams[0].name
+
+    def warm_up(self, server):
+        server.verify()
+
+    def announce(self, server, cell, spec) -> list[str]:
+        t, health = self.target, server.health
+        return [
+            f"app:      {server.url}/  (target {t.name}: {t.settings}, backend {cell.backend.name}, "
+            f"engine {health.get('engine')}, pool limit {health.get('pool_limit')})",
+            *(f"          {server.url}{stream.path}   (stream {stream.name})" for stream in t.streams),
+            f"          {server.url}{t.probe}   (probe)   {server.url}/__stream_release__/metrics",
+        ]
+
+    def locust_paths(self) -> list[str]:
+        """The form streams its first stream; the probe is its own."""
+        return ["--stream-path", self.target.streams[0].path, "--probe-path", self.target.probe]
 
     def expand(self, cells):
         """One cell per stream for each of the matrix's (the variant's place holds the stream's name)."""
@@ -134,8 +191,8 @@ class TargetProject(Subject):
             server_module.prepare_target(self.target, cell.params, db.app_url, prepare_log)
         return "target"
 
-    def _server(self, args, cell_dir, served):
-        return server_module.TargetServer(self.target, *args, accounting_dir=cell_dir, server=served)
+    def server(self, args, accounting_dir, served):
+        return server_module.TargetServer(self.target, *args, accounting_dir=accounting_dir, server=served)
 
     def verify(self, server, cell, cell_dir) -> dict:
         stream = self.target.stream(cell.variant)

@@ -131,12 +131,12 @@ class Server(procs.Service):
         log_path,
         accounting_dir="",
         server: matrix.Server | None = None,
-        bind=LOOPBACK,
     ):
+        """It listens on 127.0.0.1 unless listen_on() says otherwise before it starts."""
         self.backend, self.params, self.server = backend, params, server or matrix.default_server()
         self.port, self.log_path = port, log_path
         self.env = self.environment(database_url, accounting_dir)
-        self.listen_on(bind)
+        self.listen_on(LOOPBACK)
         self.health = {}
 
     def environment(self, database_url, accounting_dir) -> dict:
