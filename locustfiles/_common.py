@@ -150,7 +150,7 @@ class RequestLog:
         self.writer.writerow(self.row(**request))
 
     @staticmethod
-    def row(
+    def row(  # noqa: PLR0913  (Locust's request event passes these by name)
         request_type,
         name,
         response_time,
