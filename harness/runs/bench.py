@@ -71,73 +71,90 @@ class Request:
     target: str | None = None
     master: Master | None = None
 
+    def check(self):
+        """Refuse, in one line, options that contradict each other."""
+        if self.repeat < 1:
+            raise UsageError(f"REPEAT={self.repeat} must be at least 1")
+        if self.servers and self.host:
+            raise UsageError(
+                f"SERVER={','.join(self.servers)} with HOST={self.host}: the app's server is what its /healthz reports"
+            )
+        if self.master is not None and not self.host:
+            raise UsageError(
+                f"MASTER_BIND={self.master.host}:{self.master.port} needs HOST= too: workers on other machines reach "
+                "the app at an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
+            )
+
 
 def run(request: Request, mode: modes.LoadMode | None = None, console: Console | None = None):
     """Run `request`'s cells under `mode` (harness/runs/modes.py): FixedLoad (make bench, the
     default) or StepLoad (make capacity). Returns (the run directory, its rows)."""
     console = console or Console(stderr=True)
     mode = mode or modes.FixedLoad()
+    request.check()
     spec = matrix.load(request.matrix_file)
-    if request.repeat < 1:
-        raise UsageError(f"REPEAT={request.repeat} must be at least 1")
     subject = subjects.of(request.host, request.target)
-    master, matrix_name = request.master, request.matrix
-    if request.servers and request.host:
-        raise UsageError(
-            f"SERVER={','.join(request.servers)} with HOST={request.host}: the app's server is what its /healthz reports"
-        )
-    if master is not None and not request.host:
-        raise UsageError(
-            f"MASTER_BIND={master.host}:{master.port} needs HOST= too: workers on other machines reach the app at "
-            "an address of its own (make serve BIND=<address> there), not at this machine's 127.0.0.1"
-        )
-    cells, external = _checked_cells(spec, request, subject, mode)
-    schedule = schedules.of(spec, matrix_name)
-    schedule.check(matrix_name, request.host, external)
-    batches = schedule.batches(cells)
-    lanes = schedules.lanes(batches)
-    pythons = subject.environments(cells, console)
-    if any(subject.lacks_pgbouncer(c) for c in cells):
+    plan = _plan(spec, request, subject, mode)
+    pythons = subject.environments(plan.cells, console)
+    if any(subject.lacks_pgbouncer(c) for c in plan.cells):
         console.print(f"[yellow]{pgbouncer.INSTALL_HINT}; its cells are skipped[/]")
-    facts = _run_facts(request, spec, subject, cells, pythons, external)
-    facts["schedule"] = schedule.name
-    for i, entry in enumerate(facts["cells"]):
-        entry["postgres_log"] = schedules.lane_file("postgres.log", lanes[i])
+    facts = _run_facts(request, spec, subject, plan, pythons)
     run_dir, info = runinfo.create(mode.kind, request.out, **facts)  # the last check: it creates the directory
-    run_id = info["run_id"]
-    the_run = Run(run_id, run_dir, mode, subject, master)
-    results = os.path.join(run_dir, mode.results_file)
-    rows = [_identity(run_id, c, "incomplete", subject) for c in cells]
-    mode.write_rows(results, rows)
+    the_run = Run(info["run_id"], run_dir, mode, subject, request.master)
+    rows = [_identity(the_run.run_id, c, "incomplete", subject) for c in plan.cells]
+    mode.write_rows(os.path.join(run_dir, mode.results_file), rows)
+    _announce(the_run, request, plan, console)
+    _record(the_run, plan, rows, info, console)
+    return run_dir, rows
 
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The run's cells, checked; the external database (None: a throwaway cluster per lane);
+    when they run (the schedule, its batches of cell indexes, each cell's lane) and how long
+    each batch should take."""
+
+    cells: list
+    external: postgres.Database | None
+    schedule: schedules.OneAfterAnother
+    batches: list
+    lanes: dict
+    planned_s: list
+
+
+def _plan(spec, request: Request, subject, mode) -> _Plan:
+    cells, external = _checked_cells(spec, request, subject, mode)
+    schedule = schedules.of(spec, request.matrix)
+    schedule.check(request.matrix, request.host, external)
+    batches = schedule.batches(cells)
     planned = [max(mode.planned_s(cells[i].params) for i in batch) + CELL_OVERHEAD_S for batch in batches]
+    return _Plan(cells, external, schedule, batches, schedules.lanes(batches), planned)
+
+
+def _announce(the_run: Run, request: Request, plan: _Plan, console):
+    """What the run is about to do, and where Locust's remote workers connect."""
+    master, cells = the_run.master, plan.cells
     if master is not None:
         console.print(
             f"Locust's master listens on {master.host}:{master.port} for {cells[0].params.locust_workers} "
             f"workers per cell: on each load machine run  {master.worker_command()}"
         )
     console.print(
-        f"[bold]{run_id}[/]: {len(cells)} cells of matrix {matrix_name!r}"
-        + (", those of a repeat side by side" if len(batches) < len(cells) else "")
-        + f", about {sum(planned) / 60:.1f} min; results in {os.path.relpath(run_dir)}"
+        f"[bold]{the_run.run_id}[/]: {len(cells)} cells of matrix {request.matrix!r}"
+        + (", those of a repeat side by side" if len(plan.batches) < len(cells) else "")
+        + f", about {sum(plan.planned_s) / 60:.1f} min; results in {os.path.relpath(the_run.run_dir)}"
     )
-    label = harness.PHASE["name"] = None  # the cell running, and its phase
+
+
+def _record(the_run: Run, plan: _Plan, rows, info, console):
+    """Run the batches, then the report; run.json and the results file say how far it got,
+    however it ends (complete, incomplete when interrupted, failed)."""
+    mode, run_dir = the_run.mode, the_run.run_dir
+    results = os.path.join(run_dir, mode.results_file)
+    where = {"label": None}  # the cell running, for the interrupt's message
+    harness.PHASE["name"] = None
     try:
-        with ExitStack() as stack, terminal.progress(console) as progress:
-            task = progress.add_task("starting PostgreSQL", total=sum(planned))
-            databases = [_Databases(the_run, external, stack, lane) for lane in range(1, max(lanes.values()) + 1)]
-            for b, batch in enumerate(batches):
-                label = _batch_label(batch, cells)
-                harness.PHASE["name"] = "cell start"
-                progress.update(task, description=label, completed=sum(planned[:b]))
-                slot = _Slot(progress, task, sum(planned[:b]), planned[b])
-                jobs = [_lane_job(cells[i], databases[lanes[i] - 1], the_run, slot, info) for i in batch]
-                for i, row in zip(batch, _side_by_side(jobs) if len(jobs) > 1 else [jobs[0](None)], strict=True):
-                    rows[i] = row
-                mode.write_rows(results, rows)
-                for i in batch:
-                    _report_cell(console, _batch_label([i], cells), rows[i], mode)
-            label = None
+        _run_batches(the_run, plan, rows, info, console, where)
         info["status"] = "complete"  # every cell ran; the report says so, once written
         info["ended_utc"] = runinfo.utc_now().isoformat()  # the cells' end: the report's, and run.json's
         harness.PHASE["name"] = "report"
@@ -145,6 +162,7 @@ def run(request: Request, mode: modes.LoadMode | None = None, console: Console |
         _print_outputs(the_run, rows, results, console)
     except KeyboardInterrupt:
         info["status"] = "incomplete"
+        label = where["label"]
         info["interrupted_in"] = (harness.PHASE["name"] or "start-up") + (f" of {label}" if label else "")
         console.print(
             f"[yellow]interrupted in {info['interrupted_in']}; stopped everything; "
@@ -164,7 +182,29 @@ def run(request: Request, mode: modes.LoadMode | None = None, console: Console |
             info["ended_utc"] = runinfo.utc_now().isoformat()
         runinfo.write_json(os.path.join(run_dir, "run.json"), info)
         mode.write_rows(results, rows)
-    return run_dir, rows
+
+
+def _run_batches(the_run: Run, plan: _Plan, rows, info, console, where):
+    """Each batch of cells, side by side when it has several, each lane on its own database;
+    the rows and the results file updated after each batch."""
+    cells, planned, mode = plan.cells, plan.planned_s, the_run.mode
+    results = os.path.join(the_run.run_dir, mode.results_file)
+    with ExitStack() as stack, terminal.progress(console) as progress:
+        task = progress.add_task("starting PostgreSQL", total=sum(planned))
+        lanes = range(1, max(plan.lanes.values()) + 1)
+        databases = [_Databases(the_run, plan.external, stack, lane) for lane in lanes]
+        for b, batch in enumerate(plan.batches):
+            where["label"] = _batch_label(batch, cells)
+            harness.PHASE["name"] = "cell start"
+            progress.update(task, description=where["label"], completed=sum(planned[:b]))
+            slot = _Slot(progress, task, sum(planned[:b]), planned[b])
+            jobs = [_lane_job(cells[i], databases[plan.lanes[i] - 1], the_run, slot, info) for i in batch]
+            for i, row in zip(batch, _side_by_side(jobs) if len(jobs) > 1 else [jobs[0](None)], strict=True):
+                rows[i] = row
+            mode.write_rows(results, rows)
+            for i in batch:
+                _report_cell(console, _batch_label([i], cells), rows[i], mode)
+        where["label"] = None
 
 
 def _checked_cells(spec, request: Request, subject, mode):
@@ -183,9 +223,10 @@ def _checked_cells(spec, request: Request, subject, mode):
     return cells, external
 
 
-def _run_facts(request: Request, spec, subject, cells, pythons, external):
+def _run_facts(request: Request, spec, subject, plan: _Plan, pythons):
     """What a bench or capacity run's run.json says beyond every run's header (runinfo.create):
     the matrix, the app, what the harness did not control, the cells (the database once it is up)."""
+    cells, external = plan.cells, plan.external
     not_controlled = []
     if external is not None:
         not_controlled.append(
@@ -214,6 +255,7 @@ def _run_facts(request: Request, spec, subject, cells, pythons, external):
         "not_controlled": not_controlled,
         "locust_master": None if master is None else {"bind": f"{master.host}:{master.port}", "workers": "remote"},
         "matrix_file": spec.raw,
+        "schedule": plan.schedule.name,
         "cells": [
             {
                 "cell": c.name,
@@ -221,8 +263,9 @@ def _run_facts(request: Request, spec, subject, cells, pythons, external):
                 "path": str(c.path),
                 "params": vars(c.params),
                 "backend": vars(c.backend),
+                "postgres_log": schedules.lane_file("postgres.log", plan.lanes[i]),
             }
-            for c in cells
+            for i, c in enumerate(cells)
         ],
     }
 
@@ -364,71 +407,103 @@ def _run_cell(cell, db, cluster, postgres_log, the_run: Run, slot: _Slot, togeth
     throwaway PostgreSQL, for the pg-restart fault and its CPU (None with BENCH_DATABASE_URL),
     and `postgres_log` its log. `together`: the barrier of the cells side by side with this
     one, which start their load at once."""
-    cell_dir = os.path.join(the_run.run_dir, cell.path)
-    os.makedirs(cell_dir)
-    subject = the_run.subject
-    row = _identity(the_run.run_id, cell, "incomplete", subject)
-    row["db_limit"] = db.max_connections
-    if subject.lacks_pgbouncer(cell):
-        row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
+    return _CellRun(cell, db, cluster, postgres_log, the_run, slot, together).run()
+
+
+@dataclasses.dataclass
+class _CellRun:
+    """One cell being run, with what it has started so far (for its cleanup)."""
+
+    cell: matrix.Cell
+    db: postgres.Database
+    cluster: object
+    postgres_log: str
+    the_run: Run
+    slot: _Slot
+    together: object = None
+    locust: object = None  # Locust's process, until it has ended well
+    measure: object = None  # the function that measures the cell from its files, once its load ended
+
+    @property
+    def cell_dir(self) -> str:
+        return os.path.join(self.the_run.run_dir, self.cell.path)
+
+    def run(self) -> dict:
+        os.makedirs(self.cell_dir)
+        cell, subject = self.cell, self.the_run.subject
+        row = _identity(self.the_run.run_id, cell, "incomplete", subject)
+        row["db_limit"] = self.db.max_connections
+        if subject.lacks_pgbouncer(cell):
+            row.update(status="skipped", error=pgbouncer.INSTALL_HINT)
+            return row
+        try:
+            with ExitStack() as stack:
+                sampler, load_ended, pool_capacity, requests = self._load(stack)
+                leaks = self._after_load(sampler, load_ended, pool_capacity, requests)
+            row.update(self.measure())
+            row.update(leaks)
+            row["status"] = "ok"
+            if sampler is not None and sampler.errors:
+                row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
+            self.the_run.mode.finish_cell(self.cell_dir, row)
+        except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
+            row["status"] = "failed"
+            row["error"] = _one_line(exc)
+            with open(os.path.join(self.cell_dir, "error.txt"), "w") as f:
+                f.write(str(exc) + "\n")
+        except BaseException:
+            if self.measure is not None:
+                row.update(self.measure())
+            raise
+        finally:
+            procs.stop(self.locust, signal.SIGTERM, timeout=5)
         return row
-    measure = None
-    locust = None
-    try:
-        with ExitStack() as stack:
-            server, pooler_console = subject.start(stack, cell, db, cell_dir)
-            paths = subject.verify(server, cell, cell_dir)
-            sampler = _sampler(stack, cell, db, server, pooler_console, cell_dir, subject.starts_server)
-            shape = the_run.mode.shape_options(cell_dir, cell.params)
-            _start_together(together)
-            start = time.time()
-            locust = procs.spawn(
-                locust_command(cell, server.url, cell_dir, shape, master=the_run.master, **paths),
-                os.path.join(cell_dir, "locust.log"),
+
+    def _load(self, stack):
+        """The app and its sampler started, Locust's load run to its end and checked; (the
+        sampler, when the load ended, the pool's capacity, Locust's requests)."""
+        cell, cell_dir, the_run, subject = self.cell, self.cell_dir, self.the_run, self.the_run.subject
+        server, pooler_console = subject.start(stack, cell, self.db, cell_dir)
+        paths = subject.verify(server, cell, cell_dir)
+        sampler = _sampler(stack, cell, self.db, server, pooler_console, cell_dir, subject.starts_server)
+        shape = the_run.mode.shape_options(cell_dir, cell.params)
+        _start_together(self.together)
+        start = time.time()
+        self.locust = procs.spawn(
+            locust_command(cell, server.url, cell_dir, shape, master=the_run.master, **paths),
+            os.path.join(cell_dir, "locust.log"),
+        )
+        harness.phase("load")
+        stack.enter_context(_cpu_sampler(cell_dir, self.locust, server, self.cluster, the_run))
+        injector = faults.Injector(cell, cell_dir, self.cluster, server)
+        _wait_for_load(self.locust, cell, injector, self.slot, start, the_run.master)
+        load_ended = time.time()
+        window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
+        injector.finish(window[0])
+        pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
+        requests = cellfiles.read_requests(cell_dir)  # once: for the audit and the summary
+        context = summary.CellContext(window, grace_end, pool_capacity, self.postgres_log, self.db.app_user)
+        self.measure = the_run.mode.measure(cell_dir, cell, context, requests)
+        if self.locust.returncode != 0:
+            raise CellError(
+                f"Locust exited with {self.locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}"
             )
-            harness.phase("load")
-            stack.enter_context(_cpu_sampler(cell_dir, locust, server, cluster, the_run))
-            injector = faults.Injector(cell, cell_dir, cluster, server)
-            _wait_for_load(locust, cell, injector, slot, start, the_run.master)
-            load_ended = time.time()
-            window, grace_end = test_window(cell_dir, fallback=(start, load_ended))
-            injector.finish(window[0])
-            pool_capacity = _pool_capacity(cell, server.health.get("pool_limit"))
-            requests = cellfiles.read_requests(cell_dir)  # once: for the audit and the summary
-            context = summary.CellContext(window, grace_end, pool_capacity, postgres_log, db.app_user)
-            measure = the_run.mode.measure(cell_dir, cell, context, requests)
-            if locust.returncode != 0:
-                raise CellError(
-                    f"Locust exited with {locust.returncode}:\n{procs.tail(os.path.join(cell_dir, 'locust.log'))}"
-                )
-            procs.forget(locust)
-            locust = None
-            harness.phase("leak check")
-            if sampler is None:  # instrument=false: nothing to check against
-                leaks = {"leaked_conns": "", "settle_s": ""}
-            else:
-                sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
-                leaks = leak_check(sampler, pool_capacity or 0, cell.params.settle_s, since=load_ended)
-            if subject.audited:  # a target has no audit table: lost_writes stays empty, not 0
-                audit.export(cell_dir, db.admin_url, requests, f"/stream/{cell.variant}/")
-        row.update(measure())
-        row.update(leaks)
-        row["status"] = "ok"
-        if sampler is not None and sampler.errors:
-            row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
-        the_run.mode.finish_cell(cell_dir, row)
-    except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
-        row["status"] = "failed"
-        row["error"] = _one_line(exc)
-        with open(os.path.join(cell_dir, "error.txt"), "w") as f:
-            f.write(str(exc) + "\n")
-    except BaseException:
-        if measure is not None:
-            row.update(measure())
-        raise
-    finally:
-        procs.stop(locust, signal.SIGTERM, timeout=5)
-    return row
+        procs.forget(self.locust)
+        self.locust = None
+        return sampler, load_ended, pool_capacity, requests
+
+    def _after_load(self, sampler, load_ended, pool_capacity, requests) -> dict:
+        """The leak check, with the app still up, and the audit rows behind lost_writes; the
+        leak columns."""
+        harness.phase("leak check")
+        if sampler is None:  # instrument=false: nothing to check against
+            leaks = {"leaked_conns": "", "settle_s": ""}
+        else:
+            sampler.metrics_every = 1  # the leak check reads the server's gauges at every sample
+            leaks = leak_check(sampler, pool_capacity or 0, self.cell.params.settle_s, since=load_ended)
+        if self.the_run.subject.audited:  # a target has no audit table: lost_writes stays empty, not 0
+            audit.export(self.cell_dir, self.db.admin_url, requests, f"/stream/{self.cell.variant}/")
+        return leaks
 
 
 def _start_together(together):
