@@ -93,78 +93,104 @@ def timelines(run_dir, cells) -> list[str]:
     groups = {}
     for item in cells:
         groups.setdefault((item[0]["backend"], item[0]["cell"].split("/")[2]), []).append(item)
-    written = []
-    for (backend, scenario), items in groups.items():
-        fig, axes = plt.subplots(
-            len(items), 1, sharex=True, sharey=True, squeeze=False, figsize=(10, 1.5 * len(items) + 1.0)
+    return [_timeline(run_dir, backend, scenario, items, repeats) for (backend, scenario), items in groups.items()]
+
+
+def _timeline(run_dir, backend, scenario, items, repeats) -> str:
+    """Draw the timeline figure of one backend and scenario, a panel per cell (items) on one time
+    axis and one count scale; returns its path."""
+    fig, axes = plt.subplots(
+        len(items), 1, sharex=True, sharey=True, squeeze=False, figsize=(10, 1.5 * len(items) + 1.0)
+    )
+    top = 1
+    for ax, item in zip(axes[:, 0], items, strict=True):
+        top = _timeline_panel(ax, run_dir, item, repeats, top)
+    _count_scale(axes[:, 0], top)
+    _timeline_heading(fig, backend, scenario)
+    axes[-1, 0].set_xlabel("seconds since the test started")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
+    path = os.path.join(run_dir, f"timeline-{backend}-{scenario}.png")
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _timeline_panel(ax, run_dir, item, repeats, top):
+    """Draw one cell's panel: its connections and backends, its Locust users on a right axis, the
+    moment the load stopped; returns the highest count drawn so far (top, or more)."""
+    row, cell_dir, (start, stop) = item
+    samples = cellfiles.read(os.path.join(cell_dir, "timeline.csv"))
+    t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
+    for name, width, points in _lines(run_dir, cell_dir, samples, t0):
+        ax.step(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            where="post",
+            color=COLOURS[name],
+            label=name,
+            linewidth=width,
         )
-        top = 1
-        for ax, (row, cell_dir, (start, stop)) in zip(axes[:, 0], items, strict=True):
-            samples = cellfiles.read(os.path.join(cell_dir, "timeline.csv"))
-            t0 = start if start is not None else (float(samples[0]["unix_s"]) if samples else 0)
-            for name, width, points in _lines(run_dir, cell_dir, samples, t0):
-                ax.step(
-                    [p[0] for p in points],
-                    [p[1] for p in points],
-                    where="post",
-                    color=COLOURS[name],
-                    label=name,
-                    linewidth=width,
-                )
-                top = max([top] + [p[1] for p in points])
-            ax.set_ylabel(_label(row, repeats), rotation=0, ha="right", va="center", fontsize=9)
-            users = ax.twinx()
-            points = [(t - t0, n) for t, n in _users(cell_dir)]
-            users.step(
-                [p[0] for p in points],
-                [p[1] for p in points],
-                where="post",
-                color=COLOURS["users"],
-                linestyle="--",
-                linewidth=1,
-                label="users",
-            )
-            users.set_ylim(bottom=0, top=max([int(row["streams"]) + 1] + [p[1] for p in points]) * 1.1)
-            users.tick_params(labelsize=7, colors="0.4")
-            if stop is not None:
-                ax.axvline(stop - t0, color="0.3", linewidth=0.8, linestyle=":")
-            ax.grid(alpha=0.3)
-        ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= top * 1.5]
-        for ax in axes[:, 0]:
-            ax.set_yscale("symlog", linthresh=10)
-            ax.set_ylim(0, top * 1.5)
-            ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
-            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            ax.tick_params(axis="y", labelsize=7)
-        handles = [plt.Line2D([], [], color=c, linestyle="--" if n == "users" else "-") for n, c in COLOURS.items()]
-        fig.legend(
-            handles,
-            [
-                "connections in use (server)",
-                "waiting for a connection (server)",
-                "PostgreSQL backends of the app",
-                "Locust users (right axis)",
-            ],
-            loc="upper center",
-            ncol=4,
-            fontsize=8,
-            frameon=False,
-            bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_figheight()),
-        )
-        fig.suptitle(
-            f"{backend} / {scenario}: connections against users (count, linear to 10, log above; "
-            "dotted line: load stops)",
-            fontsize=10,
-            y=1 - 0.08 / fig.get_figheight(),
-        )
-        axes[-1, 0].set_xlabel("seconds since the test started")
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))
-        path = os.path.join(run_dir, f"timeline-{backend}-{scenario}.png")
-        _save(fig, path)
-        plt.close(fig)
-        written.append(path)
-    return written
+        top = max([top] + [p[1] for p in points])
+    ax.set_ylabel(_label(row, repeats), rotation=0, ha="right", va="center", fontsize=9)
+    _users_axis(ax, row, cell_dir, t0)
+    if stop is not None:
+        ax.axvline(stop - t0, color="0.3", linewidth=0.8, linestyle=":")
+    ax.grid(alpha=0.3)
+    return top
+
+
+def _users_axis(ax, row, cell_dir, t0):
+    """Add to a cell's panel a right axis with the cell's Locust users over time; returns nothing."""
+    users = ax.twinx()
+    points = [(t - t0, n) for t, n in _users(cell_dir)]
+    users.step(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        where="post",
+        color=COLOURS["users"],
+        linestyle="--",
+        linewidth=1,
+        label="users",
+    )
+    users.set_ylim(bottom=0, top=max([int(row["streams"]) + 1] + [p[1] for p in points]) * 1.1)
+    users.tick_params(labelsize=7, colors="0.4")
+
+
+def _count_scale(axes, top):
+    """Set every panel's count axis, linear to 10 and log above, up to half again the highest
+    count (top); returns nothing."""
+    ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= top * 1.5]
+    for ax in axes:
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylim(0, top * 1.5)
+        ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.tick_params(axis="y", labelsize=7)
+
+
+def _timeline_heading(fig, backend, scenario):
+    """Put the legend and the title at the top of a timeline figure; returns nothing."""
+    handles = [plt.Line2D([], [], color=c, linestyle="--" if n == "users" else "-") for n, c in COLOURS.items()]
+    fig.legend(
+        handles,
+        [
+            "connections in use (server)",
+            "waiting for a connection (server)",
+            "PostgreSQL backends of the app",
+            "Locust users (right axis)",
+        ],
+        loc="upper center",
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_figheight()),
+    )
+    fig.suptitle(
+        f"{backend} / {scenario}: connections against users (count, linear to 10, log above; dotted line: load stops)",
+        fontsize=10,
+        y=1 - 0.08 / fig.get_figheight(),
+    )
 
 
 def probe_latency(run_dir, rows) -> str | None:

@@ -123,7 +123,18 @@ def release_table(run_dir, scenario=None, rows=None) -> str:
     variants = list(dict.fromkeys(r["variant"] for r in picked))
     by = {(r["backend"], r["variant"]): r for r in picked}
     audited = any(r.get("writes_expected") for r in picked)  # runs before lost_writes lack it
-    out = [
+    out = _release_head(run_dir, scenario, variants, audited)
+    for b in backends:
+        cells = [_release_cell(by.get((b, v)), audited) for v in variants]
+        out.append(f"| `{b}` | " + " | ".join(cells) + " |")
+    out += _burst_section(rows)
+    return "\n".join(out) + "\n"
+
+
+def _release_head(run_dir, scenario, variants, audited) -> list[str]:
+    """The release table's lines up to its first row: its title, the run it comes from, what the
+    verdicts mean, what each cell holds, and the table's head, a column per variant."""
+    return [
         "# Release techniques by backend",
         "",
         run_line(run_dir) + " Regenerate with `make table RUN=<run directory> TABLE=<this file>`.",
@@ -147,47 +158,51 @@ def release_table(run_dir, scenario=None, rows=None) -> str:
         "| backend | " + " | ".join(f"`{v}`" for v in variants) + " |",
         "|---|" + "---|" * len(variants),
     ]
-    for b in backends:
-        cells = []
-        for v in variants:
-            r = by.get((b, v))
-            if r is None:
-                cells.append("")
-            elif r["status"] != "ok":
-                cells.append(f"{r['status']}")
-            else:
-                cells.append(
-                    f"**{verdict(r)}**<br>{r['conn_hold_p50_ms'] or '–'} / {r['stream_design_ms']} ms, "
-                    f"probe p99 {r['probe_p99_ms']} ms, {r['peak_db_backends']} backends"
-                    + (_lost(r) if audited else "")
-                )
-        out.append(f"| `{b}` | " + " | ".join(cells) + " |")
+
+
+def _release_cell(r, audited) -> str:
+    """One backend and variant's cell of the release table: empty for a cell that did not run,
+    its status for one that failed, else its verdict and figures."""
+    if r is None:
+        return ""
+    if r["status"] != "ok":
+        return f"{r['status']}"
+    return (
+        f"**{verdict(r)}**<br>{r['conn_hold_p50_ms'] or '–'} / {r['stream_design_ms']} ms, "
+        f"probe p99 {r['probe_p99_ms']} ms, {r['peak_db_backends']} backends" + (_lost(r) if audited else "")
+    )
+
+
+def _burst_section(rows) -> list[str]:
+    """The lines of the release table's burst section, a row per backend and variant of the
+    scenario `burst`; none for a run without it."""
     burst = [r for r in rows if r["scenario"] == "burst" and r["repeat"] == "1"]
-    if burst:
-        cols = [
-            "streams",
-            "pool_max",
-            "peak_db_backends",
-            "db_limit",
-            "overshoot",
-            "too_many_clients",
-            "pool_timeouts",
-            "hung_requests",
-            "stream_failures",
-            "streams_completed",
-            "probe_p99_ms",
-        ]
-        out += [
-            "",
-            "## Under a burst (scenario `burst`)",
-            "",
-            "| backend | variant | " + " | ".join(f"`{c}`" for c in cols) + " |",
-            "|---|---|" + "---|" * len(cols),
-        ]
-        for r in burst:
-            values = [r[c] if r["status"] == "ok" or c in ("streams", "pool_max") else r["status"] for c in cols]
-            out.append(f"| `{r['backend']}` | `{r['variant']}` | " + " | ".join(values) + " |")
-    return "\n".join(out) + "\n"
+    if not burst:
+        return []
+    cols = [
+        "streams",
+        "pool_max",
+        "peak_db_backends",
+        "db_limit",
+        "overshoot",
+        "too_many_clients",
+        "pool_timeouts",
+        "hung_requests",
+        "stream_failures",
+        "streams_completed",
+        "probe_p99_ms",
+    ]
+    out = [
+        "",
+        "## Under a burst (scenario `burst`)",
+        "",
+        "| backend | variant | " + " | ".join(f"`{c}`" for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for r in burst:
+        values = [r[c] if r["status"] == "ok" or c in ("streams", "pool_max") else r["status"] for c in cols]
+        out.append(f"| `{r['backend']}` | `{r['variant']}` | " + " | ".join(values) + " |")
+    return out
 
 
 def _lost(row) -> str:
@@ -304,9 +319,40 @@ def _overhead_pairs(run_dir, rows):
 
 def _overhead_section(key, done, left_out) -> list[str]:
     """One backend, variant and server of an overhead run: its pairs and their statistics."""
-    backend, variant, server = key
     controlled = all(_positive(row["loadgen_cores"]) for _, on, off in done.values() for row in (on, off))
-    lines = [
+    together = all(ran == "together" for ran, _, _ in done.values())  # done is never empty
+    # the cost's part in the kernel and in user space, each in % of the uninstrumented cell's
+    # server cores (they add up to the cost); runs from before the kernel's part was sampled have none
+    split = all(row.get("server_system_cores") not in (None, "") for _, on, off in done.values() for row in (on, off))
+    rows, figures = _overhead_rows(done, controlled, split)
+    lines = _overhead_head(key, controlled) + rows
+    lines += ["", _hl_line("Server CPU", "the instrumentation costs", figures["costs"])[0]]
+    if split:
+        lines += [
+            _hl_line(
+                "Of it, in the kernel", "system calls and page faults, instrumented minus not,", figures["kernel"]
+            )[0]
+            + " In % of the uninstrumented server's cores, as the next.",
+            _hl_line("Of it, in user space", "the rest,", figures["user"])[0],
+        ]
+    if left_out:
+        lines.append(
+            f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "
+            "where a cell failed or has no server cores or probe p99."
+        )
+    if controlled:
+        lines += _control_lines(done, figures["against"], figures["loadgen"])
+    if not together:  # side by side, neither ran first
+        lines.append(_position_line(figures["by_position"]))
+    lines.append(_probe_line(figures["p99_differences"]))
+    return lines
+
+
+def _overhead_head(key, controlled) -> list[str]:
+    """The heading of one backend, variant and server's section and its table's head, with the
+    load generator's columns when every cell has its cores."""
+    backend, variant, server = key
+    return [
         "",
         f"## {backend} / {variant} under {server}",
         "",
@@ -315,93 +361,99 @@ def _overhead_section(key, done, left_out) -> list[str]:
         + " probe p99 ms on | off | probes answered /s on | off |",
         "|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if controlled else "") + "---:|---:|---:|---:|",
     ]
-    costs, against, loadgen, p99_differences, by_position = [], [], [], [], {"first": [], "second": []}
-    together = all(ran == "together" for ran, _, _ in done.values())  # done is never empty
-    # the cost's part in the kernel and in user space, each in % of the uninstrumented cell's
-    # server cores (they add up to the cost); runs from before the kernel's part was sampled have none
-    split = all(row.get("server_system_cores") not in (None, "") for _, on, off in done.values() for row in (on, off))
-    kernel, user = [], []
+
+
+def _overhead_rows(done, controlled, split) -> tuple[list[str], dict]:
+    """(the section's table rows, one per repeat; the figures its statistics are drawn from, by
+    name: each repeat's cost, cost in the kernel and in user space, load generator's cost, cost
+    against the load generator and probe p99 difference, and the costs by when the instrumented
+    cell ran)."""
+    figures = {
+        "costs": [],
+        "kernel": [],
+        "user": [],
+        "loadgen": [],
+        "against": [],
+        "p99_differences": [],
+        "by_position": {"first": [], "second": []},
+    }
+    rows = []
     for repeat, (ran, on, off) in done.items():
         cost = _cost_pct(on["server_cores"], off["server_cores"])
-        costs.append(cost)
-        by_position.setdefault(ran, []).append(cost)
-        p99_differences.append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
+        figures["costs"].append(cost)
+        figures["by_position"].setdefault(ran, []).append(cost)
+        figures["p99_differences"].append(float(on["probe_p99_ms"]) - float(off["probe_p99_ms"]))
         if split:
             in_kernel = float(on["server_system_cores"]) - float(off["server_system_cores"])
-            kernel.append(100 * in_kernel / float(off["server_cores"]))
-            user.append(cost - kernel[-1])
+            figures["kernel"].append(100 * in_kernel / float(off["server_cores"]))
+            figures["user"].append(cost - figures["kernel"][-1])
         control = ""
         if controlled:
-            loadgen.append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
-            against.append(
+            figures["loadgen"].append(_cost_pct(on["loadgen_cores"], off["loadgen_cores"]))
+            figures["against"].append(
                 _cost_pct(
                     float(on["server_cores"]) / float(on["loadgen_cores"]),
                     float(off["server_cores"]) / float(off["loadgen_cores"]),
                 )
             )
-            control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {against[-1]:+.1f} % |"
-        lines.append(
+            control = f" {on['loadgen_cores']} | {off['loadgen_cores']} | {figures['against'][-1]:+.1f} % |"
+        rows.append(
             f"| {repeat} | {ran} | {on['server_cores']} | "
             f"{off['server_cores']} | {cost:+.1f} % |{control} {on['probe_p99_ms']} | {off['probe_p99_ms']} | "
             f"{on['probe_ok_per_s']} | {off['probe_ok_per_s']} |"
         )
-    lines += ["", _hl_line("Server CPU", "the instrumentation costs", costs)[0]]
-    if split:
-        lines += [
-            _hl_line("Of it, in the kernel", "system calls and page faults, instrumented minus not,", kernel)[0]
-            + " In % of the uninstrumented server's cores, as the next.",
-            _hl_line("Of it, in user space", "the rest,", user)[0],
-        ]
-    if left_out:
-        lines.append(
-            f"- **Left out:** repeat{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}, "
-            "where a cell failed or has no server cores or probe p99."
-        )
-    if controlled:
-        lines += [_hl_line("Against the load generator", "the instrumentation costs", against)[0]]
-        line, (low, high) = _hl_line("The load generator itself", "instrumented minus not,", loadgen)
-        try:
-            offs = [off for _, _, off in done.values()]
-            r = statistics.correlation(
-                [float(x["server_cores"]) for x in offs], [float(x["loadgen_cores"]) for x in offs]
-            )
-            correlated = f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}"
-        except statistics.StatisticsError:  # fewer than two repeats, or a column that never changed
-            correlated = ""
-        moved = low > 0 or high < 0
-        lines.append(
-            line
-            + " It runs the same load either way, so it is a control only while this stays near 0"
-            + correlated
-            + (
-                ". **Here its interval excludes 0: the control moved too, so the cost against it is off by "
-                "about as much.**"
-                if moved
-                else "."
-            )
-        )
-    p = paired.signed_rank_p(p99_differences)
-    if not together:  # side by side, neither ran first
-        lines.append(
-            "- **By position:** "
-            + "; ".join(
-                f"instrumented {name}, median {statistics.median(group):+.1f} % ({_repeats(len(group))})"
-                for name, group in by_position.items()
-                if group
-            )
-            + "."
-        )
-    lines += [
-        f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; "
+    return rows, figures
+
+
+def _control_lines(done, against, loadgen) -> list[str]:
+    """The bullets on the control: the cost against the load generator, and the load generator's
+    own change, flagged when its interval excludes 0."""
+    lines = [_hl_line("Against the load generator", "the instrumentation costs", against)[0]]
+    line, (low, high) = _hl_line("The load generator itself", "instrumented minus not,", loadgen)
+    try:
+        offs = [off for _, _, off in done.values()]
+        r = statistics.correlation([float(x["server_cores"]) for x in offs], [float(x["loadgen_cores"]) for x in offs])
+        correlated = f"; across the uninstrumented cells its cores and the server's correlate at r = {r:.2f}"
+    except statistics.StatisticsError:  # fewer than two repeats, or a column that never changed
+        correlated = ""
+    moved = low > 0 or high < 0
+    lines.append(
+        line
+        + " It runs the same load either way, so it is a control only while this stays near 0"
+        + correlated
         + (
-            "no repeat differs."
-            if p is None
-            else f"Wilcoxon signed-rank p = {p:.2f}: "
-            + ("not significantly different" if p >= 0.05 else "**significantly different**")
-            + " at the 5 % level."
-        ),
-    ]
+            ". **Here its interval excludes 0: the control moved too, so the cost against it is off by about as much.**"
+            if moved
+            else "."
+        )
+    )
     return lines
+
+
+def _position_line(by_position) -> str:
+    """The bullet with the median cost by when the instrumented cell ran, first or second."""
+    return (
+        "- **By position:** "
+        + "; ".join(
+            f"instrumented {name}, median {statistics.median(group):+.1f} % ({_repeats(len(group))})"
+            for name, group in by_position.items()
+            if group
+        )
+        + "."
+    )
+
+
+def _probe_line(p99_differences) -> str:
+    """The bullet comparing probe p99 instrumented and not: the median difference and whether it
+    is significant."""
+    p = paired.signed_rank_p(p99_differences)
+    return f"- **Probe p99:** instrumented minus not, median {statistics.median(p99_differences):+.1f} ms; " + (
+        "no repeat differs."
+        if p is None
+        else f"Wilcoxon signed-rank p = {p:.2f}: "
+        + ("not significantly different" if p >= 0.05 else "**significantly different**")
+        + " at the 5 % level."
+    )
 
 
 def overhead_table(run_dir, rows) -> str:
