@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from wsgiref.util import setup_testing_defaults
 
 from harness import ROOT, CellError, UsageError
 from harness.results import runinfo
@@ -165,70 +166,25 @@ def measure(requests, repeats):
     import django
 
     django.setup()
-    from wsgiref.util import setup_testing_defaults
-
-    from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
-    from django.http import HttpResponse, StreamingHttpResponse
     from django.test import RequestFactory
-    from django.test.utils import override_settings
 
-    from stream_release import ReleasingStreamingHttpResponse
     from stream_release.middleware import StreamReleaseMiddleware
 
-    others = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE]
-    handlers = {}
-    for side, middleware in (("without", others), ("with", [MIDDLEWARE, *others])):
-        with override_settings(MIDDLEWARE=middleware):
-            handlers[side] = WSGIHandler()
-
-    def request(handler, path):
-        route, _, query = path.partition("?")
-        environ = {"PATH_INFO": route, "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
-        setup_testing_defaults(environ)
-        status = []
-        response = handler(environ, lambda s, headers, exc_info=None: status.append(s))
-        for _ in response:
-            pass
-        response.close()
-        if not status[0].startswith("200"):
-            raise RuntimeError(f"{path}: {status[0]}")
-
+    handlers = _handlers()
     # the middleware alone, on the same responses without the view, the database or the server:
     # what it adds to any request. stream-hold keeps a connection checked out throughout.
-    chunks = [b"x" * 256] * 8
-    made = {
-        "probe": lambda _: HttpResponse(b"x" * 256),
-        "stream-release": lambda _: ReleasingStreamingHttpResponse(iter(chunks)),
-        # a cursor made and closed: the request used the connection it keeps (the detector warns
-        # only about connections the request used), with no round trip to the database
-        "stream-hold": lambda _: (connection.cursor().close(), StreamingHttpResponse(iter(chunks)))[1],
-    }
+    made = _responses()
     fake_request = RequestFactory().get("/stream/hold/")
 
     rows = []
     for kind, path in KINDS.items():
         for handler in handlers.values():  # warm-up: connections, caches, the first warning
             for _ in range(20):
-                request(handler, path)
-
-        def end_to_end(side, path=path):
-            started = time.perf_counter()
-            for _ in range(requests):
-                request(handlers[side], path)
-            return (time.perf_counter() - started) / requests * 1e6
-
+                _request(handler, path)
+        end_to_end = _end_to_end(handlers, path, requests)
         chains = {"without": made[kind], "with": StreamReleaseMiddleware(made[kind])}
-
-        def alone(side, n=requests * 10, chains=chains):
-            chain = chains[side]
-            started = time.perf_counter()
-            for _ in range(n):
-                for _ in chain(fake_request):
-                    pass
-            return (time.perf_counter() - started) / n * 1e6
-
+        alone = _alone(chains, fake_request, requests * 10)
         e2e = _costs(_paired(end_to_end, handlers, repeats))
         if kind == "stream-hold":
             connection.ensure_connection()
@@ -236,21 +192,99 @@ def measure(requests, repeats):
             connection.close()
         mw = _costs(_paired(alone, chains, repeats))
         connection.close()
-        rows.append(
-            {
-                "request": kind,
-                "path": path,
-                "without_us_p50": round(e2e[0], 1),
-                "cost_us_p50": round(e2e[1], 1),
-                "cost_us_min": round(e2e[2], 1),
-                "cost_us_max": round(e2e[3], 1),
-                "middleware_alone_us_p50": round(mw[1], 2),
-                "middleware_alone_us_min": round(mw[2], 2),
-                "middleware_alone_us_max": round(mw[3], 2),
-                "middleware_alone_pct_p50": round(100 * mw[1] / e2e[0], 2),
-            }
-        )
+        rows.append(_row(kind, path, e2e, mw))
     return rows
+
+
+def _handlers():
+    """{"without": a WSGI handler of the app without the middleware, "with": one with it first}."""
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test.utils import override_settings
+
+    others = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE]
+    handlers = {}
+    for side, middleware in (("without", others), ("with", [MIDDLEWARE, *others])):
+        with override_settings(MIDDLEWARE=middleware):
+            handlers[side] = WSGIHandler()
+    return handlers
+
+
+def _request(handler, path):
+    """One whole GET of `path` through `handler`, as a WSGI server makes it (body read, then
+    close()); raises RuntimeError unless the status is 200."""
+    route, _, query = path.partition("?")
+    environ = {"PATH_INFO": route, "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    response = handler(environ, lambda s, headers, exc_info=None: status.append(s))
+    for _ in response:
+        pass
+    response.close()
+    if not status[0].startswith("200"):
+        raise RuntimeError(f"{path}: {status[0]}")
+
+
+def _responses():
+    """{kind: a view-less callable (request -> response) making that kind's response}."""
+    from django.db import connection
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    from stream_release import ReleasingStreamingHttpResponse
+
+    chunks = [b"x" * 256] * 8
+    return {
+        "probe": lambda _: HttpResponse(b"x" * 256),
+        "stream-release": lambda _: ReleasingStreamingHttpResponse(iter(chunks)),
+        # a cursor made and closed: the request used the connection it keeps (the detector warns
+        # only about connections the request used), with no round trip to the database
+        "stream-hold": lambda _: (connection.cursor().close(), StreamingHttpResponse(iter(chunks)))[1],
+    }
+
+
+def _end_to_end(handlers, path, requests):
+    """run_batch(side) for _paired: µs per whole request of `requests` requests of `path` to
+    that side's handler."""
+
+    def end_to_end(side):
+        started = time.perf_counter()
+        for _ in range(requests):
+            _request(handlers[side], path)
+        return (time.perf_counter() - started) / requests * 1e6
+
+    return end_to_end
+
+
+def _alone(chains, fake_request, n):
+    """run_batch(side) for _paired: µs per response of `n` responses through that side's chain
+    (the middleware or not), each body read to the end."""
+
+    def alone(side):
+        chain = chains[side]
+        started = time.perf_counter()
+        for _ in range(n):
+            for _ in chain(fake_request):
+                pass
+        return (time.perf_counter() - started) / n * 1e6
+
+    return alone
+
+
+def _row(kind, path, e2e, mw):
+    """The table's row of one kind, from _costs of the whole requests (e2e) and of the middleware
+    alone (mw)."""
+    return {
+        "request": kind,
+        "path": path,
+        "without_us_p50": round(e2e[0], 1),
+        "cost_us_p50": round(e2e[1], 1),
+        "cost_us_min": round(e2e[2], 1),
+        "cost_us_max": round(e2e[3], 1),
+        "middleware_alone_us_p50": round(mw[1], 2),
+        "middleware_alone_us_min": round(mw[2], 2),
+        "middleware_alone_us_max": round(mw[3], 2),
+        "middleware_alone_pct_p50": round(100 * mw[1] / e2e[0], 2),
+    }
 
 
 if __name__ == "__main__":

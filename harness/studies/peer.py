@@ -86,6 +86,32 @@ def run(
 
     console = console or Console(stderr=True)
     spec = matrix.load(matrix_file)
+    p, tool = _checked(spec, backend, variant, scenario, overrides)
+    external = postgres.preflight()
+    run_dir, info = runinfo.create(
+        "peer", out, backend=backend, variant=variant, scenario=scenario, params=vars(p), slowhttptest=tool
+    )
+    run_id = info["run_id"]
+    console.print(
+        f"[bold]{run_id}[/]: slowhttptest, then this project's slow client: {p.streams} connections "
+        f"reading {p.read_rate_bps} B/s each for {p.duration_s} s; results in {os.path.relpath(run_dir)}"
+    )
+    rows = []
+    with runinfo.recording(run_dir, info):
+        with ExitStack() as stack:
+            server = _start(stack, spec.backends[backend], p, external, run_dir)
+            server.verify(variant)
+            _both_clients(rows, server, tool, p, variant, run_dir, console)
+        _add_ratios(rows)
+        capacity.write_csv(os.path.join(run_dir, "peer.csv"), COLUMNS, rows)
+    _print(rows, console)
+    console.print(f"peer: {os.path.relpath(os.path.join(run_dir, 'peer.csv'))}")
+    return run_dir, rows
+
+
+def _checked(spec, backend, variant, scenario, overrides):
+    """The scenario's parameters and slowhttptest's executable, once the names, the parameters,
+    slowhttptest and the backend's pgbouncer are all there; UsageError otherwise."""
     for name, value, known in (
         ("BACKEND", backend, spec.backends),
         ("VARIANT", variant, spec.variants),
@@ -100,46 +126,40 @@ def run(
         raise UsageError(INSTALL_HINT)
     if pgbouncer.missing_for(spec.backends[backend]):
         raise UsageError(f"BACKEND={backend}: {pgbouncer.INSTALL_HINT}")
-    external = postgres.preflight()
-    run_dir, info = runinfo.create(
-        "peer", out, backend=backend, variant=variant, scenario=scenario, params=vars(p), slowhttptest=tool
+    return p, tool
+
+
+def _start(stack, backend, p, external, run_dir):
+    """PostgreSQL (`external`, or a cluster of the run's), its database prepared, pgbouncer if
+    the backend goes through it, and the app's server, each entered on `stack`: the server."""
+    db = external or stack.enter_context(postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log")))
+    prepare_database(backend, p, db.app_url, os.path.join(run_dir, "prepare.log"))
+    app_db = pgbouncer.front(stack, backend, p, db, os.path.join(run_dir, "pgbouncer.log"))
+    return stack.enter_context(
+        Server(backend, p, app_db.app_url, postgres.free_port(), os.path.join(run_dir, "server.log"))
     )
-    run_id = info["run_id"]
-    console.print(
-        f"[bold]{run_id}[/]: slowhttptest, then this project's slow client: {p.streams} connections "
-        f"reading {p.read_rate_bps} B/s each for {p.duration_s} s; results in {os.path.relpath(run_dir)}"
-    )
-    rows = []
-    with runinfo.recording(run_dir, info):
-        with ExitStack() as stack:
-            db = external or stack.enter_context(
-                postgres.Cluster(p.db_max_connections, os.path.join(run_dir, "postgres.log"))
-            )
-            prepare_database(spec.backends[backend], p, db.app_url, os.path.join(run_dir, "prepare.log"))
-            app_db = pgbouncer.front(stack, spec.backends[backend], p, db, os.path.join(run_dir, "pgbouncer.log"))
-            server = stack.enter_context(
-                Server(
-                    spec.backends[backend], p, app_db.app_url, postgres.free_port(), os.path.join(run_dir, "server.log")
-                )
-            )
-            server.verify(variant)
-            url = f"{server.url}/stream/{variant}/?chunks={p.chunks}&chunk_bytes={p.chunk_bytes}&delay_ms={p.delay_ms}"
-            for client, command in (
-                ("slowhttptest", _slowhttptest(tool, p, url, run_dir)),
-                ("locust", _locust(p, server.url, variant, run_dir)),
-            ):
-                console.print(f"{client}: {p.streams} connections for {p.duration_s} s")
-                rows.append(_measure(client, command, p, run_dir, server))
-                _wait_idle(server, p)
-        base = rows[0]["client_cores"]
-        for row in rows:
-            row["client_cpu_ratio_to_slowhttptest"] = (
-                round(row["client_cores"] / base, 2) if base and row["client_cores"] != "" else ""
-            )
-        capacity.write_csv(os.path.join(run_dir, "peer.csv"), COLUMNS, rows)
-    _print(rows, console)
-    console.print(f"peer: {os.path.relpath(os.path.join(run_dir, 'peer.csv'))}")
-    return run_dir, rows
+
+
+def _both_clients(rows, server, tool, p, variant, run_dir, console):
+    """slowhttptest, then this project's slow client, against `server`: each one's row appended
+    to `rows` as it ends, the server left idle after each."""
+    url = f"{server.url}/stream/{variant}/?chunks={p.chunks}&chunk_bytes={p.chunk_bytes}&delay_ms={p.delay_ms}"
+    for client, command in (
+        ("slowhttptest", _slowhttptest(tool, p, url, run_dir)),
+        ("locust", _locust(p, server.url, variant, run_dir)),
+    ):
+        console.print(f"{client}: {p.streams} connections for {p.duration_s} s")
+        rows.append(_measure(client, command, p, run_dir, server))
+        _wait_idle(server, p)
+
+
+def _add_ratios(rows):
+    """Each row's client_cpu_ratio_to_slowhttptest: its client's cores over the first row's."""
+    base = rows[0]["client_cores"]
+    for row in rows:
+        row["client_cpu_ratio_to_slowhttptest"] = (
+            round(row["client_cores"] / base, 2) if base and row["client_cores"] != "" else ""
+        )
 
 
 def _slowhttptest(tool, p, url, run_dir):

@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -86,6 +87,18 @@ DISTRIBUTIONS = (
 # ---------------------------------------------------------------- the harness's side (.venv)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What each backend's measurement shares: the run directory, its run.json record (filled in
+    as each backend goes), [defaults]' parameters, the requests per configuration, the console."""
+
+    run_dir: str
+    info: dict
+    params: object
+    requests: int
+    console: object
+
+
 def run(requests=200, out=None, backends=None, console=None):
     """Measure every backend named (default: each of matrix.toml's the app reaches directly);
     returns (run directory, rows)."""
@@ -95,12 +108,45 @@ def run(requests=200, out=None, backends=None, console=None):
 
     from harness.results import runinfo
     from harness.spec import matrix
-    from harness.stack import postgres, procs
+    from harness.stack import postgres
     from harness.stack.envs import python_for
 
     console = console or Console(stderr=True)
     spec = matrix.load()
     params = matrix.check_params(dict(spec.defaults), "[defaults]")
+    names = _names(spec, backends, out)
+    postgres.find_binaries()
+    postgres.run_as()
+    # each backend's environment, built now if it is missing or stale (before the cluster starts)
+    pythons = {name: python_for(spec.backends[name].env, console) for name in names}
+
+    if out is None:
+        DEFAULT_OUT.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    run_dir, info = _create(out, requests, params)
+    console.print(
+        f"release cost: {len(names)} backends x {len(KEEP_PERSISTENT) * len(VIEWS)} configurations x "
+        f"{requests} requests; results in {run_dir}"
+    )
+    study = _Run(run_dir, info, params, requests, console)
+    rows = []
+    with runinfo.recording(run_dir, info):
+        log_path = os.path.join(run_dir, "postgres.log")
+        with postgres.Cluster(params.db_max_connections, log_path) as db:
+            info["postgres"] = {"version": db.version, "source": db.source, "max_connections": db.max_connections}
+            _seed(db.app_url)
+            for name in names:
+                rows.extend(_measure_backend(study, db, name, spec.backends[name], pythons[name]))
+                _write_csv(os.path.join(run_dir, "release_cost.csv"), rows)
+        info["duration_s"] = round(time.monotonic() - started, 1)
+    print(markdown(rows))
+    console.print(f"release cost: {os.path.join(run_dir, 'release_cost.csv')}, {os.path.join(run_dir, 'run.json')}")
+    return run_dir, rows
+
+
+def _names(spec, backends, out) -> list:
+    """The backends to measure (default: each the app reaches directly), once they and `out` are
+    fit to use; UsageError otherwise."""
     names = list(backends) if backends else [n for n, b in spec.backends.items() if not b.via]
     for name in names:
         if name not in spec.backends:
@@ -111,15 +157,14 @@ def run(requests=200, out=None, backends=None, console=None):
         raise UsageError(f"--backends={','.join(names)} names a backend twice: name each once")
     if out is not None and os.path.exists(out):
         raise UsageError(f"--out={out} already exists: choose a new directory; earlier results are never overwritten")
-    postgres.find_binaries()
-    postgres.run_as()
-    # each backend's environment, built now if it is missing or stale (before the cluster starts)
-    pythons = {name: python_for(spec.backends[name].env, console) for name in names}
+    return names
 
-    if out is None:
-        DEFAULT_OUT.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    run_dir, info = runinfo.create(
+
+def _create(out, requests, params):
+    """The run's directory and its run.json record (runinfo.create): (run directory, info)."""
+    from harness.results import runinfo
+
+    return runinfo.create(
         "release-cost",
         out,
         results=DEFAULT_OUT,
@@ -137,54 +182,45 @@ def run(requests=200, out=None, backends=None, console=None):
         backends={},
         environments={},
     )
-    console.print(
-        f"release cost: {len(names)} backends x {len(KEEP_PERSISTENT) * len(VIEWS)} configurations x "
-        f"{requests} requests; results in {run_dir}"
-    )
-    rows = []
-    with runinfo.recording(run_dir, info):
-        log_path = os.path.join(run_dir, "postgres.log")
-        with postgres.Cluster(params.db_max_connections, log_path) as db:
-            info["postgres"] = {"version": db.version, "source": db.source, "max_connections": db.max_connections}
-            _seed(db.app_url)
-            for name in names:
-                backend = spec.backends[name]
-                job = {
-                    "backend": name,
-                    "driver": backend.driver,
-                    "database": _database(backend, params, db.app_url),
-                    "requests": requests,
-                    "admin_url": db.admin_url,
-                    "app_user": db.app_user,
-                    "app_db": db.app_db,
-                    "postgres_log": log_path,
-                    "result": os.path.join(run_dir, f"worker-{name}.json"),
-                }
-                info["backends"][name] = {
-                    "description": backend.description,
-                    "env": backend.env,
-                    "driver": backend.driver,
-                    "engine": backend.engine,
-                    "conn_max_age": backend.conn_max_age,
-                    "options": job["database"]["OPTIONS"],
-                    "pooled": backend.pooled,
-                }
-                console.print(f"  {name} ({backend.env} environment) ...")
-                result = _measure(procs, pythons[name], job, run_dir)
-                info["environments"][backend.env] = {
-                    "python": os.path.relpath(pythons[name], ROOT),
-                    "python_version": result["python"],
-                    "versions": result["versions"],
-                }
-                info["backends"][name]["distinct_backend_pids_seen"] = {
-                    f"{r['keep_persistent']}/{r['view']}": r["distinct_pids"] for r in result["rows"]
-                }
-                rows.extend({k: r[k] for k in COLUMNS} for r in result["rows"])
-                _write_csv(os.path.join(run_dir, "release_cost.csv"), rows)
-        info["duration_s"] = round(time.monotonic() - started, 1)
-    print(markdown(rows))
-    console.print(f"release cost: {os.path.join(run_dir, 'release_cost.csv')}, {os.path.join(run_dir, 'run.json')}")
-    return run_dir, rows
+
+
+def _measure_backend(study, db, name, backend, python) -> list[dict]:
+    """One backend measured by its worker (`python`) on the cluster `db`, what it is and its
+    environment recorded in run.json as it goes: its rows (COLUMNS only)."""
+    from harness.stack import procs
+
+    job = {
+        "backend": name,
+        "driver": backend.driver,
+        "database": _database(backend, study.params, db.app_url),
+        "requests": study.requests,
+        "admin_url": db.admin_url,
+        "app_user": db.app_user,
+        "app_db": db.app_db,
+        "postgres_log": os.path.join(study.run_dir, "postgres.log"),
+        "result": os.path.join(study.run_dir, f"worker-{name}.json"),
+    }
+    info = study.info
+    info["backends"][name] = {
+        "description": backend.description,
+        "env": backend.env,
+        "driver": backend.driver,
+        "engine": backend.engine,
+        "conn_max_age": backend.conn_max_age,
+        "options": job["database"]["OPTIONS"],
+        "pooled": backend.pooled,
+    }
+    study.console.print(f"  {name} ({backend.env} environment) ...")
+    result = _measure(procs, python, job, study.run_dir)
+    info["environments"][backend.env] = {
+        "python": os.path.relpath(python, ROOT),
+        "python_version": result["python"],
+        "versions": result["versions"],
+    }
+    info["backends"][name]["distinct_backend_pids_seen"] = {
+        f"{r['keep_persistent']}/{r['view']}": r["distinct_pids"] for r in result["rows"]
+    }
+    return [{k: r[k] for k in COLUMNS} for r in result["rows"]]
 
 
 def _database(backend, params, app_url):
@@ -310,12 +346,38 @@ def _configure(job) -> str:
 def _app():
     """The three views (hold, release, batches) behind a WSGI handler: (serve(view) -> µs of one
     whole request, seen: the connections made since it was last cleared, and their pids)."""
-    import types
     from wsgiref.util import setup_testing_defaults
 
     from django.core.handlers.wsgi import WSGIHandler
+
+    _install_urls()
+    seen = _watch_connections()
+    handler = WSGIHandler()
+
+    def serve(view):
+        """One request as a WSGI server makes it: µs of wall time."""
+        environ = {"PATH_INFO": f"/{view}/", "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(environ)
+        status = []
+        got = 0
+        started = time.perf_counter()
+        response = handler(environ, lambda s, headers, exc_info=None: status.append(s))
+        for chunk in response:
+            got += chunk.count(b"\n")
+        response.close()
+        elapsed = time.perf_counter() - started
+        if not status[0].startswith("200") or got != ROWS:
+            raise RuntimeError(f"/{view}/: {status[0]}, {got} rows of {ROWS}")
+        return elapsed * 1e6
+
+    return serve, seen
+
+
+def _install_urls():
+    """The views and their URLconf, installed as the module release_cost_urls (ROOT_URLCONF)."""
+    import types
+
     from django.db import models
-    from django.db.backends.signals import connection_created
     from django.http import StreamingHttpResponse
     from django.urls import path
 
@@ -349,6 +411,12 @@ def _app():
     urls.urlpatterns = [path("hold/", hold), path("release/", release), path("batches/", in_batches)]
     sys.modules["release_cost_urls"] = urls
 
+
+def _watch_connections() -> dict:
+    """Every connection Django makes from now on counted (a checkout, for a pool) and its backend
+    pid kept: the dict of both, {"checkouts": n, "pids": set}."""
+    from django.db.backends.signals import connection_created
+
     seen = {"checkouts": 0, "pids": set()}
 
     def created(sender, connection, **kwargs):
@@ -357,25 +425,7 @@ def _app():
         seen["pids"].add(raw.get_backend_pid() if hasattr(raw, "get_backend_pid") else raw.info.backend_pid)
 
     connection_created.connect(created, weak=False)
-    handler = WSGIHandler()
-
-    def serve(view):
-        """One request as a WSGI server makes it: µs of wall time."""
-        environ = {"PATH_INFO": f"/{view}/", "REQUEST_METHOD": "GET"}
-        setup_testing_defaults(environ)
-        status = []
-        got = 0
-        started = time.perf_counter()
-        response = handler(environ, lambda s, headers, exc_info=None: status.append(s))
-        for chunk in response:
-            got += chunk.count(b"\n")
-        response.close()
-        elapsed = time.perf_counter() - started
-        if not status[0].startswith("200") or got != ROWS:
-            raise RuntimeError(f"/{view}/: {status[0]}, {got} rows of {ROWS}")
-        return elapsed * 1e6
-
-    return serve, seen
+    return seen
 
 
 class _Sessions:
