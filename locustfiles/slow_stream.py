@@ -22,6 +22,7 @@ import math
 import random
 import time
 import uuid
+from dataclasses import dataclass
 
 import _common  # noqa: F401  (registers the options and the request log)
 import gevent
@@ -57,6 +58,37 @@ def _abort_streams():
             raw._sock = None
 
 
+@dataclass
+class _Progress:
+    """One stream in progress: what its entries are recorded with, and the bytes read so far."""
+
+    name: str
+    start_unix: float
+    started: float
+    context: dict
+    received: int = 0
+
+
+def _target(o):
+    """(entry name, URL, expected body length or None) of the stream to open."""
+    if o.stream_path:  # your own app's stream, as it is: its length is its own
+        name = url = o.stream_path
+        expected = None
+    else:
+        name = f"/stream/{o.variant}/"
+        url = f"{name}?chunks={o.chunks}&chunk_bytes={o.chunk_bytes}&delay_ms={o.delay_ms}"
+        expected = o.chunks * o.chunk_bytes
+    return name, url, expected
+
+
+def _read_step(o, expected):
+    """How many bytes each read of the body asks for."""
+    chunk = o.chunk_bytes if expected is not None else 1024
+    # at a read rate, one read a second at most (a second's bytes), as slowhttptest reads: each
+    # read wakes the client, and a thousand slow readers woken ten times a second cost ten times more
+    return chunk if not o.read_rate_bps else max(1, min(chunk, o.read_rate_bps))
+
+
 class SlowStreamUser(FastHttpUser):
     wait_time = constant(0)
     concurrency = 1
@@ -76,60 +108,15 @@ class SlowStreamUser(FastHttpUser):
     @task
     def stream(self):
         o = self.environment.parsed_options
-        if o.stream_path:  # your own app's stream, as it is: its length is its own
-            name = url = o.stream_path
-            expected = None
-        else:
-            name = f"/stream/{o.variant}/"
-            url = f"{name}?chunks={o.chunks}&chunk_bytes={o.chunk_bytes}&delay_ms={o.delay_ms}"
-            expected = o.chunks * o.chunk_bytes
-        chunk = o.chunk_bytes if expected is not None else 1024
-        # at a read rate, one read a second at most (a second's bytes), as slowhttptest reads: each
-        # read wakes the client, and a thousand slow readers woken ten times a second cost ten times more
-        step = chunk if not o.read_rate_bps else max(1, min(chunk, o.read_rate_bps))
+        name, url, expected = _target(o)
+        step = _read_step(o, expected)
         start_unix, started = time.time(), time.perf_counter()
-        received, error = 0, None
-        context = {"request_id": uuid.uuid4().hex}
+        error = None
+        progress = _Progress(name, start_unix, started, {"request_id": uuid.uuid4().hex})
         try:
-            response = self.client.get(
-                url, name=name, stream=True, headers={"X-Request-Id": context["request_id"]}, context=context
-            )
-            context["status"] = response.status_code
-            if response.status_code != 200:
-                error = RuntimeError(f"HTTP {response.status_code}")
-            else:
-                reading = None
-                self.aborted = False
-                _streaming[self] = response
-                for data in response.iter_content(step, decode_content=False):
-                    if reading is None:
-                        reading = time.perf_counter()
-                        self._fire("TTFB", name, start_unix, started, len(data), context)
-                    received += len(data)
-                    if o.read_rate_bps:
-                        # wake on the next tick of a shared clock: the readers due in one tick
-                        # are woken by one turn of the event loop, not a turn each
-                        due = math.ceil((reading + received / o.read_rate_bps) / WAKE_TICK_S) * WAKE_TICK_S
-                        pause = due - time.perf_counter()
-                        if pause > 0:
-                            time.sleep(pause)
-                if expected is not None and received != expected:
-                    error = RuntimeError(f"short body: {received} of {expected} bytes")
+            error = self._request(o, url, expected, step, progress)
         except GreenletExit:  # the test is stopping
-            what = (
-                (f"{received} of {expected} bytes" if expected else f"{received} bytes")
-                if received
-                else "no first byte"
-            )
-            self._fire(
-                "UNFINISHED",
-                name,
-                start_unix,
-                started,
-                received,
-                context,
-                StreamUnfinished(f"{what} when the test stopped"),
-            )
+            self._fire_unfinished(progress, expected)
             raise
         except Exception as exc:  # timeouts, resets
             error = exc
@@ -137,9 +124,57 @@ class SlowStreamUser(FastHttpUser):
             _streaming.pop(self, None)
         if getattr(self, "aborted", False):  # our own disconnect, whatever the read then raised
             self.aborted = False
-            self._fire("ABORTED", name, start_unix, started, received, context)
+            self._fire("ABORTED", name, start_unix, started, progress.received, progress.context)
             return
-        self._fire("STREAM", name, start_unix, started, received, context, error)
+        self._fire("STREAM", name, start_unix, started, progress.received, progress.context, error)
+
+    def _request(self, o, url, expected, step, progress):
+        """Open the stream and read it to the end; the error the STREAM entry records, if any
+        (raises what the request or a read raised)."""
+        context = progress.context
+        response = self.client.get(
+            url, name=progress.name, stream=True, headers={"X-Request-Id": context["request_id"]}, context=context
+        )
+        context["status"] = response.status_code
+        if response.status_code != 200:
+            return RuntimeError(f"HTTP {response.status_code}")
+        self.aborted = False
+        _streaming[self] = response
+        self._read_body(o, response, step, progress)
+        if expected is not None and progress.received != expected:
+            return RuntimeError(f"short body: {progress.received} of {expected} bytes")
+        return None
+
+    def _read_body(self, o, response, step, progress):
+        """Read the body `step` bytes at a time, at most o.read_rate_bps bytes a second, counting them in
+        progress.received; fires TTFB at the first bytes."""
+        reading = None
+        for data in response.iter_content(step, decode_content=False):
+            if reading is None:
+                reading = time.perf_counter()
+                self._fire("TTFB", progress.name, progress.start_unix, progress.started, len(data), progress.context)
+            progress.received += len(data)
+            if o.read_rate_bps:
+                # wake on the next tick of a shared clock: the readers due in one tick
+                # are woken by one turn of the event loop, not a turn each
+                due = math.ceil((reading + progress.received / o.read_rate_bps) / WAKE_TICK_S) * WAKE_TICK_S
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+
+    def _fire_unfinished(self, progress, expected):
+        """Record UNFINISHED for a stream the test's stop cut short, saying how far it got."""
+        received = progress.received
+        what = (f"{received} of {expected} bytes" if expected else f"{received} bytes") if received else "no first byte"
+        self._fire(
+            "UNFINISHED",
+            progress.name,
+            progress.start_unix,
+            progress.started,
+            received,
+            progress.context,
+            StreamUnfinished(f"{what} when the test stopped"),
+        )
 
     def _fire(self, kind, name, start_unix, started, length, context, error=None):
         events.request.fire(

@@ -172,6 +172,18 @@ class Cluster(procs.Service):
     def start(self) -> Database:
         bindir, source = find_binaries()
         user = run_as()
+        bindir, data, sockets = self._make_dirs(bindir, source, user)
+        self._initdb(bindir, data, user)
+        if self.bind:  # the app's role and database only, from the bind address's own network
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host {APP_DB} {APP_ROLE} {network_of(self.bind)} trust  # make serve BIND=\n")
+        host = self._set_command(bindir, data, sockets, user)
+        admin_url = self._run_postgres(phase="cluster start")
+        return self._create_app_database(admin_url, host, source)
+
+    def _make_dirs(self, bindir: Path, source: str, user):
+        """Make the temporary directory (self.tmp) with the data and socket directories in it,
+        owned by `user` when set; (bin directory to run, data directory, socket directory)."""
         self.tmp = Path(self.make_tmp("bench-pg-"))
         self.tmp.chmod(0o755)
         if user is not None and source == "embedded":
@@ -181,7 +193,10 @@ class Cluster(procs.Service):
             d.mkdir(mode=0o700)
             if user is not None:
                 os.chown(d, user.pw_uid, user.pw_gid)
+        return bindir, data, sockets
 
+    def _initdb(self, bindir: Path, data: Path, user):
+        """Run initdb into `data`, as self.proc while it runs; CellError if it fails."""
         self.proc = procs.spawn(  # tracked, so that stop() ends it too
             [
                 bindir / "initdb",
@@ -208,10 +223,10 @@ class Cluster(procs.Service):
             raise CellError(f"initdb failed with {code}; see {self.log_path}:\n{procs.tail(self.log_path)}")
         procs.forget(self.proc)
         self.proc = None
-        if self.bind:  # the app's role and database only, from the bind address's own network
-            with open(data / "pg_hba.conf", "a") as hba:
-                hba.write(f"host {APP_DB} {APP_ROLE} {network_of(self.bind)} trust  # make serve BIND=\n")
 
+    def _set_command(self, bindir: Path, data: Path, sockets: Path, user) -> str:
+        """Pick the port and set the postgres command line (self._command, self._user) that
+        _run_postgres runs; the host the app connects to."""
         self.port = self.port or free_port()
         host = self.bind or "127.0.0.1"
         settings = {
@@ -231,7 +246,10 @@ class Cluster(procs.Service):
             *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}")),
         ]
         self._user = user
-        admin_url = self._run_postgres(phase="cluster start")
+        return host
+
+    def _create_app_database(self, admin_url: str, host: str, source: str) -> Database:
+        """Create the app's role and database in the running cluster; its Database, inspected."""
         with admin_cursor(admin_url) as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
             cur.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_ROLE}")
