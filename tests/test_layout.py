@@ -47,3 +47,36 @@ def test_the_check_finds_an_upward_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from harness.runs import bench\n")
     assert imports(module) == [(2, "harness.runs")]
+
+
+# The house's code, and the declarations allowed to run long: the command line's parser and
+# Locust's options, one entry after another
+HOUSE = ["harness", "benchapp", "locustfiles", "django-stream-release/src"]
+DECLARATIONS = {("harness/cli.py", "_parser"), ("locustfiles/_common.py", "add_options")}
+MAX_LINES = 60
+
+
+def long_functions(path: Path) -> list[tuple[str, int]]:
+    """(name, lines) of every function in the file longer than MAX_LINES, nested ones too."""
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > MAX_LINES
+    ]
+
+
+def test_no_function_runs_over_sixty_lines_but_the_declarations():
+    too_long = [
+        f"{path.relative_to(ROOT)}: {name} ({lines} lines)"
+        for folder in HOUSE
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name, lines in long_functions(path)
+        if (str(path.relative_to(ROOT)), name) not in DECLARATIONS
+    ]
+    assert too_long == []
+
+
+def test_the_length_check_counts_a_function_from_def_to_its_last_line(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def short():\n    pass\n\n\ndef long():\n" + "    x = 1\n" * MAX_LINES)
+    assert long_functions(module) == [("long", MAX_LINES + 1)]
