@@ -226,8 +226,21 @@ def test_stream_holds_join_each_stream_to_the_connection_it_held_over_its_body()
     ]
     holds = summary.stream_holds(events, 1000.0, 1040.0)
     assert sorted(holds) == [5.0, 6.0, 1000.5, 3990.0, 3995.0, 4000.0, 4001.0]
-    # a body that ended outside the window does not count, nor the return of its connection
-    assert sorted(summary.stream_holds(events, 1004.5, 1040.0)) == [6.0, 1000.5, 3990.0, 3995.0, 4001.0]
+    # a hold that began before the window does not count (3990 and 4001 began at 1001.0 and
+    # 1002.0), nor the return of its connection
+    assert sorted(summary.stream_holds(events, 1004.5, 1040.0)) == [6.0, 1000.5, 3995.0]
+
+
+def test_a_stream_that_began_in_the_window_counts_however_late_it_gave_its_connection_back():
+    """Streams as long as the window give their connections back after it: their holds are the
+    view's, and leaving them out left conn_hold_p50_ms blank for the worst view."""
+    events = [
+        _event("checkout", 1001.0, 11),
+        _event("pinned_stream", 1011.0, 11, "10000.0", "v default"),  # the window ended at 1008
+        _event("return", 1011.01, 11, "10010.0"),
+        _event("return", 1012.0, 12, "10500.0"),  # a checkout from 1001.5, returned after the window
+    ]
+    assert sorted(summary.stream_holds(events, 1000.0, 1008.0)) == [10000.0, 10500.0]
 
 
 def test_after_a_client_abort_each_held_connection_is_timed_until_it_came_back():

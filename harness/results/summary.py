@@ -159,8 +159,11 @@ def stream_holds(events, start, end, route="stream"):
 
     - a stream whose body started with a connection checked out: the hold over its body (from
       the checkout, or the request's start for a connection kept from an earlier one, to the
-      body's end or the connection's return), when its body ended in [start, end];
-    - any other checkout of the route: checkout to return, when it returned in [start, end].
+      body's end or the connection's return);
+    - any other checkout of the route: checkout to return;
+
+    each when it began in [start, end], however late it ended: a stream as long as the window
+    gives its connection back after it, and leaving it out would leave the worst view blank.
 
     A pinned stream's connection also has a `return` (at close, when the garbage collector took
     a persistent one, or mid-body): the same hold, not another, so it is left out. A persistent
@@ -180,15 +183,20 @@ def stream_holds(events, start, end, route="stream"):
                 holds.pop(last_return.pop(key, None), None)
             else:
                 due[key] = True
-            if start <= e["unix_s"] <= end:
+            if _began_in(e, start, end):
                 holds[i] = float(e["hold_ms"])
         elif due.pop(key, False):
             continue  # the return of a pinned stream's connection (or of several, kept across them)
         else:
             last_return[key] = i
-            if start <= e["unix_s"] <= end:
+            if _began_in(e, start, end):
                 holds[i] = float(e["hold_ms"])
     return list(holds.values())
+
+
+def _began_in(event, start, end) -> bool:
+    """The hold the event ends began in [start, end]."""
+    return start <= event["unix_s"] - float(event["hold_ms"]) / 1000 <= end
 
 
 def pool_series(events):
