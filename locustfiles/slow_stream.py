@@ -18,6 +18,7 @@ disconnected mid-stream (the client closes its socket, as a browser does when it
 leaves) and records ABORTED, not a failure; the user then starts a new stream.
 """
 
+import itertools
 import math
 import random
 import time
@@ -149,7 +150,11 @@ class SlowStreamUser(FastHttpUser):
         """Read the body `step` bytes at a time, at most o.read_rate_bps bytes a second, counting them in
         progress.received; fires TTFB at the first bytes."""
         reading = None
-        for data in response.iter_content(step, decode_content=False):
+        # A read of `step` bytes returns only once `step` have come (or the body ended): the first
+        # read asks for one byte, so that the first byte is timed when it comes, whatever the block
+        # size (an event stream's first 64 bytes would otherwise wait for a whole 1 KiB block)
+        first = itertools.islice(response.iter_content(1, decode_content=False), 1)
+        for data in itertools.chain(first, response.iter_content(step, decode_content=False)):
             if reading is None:
                 reading = time.perf_counter()
                 self._fire("TTFB", progress.name, progress.start_unix, progress.started, len(data), progress.context)

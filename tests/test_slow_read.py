@@ -2,10 +2,15 @@
 only once the body outlasts the socket buffers between them."""
 
 import http.client
+import subprocess
 import time
 
 import pytest
 
+from harness import ROOT
+from harness.measure.load import locust_command
+from harness.results import cellfiles
+from harness.spec import matrix
 from harness.stack.metrics import read_metrics
 from tests.conftest import SPEC, app_server
 
@@ -44,3 +49,28 @@ def test_the_scenarios_body_outlasts_the_buffers_so_the_slow_reader_holds_the_se
 
 def test_a_body_the_buffers_can_take_is_written_at_once_whatever_the_reader_does(server):
     assert stall_after_first_mib(server, 16, 131072) == 0  # 2 MiB
+
+
+def test_a_streams_first_byte_is_timed_when_it_comes_whatever_the_read_block(server, tmp_path):
+    """Events of 64 bytes a second apart (an SSE stream, a body smaller than the slow client's
+    1 KiB read block for a stream of unknown length): the first byte is timed when it arrives,
+    as an observer we did not write (the standard library's http.client) sees it, not when the
+    body ends."""
+    path = "/stream/release/?chunks=3&chunk_bytes=64&delay_ms=1000"
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    started = time.perf_counter()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert len(response.read(1)) == 1
+    observed_ms = (time.perf_counter() - started) * 1000
+    assert len(response.read()) == 191
+    conn.close()
+
+    cell = SPEC.cells("smoke", matrix.parse_overrides(["streams=1", "spawn_s=1", "duration_s=4"]))[0]
+    command = locust_command(cell, server.url, tmp_path, stream_path=path, probe_path="/probe/")
+    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=60, check=True)
+    requests = cellfiles.read_requests(tmp_path)
+    whole = [r["response_time_ms"] for r in requests if r["request_type"] == "STREAM" and not r["failure"]]
+    first = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == path]
+    assert whole and min(whole) >= 1900  # two pauses of a second
+    assert observed_ms < 500 and first and max(first) < observed_ms + 400, (observed_ms, first, whole)
