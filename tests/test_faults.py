@@ -11,7 +11,7 @@ import pytest
 from harness import ROOT
 from harness.measure.sampler import Sampler
 from harness.results import cellfiles
-from harness.runs.bench import leak_check
+from harness.runs.bench import leak_check, leak_note
 from tests.conftest import app_server
 from tests.test_stream_release import in_use, open_stream, wait_for
 
@@ -29,15 +29,19 @@ def test_the_leak_check_counts_a_connection_still_in_use_then_backends_beyond_th
     conn, response = open_stream(server, "hold")  # holds its connection to the end
     try:
         wait_for(lambda: in_use(server) == 1)
-        assert leak_check(sampler, idle_allowance=4, timeout_s=0.3, since=time.time()) == {
-            "leaked_conns": 1,
-            "settle_s": "",
-        }
+        timed_out = leak_check(sampler, idle_allowance=4, timeout_s=0.3, since=time.time())
+        assert timed_out == {"leaked_conns": 1, "settle_s": ""}
+        # the row says the check ran out of time, and what tells a leak from a late return
+        assert leak_note(timed_out, 0.3) == (
+            "leak check ran out of time: 1 connections still in use or open when settle_s=0.3 ended; "
+            "raise settle_s to tell a leak from a late return"
+        )
         response.read()
     finally:
         conn.close()
     settled = leak_check(sampler, idle_allowance=4, timeout_s=5, since=time.time())
     assert settled["leaked_conns"] == 0 and 0 <= settled["settle_s"] < 5
+    assert leak_note(settled, 5) == ""
     # the pool keeps the stream's connection open, idle: beyond an allowance of none, it counts
     assert leak_check(sampler, idle_allowance=0, timeout_s=0.3, since=time.time())["leaked_conns"] >= 1
 

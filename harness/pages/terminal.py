@@ -150,6 +150,7 @@ def bench_cell_text(label, row):
         f"PG backends {row['peak_db_backends']}/{row['db_limit']}, "
         f"lost writes {row['lost_writes']}/{row['writes_expected']}, leaked conns {row['leaked_conns']}"
         + _fault_text(row)
+        + (f"; {row['error']}" if row.get("error", "-") != "-" else "")
     )
 
 

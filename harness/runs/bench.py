@@ -443,8 +443,10 @@ class _CellRun:
             row.update(self.measure())
             row.update(leaks)
             row["status"] = "ok"
+            notes = [leak_note(leaks, cell.params.settle_s)]
             if sampler is not None and sampler.errors:
-                row["error"] = f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})"
+                notes.append(f"{sampler.errors} timeline samples incomplete ({_one_line(sampler.error)})")
+            row["error"] = "; ".join(n for n in notes if n)
             self.the_run.mode.finish_cell(self.cell_dir, row)
         except (CellError, psycopg2.Error, OSError, subprocess.SubprocessError) as exc:
             row["status"] = "failed"
@@ -582,6 +584,17 @@ def leak_check(sampler, idle_allowance, timeout_s, since):
         if time.time() > deadline:
             return {"leaked_conns": leaked, "settle_s": ""}
         time.sleep(0.05)
+
+
+def leak_note(leaks, settle_s) -> str:
+    """What a row says when its leak check ran out of time with connections left: a connection
+    that comes back later than settle_s looks leaked, and only a longer settle tells which."""
+    if leaks["settle_s"] != "" or leaks["leaked_conns"] in ("", 0):
+        return ""
+    return (
+        f"leak check ran out of time: {leaks['leaked_conns']} connections still in use or open when "
+        f"settle_s={settle_s:g} ended; raise settle_s to tell a leak from a late return"
+    )
 
 
 def _pool_capacity(cell, pool_limit):
