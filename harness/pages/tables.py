@@ -187,6 +187,7 @@ def _burst_section(rows) -> list[str]:
         "overshoot",
         "too_many_clients",
         "pool_timeouts",
+        "pool_wait_p99_ms",
         "hung_requests",
         "stream_failures",
         "streams_completed",
@@ -195,6 +196,11 @@ def _burst_section(rows) -> list[str]:
     out = [
         "",
         "## Under a burst (scenario `burst`)",
+        "",
+        "What a pool does when the streams outnumber it: `overshoot`, PostgreSQL's connections beyond "
+        "its limit; `pool_timeouts`, waiters its checkout timeout (`pool_timeout_s`) turned away; "
+        "`pool_wait_p99_ms`, how long waiters waited, those turned away included; `hung_requests`, "
+        "waiters still waiting when the grace period ended.",
         "",
         "| backend | variant | " + " | ".join(f"`{c}`" for c in cols) + " |",
         "|---|---|" + "---|" * len(cols),
