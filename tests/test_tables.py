@@ -45,7 +45,8 @@ def test_a_body_holding_a_connection_after_the_views_release_is_not_called_relea
 
 
 def test_burst_rows_show_overshoot_and_errors(table):
-    assert "| `geventpool` | `hold` | 200 | 4 | 47 | 50 | 43 | 153 | 0 | 0 | 153 | 8 | 5.0 |" in table
+    # pool_wait_p99_ms is empty: the run predates that column
+    assert "| `geventpool` | `hold` | 200 | 4 | 47 | 50 | 43 | 153 | 0 |  | 0 | 153 | 8 | 5.0 |" in table
 
 
 def test_a_run_of_a_kind_without_a_page_is_refused_in_one_line():
