@@ -26,14 +26,10 @@ from harness.results import runinfo
 from harness.results.cellfiles import AUDIT_FILE, probe_path, read, read_accounting, read_requests, routes, stream_path
 from harness.stack import pglog
 
+# which cell a row is, in every run's results file (summary.csv, capacity.csv)
+IDENTITY = ["run_id", "cell", "backend", "variant", "scenario", "repeat", "status"]
 COLUMNS = [
-    "run_id",
-    "cell",
-    "backend",
-    "variant",
-    "scenario",
-    "repeat",
-    "status",
+    *IDENTITY,
     "streams",
     "pool_max",
     "duration_s",

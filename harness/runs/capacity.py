@@ -65,13 +65,7 @@ STEP_COLUMNS = [
     "broken",
 ]
 VERDICT_COLUMNS = [
-    "run_id",
-    "cell",
-    "backend",
-    "variant",
-    "scenario",
-    "repeat",
-    "status",
+    *summary.IDENTITY,
     "max_streams_ok",
     "broken_objective",
     "broken_at_streams",
