@@ -175,6 +175,7 @@ def test_full_matrix_is_every_backend_variant_and_scenario_but_the_short_ones_th
             "capacity-5000",
             "capacity-max",
             "peer-slow-read",
+            "peer-slow-read-small-window",
             "overhead",
             "overhead-off",
             "server-stream",
