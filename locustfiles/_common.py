@@ -40,6 +40,7 @@ STREAM_OPTIONS = (
     ("chunk_bytes", int, "bytes per chunk"),
     ("delay_ms", int, "server-side wait before each chunk after the first, ms"),
     ("read_rate_bps", int, "client read rate, bytes/s (0: as fast as data arrives)"),
+    ("recv_buffer_bytes", int, "client socket receive buffer (SO_RCVBUF), bytes (0: the kernel's)"),
     ("stream_timeout_s", float, "a stream with no byte for this long fails, s"),
     ("probe_rate", float, "probe requests per second, sent open-loop"),
     ("probe_timeout_s", float, "a probe unanswered this long fails, s"),

@@ -21,6 +21,7 @@ leaves) and records ABORTED, not a failure; the user then starts a new stream.
 import itertools
 import math
 import random
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import _common  # noqa: F401  (registers the options and the request log)
 import gevent
 from gevent import GreenletExit
+from geventhttpclient import client as client_module
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner
 
@@ -41,6 +43,30 @@ class StreamUnfinished(Exception):
 WAKE_TICK_S = 0.05
 
 _streaming = {}  # user -> its stream's response, while it reads one
+
+
+class _SmallWindowPool(client_module.ConnectionPool):
+    """geventhttpclient's connection pool, its sockets' receive buffer set before they connect
+    (what the TCP window is scaled from): slowhttptest's small window, so that the server
+    trickles its body into it (--recv-buffer-bytes). Linux doubles the value, and keeps at
+    least 2,304 bytes."""
+
+    recv_buffer_bytes = 0
+
+    def _create_tcp_socket(self, family, socktype, protocol):
+        sock = super()._create_tcp_socket(family, socktype, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.recv_buffer_bytes)
+        return sock
+
+
+@events.init.add_listener
+def small_window(environment, **_):
+    """With --recv-buffer-bytes, every connection this process opens gets that receive buffer
+    (the probe's too: its answers are a few hundred bytes, which no window delays)."""
+    size = getattr(environment.parsed_options, "recv_buffer_bytes", 0)
+    if size:
+        _SmallWindowPool.recv_buffer_bytes = size
+        client_module.ConnectionPool = _SmallWindowPool
 
 
 @events.test_start.add_listener

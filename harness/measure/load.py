@@ -31,6 +31,8 @@ def load_options(p: Params, users=True) -> list:
         p.delay_ms,
         "--read-rate-bps",
         p.read_rate_bps,
+        "--recv-buffer-bytes",
+        p.recv_buffer_bytes,
         "--stream-timeout-s",
         p.stream_timeout_s,
         "--probe-rate",

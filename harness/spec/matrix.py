@@ -35,6 +35,7 @@ class Params:
     chunk_bytes: int = _limits(1, 16 * 1024 * 1024, "bytes")
     delay_ms: int = _limits(0, 3_600_000, "milliseconds")
     read_rate_bps: int = _limits(0, 10**12, "bytes per second (0: unlimited)")
+    recv_buffer_bytes: int = _limits(0, 64 * 1024 * 1024, "bytes (0: the kernel's own)")
     probe_rate: float = _limits(0.1, 10_000, "probes per second")
     probe_timeout_s: float = _limits(0.1, 3_600, "seconds")
     stream_timeout_s: float = _limits(1, 86_400, "seconds")
