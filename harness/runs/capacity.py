@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 from harness import UsageError
 from harness.measure import cpu
+from harness.measure.load import test_window
 from harness.results import cellfiles, runinfo, summary
 from harness.results.summary import percentile
 from harness.spec import matrix
@@ -349,14 +350,13 @@ def rejudge(run_dir):
             continue
         cell = SimpleNamespace(name=row["cell"], params=params[(row["cell"], int(row["repeat"]))])
         cell_dir = os.path.join(run_dir, row["cell"], f"r{row['repeat']}")
-        row.update(
-            measure(
-                cell_dir,
-                cell,
-                int(row["pool_capacity"]) if row["pool_capacity"] else None,
-                cellfiles.read_requests(cell_dir),
-            )
+        # the steps carry their own times: the window is the test's, read back for the record
+        context = summary.CellContext(
+            test_window(cell_dir, fallback=(0.0, 0.0))[0],
+            pool_capacity=int(row["pool_capacity"]) if row["pool_capacity"] else None,
+            postgres_log=runinfo.postgres_log(run_dir, cell_dir),
         )
+        row.update(measure(cell_dir, cell, context, cellfiles.read_requests(cell_dir)))
         write_verdicts(os.path.join(cell_dir, "capacity.csv"), [row])
     write_verdicts(path, rows)
     from harness.pages import plots
