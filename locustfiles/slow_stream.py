@@ -45,6 +45,9 @@ WAKE_TICK_S = 0.05
 _streaming = {}  # user -> its stream's response, while it reads one
 
 
+_KERNEL_WINDOW_POOL = client_module.ConnectionPool
+
+
 class _SmallWindowPool(client_module.ConnectionPool):
     """geventhttpclient's connection pool, its sockets' receive buffer set before they connect
     (what the TCP window is scaled from): slowhttptest's small window, so that the server
@@ -59,14 +62,15 @@ class _SmallWindowPool(client_module.ConnectionPool):
         return sock
 
 
-@events.init.add_listener
+@events.test_start.add_listener
 def small_window(environment, **_):
-    """With --recv-buffer-bytes, every connection this process opens gets that receive buffer
-    (the probe's too: its answers are a few hundred bytes, which no window delays)."""
+    """With --recv-buffer-bytes, every connection this process opens from now on gets that
+    receive buffer (the probe's too: its answers are a few hundred bytes, which no window
+    delays). At the test's start, not the process's: a remote worker and make ui's form get
+    the test's options only then; the users connect after."""
     size = getattr(environment.parsed_options, "recv_buffer_bytes", 0)
-    if size:
-        _SmallWindowPool.recv_buffer_bytes = size
-        client_module.ConnectionPool = _SmallWindowPool
+    _SmallWindowPool.recv_buffer_bytes = size
+    client_module.ConnectionPool = _SmallWindowPool if size else _KERNEL_WINDOW_POOL
 
 
 @events.test_start.add_listener
