@@ -68,7 +68,7 @@ def test_a_streams_first_byte_is_timed_when_it_comes_whatever_the_read_block(ser
 
     cell = SPEC.cells("smoke", matrix.parse_overrides(["streams=1", "spawn_s=1", "duration_s=4"]))[0]
     command = locust_command(cell, server.url, tmp_path, stream_path=path, probe_path="/probe/")
-    subprocess.run(command, cwd=ROOT, capture_output=True, timeout=60, check=True)
+    subprocess.run([str(a) for a in command], cwd=ROOT, capture_output=True, timeout=60, check=True)
     requests = cellfiles.read_requests(tmp_path)
     whole = [r["response_time_ms"] for r in requests if r["request_type"] == "STREAM" and not r["failure"]]
     first = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == path]
