@@ -207,7 +207,7 @@ DOCS = Path(__file__).parent.parent / "docs"
 PAGES = {
     "backends.md": "backends",
     "servers.md": "servers",
-    "safety.md": "20261121T204847Z-26613fd9d82c",
+    "safety.md": "safety",
     "capacity.md": "capacity-backends",
     "overhead.md": "overhead/side-by-side",
     "switch.md": "switch-3",
