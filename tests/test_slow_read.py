@@ -74,3 +74,32 @@ def test_a_streams_first_byte_is_timed_when_it_comes_whatever_the_read_block(ser
     first = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == path]
     assert whole and min(whole) >= 1900  # two pauses of a second
     assert observed_ms < 500 and first and max(first) < observed_ms + 400, (observed_ms, first, whole)
+
+
+def _server_still_writing(server, tmp_path, recv_buffer_bytes):
+    """Our slow client reads a 2 MiB body at 512 B/s: is the server still writing it (and, under
+    hold, still holding its connection) 3 s in?"""
+    path = "/stream/hold/?chunks=16&chunk_bytes=131072&delay_ms=0"
+    overrides = [
+        "streams=1",
+        "spawn_s=1",
+        "duration_s=4",
+        "read_rate_bps=512",
+        f"recv_buffer_bytes={recv_buffer_bytes}",
+    ]
+    cell = SPEC.cells("smoke", matrix.parse_overrides(overrides))[0]
+    command = locust_command(cell, server.url, tmp_path, stream_path=path, probe_path="/healthz")
+    locust = subprocess.Popen([str(a) for a in command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        return in_use(server)
+    finally:
+        locust.wait(timeout=60)
+
+
+def test_a_small_receive_window_keeps_the_server_writing_to_our_slow_reader(server, tmp_path):
+    """recv_buffer_bytes (slowhttptest's small window, make peer's peer-slow-read-small-window):
+    the kernel's buffers take a 2 MiB body at once, so the server is done writing while our
+    client still reads; with a 1 KiB window it trickles the body and holds on."""
+    assert _server_still_writing(server, tmp_path / "kernel", 0) == 0
+    assert _server_still_writing(server, tmp_path / "small", 1024) == 1
