@@ -166,8 +166,17 @@ class CellRecord:
             if r["request_type"] == "STREAM" and r["start_unix_s"]
         ]
 
+    @functools.cached_property
+    def probe_starts(self) -> list:
+        return [t for t, _ in self.probes]
+
+    @functools.cached_property
+    def samples(self) -> list:
+        """The timeline's samples, their time a number."""
+        return [{**s, "unix_s": float(s["unix_s"])} for s in self.timeline]
+
     def probes_between(self, start, end) -> list:
-        starts = [t for t, _ in self.probes]
+        starts = self.probe_starts
         return [r for _, r in self.probes[bisect.bisect_left(starts, start) : bisect.bisect_left(starts, end)]]
 
     def peaks(self, start, end) -> dict:
@@ -176,9 +185,7 @@ class CellRecord:
         peaks = {}
         for column in ("pool_in_use", "pool_waiting", "db_backends"):
             values = [
-                int(s[column])
-                for s in self.timeline
-                if start <= float(s["unix_s"]) <= end and s.get(column) not in (None, "")
+                int(s[column]) for s in self.samples if start <= s["unix_s"] <= end and s.get(column) not in (None, "")
             ]
             peaks[column] = max(values) if values else ""
         if self.sessions is not None:
