@@ -187,7 +187,7 @@ def search(tmp_path_factory):
             "--set",
             "probe_rate=20",
             "--set",
-            "slo_probe_p99_ms=300",
+            "slo_probe_p99_ms=1000",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -220,7 +220,9 @@ def test_holding_breaks_once_the_streams_take_the_pool_and_releasing_holds_every
     # sees only the probes Locust has received: one still waiting for the pool at the end of the
     # break's step counts in the next, so the live break can come a step after the exact one
     hold_steps = json.loads((search.out / "geventpool" / "hold" / "smoke-stream" / "r1" / "steps.json").read_text())
-    live_broken = [i for i, s in enumerate(hold_steps) if (s["live_probe_p99_ms"] or 0) > 300 or s["live_failures"] > 0]
+    live_broken = [
+        i for i, s in enumerate(hold_steps) if (s["live_probe_p99_ms"] or 0) > 1000 or s["live_failures"] > 0
+    ]
     assert live_broken and live_broken[0] in (1, 2), hold_steps
     assert [s["streams"] for s in hold_steps] == [1, 2, 4, 8][: live_broken[0] + 2], hold_steps
 

@@ -30,9 +30,11 @@ def test_the_sampler_sees_a_client_wait_for_pgbouncers_only_server_connection(bo
     path = tmp_path / "timeline.csv"
     holder = psycopg2.connect(via.app_url)
     waited = {}
+    connected = threading.Event()
 
     def wait_for_it():
         with psycopg2.connect(via.app_url) as conn, conn.cursor() as cur:
+            connected.set()
             started = time.monotonic()
             cur.execute("SELECT 1")  # PgBouncer queues it until the holder's transaction ends
             waited["s"] = time.monotonic() - started
@@ -43,7 +45,8 @@ def test_the_sampler_sees_a_client_wait_for_pgbouncers_only_server_connection(bo
             cur.execute("SELECT 1")  # holder's transaction (psycopg2 opens one) keeps the server connection
         waiter = threading.Thread(target=wait_for_it)
         waiter.start()
-        time.sleep(1.0)
+        assert connected.wait(10)
+        time.sleep(1.0)  # the waiter queued behind the holder for at least this long
         holder.commit()
         waiter.join(10)
         time.sleep(0.2)

@@ -80,24 +80,25 @@ def test_each_setup_is_compared_with_the_baseline_of_its_own_round():
 
 
 def test_a_view_waiting_outside_the_database_is_served_faster_by_the_peer(database, tmp_path):
-    """A pool of 4 and 16 users, a 50 ms wait between the view's two queries: a pool that holds
-    the connection for the request serves at most 4 / 50 ms = 80 requests a second; the peer
-    gives it back before the wait. The wait, not the CPU, bounds both, so a loaded machine (CI
-    runs three test workers on two cores) cannot close the gap: the committed run's ten-query
-    shape is CPU-bound under such load, and the peer's lead there fell to 1.4x."""
+    """A pool of 4 and 16 users, a 200 ms wait between the view's two queries: a pool that holds
+    the connection for the request serves at most 4 / 200 ms = 20 requests a second; the peer
+    gives it back before the wait, so its bound is the users', 16 / 200 ms = 80. The wait, not
+    the CPU, bounds both (80 requests a second of two queries is a tenth of a core), so a
+    loaded machine (CI runs three test workers on two cores) cannot close the gap: the committed
+    run's ten-query shape is CPU-bound under such load, and the peer's lead there fell to 1.4x."""
     p = SPEC.params("slow-server", {"instrument": False, "seed_rows": 2000})
     setups = {s.name: s for s in query_cost.SETUPS}
-    waiting = query_cost.Shape("two-queries-and-a-call", "/queries/?n=2&wait_ms=50", "a wait-bound view")
-    bound = 4 / 0.050
+    waiting = query_cost.Shape("two-queries-and-a-call", "/queries/?n=2&wait_ms=200", "a wait-bound view")
+    bound = 4 / 0.200
     got = {}
     with ExitStack() as stack:
         for name in ("no-package", "switch", "peer"):
             server = stack.enter_context(query_cost._server(SPEC, setups[name], p, database, "gevent", tmp_path))
-            got[name] = query_cost._locust(server, waiting, 16, 4, str(tmp_path), name)
+            got[name] = query_cost._locust(server, waiting, 16, 6, str(tmp_path), name)
             assert server.health["stream_release"] == setups[name].installs
-    assert all(m["failures"] == 0 and m["requests"] > 100 for m in got.values()), got
-    assert got["peer"]["rps"] > 1.5 * got["no-package"]["rps"], got
-    assert got["peer"]["rps"] > 1.2 * bound, got  # beyond what a held pool can serve
+    assert all(m["failures"] == 0 and m["requests"] > 60 for m in got.values()), got
+    assert got["peer"]["rps"] > 2 * got["no-package"]["rps"], got
+    assert got["peer"]["rps"] > 1.5 * bound, got  # beyond what a held pool can serve
     assert got["no-package"]["rps"] < bound * 1.1, got  # the pool's bound, with a margin
     assert got["switch"]["rps"] < bound * 1.1, got  # the switch releases streams, not this
     assert os.path.exists(tmp_path / "server-peer.log")

@@ -73,12 +73,14 @@ def test_a_streams_first_byte_is_timed_when_it_comes_whatever_the_read_block(ser
     whole = [r["response_time_ms"] for r in requests if r["request_type"] == "STREAM" and not r["failure"]]
     first = [r["response_time_ms"] for r in requests if r["request_type"] == "TTFB" and r["name"] == path]
     assert whole and min(whole) >= 1900  # two pauses of a second
-    assert observed_ms < 500 and first and max(first) < observed_ms + 400, (observed_ms, first, whole)
+    # the second event leaves a second after the first: a first byte timed before it was timed
+    # when it came, not at the body's end
+    assert observed_ms < 1000 and first and max(first) < 1000, (observed_ms, first, whole)
 
 
 def _server_still_writing(server, tmp_path, recv_buffer_bytes):
     """Our slow client reads a 2 MiB body at 512 B/s: is the server still writing it (and, under
-    hold, still holding its connection) 3 s in?"""
+    hold, still holding its connection) 1.5 s after the stream checked its connection out?"""
     path = "/stream/hold/?chunks=16&chunk_bytes=131072&delay_ms=0"
     overrides = [
         "streams=1",
@@ -89,9 +91,15 @@ def _server_still_writing(server, tmp_path, recv_buffer_bytes):
     ]
     cell = SPEC.cells("smoke", matrix.parse_overrides(overrides))[0]
     command = locust_command(cell, server.url, tmp_path, stream_path=path, probe_path="/healthz")
+    before = read_metrics(server.url)["pool_checkouts_total"]
     locust = subprocess.Popen([str(a) for a in command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(3)
+        # Locust's start takes seconds on a loaded machine: wait for the stream, not for a time
+        deadline = time.monotonic() + 30
+        while read_metrics(server.url)["pool_checkouts_total"] == before:
+            assert time.monotonic() < deadline and locust.poll() is None, "the slow client's stream never started"
+            time.sleep(0.05)
+        time.sleep(1.5)
         return in_use(server)
     finally:
         locust.wait(timeout=60)

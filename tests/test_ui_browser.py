@@ -152,12 +152,12 @@ def test_a_swarm_started_from_the_form_fills_the_pool_panel(ui, browser, tmp_pat
     # Start; the form gives way to the statistics (a click while the accordion still moves can
     # land beside the button: then click again)
     start = "//button[@type='submit' and normalize-space()='Start']"
-    for _ in range(3):
-        buttons = browser.find_elements(By.XPATH, start)
-        if not buttons:
-            break
+    deadline = time.monotonic() + 20
+    while (buttons := browser.find_elements(By.XPATH, start)) and time.monotonic() < deadline:
         click(browser, buttons[0])
-        time.sleep(2)
+        clicked = time.monotonic()
+        while browser.find_elements(By.XPATH, start) and time.monotonic() < clicked + 3:
+            time.sleep(0.2)
     assert not browser.find_elements(By.XPATH, start), "the swarm did not start"
     shot = tmp_path / "make-ui.png"
     try:
@@ -203,5 +203,11 @@ def test_ctrl_c_stops_everything_it_started(ui):
     assert any("postgres" in p.name() for p in map(psutil.Process, started))
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=30) == 130, log.read_text()[-2000:]
-    time.sleep(1)
-    assert [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
+
+    def alive():
+        return [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+    deadline = time.monotonic() + 10  # what it started may still be on its way out
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive() == []
