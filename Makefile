@@ -142,13 +142,12 @@ compare: venv
 report: venv
 	$(PY) -m harness report $(RUN)
 
-# Three pytest workers (pytest-xdist), each with its own throwaway PostgreSQL; tests/conftest.py
+# Four pytest workers (pytest-xdist), each with its own throwaway PostgreSQL; tests/conftest.py
 # keeps each module on one worker, and the modules that write into the checkout on the same one.
-# Most tests wait on slow streams rather than compute: on 2 cores three workers used 1.3 cores
-# on average and took 6 min 24 s where two took 9 min 7 s (360 tests now take 8 min 45 s on three,
-# from a fresh clone). The 15 slowest steps are listed at
-# the end: where the suite's minutes go.
-TEST_WORKERS ?= 3
+# Most tests wait on slow streams rather than compute: on 2 cores, 499 tests took 9 min 44 s
+# on three workers (a fresh clone's .ci/run) and 7 min 0 s on four. The 15 slowest steps are
+# listed at the end: where the suite's minutes go.
+TEST_WORKERS ?= 4
 test: venv lint
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope) --durations=15 $(PYTEST_ARGS)
 

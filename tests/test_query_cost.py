@@ -84,7 +84,7 @@ def test_a_view_waiting_outside_the_database_is_served_faster_by_the_peer(databa
     the connection for the request serves at most 4 / 200 ms = 20 requests a second; the peer
     gives it back before the wait, so its bound is the users', 16 / 200 ms = 80. The wait, not
     the CPU, bounds both (80 requests a second of two queries is a tenth of a core), so a
-    loaded machine (CI runs three test workers on two cores) cannot close the gap: the committed
+    loaded machine (CI runs four test workers on two cores) cannot close the gap: the committed
     run's ten-query shape is CPU-bound under such load, and the peer's lead there fell to 1.4x."""
     p = SPEC.params("slow-server", {"instrument": False, "seed_rows": 2000})
     setups = {s.name: s for s in query_cost.SETUPS}
