@@ -28,7 +28,7 @@ COLOURS = {"in use": "tab:blue", "waiting": "tab:red", "PG backends": "tab:green
 
 def _save(fig, path):
     with runinfo.replacing(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+        fig.savefig(tmp, dpi=90, format="png", bbox_inches="tight")  # no label cut at an edge
 
 
 def _cells(run_dir, rows):
@@ -347,6 +347,7 @@ def capacity_run(run_dir, rows):
     for y, (v, r) in enumerate(zip(values, done, strict=True)):
         ax.annotate(f" {v}  ({r['broken_objective']})", (max(v, 0.5), y), va="center", fontsize=7)
     ax.set_xscale("log", base=2)
+    ax.set_xlim(0.35, max(values + [1]) * 8)  # room for the labels right of the longest bar
     ax.invert_yaxis()
     ax.set_xlabel("max concurrent slow streams within the objectives (log)", fontsize=8)
     ax.set_title(
