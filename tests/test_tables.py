@@ -209,6 +209,7 @@ PAGES = {
     "servers.md": "servers",
     "safety.md": "safety",
     "capacity.md": "capacity-backends",
+    "servers-capacity.md": "servers-capacity",
     "overhead.md": "overhead/side-by-side",
     "switch.md": "switch-3",
     "query-cost.md": "query-cost",
