@@ -126,13 +126,14 @@ def test_client_abort_disconnects_the_streams_and_the_server_returns_their_conne
     for r in aborted:  # cut mid-stream, at the fault
         assert 0 < int(r["response_length"]) < 9 * 1024
         assert float(r["start_unix_s"]) + r["response_time_ms"] / 1000 == pytest.approx(fault_unix, abs=1.0)
-    # hold keeps a stream's connection to its end (9 chunks 500 ms apart): the aborted ones came
-    # back within a few chunks' delay (0.7 to 1.0 s in docs/runs/servers-abort), not at its end
+    # hold keeps a stream's connection to its end (9 chunks 500 ms apart, 1.5 s or more of it
+    # left at the abort): the aborted ones came back within about a chunk's delay (0.7 to 1.0 s
+    # in docs/runs/servers-abort). A wider window would pass a server that ignored the abort
     returns = [
         e
         for e in cellfiles.read_accounting(directory)
-        if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 2.5
+        if e["event"] == "return" and e["route"] == "stream" and fault_unix <= e["unix_s"] <= fault_unix + 1.5
     ]
     assert len(returns) >= len(aborted)
-    # ... and the summary says so: every connection the streams held at the abort, back within 2.5 s
-    assert int(row["abort_conns_held"]) >= 1 and 0 <= float(row["abort_conns_back_max_ms"]) <= 2500, row
+    # ... and the summary says so: every connection the streams held at the abort, back within 1.5 s
+    assert int(row["abort_conns_held"]) >= 1 and 0 <= float(row["abort_conns_back_max_ms"]) <= 1500, row

@@ -57,7 +57,7 @@ def test_runs_from_a_checkout_other_users_cannot_enter(tmp_path, monkeypatch):
             assert cur.fetchone() == (1,)
 
 
-def test_the_log_gives_the_exact_peak_of_sessions_that_a_10_hz_sample_would_miss(tmp_path):
+def test_the_log_gives_the_exact_peak_of_sessions_held_together_a_moment(tmp_path):
     """50 sessions of the app's role opened at once, held together a moment and closed together,
     as the log records them: every one counted in the peak, however briefly they overlapped."""
     import threading
