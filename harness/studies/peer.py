@@ -6,8 +6,11 @@ Both open `streams` connections to /stream/<variant>/ over spawn_s seconds, keep
 duration_s and read each at read_rate_bps (slowhttptest: -z read_rate_bps bytes every second;
 ours: a tenth of that ten times a second). The body (chunks x chunk_bytes) must outlast the
 run, so that every connection stays open. What is compared is measured over the part of the
-run with every connection opened: the connections open on average (slowhttptest's own
-per-second CSV; our request log), and the cores each client and the server used (harness/measure/cpu.py).
+run after the server has answered every connection (its accounting's checkouts, read from
+/metrics: one a stream) and a second more, so that neither the opening of the connections nor
+the server's catching up with them counts: the connections open on average (slowhttptest's own
+per-second CSV; our request log), and the cores each client and the server used
+(harness/measure/cpu.py). `measured_from_s` says when that began, after the client started.
 
 slowhttptest 1.8.2 spins on a closed socket it still polls (about a whole core, whatever the
 load): its probe's, and any connection's that ended. So its probe comes only once, at the start
@@ -30,6 +33,7 @@ from harness.results import cellfiles, runinfo
 from harness.runs import capacity
 from harness.spec import matrix
 from harness.stack import pgbouncer, postgres, procs
+from harness.stack.metrics import read_metrics
 from harness.stack.server import Server, prepare_database
 
 INSTALL_HINT = (
@@ -43,6 +47,7 @@ COLUMNS = [
     "streams_open",
     "streams_closed",
     "read_rate_bps",
+    "measured_from_s",
     "measured_s",
     "client_cores",
     "server_cores",
@@ -222,8 +227,31 @@ def _locust(p, host, variant, run_dir):
     ]
 
 
+class _Answered:
+    """When the server had answered every stream (unix s): its accounting's checkouts, one a
+    stream, polled from /metrics until `streams` more than when the client started."""
+
+    def __init__(self, server, streams):
+        self.url, self.streams = server.url, streams
+        self.before = self._checkouts()
+        self.at = None
+
+    def _checkouts(self):
+        try:
+            return read_metrics(self.url)["pool_checkouts_total"]
+        except (OSError, KeyError):  # busy past the timeout, or not yet counted: asked again
+            return None
+
+    def poll(self):
+        if self.at is None and self.before is not None:
+            now = self._checkouts()
+            if now is not None and now - self.before >= self.streams:
+                self.at = time.time()
+
+
 def _measure(client, command, p, run_dir, server):
     cpu_path = os.path.join(run_dir, f"cpu-{client}.csv")
+    answered = _Answered(server, p.streams)
     proc = procs.spawn(command, os.path.join(run_dir, f"{client}.log"), cwd=run_dir)
     start = time.time()
     try:
@@ -231,28 +259,38 @@ def _measure(client, command, p, run_dir, server):
             while proc.poll() is None:
                 if time.time() - start > p.duration_s + p.spawn_s + 60:
                     raise CellError(f"{client} still running {p.duration_s + p.spawn_s + 60} s after it started")
+                answered.poll()
                 time.sleep(0.2)
             procs.wait_group_exit(proc.pid, timeout=10)
         procs.forget(proc)
         proc = None
     finally:
         procs.stop(proc, signal.SIGTERM, timeout=5)
+    return _row(client, p, run_dir, start, answered.at, cpu.read(run_dir, os.path.basename(cpu_path)))
+
+
+def _row(client, p, run_dir, start, answered_at, cpu_rows):
+    """The client's row, measured from a second after the server had answered every stream
+    (from spawn_s + 1 if it never did: measured_from_s says which)."""
     if client == "locust":
-        (begin, end), _ = test_window(run_dir, fallback=(start, time.time()))
-        begin += p.spawn_s + 1
+        (start, end), _ = test_window(run_dir, fallback=(start, time.time()))
+    else:
+        end = start + p.duration_s
+    begin = max(start + p.spawn_s, answered_at or 0) + 1
+    if client == "locust":
         requests = cellfiles.read_requests(run_dir)
         opened = capacity.open_streams(requests, begin, end)
         closed = sum(1 for r in requests if r["request_type"] in ("STREAM", "ABORTED"))
     else:
-        begin, end = start + p.spawn_s + 1, start + p.duration_s
-        opened, closed = _slowhttptest_connected(os.path.join(run_dir, "slowhttptest.csv"), p.spawn_s + 1, p.duration_s)
-    cpu_rows = cpu.read(run_dir, os.path.basename(cpu_path))
+        path = os.path.join(run_dir, "slowhttptest.csv")
+        opened, closed = _slowhttptest_connected(path, round(begin - start), p.duration_s)
     row = {
         "client": client,
         "streams": p.streams,
         "streams_open": round(opened, 1),
         "streams_closed": closed,
         "read_rate_bps": p.read_rate_bps,
+        "measured_from_s": round(begin - start, 1),
         "measured_s": round(end - begin, 1),
     }
     for name in ("client", "server"):
