@@ -51,8 +51,8 @@ _KERNEL_WINDOW_POOL = client_module.ConnectionPool
 class _SmallWindowPool(client_module.ConnectionPool):
     """geventhttpclient's connection pool, its sockets' receive buffer set before they connect
     (what the TCP window is scaled from): slowhttptest's small window, so that the server
-    trickles its body into it (--recv-buffer-bytes). Linux doubles the value, and keeps at
-    least 2,304 bytes."""
+    hands its body over a window at a time (--recv-buffer-bytes). Linux doubles the value, and
+    keeps at least 2,304 bytes."""
 
     recv_buffer_bytes = 0
 

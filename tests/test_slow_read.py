@@ -108,6 +108,6 @@ def _server_still_writing(server, tmp_path, recv_buffer_bytes):
 def test_a_small_receive_window_keeps_the_server_writing_to_our_slow_reader(server, tmp_path):
     """recv_buffer_bytes (slowhttptest's small window, make peer's peer-slow-read-small-window):
     the kernel's buffers take a 2 MiB body at once, so the server is done writing while our
-    client still reads; with a 1 KiB window it trickles the body and holds on."""
+    client still reads; with a 1 KiB window its write waits on the reader and holds on."""
     assert _server_still_writing(server, tmp_path / "kernel", 0) == 0
     assert _server_still_writing(server, tmp_path / "small", 1024) == 1
