@@ -36,11 +36,11 @@ def test_the_server_catching_up_with_the_connections_is_not_measured(tmp_path):
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    caught_up = peer._row("slowhttptest", p, str(tmp_path), start, start + 15, cpu_rows)
+    caught_up = peer._row(peer.SLOWHTTPTEST, p, str(tmp_path), start, start + 15, cpu_rows)
     assert caught_up["measured_from_s"] == 16.0 and caught_up["measured_s"] == 14.0
     assert caught_up["server_cores"] == 0.0 and caught_up["client_cores"] == 0.02
     assert caught_up["streams_open"] == 1000.0
-    never = peer._row("slowhttptest", p, str(tmp_path), start, None, cpu_rows)  # from spawn_s + 1
+    never = peer._row(peer.SLOWHTTPTEST, p, str(tmp_path), start, None, cpu_rows)  # from spawn_s + 1
     assert never["measured_from_s"] == 11.0 and never["server_cores"] > 0.1
 
 

@@ -24,7 +24,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from harness import ROOT, CellError, UsageError
 from harness.measure import cpu
@@ -150,11 +152,17 @@ def _both_clients(rows, server, tool, p, variant, run_dir, console):
     to `rows` as it ends, the server left idle after each."""
     url = f"{server.url}/stream/{variant}/?chunks={p.chunks}&chunk_bytes={p.chunk_bytes}&delay_ms={p.delay_ms}"
     for client, command in (
-        ("slowhttptest", _slowhttptest(tool, p, url, run_dir)),
-        ("locust", _locust(p, server.url, variant, run_dir)),
+        (SLOWHTTPTEST, _slowhttptest(tool, p, url, run_dir)),
+        (LOCUST, _locust(p, server.url, variant, run_dir)),
     ):
-        console.print(f"{client}: {p.streams} connections for {p.duration_s} s")
-        rows.append(_measure(client, command, p, run_dir, server))
+        console.print(f"{client.name}: {p.streams} connections for {p.duration_s} s")
+        answered_at, start, cpu_rows = _run_client(client, command, p, run_dir, server)
+        if answered_at is None:
+            console.print(
+                f"[yellow]{client.name}: the app never counted {p.streams} checkouts (is its accounting "
+                "on? instrument=true): measured from spawn_s + 1, the server's catching up included[/]"
+            )
+        rows.append(_row(client, p, run_dir, start, answered_at, cpu_rows))
         _wait_idle(server, p)
 
 
@@ -249,16 +257,18 @@ class _Answered:
                 self.at = time.time()
 
 
-def _measure(client, command, p, run_dir, server):
-    cpu_path = os.path.join(run_dir, f"cpu-{client}.csv")
+def _run_client(client, command, p, run_dir, server):
+    """Run the client to its end, its and the server's CPU sampled: (when the server had answered
+    every stream, unix s, or None; when the client started; the CPU samples)."""
+    cpu_path = os.path.join(run_dir, f"cpu-{client.name}.csv")
     answered = _Answered(server, p.streams)
-    proc = procs.spawn(command, os.path.join(run_dir, f"{client}.log"), cwd=run_dir)
+    proc = procs.spawn(command, os.path.join(run_dir, f"{client.name}.log"), cwd=run_dir)
     start = time.time()
     try:
         with cpu.CpuSampler(cpu_path, {"client": proc.pid, "server": server.proc.pid}):
             while proc.poll() is None:
                 if time.time() - start > p.duration_s + p.spawn_s + 60:
-                    raise CellError(f"{client} still running {p.duration_s + p.spawn_s + 60} s after it started")
+                    raise CellError(f"{client.name} still running {p.duration_s + p.spawn_s + 60} s after it started")
                 answered.poll()
                 time.sleep(0.2)
             procs.wait_group_exit(proc.pid, timeout=10)
@@ -266,26 +276,17 @@ def _measure(client, command, p, run_dir, server):
         proc = None
     finally:
         procs.stop(proc, signal.SIGTERM, timeout=5)
-    return _row(client, p, run_dir, start, answered.at, cpu.read(run_dir, os.path.basename(cpu_path)))
+    return answered.at, start, cpu.read(run_dir, os.path.basename(cpu_path))
 
 
 def _row(client, p, run_dir, start, answered_at, cpu_rows):
     """The client's row, measured from a second after the server had answered every stream
-    (from spawn_s + 1 if it never did: measured_from_s says which)."""
-    if client == "locust":
-        (start, end), _ = test_window(run_dir, fallback=(start, time.time()))
-    else:
-        end = start + p.duration_s
+    (from spawn_s + 1 if it never did)."""
+    start, end = client.window(run_dir, p, start)
     begin = max(start + p.spawn_s, answered_at or 0) + 1
-    if client == "locust":
-        requests = cellfiles.read_requests(run_dir)
-        opened = capacity.open_streams(requests, begin, end)
-        closed = sum(1 for r in requests if r["request_type"] in ("STREAM", "ABORTED"))
-    else:
-        path = os.path.join(run_dir, "slowhttptest.csv")
-        opened, closed = _slowhttptest_connected(path, round(begin - start), p.duration_s)
+    opened, closed = client.connected(run_dir, start, begin, end)
     row = {
-        "client": client,
+        "client": client.name,
         "streams": p.streams,
         "streams_open": round(opened, 1),
         "streams_closed": closed,
@@ -302,13 +303,43 @@ def _row(client, p, run_dir, start, answered_at, cpu_rows):
     return row
 
 
-def _slowhttptest_connected(path, first_s, last_s):
-    """slowhttptest's connections open on average, from its per-second CSV, seconds first_s to
-    last_s, and how many had closed by then (ended, or failed)."""
-    rows = [r for r in cellfiles.read(path) if first_s <= int(r["Seconds"]) <= last_s]
+def _slowhttptest_connected(run_dir, start, begin, end):
+    """slowhttptest's connections open on average, from its per-second CSV, from `begin` to `end`
+    (unix s; its seconds count from `start`), and how many had closed by then (ended, or failed)."""
+    first_s, last_s = round(begin - start), round(end - start)
+    rows = [
+        r for r in cellfiles.read(os.path.join(run_dir, "slowhttptest.csv")) if first_s <= int(r["Seconds"]) <= last_s
+    ]
     if not rows:
         return 0.0, ""
     return sum(int(r["Connected"]) for r in rows) / len(rows), int(rows[-1]["Closed"])
+
+
+def _locust_connected(run_dir, start, begin, end):
+    """Our streams open on average from `begin` to `end`, from the request log, and how many had
+    ended (or been aborted) in the whole run."""
+    requests = cellfiles.read_requests(run_dir)
+    closed = sum(1 for r in requests if r["request_type"] in ("STREAM", "ABORTED"))
+    return capacity.open_streams(requests, begin, end), closed
+
+
+@dataclass(frozen=True)
+class Client:
+    """What differs between the two clients once they ran: the run's window from its own
+    records, and the connections it held open in a part of it."""
+
+    name: str
+    window: Callable  # (run_dir, p, when the harness started it) -> (start, end), unix s
+    connected: Callable  # (run_dir, start, begin, end) -> (open on average, closed)
+
+
+SLOWHTTPTEST = Client("slowhttptest", lambda run_dir, p, start: (start, start + p.duration_s), _slowhttptest_connected)
+# Locust's own window: its test starts once it has imported and parsed, a second or more later
+LOCUST = Client(
+    "locust",
+    lambda run_dir, p, start: test_window(run_dir, fallback=(start, time.time()))[0],
+    _locust_connected,
+)
 
 
 def _wait_idle(server, p, timeout=30):
