@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import psutil
@@ -16,6 +15,7 @@ from harness import ROOT
 from harness.results import cellfiles
 from harness.stack import procs
 from tests.conftest import SPEC
+from tests.support.waiting import wait_for
 
 
 def start(*args, env=None, log=None):
@@ -49,13 +49,6 @@ def running(proc, word):
         except psutil.Error:  # ended meanwhile
             continue
     return False
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def assert_all_gone(processes, timeout=5.0):

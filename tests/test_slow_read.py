@@ -13,6 +13,7 @@ from harness.results import cellfiles
 from harness.spec import matrix
 from harness.stack.metrics import read_metrics
 from tests.conftest import SPEC, app_server
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +96,12 @@ def _server_still_writing(server, tmp_path, recv_buffer_bytes):
     locust = subprocess.Popen([str(a) for a in command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # Locust's start takes seconds on a loaded machine: wait for the stream, not for a time
-        deadline = time.monotonic() + 30
-        while read_metrics(server.url)["pool_checkouts_total"] == before:
-            assert time.monotonic() < deadline and locust.poll() is None, "the slow client's stream never started"
-            time.sleep(0.05)
+        wait_for(
+            lambda: read_metrics(server.url)["pool_checkouts_total"] != before or locust.poll() is not None,
+            30,
+            "the slow client's stream",
+        )
+        assert locust.poll() is None, "the slow client ended before its stream started"
         time.sleep(1.5)
         return in_use(server)
     finally:

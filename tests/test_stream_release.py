@@ -18,6 +18,7 @@ from harness.stack.server import Server
 from stream_release import event_log
 from tests.conftest import SPEC, app_backends, app_server
 from tests.support.facts import PERSISTENT, POOLED, releases_on_a_server
+from tests.support.waiting import wait_for
 
 CHUNKS, CHUNK_BYTES, DELAY_MS = 3, 64, 700
 # the view's queries before it returns (the audit row, the aggregate, the page): a backend that
@@ -49,13 +50,6 @@ def server(request, database, tmp_path_factory):
         )
         s.accounting_dir = directory
         yield s
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def in_use(server):

@@ -20,20 +20,11 @@ import pytest
 from harness import ROOT
 from harness.stack import postgres
 from harness.stack.metrics import read_metrics
+from tests.support.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 STREAMS = 8
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +198,5 @@ def test_ctrl_c_stops_everything_it_started(ui):
     def alive():
         return [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
-    deadline = time.monotonic() + 10  # what it started may still be on its way out
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not alive(), 10, "what make ui started, gone")  # it may still be on its way out
     assert alive() == []
